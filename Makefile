@@ -1,0 +1,43 @@
+# Amphora — the two commands are `make demo` and `make test`; both install first.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+UV_VERSION := 0.13.9
+export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+# Ape keeps its data (compiler caches, accounts) inside the project.
+export APE_DATA_FOLDER ?= $(CURDIR)/.cache/ape
+
+.PHONY: install demo test bench lint lock clean
+
+install: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip sync --quiet --python $(VENV)/bin/python requirements.lock
+	$(VENV)/bin/uv pip install --quiet --python $(VENV)/bin/python --no-deps -e .
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+demo: install
+	ape run demo
+
+test: install
+	ape test $(PYTEST_ARGS)
+
+bench: install
+	ape run bench
+
+lint: install
+	ruff check amphora api scripts tests bench
+	mypy api amphora
+
+# Re-resolve the pinned environment after editing pyproject.toml.
+lock:
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf .build .cache .pytest_cache .hypothesis

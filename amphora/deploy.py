@@ -1,0 +1,129 @@
+"""Deploying and operating Amphora's contracts through Ape.
+
+``scripts/deploy.py`` and the operator scripts are thin click wrappers around
+these functions; the tests and the demo call them directly, so what is tested
+is what operators run.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from amphora import eip712
+from amphora.manifest import Manifest
+
+logger = logging.getLogger(__name__)
+
+#: Chains where Amphora may deploy its own local-only pieces and skip confirmation.
+LOCAL_CHAIN_IDS = frozenset({1337, 31337})
+
+
+@dataclass(frozen=True)
+class CertificateSettings:
+    name: str = "Amphora Wine Certificate"
+    symbol: str = "WINE"
+    base_uri: str = "http://127.0.0.1:8000/metadata/"
+    eip712_name: str = eip712.CERTIFICATE_DOMAIN_NAME
+    eip712_version: str = eip712.CERTIFICATE_DOMAIN_VERSION
+
+    def constructor_args(self) -> list[Any]:
+        return [self.name, self.symbol, self.base_uri, self.eip712_name, self.eip712_version]
+
+
+def _abi_json(contract_type: Any) -> list[dict[str, Any]]:
+    return [item.model_dump(mode="json", by_alias=True, exclude_none=True) for item in contract_type.abi]
+
+
+def _has_code(address: str) -> bool:
+    from ape import chain
+
+    return len(chain.provider.get_code(address)) > 0
+
+
+def deploy_or_reuse(manifest: Manifest, name: str, deployer: Any, args: list[Any]) -> Any:
+    """The contract the manifest records under ``name`` if it still has code on
+    this chain; otherwise a new deployment, recorded in the manifest."""
+    from ape import chain, project
+
+    container = getattr(project, name)
+    recorded = manifest.contracts.get(name)
+    if recorded and _has_code(recorded["address"]):
+        logger.info("%s: reusing %s from the manifest", name, recorded["address"])
+        return container.at(recorded["address"])
+    if recorded:
+        logger.warning("%s: %s in the manifest has no code on this chain; deploying anew",
+                       name, recorded["address"])
+    instance = deployer.deploy(container, *args)
+    receipt = chain.get_receipt(instance.txn_hash) if instance.txn_hash else None
+    manifest.contracts[name] = {
+        "address": instance.address,
+        "abi": _abi_json(container.contract_type),
+        "deploy_block": receipt.block_number if receipt else None,
+        "deploy_tx": instance.txn_hash,
+        "deployer": deployer.address,
+        "constructor_args": args,
+    }
+    logger.info("%s: deployed at %s", name, instance.address)
+    return instance
+
+
+def deploy_all(deployer: Any, *, directory: Path | None = None,
+               certificate: CertificateSettings | None = None) -> Manifest:
+    """Deploy (or reuse) every Amphora contract and write the manifest."""
+    from ape import chain
+
+    chain_id = chain.chain_id
+    manifest = Manifest.load_or_new(chain_id, directory)
+    manifest.network = chain.provider.network.choice
+    settings = certificate or CertificateSettings()
+    cert = deploy_or_reuse(manifest, "WineCertificate", deployer, settings.constructor_args())
+    record_roles(manifest, cert)
+    manifest.save()
+    return manifest
+
+
+def record_roles(manifest: Manifest, cert: Any) -> None:
+    """Refresh the manifest's roles from the chain (admin) and its own record."""
+    roles = manifest.roles
+    roles["admin"] = cert.owner()
+    pending = cert.pending_owner()
+    roles["pending_admin"] = pending if int(pending, 16) else None
+    for key in ("issuers", "custodians"):
+        roles.setdefault(key, {})
+
+
+def certificate(manifest: Manifest) -> Any:
+    from ape import project
+
+    return project.WineCertificate.at(manifest.address("WineCertificate"))
+
+
+def grant_issuer(manifest: Manifest, admin: Any, account: str, name: str) -> None:
+    cert = certificate(manifest)
+    cert.grant_issuer(account, name, sender=admin)
+    manifest.roles.setdefault("issuers", {})[str(account)] = name
+    manifest.save()
+
+
+def revoke_issuer(manifest: Manifest, admin: Any, account: str) -> None:
+    cert = certificate(manifest)
+    cert.revoke_issuer(account, sender=admin)
+    manifest.roles.setdefault("issuers", {}).pop(str(account), None)
+    manifest.save()
+
+
+def grant_custodian(manifest: Manifest, admin: Any, account: str, name: str) -> None:
+    cert = certificate(manifest)
+    cert.grant_custodian(account, name, sender=admin)
+    manifest.roles.setdefault("custodians", {})[str(account)] = name
+    manifest.save()
+
+
+def revoke_custodian(manifest: Manifest, admin: Any, account: str) -> None:
+    cert = certificate(manifest)
+    cert.revoke_custodian(account, sender=admin)
+    manifest.roles.setdefault("custodians", {}).pop(str(account), None)
+    manifest.save()

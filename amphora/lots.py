@@ -1,0 +1,211 @@
+"""Lot descriptions, bottle tag keys and the files an issuer hands to the tag printer.
+
+A lot is described in JSON (one object) or CSV (a header row and one data row)
+with the fields of :class:`LotDescription`. Issuing it produces, per bottle, the
+tag key to program into the bottle's tag, the tag's address (its commitment),
+the Merkle proof of that commitment, and the bottle's token id and verify URL.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import secrets
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+from eth_utils import keccak, to_checksum_address
+
+from amphora.merkle import TagTree
+
+SERIAL_BITS = 32
+MAX_BOTTLES_PER_LOT = 1_000_000
+REQUIRED = ("producer", "wine", "region", "bottle_count", "volume_ml", "bottling_date", "custodian")
+
+
+class LotFileError(ValueError):
+    """A lot description that cannot be issued; the message names the field."""
+
+
+def token_id(lot_id: int, serial: int) -> int:
+    return (lot_id << SERIAL_BITS) | serial
+
+
+def split_token_id(token: int) -> tuple[int, int]:
+    return token >> SERIAL_BITS, token & ((1 << SERIAL_BITS) - 1)
+
+
+def _to_unix(value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as err:
+        raise LotFileError(f"bottling_date: {text!r} is neither a unix time nor an ISO date") from err
+    if isinstance(parsed, datetime) and parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return int(parsed.timestamp())
+
+
+@dataclass
+class LotDescription:
+    producer: str
+    wine: str
+    region: str
+    bottle_count: int
+    volume_ml: int
+    bottling_date: int
+    custodian: str
+    vintage: int = 0
+    metadata_uri: str = ""
+    #: Addresses of existing tags (serial order). Empty: fresh keys are made.
+    tags: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any]) -> LotDescription:
+        missing = [k for k in REQUIRED if data.get(k) in (None, "")]
+        if missing:
+            raise LotFileError(f"missing field(s): {', '.join(missing)}")
+        known = set(REQUIRED) | {"vintage", "metadata_uri", "tags"}
+        try:
+            count = int(data["bottle_count"])
+            volume = int(data["volume_ml"])
+            vintage = int(data.get("vintage") or 0)
+        except (TypeError, ValueError) as err:
+            raise LotFileError(f"bottle_count, volume_ml and vintage must be whole numbers: {err}") from err
+        if not 1 <= count <= MAX_BOTTLES_PER_LOT:
+            raise LotFileError(f"bottle_count: {count} is not between 1 and {MAX_BOTTLES_PER_LOT}")
+        if not 1 <= volume < 2**32:
+            raise LotFileError(f"volume_ml: {volume} is out of range")
+        if not 0 <= vintage < 2**16:
+            raise LotFileError(f"vintage: {vintage} is out of range (0 for non-vintage)")
+        tags = data.get("tags") or []
+        if isinstance(tags, str):
+            tags = [t for t in tags.replace(";", " ").split() if t]
+        if tags and len(tags) != count:
+            raise LotFileError(f"tags: {len(tags)} given for {count} bottles")
+        try:
+            custodian = to_checksum_address(str(data["custodian"]))
+            tags = [to_checksum_address(t) for t in tags]
+        except ValueError as err:
+            raise LotFileError(f"not an address: {err}") from err
+        return cls(
+            producer=str(data["producer"]), wine=str(data["wine"]), region=str(data["region"]),
+            bottle_count=count, volume_ml=volume, bottling_date=_to_unix(data["bottling_date"]),
+            custodian=custodian, vintage=vintage, metadata_uri=str(data.get("metadata_uri") or ""),
+            tags=tags, extra={k: v for k, v in data.items() if k not in known},
+        )
+
+    @classmethod
+    def from_file(cls, path: Path) -> LotDescription:
+        path = Path(path)
+        text = path.read_text()
+        if path.suffix.lower() == ".csv":
+            rows = list(csv.DictReader(text.splitlines()))
+            if len(rows) != 1:
+                raise LotFileError(f"{path}: a lot CSV has a header row and exactly one data row")
+            return cls.from_mapping(dict(rows[0]))
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise LotFileError(f"{path}: not valid JSON: {err}") from err
+        if not isinstance(data, dict):
+            raise LotFileError(f"{path}: a lot JSON file holds one object")
+        return cls.from_mapping(data)
+
+    def metadata_document(self) -> dict[str, Any]:
+        """The lot's metadata document; its canonical JSON is hashed on chain."""
+        doc = {k: v for k, v in asdict(self).items() if k not in ("tags", "extra", "metadata_uri")}
+        doc["bottling_date_iso"] = date.fromtimestamp(self.bottling_date).isoformat()
+        doc.update(self.extra)
+        return doc
+
+
+def canonical_json(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def metadata_hash(doc: dict[str, Any]) -> bytes:
+    return keccak(canonical_json(doc))
+
+
+@dataclass
+class Bottle:
+    serial: int
+    tag_address: str
+    tag_private_key: str | None
+    proof: list[str]
+
+
+def make_tags(lot: LotDescription) -> tuple[TagTree, list[str | None]]:
+    """The lot's tag tree, and the private keys of freshly made tags (None for given tags)."""
+    if lot.tags:
+        return TagTree.build(lot.tags), [None] * len(lot.tags)
+    keys = [secrets.token_bytes(32) for _ in range(lot.bottle_count)]
+    addresses = [Account.from_key(k).address for k in keys]
+    return TagTree.build(addresses), ["0x" + k.hex() for k in keys]
+
+
+def bottles_of(tree: TagTree, keys: list[str | None]) -> list[Bottle]:
+    return [
+        Bottle(serial=i + 1, tag_address=tree.tags[i], tag_private_key=keys[i],
+               proof=["0x" + p.hex() for p in tree.proof(i + 1)])
+        for i in range(len(tree.tags))
+    ]
+
+
+def write_bottles(path: Path, lot_id: int, bottles: list[Bottle], verify_base_url: str) -> Path:
+    """Write the per-bottle file for the tag printer (private keys: mode 0600)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for b in bottles:
+        tid = token_id(lot_id, b.serial)
+        rows.append({
+            "serial": b.serial, "token_id": str(tid), "tag_address": b.tag_address,
+            "tag_private_key": b.tag_private_key or "", "proof": b.proof,
+            "verify_url": f"{verify_base_url.rstrip('/')}/verify/{tid}",
+        })
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        if path.suffix.lower() == ".csv":
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({**row, "proof": ";".join(row["proof"])})
+        else:
+            json.dump({"lot_id": lot_id, "bottles": rows}, fh, indent=1)
+    return path
+
+
+@dataclass
+class IssuedLot:
+    lot_id: int
+    tx_hash: str
+    gas_used: int
+    tree: TagTree
+    bottles: list[Bottle]
+    metadata: dict[str, Any]
+
+
+def issue(cert: Any, issuer: Any, lot: LotDescription) -> IssuedLot:
+    """Issue ``lot`` on ``cert`` from ``issuer`` (an Ape account)."""
+    tree, keys = make_tags(lot)
+    doc = lot.metadata_document()
+    receipt = cert.issue_lot(
+        lot.custodian, lot.bottle_count, lot.vintage, lot.volume_ml, lot.bottling_date,
+        metadata_hash(doc), tree.root, lot.producer, lot.wine, lot.region, lot.metadata_uri,
+        sender=issuer,
+    )
+    events = list(receipt.decode_logs(cert.LotIssued))
+    lot_id = int(events[0].lot_id)
+    return IssuedLot(lot_id=lot_id, tx_hash=receipt.txn_hash, gas_used=receipt.gas_used, tree=tree,
+                     bottles=bottles_of(tree, keys), metadata=doc)

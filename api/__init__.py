@@ -1,0 +1,1 @@
+"""Amphora's Python side: the HTTP API and the helpers scripts and tests share."""

@@ -1,0 +1,987 @@
+# pragma version 0.4.3
+# pragma nonreentrancy on
+# pragma evm-version prague
+"""
+@title Amphora Wine Certificate
+@custom:contract-name WineCertificate
+@license GNU Affero General Public License v3.0 only
+@notice One ERC-721 certificate per physical bottle of wine. A winery
+        (issuer) issues a whole production lot in one transaction; every
+        bottle of the lot is a token whose id encodes the lot and the
+        bottle's serial number. Consumers verify a certificate with
+        `certificate` and check a bottle's tag with `verify_tag`; holders
+        transfer directly or by an EIP-712 signature that anyone (the
+        Amphora relayer) may submit, so the holder needs no gas.
+@dev Storage layout, chosen for gas:
+     - A lot is four packed words. Nothing is stored per bottle at
+       issuance, so issuing 1 or 10,000 bottles costs the same; one
+       ERC-2309 `ConsecutiveTransfer` event announces the range.
+     - A bottle gets one word of its own (owner, state, approval epoch)
+       the first time it changes hands or state. Until then its owner is
+       its lot's issuer and its state is `active`.
+     - An account's balance and its signature nonce share one word, so
+       the nonce of a signed transfer is written together with the
+       balance the transfer changes anyway.
+     - An approval is stamped with the token's epoch; every transfer bumps
+       the epoch, which clears the approval without touching its slot.
+     The descriptive text of a lot (producer, wine, appellation, metadata
+     URI) is emitted in `LotIssued` and committed to by the stored
+     `metadata_hash`; only fixed-size facts are stored.
+@custom:security Emergency: the admin calls `pause`, which stops issuance
+                 and every transfer (direct or signed). No function lets
+                 anyone, the admin included, move a token they do not own
+                 or are not approved for, paused or not. Flagging a
+                 certificate lost or stolen stays possible while paused.
+"""
+
+
+from ethereum.ercs import IERC165
+implements: IERC165
+
+# @dev Not `implements: IERC721`: Vyper's built-in interface declares the
+# transfer functions `payable`, and ERC-721 lets an implementation make them
+# non-payable. Ether sent with a transfer would be stranded here, so the
+# ERC-721 functions are non-payable; the conformance suite checks the ABI.
+
+
+from snekmate.auth import ownable
+initializes: ownable
+
+from snekmate.auth import ownable_2step
+initializes: ownable_2step[ownable := ownable]
+
+from snekmate.utils import pausable
+initializes: pausable
+
+from snekmate.utils import eip712_domain_separator
+initializes: eip712_domain_separator
+
+from snekmate.utils import signature_checker
+from snekmate.utils import merkle_proof_verification
+
+
+# @dev `renounce_ownership` is left out on purpose: a certificate registry
+# without an admin could never be paused again nor register a new winery.
+exports: (
+    ownable.owner,
+    ownable_2step.pending_owner,
+    ownable_2step.transfer_ownership,
+    ownable_2step.accept_ownership,
+    pausable.paused,
+    eip712_domain_separator.eip712Domain,
+)
+
+
+interface IERC721Receiver:
+    def onERC721Received(
+        _operator: address, _from: address, _tokenId: uint256, _data: Bytes[1_024]
+    ) -> bytes4: nonpayable
+
+
+# @dev Lifecycle states. `ACTIVE` is zero so that an untouched bottle,
+# which has no storage of its own, reads as active.
+ACTIVE: public(constant(uint8)) = 0
+GIFT_PENDING: public(constant(uint8)) = 1
+PLEDGED: public(constant(uint8)) = 2
+REDEMPTION_REQUESTED: public(constant(uint8)) = 3
+REDEEMED: public(constant(uint8)) = 4
+FLAGGED: public(constant(uint8)) = 5
+
+# @dev A token id is `lot_id << SERIAL_BITS | serial`, serials from 1.
+SERIAL_BITS: public(constant(uint256)) = 32
+_SERIAL_MASK: constant(uint256) = (1 << SERIAL_BITS) - 1
+MAX_BOTTLES_PER_LOT: public(constant(uint256)) = 1_000_000
+# @dev Lot ids fit in 64 bits so that a lot's token ids fit in 96.
+_MAX_LOT_ID: constant(uint256) = (1 << 64) - 1
+
+_ADDRESS_MASK: constant(uint256) = (1 << 160) - 1
+_U32: constant(uint256) = (1 << 32) - 1
+_U16: constant(uint256) = (1 << 16) - 1
+_U48: constant(uint256) = (1 << 48) - 1
+_U88: constant(uint256) = (1 << 88) - 1
+_U128: constant(uint256) = (1 << 128) - 1
+
+# @dev Maximum depth of a tag Merkle proof (trees of up to 2**32 leaves).
+MAX_PROOF_DEPTH: constant(uint256) = 32
+
+TRANSFER_TYPEHASH: public(constant(bytes32)) = keccak256(
+    "Transfer(address from,address to,uint256 tokenId,uint256 nonce,uint256 deadline)"
+)
+
+_ERC721_RECEIVED: constant(bytes4) = method_id(
+    "onERC721Received(address,address,uint256,bytes)", output_type=bytes4
+)
+
+_SUPPORTED_INTERFACES: constant(bytes4[5]) = [
+    0x01FFC9A7,  # ERC-165
+    0x80AC58CD,  # ERC-721
+    0x5B5E139F,  # ERC-721 metadata
+    0xB45A3C0E,  # ERC-5192 minimal soulbound (`locked`)
+    0x49064906,  # ERC-4906 metadata update
+]
+
+
+struct Lot:
+    lot_id: uint256
+    issuer: address
+    custodian: address
+    bottle_count: uint256
+    vintage: uint256
+    volume_ml: uint256
+    bottling_date: uint256
+    issued_at: uint256
+    metadata_hash: bytes32
+    tag_root: bytes32
+    first_token_id: uint256
+    last_token_id: uint256
+
+
+struct Certificate:
+    exists: bool
+    token_id: uint256
+    lot_id: uint256
+    serial: uint256
+    owner: address
+    state: uint8
+    locked: bool
+    issuer: address
+    issuer_name: String[64]
+    issuer_active: bool
+    custodian: address
+    custodian_name: String[64]
+    custodian_active: bool
+    bottle_count: uint256
+    vintage: uint256
+    volume_ml: uint256
+    bottling_date: uint256
+    issued_at: uint256
+    metadata_hash: bytes32
+    tag_root: bytes32
+
+
+event Transfer:
+    sender: indexed(address)
+    receiver: indexed(address)
+    token_id: indexed(uint256)
+
+
+event Approval:
+    owner: indexed(address)
+    approved: indexed(address)
+    token_id: indexed(uint256)
+
+
+event ApprovalForAll:
+    owner: indexed(address)
+    operator: indexed(address)
+    approved: bool
+
+
+# @dev ERC-2309: a range of tokens created (or moved) in one event.
+event ConsecutiveTransfer:
+    fromTokenId: indexed(uint256)
+    toTokenId: uint256
+    fromAddress: indexed(address)
+    toAddress: indexed(address)
+
+
+# @dev ERC-5192.
+event Locked:
+    tokenId: uint256
+
+
+event Unlocked:
+    tokenId: uint256
+
+
+# @dev ERC-4906.
+event BatchMetadataUpdate:
+    _fromTokenId: uint256
+    _toTokenId: uint256
+
+
+event LotIssued:
+    lot_id: indexed(uint256)
+    issuer: indexed(address)
+    custodian: indexed(address)
+    first_token_id: uint256
+    bottle_count: uint256
+    vintage: uint256
+    volume_ml: uint256
+    bottling_date: uint256
+    metadata_hash: bytes32
+    tag_root: bytes32
+    producer: String[64]
+    wine: String[96]
+    region: String[96]
+    metadata_uri: String[256]
+
+
+event IssuerGranted:
+    account: indexed(address)
+    name: String[64]
+
+
+event IssuerRevoked:
+    account: indexed(address)
+
+
+event CustodianGranted:
+    account: indexed(address)
+    name: String[64]
+
+
+event CustodianRevoked:
+    account: indexed(address)
+
+
+event CertificateFlagged:
+    token_id: indexed(uint256)
+    by: indexed(address)
+    reason_hash: bytes32
+
+
+event FlagCleared:
+    token_id: indexed(uint256)
+    by: indexed(address)
+
+
+event BaseURIUpdated:
+    base_uri: String[256]
+
+
+# @notice Whether an account may issue lots (a registered winery).
+is_issuer: public(HashMap[address, bool])
+# @notice Whether an account may hold lots in custody (a cellar).
+is_custodian: public(HashMap[address, bool])
+# @notice The name the admin registered for an issuer or custodian.
+party_name: public(HashMap[address, String[64]])
+
+_NAME: immutable(String[64])
+_SYMBOL: immutable(String[16])
+_base_uri: String[256]
+
+# @dev lot_id => issuer | bottle_count << 160 | vintage << 192 | volume_ml << 208
+_lot_a: HashMap[uint256, uint256]
+# @dev lot_id => custodian | bottling_date << 160 | issued_at << 208
+_lot_b: HashMap[uint256, uint256]
+_lot_metadata_hash: HashMap[uint256, bytes32]
+_lot_tag_root: HashMap[uint256, bytes32]
+# @dev lot_count | total_supply << 128
+_counts: uint256
+# @dev token_id => owner | state << 160 | epoch << 168; zero until touched.
+_tokens: HashMap[uint256, uint256]
+# @dev token_id => approved | epoch << 160
+_approvals: HashMap[uint256, uint256]
+# @dev account => balance | nonce << 128
+_accounts: HashMap[address, uint256]
+# @notice Whether `operator` may move every token of `owner`.
+isApprovedForAll: public(HashMap[address, HashMap[address, bool]])
+
+
+@deploy
+def __init__(name_: String[64], symbol_: String[16], base_uri_: String[256], eip712_name_: String[50], eip712_version_: String[20]):
+    """
+    @notice The deployer becomes the admin.
+    @param name_ The ERC-721 collection name.
+    @param symbol_ The ERC-721 symbol.
+    @param base_uri_ Prefix of every `tokenURI`; the token id is appended.
+    @param eip712_name_ The EIP-712 domain name signatures are bound to.
+    @param eip712_version_ The EIP-712 domain version.
+    """
+    ownable.__init__()
+    ownable_2step.__init__()
+    pausable.__init__()
+    eip712_domain_separator.__init__(eip712_name_, eip712_version_)
+    _NAME = name_
+    _SYMBOL = symbol_
+    self._base_uri = base_uri_
+
+
+# ---------------------------------------------------------------- ERC-165
+
+
+@external
+@view
+@reentrant
+def supportsInterface(interface_id: bytes4) -> bool:
+    """
+    @notice ERC-165: ERC-165, ERC-721, ERC-721 metadata, ERC-5192, ERC-4906.
+    """
+    return interface_id in _SUPPORTED_INTERFACES
+
+
+# ------------------------------------------------------- ERC-721 metadata
+
+
+@external
+@view
+@reentrant
+def name() -> String[64]:
+    return _NAME
+
+
+@external
+@view
+@reentrant
+def symbol() -> String[16]:
+    return _SYMBOL
+
+
+@external
+@view
+@reentrant
+def tokenURI(token_id: uint256) -> String[334]:
+    """
+    @notice The metadata URI of a certificate: the base URI followed by
+            the decimal token id. Reverts for a token that does not exist.
+    """
+    self._owner_of(token_id)
+    return concat(self._base_uri, uint2str(token_id))
+
+
+@external
+@view
+@reentrant
+def baseURI() -> String[256]:
+    return self._base_uri
+
+
+@external
+def set_base_uri(base_uri: String[256]):
+    """
+    @notice Admin: change the prefix of every token URI.
+    @dev Emits ERC-4906 `BatchMetadataUpdate` over all token ids.
+    """
+    ownable._check_owner()
+    self._base_uri = base_uri
+    log BaseURIUpdated(base_uri=base_uri)
+    log BatchMetadataUpdate(_fromTokenId=0, _toTokenId=max_value(uint256))
+
+
+# ----------------------------------------------------------------- ERC-721
+
+
+@external
+@view
+@reentrant
+def balanceOf(_owner: address) -> uint256:
+    """
+    @notice The number of certificates `_owner` holds, issued stock included.
+    """
+    assert _owner != empty(address), "certificate: balance query for the zero address"
+    return self._accounts[_owner] & _U128
+
+
+@external
+@view
+@reentrant
+def ownerOf(_tokenId: uint256) -> address:
+    """
+    @notice The holder of a certificate. Reverts if it does not exist.
+    """
+    return self._owner_of(_tokenId)[0]
+
+
+@external
+@view
+@reentrant
+def getApproved(_tokenId: uint256) -> address:
+    """
+    @notice The one address approved to move this certificate, if any.
+    """
+    word: uint256 = self._owner_of(_tokenId)[1]
+    return self._approved(_tokenId, word)
+
+
+@external
+def approve(_approved: address, _tokenId: uint256):
+    """
+    @notice Approve one address to move a certificate (zero clears).
+    @dev Only the owner or one of its operators may approve.
+    """
+    owner: address = empty(address)
+    word: uint256 = empty(uint256)
+    owner, word = self._owner_of(_tokenId)
+    assert _approved != owner, "certificate: approval to current owner"
+    assert msg.sender == owner or self.isApprovedForAll[owner][msg.sender], (
+        "certificate: caller is not token owner or approved for all"
+    )
+    self._approvals[_tokenId] = convert(_approved, uint256) | ((word >> 168) << 160)
+    log Approval(owner=owner, approved=_approved, token_id=_tokenId)
+
+
+@external
+def setApprovalForAll(_operator: address, _approved: bool):
+    """
+    @notice Let `_operator` move every certificate of the caller, or stop it.
+    """
+    assert _operator != msg.sender, "certificate: approve to caller"
+    assert _operator != empty(address), "certificate: operator is the zero address"
+    self.isApprovedForAll[msg.sender][_operator] = _approved
+    log ApprovalForAll(owner=msg.sender, operator=_operator, approved=_approved)
+
+
+@external
+def transferFrom(_from: address, _to: address, _tokenId: uint256):
+    """
+    @notice Move a certificate. The caller must be the owner, approved
+            for the token, or an operator of the owner. No receiver check:
+            prefer `safeTransferFrom` when `_to` may be a contract.
+    """
+    self._transfer(_from, _to, _tokenId, msg.sender)
+
+
+@external
+def safeTransferFrom(_from: address, _to: address, _tokenId: uint256, _data: Bytes[1_024] = b""):
+    """
+    @notice Move a certificate; if `_to` is a contract it must accept it
+            through `onERC721Received`, or the transfer reverts.
+    """
+    self._transfer(_from, _to, _tokenId, msg.sender)
+    self._check_receiver(msg.sender, _from, _to, _tokenId, _data)
+
+
+# ----------------------------------------------------------------- ERC-5192
+
+
+@external
+@view
+@reentrant
+def locked(tokenId: uint256) -> bool:
+    """
+    @notice ERC-5192: whether the certificate cannot move now (gift
+            pending, pledged, redemption requested, or flagged).
+    """
+    word: uint256 = self._owner_of(tokenId)[1]
+    return self._state(word) != ACTIVE
+
+
+@external
+@view
+@reentrant
+def state_of(token_id: uint256) -> uint8:
+    """
+    @notice The lifecycle state of a certificate (see the state constants).
+            A redeemed certificate answers `REDEEMED`.
+    """
+    word: uint256 = self._tokens[token_id]
+    if word == 0:
+        self._owner_of(token_id)
+        return ACTIVE
+    return self._state(word)
+
+
+# ----------------------------------------------------------- signed transfer
+
+
+@external
+@view
+@reentrant
+def nonces(owner: address) -> uint256:
+    """
+    @notice The nonce the next signed transfer of `owner` must carry.
+    """
+    return self._accounts[owner] >> 128
+
+
+@external
+@view
+@reentrant
+def DOMAIN_SEPARATOR() -> bytes32:
+    """
+    @notice The EIP-712 domain separator for the current chain.
+    """
+    return eip712_domain_separator._domain_separator_v4()
+
+
+@external
+def transfer_with_signature(
+    _from: address, _to: address, token_id: uint256, nonce: uint256, deadline: uint256, signature: Bytes[65]
+):
+    """
+    @notice Move a certificate on the holder's EIP-712 signature. Anyone
+            may submit it (the relayer pays the gas); the holder stays the
+            actor: the `Transfer` event names the holder as sender.
+    @dev The typed message is `Transfer(address from,address to,uint256
+         tokenId,uint256 nonce,uint256 deadline)` in this contract's domain
+         (which binds the chain id and this address, so the signature does
+         not replay on another chain or on a fork with a new chain id).
+         Nonces are sequential per holder and consumed on use. EOAs sign
+         with ECDSA (high-s rejected); contract holders answer ERC-1271.
+         A contract recipient must accept the token as in
+         `safeTransferFrom`, so a relayed transfer cannot strand it.
+    """
+    assert block.timestamp <= deadline, "certificate: signature expired"
+    assert _from != empty(address), "certificate: signer is the zero address"
+    account: uint256 = self._accounts[_from]
+    assert nonce == account >> 128, "certificate: invalid nonce"
+    digest: bytes32 = eip712_domain_separator._hash_typed_data_v4(
+        keccak256(abi_encode(TRANSFER_TYPEHASH, _from, _to, token_id, nonce, deadline))
+    )
+    assert signature_checker._is_valid_signature_now(_from, digest, signature), (
+        "certificate: invalid signature"
+    )
+    # The nonce is consumed in the same word as the balance change below.
+    self._accounts[_from] = account + (1 << 128)
+    self._transfer(_from, _to, token_id, _from)
+    self._check_receiver(_from, _from, _to, token_id, b"")
+
+
+# --------------------------------------------------------------- issuance
+
+
+@external
+def issue_lot(
+    custodian: address,
+    bottle_count: uint256,
+    vintage: uint256,
+    volume_ml: uint256,
+    bottling_date: uint256,
+    metadata_hash: bytes32,
+    tag_root: bytes32,
+    producer: String[64],
+    wine: String[96],
+    region: String[96],
+    metadata_uri: String[256],
+) -> uint256:
+    """
+    @notice Issuer: issue a production lot of `bottle_count` bottles, one
+            certificate each, all owned by the issuer until sold. The cost
+            does not depend on `bottle_count`.
+    @param custodian The registered custodian holding the bottles.
+    @param bottle_count Bottles in the lot, 1 to `MAX_BOTTLES_PER_LOT`.
+    @param vintage Harvest year, or 0 for a non-vintage wine.
+    @param volume_ml Bottle volume in millilitres.
+    @param bottling_date Unix time of bottling.
+    @param metadata_hash keccak256 of the lot's metadata document.
+    @param tag_root Merkle root of the bottles' tag commitments; a leaf is
+           keccak256(keccak256(abi.encode(uint256 serial, address tag))).
+    @param producer Producer name, emitted in `LotIssued`.
+    @param wine Wine name, emitted in `LotIssued`.
+    @param region Region or appellation, emitted in `LotIssued`.
+    @param metadata_uri Where the metadata document lives.
+    @return uint256 The new lot id.
+    """
+    pausable._require_not_paused()
+    assert self.is_issuer[msg.sender], "certificate: caller is not an issuer"
+    assert self.is_custodian[custodian], "certificate: custodian is not registered"
+    assert bottle_count != 0, "certificate: lot has no bottles"
+    assert bottle_count <= MAX_BOTTLES_PER_LOT, "certificate: lot exceeds MAX_BOTTLES_PER_LOT"
+    assert vintage <= _U16, "certificate: vintage out of range"
+    assert volume_ml != 0 and volume_ml <= _U32, "certificate: volume out of range"
+    assert bottling_date <= _U48, "certificate: bottling date out of range"
+    assert tag_root != empty(bytes32), "certificate: tag root is empty"
+
+    counts: uint256 = self._counts
+    lot_id: uint256 = (counts & _U128) + 1
+    assert lot_id <= _MAX_LOT_ID, "certificate: lot ids exhausted"
+    self._counts = counts + 1 + (bottle_count << 128)
+
+    self._lot_a[lot_id] = (
+        convert(msg.sender, uint256) | (bottle_count << 160) | (vintage << 192) | (volume_ml << 208)
+    )
+    self._lot_b[lot_id] = (
+        convert(custodian, uint256) | (bottling_date << 160) | (block.timestamp << 208)
+    )
+    self._lot_metadata_hash[lot_id] = metadata_hash
+    self._lot_tag_root[lot_id] = tag_root
+    self._accounts[msg.sender] += bottle_count
+
+    first: uint256 = (lot_id << SERIAL_BITS) | 1
+    log ConsecutiveTransfer(
+        fromTokenId=first,
+        toTokenId=first + bottle_count - 1,
+        fromAddress=empty(address),
+        toAddress=msg.sender,
+    )
+    log LotIssued(
+        lot_id=lot_id,
+        issuer=msg.sender,
+        custodian=custodian,
+        first_token_id=first,
+        bottle_count=bottle_count,
+        vintage=vintage,
+        volume_ml=volume_ml,
+        bottling_date=bottling_date,
+        metadata_hash=metadata_hash,
+        tag_root=tag_root,
+        producer=producer,
+        wine=wine,
+        region=region,
+        metadata_uri=metadata_uri,
+    )
+    return lot_id
+
+
+@external
+@view
+@reentrant
+def lot_count() -> uint256:
+    """
+    @notice How many lots have been issued; lot ids run from 1 to this.
+    """
+    return self._counts & _U128
+
+
+@external
+@view
+@reentrant
+def totalSupply() -> uint256:
+    """
+    @notice Certificates in existence (issued and not redeemed).
+    """
+    return self._counts >> 128
+
+
+@external
+@pure
+@reentrant
+def token_id_of(lot_id: uint256, serial: uint256) -> uint256:
+    """
+    @notice The token id of bottle `serial` (from 1) of lot `lot_id`.
+    """
+    assert serial != 0 and serial <= _SERIAL_MASK, "certificate: serial out of range"
+    assert lot_id <= _MAX_LOT_ID, "certificate: lot id out of range"
+    return (lot_id << SERIAL_BITS) | serial
+
+
+@external
+@view
+@reentrant
+def lot(lot_id: uint256) -> Lot:
+    """
+    @notice Everything stored about a lot. Reverts if it does not exist.
+    """
+    return self._lot(lot_id)
+
+
+# ----------------------------------------------------------- verification
+
+
+@external
+@view
+@reentrant
+def certificate(token_id: uint256) -> Certificate:
+    """
+    @notice Everything a verifier needs about one certificate in one call:
+            whether it exists, its owner and lifecycle state, its lot's
+            facts, and who issued it and holds the bottle (with the names
+            the admin registered and whether those roles are still held).
+            Never reverts: a token that was never issued answers
+            `exists = False` with the other fields empty.
+    """
+    result: Certificate = empty(Certificate)
+    result.token_id = token_id
+    lot_id: uint256 = token_id >> SERIAL_BITS
+    serial: uint256 = token_id & _SERIAL_MASK
+    a: uint256 = self._lot_a[lot_id]
+    if a == 0 or serial == 0 or serial > (a >> 160) & _U32:
+        return result
+    word: uint256 = self._tokens[token_id]
+    l: Lot = self._lot(lot_id)
+    result.lot_id = lot_id
+    result.serial = serial
+    result.state = self._state(word)
+    if word == 0:
+        result.owner = l.issuer
+    else:
+        result.owner = convert(word & _ADDRESS_MASK, address)
+    result.exists = result.state != REDEEMED
+    result.locked = result.state != ACTIVE
+    result.issuer = l.issuer
+    result.issuer_name = self.party_name[l.issuer]
+    result.issuer_active = self.is_issuer[l.issuer]
+    result.custodian = l.custodian
+    result.custodian_name = self.party_name[l.custodian]
+    result.custodian_active = self.is_custodian[l.custodian]
+    result.bottle_count = l.bottle_count
+    result.vintage = l.vintage
+    result.volume_ml = l.volume_ml
+    result.bottling_date = l.bottling_date
+    result.issued_at = l.issued_at
+    result.metadata_hash = l.metadata_hash
+    result.tag_root = l.tag_root
+    return result
+
+
+@external
+@view
+@reentrant
+def verify_tag(token_id: uint256, tag: address, proof: DynArray[bytes32, MAX_PROOF_DEPTH]) -> bool:
+    """
+    @notice Whether `tag` is the tag commitment of this bottle: the address
+            of the key held by the bottle's physical tag, proven against the
+            lot's Merkle root. False for a token that does not exist.
+    @dev Leaf = keccak256(keccak256(abi.encode(uint256 serial, address tag)));
+         the double hash keeps a leaf from ever equalling an inner node.
+    """
+    lot_id: uint256 = token_id >> SERIAL_BITS
+    serial: uint256 = token_id & _SERIAL_MASK
+    a: uint256 = self._lot_a[lot_id]
+    if a == 0 or serial == 0 or serial > (a >> 160) & _U32:
+        return False
+    leaf: bytes32 = keccak256(abi_encode(keccak256(abi_encode(serial, tag))))
+    return merkle_proof_verification._verify(proof, self._lot_tag_root[lot_id], leaf)
+
+
+# ------------------------------------------------------------------ flags
+
+
+@external
+def flag(token_id: uint256, reason_hash: bytes32):
+    """
+    @notice Report a certificate lost or stolen: its holder or its lot's
+            issuer may. The certificate locks (ERC-5192) until the issuer
+            clears the flag. Allowed while paused.
+    @param reason_hash keccak256 of the report (police reference, notes).
+    """
+    owner: address = empty(address)
+    word: uint256 = empty(uint256)
+    owner, word = self._owner_of(token_id)
+    assert msg.sender == owner or msg.sender == self._lot_issuer(token_id), (
+        "certificate: caller is not the holder or the issuer"
+    )
+    self._require_state(word, ACTIVE)
+    self._set_state(token_id, owner, word, FLAGGED)
+    log CertificateFlagged(token_id=token_id, by=msg.sender, reason_hash=reason_hash)
+
+
+@external
+def clear_flag(token_id: uint256):
+    """
+    @notice Issuer: clear a lost or stolen flag after its own checks; the
+            certificate unlocks.
+    """
+    owner: address = empty(address)
+    word: uint256 = empty(uint256)
+    owner, word = self._owner_of(token_id)
+    assert msg.sender == self._lot_issuer(token_id), "certificate: caller is not the issuer"
+    assert self._state(word) == FLAGGED, "certificate: token is not flagged"
+    self._set_state(token_id, owner, word, ACTIVE)
+    log FlagCleared(token_id=token_id, by=msg.sender)
+
+
+# ------------------------------------------------------------------ roles
+
+
+@external
+def grant_issuer(account: address, name: String[64]):
+    """
+    @notice Admin: register a winery that may issue lots, under `name`.
+    """
+    ownable._check_owner()
+    assert account != empty(address), "certificate: account is the zero address"
+    assert len(name) != 0, "certificate: name is empty"
+    self.is_issuer[account] = True
+    self.party_name[account] = name
+    log IssuerGranted(account=account, name=name)
+
+
+@external
+def revoke_issuer(account: address):
+    """
+    @notice Admin: stop an issuer from issuing new lots. Its certificates
+            stay valid; `certificate` reports `issuer_active = False`.
+    """
+    ownable._check_owner()
+    assert self.is_issuer[account], "certificate: account is not an issuer"
+    self.is_issuer[account] = False
+    log IssuerRevoked(account=account)
+
+
+@external
+def grant_custodian(account: address, name: String[64]):
+    """
+    @notice Admin: register a cellar or warehouse that may hold lots.
+    """
+    ownable._check_owner()
+    assert account != empty(address), "certificate: account is the zero address"
+    assert len(name) != 0, "certificate: name is empty"
+    self.is_custodian[account] = True
+    self.party_name[account] = name
+    log CustodianGranted(account=account, name=name)
+
+
+@external
+def revoke_custodian(account: address):
+    """
+    @notice Admin: stop a custodian from taking new lots.
+    """
+    ownable._check_owner()
+    assert self.is_custodian[account], "certificate: account is not a custodian"
+    self.is_custodian[account] = False
+    log CustodianRevoked(account=account)
+
+
+@external
+def pause():
+    """
+    @notice Admin: stop issuance and all transfers in an emergency.
+    """
+    ownable._check_owner()
+    pausable._pause()
+
+
+@external
+def unpause():
+    """
+    @notice Admin: resume issuance and transfers.
+    """
+    ownable._check_owner()
+    pausable._unpause()
+
+
+# --------------------------------------------------------------- internals
+
+
+@internal
+@view
+def _owner_of(token_id: uint256) -> (address, uint256):
+    """
+    @dev The owner and the token word of an existing token; reverts if
+         the token was never issued or has been redeemed. An untouched
+         token has word zero and belongs to its lot's issuer.
+    """
+    word: uint256 = self._tokens[token_id]
+    if word == 0:
+        a: uint256 = self._lot_a[token_id >> SERIAL_BITS]
+        serial: uint256 = token_id & _SERIAL_MASK
+        assert a != 0 and serial != 0 and serial <= (a >> 160) & _U32, "certificate: token does not exist"
+        return convert(a & _ADDRESS_MASK, address), 0
+    owner: address = convert(word & _ADDRESS_MASK, address)
+    assert owner != empty(address), "certificate: token does not exist"
+    return owner, word
+
+
+@internal
+@pure
+def _state(word: uint256) -> uint8:
+    return convert((word >> 160) & 255, uint8)
+
+
+@internal
+@view
+def _approved(token_id: uint256, word: uint256) -> address:
+    """
+    @dev The approval counts only if it carries the token's current epoch.
+    """
+    approval: uint256 = self._approvals[token_id]
+    if approval >> 160 != word >> 168:
+        return empty(address)
+    return convert(approval & _ADDRESS_MASK, address)
+
+
+@internal
+@pure
+def _require_state(word: uint256, expected: uint8):
+    """
+    @dev Reverts with a message that names the current state.
+    """
+    state: uint8 = self._state(word)
+    if state == expected:
+        return
+    if state == ACTIVE:
+        raise "certificate: token is active"
+    if state == GIFT_PENDING:
+        raise "certificate: token is gift pending"
+    if state == PLEDGED:
+        raise "certificate: token is pledged"
+    if state == REDEMPTION_REQUESTED:
+        raise "certificate: token is redemption requested"
+    if state == FLAGGED:
+        raise "certificate: token is flagged"
+    raise "certificate: token is in an unknown state"
+
+
+@internal
+def _set_state(token_id: uint256, owner: address, word: uint256, new_state: uint8):
+    """
+    @dev The one place a certificate changes lifecycle state. Emits the
+         ERC-5192 `Locked` or `Unlocked` event when lockedness changes.
+         Keeps the owner and the approval epoch.
+    """
+    old_state: uint8 = self._state(word)
+    self._tokens[token_id] = (
+        convert(owner, uint256) | (convert(new_state, uint256) << 160) | ((word >> 168) << 168)
+    )
+    if old_state == ACTIVE and new_state != ACTIVE:
+        log Locked(tokenId=token_id)
+    elif old_state != ACTIVE and new_state == ACTIVE:
+        log Unlocked(tokenId=token_id)
+
+
+@internal
+@view
+def _lot_issuer(token_id: uint256) -> address:
+    return convert(self._lot_a[token_id >> SERIAL_BITS] & _ADDRESS_MASK, address)
+
+
+@internal
+@view
+def _lot(lot_id: uint256) -> Lot:
+    a: uint256 = self._lot_a[lot_id]
+    assert a != 0, "certificate: lot does not exist"
+    b: uint256 = self._lot_b[lot_id]
+    count: uint256 = (a >> 160) & _U32
+    return Lot(
+        lot_id=lot_id,
+        issuer=convert(a & _ADDRESS_MASK, address),
+        custodian=convert(b & _ADDRESS_MASK, address),
+        bottle_count=count,
+        vintage=(a >> 192) & _U16,
+        volume_ml=(a >> 208) & _U32,
+        bottling_date=(b >> 160) & _U48,
+        issued_at=b >> 208,
+        metadata_hash=self._lot_metadata_hash[lot_id],
+        tag_root=self._lot_tag_root[lot_id],
+        first_token_id=(lot_id << SERIAL_BITS) | 1,
+        last_token_id=(lot_id << SERIAL_BITS) | count,
+    )
+
+
+@internal
+def _transfer(_from: address, _to: address, token_id: uint256, spender: address):
+    """
+    @dev Moves an active token after checking the spender's authority.
+         Bumps the token's epoch, which voids any single-token approval.
+    """
+    pausable._require_not_paused()
+    assert _to != empty(address), "certificate: transfer to the zero address"
+    owner: address = empty(address)
+    word: uint256 = empty(uint256)
+    owner, word = self._owner_of(token_id)
+    assert owner == _from, "certificate: transfer from incorrect owner"
+    self._require_state(word, ACTIVE)
+    if spender != owner and not self.isApprovedForAll[owner][spender]:
+        assert self._approved(token_id, word) == spender, "certificate: caller is not token owner or approved"
+    epoch: uint256 = unsafe_add(word >> 168, 1) & _U88
+    self._tokens[token_id] = convert(_to, uint256) | (epoch << 168)
+    self._accounts[_from] -= 1
+    self._accounts[_to] += 1
+    log Transfer(sender=_from, receiver=_to, token_id=token_id)
+
+
+@internal
+def _check_receiver(operator: address, _from: address, _to: address, token_id: uint256, data: Bytes[1_024]):
+    """
+    @dev A contract recipient must return the ERC-721 receiver selector.
+         A revert in the hook is re-raised with its own reason.
+    """
+    if not _to.is_contract:
+        return
+    success: bool = False
+    response: Bytes[1_024] = b""
+    success, response = raw_call(
+        _to,
+        abi_encode(operator, _from, token_id, data, method_id=_ERC721_RECEIVED),
+        max_outsize=1_024,
+        revert_on_failure=False,
+    )
+    if not success:
+        if len(response) != 0:
+            raw_revert(response)
+        raise "certificate: transfer to non-ERC721Receiver implementer"
+    assert len(response) == 32 and extract32(response, 0) == convert(_ERC721_RECEIVED, bytes32), (
+        "certificate: transfer to non-ERC721Receiver implementer"
+    )
