@@ -29,7 +29,7 @@ test: install
 	ape test $(PYTEST_ARGS)
 
 bench: install
-	ape run bench
+	python bench/gas.py
 
 lint: install
 	ruff check amphora api scripts tests bench

@@ -43,16 +43,17 @@ def _has_code(address: str) -> bool:
     return len(chain.provider.get_code(address)) > 0
 
 
-def deploy_or_reuse(manifest: Manifest, name: str, deployer: Any, args: list[Any]) -> Any:
+def deploy_or_reuse(manifest: Manifest, name: str, deployer: Any, args: list[Any]) -> tuple[Any, bool]:
     """The contract the manifest records under ``name`` if it still has code on
-    this chain; otherwise a new deployment, recorded in the manifest."""
+    this chain; otherwise a new deployment, recorded in the manifest. The flag
+    says whether it was deployed now."""
     from ape import chain, project
 
     container = getattr(project, name)
     recorded = manifest.contracts.get(name)
     if recorded and _has_code(recorded["address"]):
         logger.info("%s: reusing %s from the manifest", name, recorded["address"])
-        return container.at(recorded["address"])
+        return container.at(recorded["address"]), False
     if recorded:
         logger.warning("%s: %s in the manifest has no code on this chain; deploying anew",
                        name, recorded["address"])
@@ -67,7 +68,7 @@ def deploy_or_reuse(manifest: Manifest, name: str, deployer: Any, args: list[Any
         "constructor_args": args,
     }
     logger.info("%s: deployed at %s", name, instance.address)
-    return instance
+    return instance, True
 
 
 def deploy_all(deployer: Any, *, directory: Path | None = None,
@@ -79,7 +80,10 @@ def deploy_all(deployer: Any, *, directory: Path | None = None,
     manifest = Manifest.load_or_new(chain_id, directory)
     manifest.network = chain.provider.network.choice
     settings = certificate or CertificateSettings()
-    cert = deploy_or_reuse(manifest, "WineCertificate", deployer, settings.constructor_args())
+    cert, deployed = deploy_or_reuse(manifest, "WineCertificate", deployer, settings.constructor_args())
+    if deployed:
+        # A new certificate starts with no issuers or custodians.
+        manifest.roles = {}
     record_roles(manifest, cert)
     manifest.save()
     return manifest

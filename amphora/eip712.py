@@ -57,6 +57,19 @@ def domain(chain_id: int, verifying_contract: str, name: str = CERTIFICATE_DOMAI
     }
 
 
+def domain_separator(chain_id: int, verifying_contract: str, name: str = CERTIFICATE_DOMAIN_NAME,
+                     version: str = CERTIFICATE_DOMAIN_VERSION) -> bytes:
+    """The domain separator a contract at ``verifying_contract`` computes on ``chain_id``."""
+    encoded = (
+        keccak(text="EIP712Domain(" + ",".join(f"{f['type']} {f['name']}" for f in EIP712_DOMAIN_TYPE) + ")")
+        + keccak(text=name)
+        + keccak(text=version)
+        + int(chain_id).to_bytes(32, "big")
+        + bytes(12) + bytes.fromhex(to_checksum_address(verifying_contract)[2:])
+    )
+    return keccak(encoded)
+
+
 def typed_data(primary_type: str, message: dict[str, Any], chain_id: int, verifying_contract: str,
                name: str = CERTIFICATE_DOMAIN_NAME,
                version: str = CERTIFICATE_DOMAIN_VERSION) -> dict[str, Any]:

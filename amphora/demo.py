@@ -1,0 +1,102 @@
+"""Seed a local chain with a sample winery, custodian, lot, holders and a relayed
+transfer, so that `make demo` shows a living system."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+
+from amphora import eip712, lots
+from amphora.deploy import CertificateSettings, deploy_all, grant_custodian, grant_issuer
+from amphora.manifest import Manifest
+
+logger = logging.getLogger(__name__)
+
+EXAMPLE_LOT = Path(__file__).resolve().parent.parent / "examples" / "demo-lot.json"
+
+
+@dataclass
+class DemoWorld:
+    manifest: Manifest
+    lot_id: int
+    bottles: list[lots.Bottle]
+    holders: dict[str, str]
+    relayer_key: str
+    sample_token: int
+    flagged_token: int
+
+
+def seed(base_url: str, bottles_out: Path) -> DemoWorld:
+    from ape import accounts, chain, project
+
+    admin, winery, custodian, alice, bob, carol, relayer = accounts.test_accounts[:7]
+    manifest = deploy_all(admin, certificate=CertificateSettings(base_uri=f"{base_url}/metadata/"))
+    cert = project.WineCertificate.at(manifest.address("WineCertificate"))
+    if not cert.is_issuer(winery):
+        grant_issuer(manifest, admin, winery.address, "Domaine Amphora")
+    if not cert.is_custodian(custodian):
+        grant_custodian(manifest, admin, custodian.address, "Cave Centrale de Pauillac")
+
+    description = lots.LotDescription.from_file(EXAMPLE_LOT)
+    description.custodian = custodian.address
+    description.metadata_uri = f"{base_url}/lots/{cert.lot_count() + 1}/metadata.json"
+    issued = lots.issue(cert, winery, description)
+    lots.write_bottles(bottles_out, issued.lot_id, issued.bottles, base_url)
+    token = lambda serial: lots.token_id(issued.lot_id, serial)  # noqa: E731
+
+    # First sales: the winery sells bottles 1 to 3.
+    for serial, buyer in ((1, alice), (2, bob), (3, carol)):
+        cert.transferFrom(winery, buyer, token(serial), sender=winery)
+    # Alice gifts bottle 1 to Bob without paying gas: she signs, the relayer submits.
+    deadline = chain.pending_timestamp + 3600
+    data = eip712.typed_data(
+        "Transfer", eip712.transfer_message(alice.address, bob.address, token(1), cert.nonces(alice), deadline),
+        chain.chain_id, cert.address,
+    )
+    signature = eip712.sign(data, alice.private_key)
+    cert.transfer_with_signature(alice, bob, token(1), cert.nonces(alice), deadline, signature, sender=relayer)
+    # Bottle 5 went missing in a shipment: the winery flags it.
+    cert.flag(token(5), b"\x01" * 32, sender=winery)
+
+    return DemoWorld(
+        manifest=manifest, lot_id=issued.lot_id, bottles=issued.bottles,
+        holders={"alice": alice.address, "bob": bob.address, "carol": carol.address},
+        relayer_key=str(relayer.private_key),
+        sample_token=token(1), flagged_token=token(5),
+    )
+
+
+def describe(world: DemoWorld, base_url: str, rpc_url: str) -> str:
+    first = world.bottles[0]
+    proof = ",".join(first.proof)
+    sample = world.sample_token
+    lines = [
+        "",
+        "Amphora demo is running (Ctrl-C stops the API and the node).",
+        f"  node (anvil)          {rpc_url}",
+        f"  manifest              {world.manifest.path}",
+        f"  API docs              {base_url}/docs",
+        f"  verify a bottle       {base_url}/verify/{sample}",
+        f"  same, as JSON         {base_url}/certificates/{sample}",
+        f"  with its tag proof    {base_url}/certificates/{sample}?tag={first.tag_address}&proof={proof}",
+        f"  a flagged bottle      {base_url}/verify/{world.flagged_token}",
+        f"  health                {base_url}/health",
+        f"  holders               {', '.join(f'{k} {v}' for k, v in world.holders.items())}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def serve(world: DemoWorld, rpc_url: str, host: str, port: int) -> None:
+    import uvicorn
+
+    from api.main import create_app
+    from api.settings import Settings
+
+    settings = Settings(rpc_url=rpc_url, manifest_path=world.manifest.path,
+                        relayer_private_key=world.relayer_key, public_base_url=f"http://{host}:{port}")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
