@@ -1,0 +1,133 @@
+"""The deploy code (what `ape run deploy` runs), the manifest it writes, and
+the lot files the issue_lot script reads and writes."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+import pytest
+from eth_utils import to_checksum_address
+
+from amphora import lots, merkle
+from amphora.deploy import CertificateSettings, deploy_all, grant_issuer, revoke_issuer
+from amphora.manifest import Manifest, ManifestError
+
+
+def test_manifest__records_address_abi_block_and_roles(manifest, cert, admin, winery, custodian, chain):
+    data = json.loads(manifest.path.read_text())
+    record = data["contracts"]["WineCertificate"]
+    assert record["address"] == cert.address
+    assert {item["name"] for item in record["abi"] if item["type"] == "function"} >= {
+        "issue_lot", "transfer_with_signature", "certificate", "verify_tag"}
+    assert 0 < record["deploy_block"] <= chain.blocks.head.number
+    assert data["chain_id"] == chain.chain_id
+    assert data["roles"]["admin"] == admin.address
+    assert data["roles"]["issuers"] == {winery.address: "Domaine Test"}
+    assert data["roles"]["custodians"] == {custodian.address: "Cave Test"}
+
+
+def test_deploy__run_twice__reuses_recorded_contract(manifest, admin, chain):
+    blocks_before = chain.blocks.head.number
+    again = deploy_all(admin, directory=manifest.path.parent, certificate=CertificateSettings())
+    assert again.address("WineCertificate") == manifest.address("WineCertificate")
+    assert chain.blocks.head.number == blocks_before, "nothing may be sent when everything is deployed"
+    assert again.roles["issuers"], "a reuse keeps the recorded roles"
+
+
+def test_deploy__recorded_address_without_code__deploys_anew(admin, tmp_path, chain):
+    gone = to_checksum_address("0x" + "ab" * 20)
+    stale = Manifest(chain_id=chain.chain_id, path=tmp_path / f"{chain.chain_id}.json",
+                     contracts={"WineCertificate": {"address": gone, "abi": []}},
+                     roles={"issuers": {"0x" + "cd" * 20: "Gone"}})
+    stale.save()
+    fresh = deploy_all(admin, directory=tmp_path)
+    assert fresh.address("WineCertificate") != gone
+    assert len(chain.provider.get_code(fresh.address("WineCertificate"))) > 0
+    assert fresh.roles.get("issuers") == {}, "a new contract starts without the stale roles"
+
+
+def test_revoke_issuer__updates_chain_and_manifest(manifest, cert, admin, other_winery):
+    grant_issuer(manifest, admin, other_winery.address, "Clos Autre")
+    assert json.loads(manifest.path.read_text())["roles"]["issuers"][other_winery.address] == "Clos Autre"
+    revoke_issuer(manifest, admin, other_winery.address)
+    assert not cert.is_issuer(other_winery)
+    assert other_winery.address not in json.loads(manifest.path.read_text())["roles"]["issuers"]
+
+
+def test_manifest__missing_file__clear_error(tmp_path):
+    with pytest.raises(ManifestError, match="run `ape run deploy` first"):
+        Manifest.load(tmp_path / "1.json")
+
+
+def test_manifest__unknown_contract__clear_error(manifest):
+    with pytest.raises(ManifestError, match="records no PledgeLending"):
+        manifest.address("PledgeLending")
+
+
+LOT = {
+    "producer": "Domaine Test", "wine": "Cuvée", "region": "Pauillac", "bottle_count": 3,
+    "volume_ml": 750, "bottling_date": "2024-06-01", "custodian": "0x" + "11" * 20, "vintage": 2019,
+}
+
+
+def test_lot_file__json_and_csv__same_description(tmp_path):
+    (tmp_path / "lot.json").write_text(json.dumps(LOT))
+    header = ",".join(LOT)
+    (tmp_path / "lot.csv").write_text(header + "\n" + ",".join(str(v) for v in LOT.values()) + "\n")
+    from_json = lots.LotDescription.from_file(tmp_path / "lot.json")
+    from_csv = lots.LotDescription.from_file(tmp_path / "lot.csv")
+    assert from_json == from_csv
+    assert from_json.bottling_date == 1_717_200_000
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"wine": ""}, "missing field"),
+    ({"bottle_count": 0}, "bottle_count"),
+    ({"bottle_count": "many"}, "whole numbers"),
+    ({"vintage": 70_000}, "vintage"),
+    ({"custodian": "cellar"}, "not an address"),
+    ({"bottling_date": "June"}, "bottling_date"),
+    ({"tags": ["0x" + "22" * 20]}, "tags: 1 given for 3 bottles"),
+])
+def test_lot_file__bad_field__names_the_problem(change, message):
+    with pytest.raises(lots.LotFileError, match=message):
+        lots.LotDescription.from_mapping({**LOT, **change})
+
+
+def test_lot_issue__writes_bottles_file_with_keys_proofs_and_urls(cert, winery, custodian, tmp_path):
+    description = lots.LotDescription.from_mapping({**LOT, "custodian": custodian.address})
+    issued = lots.issue(cert, winery, description)
+    out = lots.write_bottles(tmp_path / "bottles.json", issued.lot_id, issued.bottles, "http://v.example/")
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600, "the file holds tag private keys"
+    rows = json.loads(out.read_text())["bottles"]
+    assert [r["serial"] for r in rows] == [1, 2, 3]
+    for row in rows:
+        token = int(row["token_id"])
+        assert row["verify_url"] == f"http://v.example/verify/{token}"
+        from eth_account import Account
+        assert Account.from_key(row["tag_private_key"]).address == row["tag_address"]
+        proof = [bytes.fromhex(p[2:]) for p in row["proof"]]
+        assert cert.verify_tag(token, row["tag_address"], proof)
+    assert cert.lot(issued.lot_id).metadata_hash == lots.metadata_hash(description.metadata_document())
+
+
+def test_lot_issue__given_tags__no_keys_written(cert, winery, custodian, tmp_path):
+    tags = ["0x" + f"{i:040x}" for i in (5, 6, 7)]
+    description = lots.LotDescription.from_mapping({**LOT, "custodian": custodian.address, "tags": tags})
+    issued = lots.issue(cert, winery, description)
+    assert all(b.tag_private_key is None for b in issued.bottles)
+    assert issued.tree.root == merkle.TagTree.build(tags).root
+    out = lots.write_bottles(tmp_path / "bottles.csv", issued.lot_id, issued.bottles, "http://v")
+    assert out.read_text().splitlines()[0].startswith("serial,token_id,tag_address,tag_private_key")
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 8, 13])
+def test_tag_tree__every_proof_verifies_and_none_crosses(count):
+    tags = ["0x" + f"{i + 1:040x}" for i in range(count)]
+    tree = merkle.TagTree.build(tags)
+    for serial in range(1, count + 1):
+        assert merkle.verify(tree.root, serial, tags[serial - 1], tree.proof(serial))
+        if count > 1:
+            other = serial % count + 1
+            assert not merkle.verify(tree.root, other, tags[serial - 1], tree.proof(serial))
