@@ -7,7 +7,6 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from amphora import eip712, lots
 from amphora.deploy import CertificateSettings, deploy_all, grant_custodian, grant_issuer
 from amphora.manifest import Manifest
@@ -91,12 +90,13 @@ def describe(world: DemoWorld, base_url: str, rpc_url: str) -> str:
 
 def serve(world: DemoWorld, rpc_url: str, host: str, port: int) -> None:
     import uvicorn
+    from pydantic import SecretStr
 
     from api.main import create_app
     from api.settings import Settings
 
     settings = Settings(rpc_url=rpc_url, manifest_path=world.manifest.path,
-                        relayer_private_key=world.relayer_key, public_base_url=f"http://{host}:{port}")
+                        relayer_private_key=SecretStr(world.relayer_key), public_base_url=f"http://{host}:{port}")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 

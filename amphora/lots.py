@@ -13,7 +13,7 @@ import json
 import os
 import secrets
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ def _to_unix(value: Any) -> int:
     except ValueError as err:
         raise LotFileError(f"bottling_date: {text!r} is neither a unix time nor an ISO date") from err
     if isinstance(parsed, datetime) and parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return int(parsed.timestamp())
 
 
@@ -166,7 +166,7 @@ def write_bottles(path: Path, lot_id: int, bottles: list[Bottle], verify_base_ur
     """Write the per-bottle file for the tag printer (private keys: mode 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for b in bottles:
         tid = token_id(lot_id, b.serial)
         rows.append({
