@@ -1,1 +1,3 @@
-"""Amphora's Python side: the HTTP API and the helpers scripts and tests share."""
+"""The Amphora HTTP API (FastAPI): certificate verification, the consumer
+verification page and the relayer. Run it with ``uvicorn api.main:app``;
+configure it with ``AMPHORA_*`` environment variables (see ``api.settings``)."""

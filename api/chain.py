@@ -1,0 +1,312 @@
+"""The chain service: everything the API reads from the node, through web3.py.
+
+The service connects lazily: building it makes no request, so the API starts
+(and imports) without a node. The first request resolves the node's chain id,
+loads the deploy manifest and binds the WineCertificate contract; a failure
+there is reported on that request (503) and retried on the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+from eth_typing import ChecksumAddress
+from eth_utils import to_checksum_address
+from web3 import Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractFunction
+from web3.exceptions import (
+    BadFunctionCallOutput,
+    ContractLogicError,
+    ProviderConnectionError,
+    Web3RPCError,
+)
+
+from amphora.manifest import Manifest, ManifestError, manifest_path
+from api.errors import NotDeployed, UpstreamUnavailable, WouldRevert
+from api.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+CERTIFICATE = "WineCertificate"
+_REVERT_PREFIX = "execution reverted"
+
+
+@dataclass(frozen=True)
+class CertificateRecord:
+    """The contract's ``Certificate`` struct, as ``certificate(token_id)`` returns it."""
+
+    exists: bool
+    token_id: int
+    lot_id: int
+    serial: int
+    owner: str
+    state: int
+    locked: bool
+    issuer: str
+    issuer_name: str
+    issuer_active: bool
+    custodian: str
+    custodian_name: str
+    custodian_active: bool
+    bottle_count: int
+    vintage: int
+    volume_ml: int
+    bottling_date: int
+    issued_at: int
+    metadata_hash: bytes
+    tag_root: bytes
+
+    @property
+    def issued(self) -> bool:
+        """Whether the token was ever issued. ``exists`` turns false on redemption,
+        but a redeemed certificate keeps its lot; a never-issued one has lot 0."""
+        return self.lot_id != 0
+
+    @property
+    def holder(self) -> str | None:
+        return None if int(self.owner, 16) == 0 else self.owner
+
+
+@dataclass(frozen=True)
+class LotText:
+    """The descriptive strings of a lot, emitted in ``LotIssued`` and not stored."""
+
+    producer: str
+    wine: str
+    region: str
+    metadata_uri: str
+
+
+@dataclass(frozen=True)
+class Eip712Domain:
+    name: str
+    version: str
+    chain_id: int
+    verifying_contract: str
+
+
+def revert_reason(err: ContractLogicError) -> str:
+    """The contract's revert string from a web3 error ("certificate: invalid nonce")."""
+    message = (err.message or "").strip()
+    if message.startswith(_REVERT_PREFIX):
+        message = message[len(_REVERT_PREFIX):].lstrip(": ").strip()
+    return message or "the transaction would revert (no reason given)"
+
+
+@contextmanager
+def node_errors() -> Iterator[None]:
+    """Report an unreachable or failing node as :class:`UpstreamUnavailable`."""
+    try:
+        yield
+    except (requests.RequestException, ProviderConnectionError, OSError) as err:
+        logger.warning("node unreachable: %s", type(err).__name__)
+        raise UpstreamUnavailable("the blockchain node cannot be reached") from err
+    except Web3RPCError as err:
+        logger.warning("node error: %s", err.message)
+        raise UpstreamUnavailable(f"the blockchain node answered with an error: {err.message}") from err
+    except BadFunctionCallOutput as err:
+        raise NotDeployed("the certificate contract answered nothing: the manifest's address has "
+                          "no contract on this chain (was the node reset? redeploy)") from err
+
+
+class ChainService:
+    """Reads the WineCertificate and the node for the API."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        provider = Web3.HTTPProvider(
+            settings.rpc_url,
+            request_kwargs={"timeout": settings.rpc_timeout},
+            exception_retry_configuration=None,
+        )
+        self.w3 = Web3(provider)
+        self._load_lock = threading.Lock()
+        self._chain_id: int | None = None
+        self._manifest: Manifest | None = None
+        self._contract: Contract | None = None
+        self._domain: Eip712Domain | None = None
+        self._lot_text: dict[tuple[int, bytes, bytes], LotText] = {}
+
+    # ------------------------------------------------------------ bindings
+
+    @property
+    def chain_id(self) -> int:
+        if self._chain_id is None:
+            with node_errors():
+                self._chain_id = int(self.w3.eth.chain_id)
+        return self._chain_id
+
+    def _manifest_path(self) -> Path:
+        return self._settings.manifest_path or manifest_path(self.chain_id)
+
+    @property
+    def manifest(self) -> Manifest:
+        if self._manifest is None:
+            with self._load_lock:
+                if self._manifest is None:
+                    self._manifest = self._load_manifest()
+        return self._manifest
+
+    def _load_manifest(self) -> Manifest:
+        try:
+            manifest = Manifest.load(self._manifest_path())
+            manifest.address(CERTIFICATE)
+        except ManifestError as err:
+            raise NotDeployed(str(err)) from err
+        if manifest.chain_id != self.chain_id:
+            raise NotDeployed(f"the deploy manifest is for chain {manifest.chain_id}, "
+                              f"but the node is chain {self.chain_id}")
+        logger.info("certificate contract %s on chain %d", manifest.address(CERTIFICATE), self.chain_id)
+        return manifest
+
+    @property
+    def certificate_contract(self) -> Contract:
+        if self._contract is None:
+            manifest = self.manifest
+            self._contract = self.w3.eth.contract(
+                address=to_checksum_address(manifest.address(CERTIFICATE)),
+                abi=manifest.abi(CERTIFICATE),
+            )
+        return self._contract
+
+    @property
+    def certificate_address(self) -> ChecksumAddress:
+        return self.certificate_contract.address
+
+    @property
+    def deploy_block(self) -> int:
+        return int(self.manifest.contract(CERTIFICATE).get("deploy_block") or 0)
+
+    # --------------------------------------------------------------- node
+
+    def latest_block(self) -> int:
+        with node_errors():
+            return int(self.w3.eth.block_number)
+
+    def balance(self, address: str) -> int:
+        with node_errors():
+            return int(self.w3.eth.get_balance(to_checksum_address(address)))
+
+    def has_code(self, address: str) -> bool:
+        with node_errors():
+            return len(self.w3.eth.get_code(to_checksum_address(address))) > 0
+
+    def require_deployed(self) -> None:
+        """Raise :class:`NotDeployed` unless the manifest's contract has code."""
+        if not self.has_code(self.certificate_address):
+            raise NotDeployed(f"no contract at {self.certificate_address} on chain {self.chain_id}: "
+                              "the manifest is stale (was the node reset? redeploy)")
+
+    # -------------------------------------------------------- certificate
+
+    def certificate(self, token_id: int) -> CertificateRecord:
+        function = self.certificate_contract.get_function_by_name("certificate")
+        with node_errors():
+            result = function(token_id).call()
+        # The struct's fields by name, as the manifest's ABI lists them.
+        names = [c["name"] for c in function.abi["outputs"][0]["components"]]
+        return CertificateRecord(**dict(zip(names, result, strict=True)))
+
+    def verify_tag(self, token_id: int, tag: str, proof: list[bytes]) -> bool:
+        with node_errors():
+            return bool(self.certificate_contract.functions.verify_tag(
+                token_id, to_checksum_address(tag), proof).call())
+
+    def nonce(self, owner: str) -> int:
+        """The nonce the next signed transfer of ``owner`` must carry, counting
+        transactions already in the node's pool."""
+        with node_errors():
+            return int(self.certificate_contract.functions.nonces(to_checksum_address(owner)).call(
+                block_identifier="pending"))
+
+    def eip712_domain(self) -> Eip712Domain:
+        """The certificate's EIP-712 domain as the contract reports it (ERC-5267)."""
+        if self._domain is None:
+            with node_errors():
+                _, name, version, chain_id, verifying_contract, _, _ = (
+                    self.certificate_contract.functions.eip712Domain().call())
+            self._domain = Eip712Domain(str(name), str(version), int(chain_id),
+                                        to_checksum_address(verifying_contract))
+        return self._domain
+
+    def lot_text(self, record: CertificateRecord) -> LotText | None:
+        """The producer, wine, region and metadata URI of the certificate's lot,
+        from its ``LotIssued`` event. Cached per lot, keyed also by the lot's stored
+        metadata hash and tag root, so a reorganised chain cannot serve stale text.
+        None if the node holds no matching event (pruned logs, wrong deploy block)."""
+        key = (record.lot_id, bytes(record.metadata_hash), bytes(record.tag_root))
+        cached = self._lot_text.get(key)
+        if cached is not None:
+            return cached
+        event = self.certificate_contract.events.LotIssued()
+        lot_topic = "0x" + record.lot_id.to_bytes(32, "big").hex()
+        for log in self._get_logs([event.topic, lot_topic]):
+            args = event.process_log(log)["args"]
+            if bytes(args["metadata_hash"]) == key[1] and bytes(args["tag_root"]) == key[2]:
+                text = LotText(producer=args["producer"], wine=args["wine"], region=args["region"],
+                               metadata_uri=args["metadata_uri"])
+                self._lot_text[key] = text
+                return text
+        logger.warning("no LotIssued event found for lot %d since block %d", record.lot_id, self.deploy_block)
+        return None
+
+    def _get_logs(self, topics: list[Any]) -> Iterator[Any]:
+        """The contract's logs matching ``topics``, newest range first."""
+        start = self.deploy_block
+        with node_errors():
+            end = int(self.w3.eth.block_number)
+            step = self._settings.log_block_range or (end - start + 1)
+            upper = end
+            while upper >= start:
+                lower = max(start, upper - step + 1)
+                logs = self.w3.eth.get_logs({
+                    "address": self.certificate_address, "topics": topics,
+                    "fromBlock": lower, "toBlock": upper,
+                })
+                yield from reversed(list(logs))
+                upper = lower - 1
+
+    # -------------------------------------------------------- transactions
+
+    def simulate(self, call: ContractFunction, sender: str) -> None:
+        """``eth_call`` the transaction from ``sender`` on the pending state;
+        raise :class:`WouldRevert` with the contract's reason if it would fail."""
+        with node_errors():
+            try:
+                call.call({"from": to_checksum_address(sender)}, block_identifier="pending")
+            except ContractLogicError as err:
+                raise WouldRevert(revert_reason(err)) from err
+
+    def estimate_gas(self, call: ContractFunction, sender: str) -> int:
+        with node_errors():
+            try:
+                return int(call.estimate_gas({"from": to_checksum_address(sender)}))
+            except ContractLogicError as err:
+                raise WouldRevert(revert_reason(err)) from err
+
+    def fee_fields(self) -> dict[str, int]:
+        """EIP-1559 fee fields from the node (legacy ``gasPrice`` where it has no base fee)."""
+        with node_errors():
+            block = self.w3.eth.get_block("latest")
+            base_fee = block.get("baseFeePerGas")
+            if base_fee is None:
+                return {"gasPrice": int(self.w3.eth.gas_price)}
+            try:
+                tip = int(self.w3.eth.max_priority_fee)
+            except (Web3RPCError, ValueError):
+                tip = 0
+            return {"maxPriorityFeePerGas": tip, "maxFeePerGas": 2 * int(base_fee) + tip}
+
+    def pending_nonce(self, address: str) -> int:
+        with node_errors():
+            return int(self.w3.eth.get_transaction_count(to_checksum_address(address), "pending"))
+
+

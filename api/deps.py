@@ -1,0 +1,33 @@
+"""Request dependencies, as ``Annotated`` aliases for route signatures.
+
+The app built by :func:`api.main.create_app` keeps its settings and services on
+``app.state``; routes reach them through these aliases, never through globals,
+so tests can build apps with their own settings side by side.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+
+from api.chain import ChainService
+from api.relayer import Relayer
+from api.settings import Settings
+
+
+def get_app_settings(request: Request) -> Settings:
+    return cast(Settings, request.app.state.settings)
+
+
+def get_chain(request: Request) -> ChainService:
+    return cast(ChainService, request.app.state.chain)
+
+
+def get_relayer(request: Request) -> Relayer:
+    return cast(Relayer, request.app.state.relayer)
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+ChainDep = Annotated[ChainService, Depends(get_chain)]
+RelayerDep = Annotated[Relayer, Depends(get_relayer)]

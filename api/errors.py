@@ -1,0 +1,156 @@
+"""The API's one exception hierarchy, and the one place it becomes HTTP.
+
+Services raise :class:`AmphoraError` subclasses; each class names its HTTP
+status and error code. :func:`install_exception_handlers` turns them (and
+FastAPI's own validation and routing errors) into the body
+``{"error": code, "detail": message}``, or into a small HTML page for the
+routes that serve HTML. :func:`error_responses` builds a route's
+``responses=`` from the same classes, so what the OpenAPI document promises is
+what the handlers send.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api import pages
+from api.schemas import ErrorBody
+
+logger = logging.getLogger(__name__)
+
+
+class AmphoraError(Exception):
+    """Base of every error the API reports to a client."""
+
+    status_code: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    #: What this error means, for the OpenAPI document.
+    meaning: ClassVar[str] = "Unexpected error."
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotFound(AmphoraError):
+    status_code = 404
+    code = "not_found"
+    meaning = "The resource does not exist (a certificate never issued, a transaction unknown to the node)."
+
+
+class InvalidRequest(AmphoraError):
+    status_code = 422
+    code = "invalid_request"
+    meaning = "A path, query or body value is malformed (token id, address, proof, signature, hash)."
+
+
+class RelayRefused(AmphoraError):
+    status_code = 409
+    code = "relay_refused"
+    meaning = "The relayer will not send this transaction (its gas exceeds the relayer's cap)."
+
+
+class WouldRevert(RelayRefused):
+    code = "would_revert"
+    meaning = (
+        "The chain would reject the transaction as it stands now (bad signature, used nonce, expired "
+        "deadline, locked or foreign token); `detail` holds the contract's revert reason. Nothing was sent."
+    )
+
+
+class ServiceUnavailable(AmphoraError):
+    status_code = 503
+    code = "service_unavailable"
+
+
+class UpstreamUnavailable(ServiceUnavailable):
+    code = "upstream_unavailable"
+    meaning = "The blockchain node cannot be reached or answered with an error."
+
+
+class NotDeployed(ServiceUnavailable):
+    code = "not_deployed"
+    meaning = "The deploy manifest is missing, is for another chain, or names a contract without code."
+
+
+class RelayUnavailable(ServiceUnavailable):
+    code = "relay_unavailable"
+    meaning = "The relayer has no key or an invalid one, or the node refused its transaction."
+
+
+def error_responses(*errors: type[AmphoraError], html: bool = False) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` entry of a route that may raise ``errors``; several
+    errors with one status share an entry whose description lists their codes."""
+    grouped: dict[int, list[type[AmphoraError]]] = {}
+    for error in errors:
+        grouped.setdefault(error.status_code, []).append(error)
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status, classes in sorted(grouped.items()):
+        description = " ".join(f"`{c.code}`: {c.meaning}" for c in classes)
+        if html:
+            responses[status] = {
+                "description": description + " Served as an HTML page.",
+                "content": {"text/html": {"schema": {"type": "string"}}},
+            }
+        else:
+            responses[status] = {"model": ErrorBody, "description": description}
+    return responses
+
+
+def _serves_html(request: Request) -> bool:
+    route = request.scope.get("route")
+    response_class = getattr(route, "response_class", None)
+    return isinstance(response_class, type) and issubclass(response_class, HTMLResponse)
+
+
+def _respond(request: Request, status: int, code: str, detail: str) -> Response:
+    if _serves_html(request):
+        return HTMLResponse(pages.error_page(status, code, detail), status_code=status)
+    return JSONResponse(ErrorBody(error=code, detail=detail).model_dump(), status_code=status)
+
+
+async def _amphora_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AmphoraError)
+    level = logging.WARNING if exc.status_code >= 500 else logging.INFO
+    logger.log(level, "%s %s -> %d %s: %s", request.method, request.url.path, exc.status_code, exc.code,
+               exc.detail)
+    return _respond(request, exc.status_code, exc.code, exc.detail)
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    # ("path", "token_id") -> "token_id"; ("body", "signature") -> "signature"
+    parts = [str(p) for p in loc[1:]] if len(loc) > 1 and loc[0] in ("path", "query", "body") else [
+        str(p) for p in loc]
+    return ".".join(parts) or "request"
+
+
+def _message(error: dict[str, Any]) -> str:
+    message = str(error.get("msg", "invalid"))
+    return message.removeprefix("Value error, ")
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    messages = [f"{_location(tuple(e.get('loc', ())))}: {_message(e)}" for e in exc.errors()]
+    return _respond(request, InvalidRequest.status_code, InvalidRequest.code, "; ".join(messages))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    response = _respond(request, exc.status_code, code, str(exc.detail))
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+def install_exception_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AmphoraError, _amphora_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -1,0 +1,79 @@
+"""The Amphora HTTP API: ``uvicorn api.main:app``.
+
+:func:`create_app` builds an app from :class:`~api.settings.Settings`; building
+it makes no network request, so importing this module (which builds ``app``
+from the environment) works without a node.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+
+from fastapi import FastAPI
+
+from api.chain import ChainService
+from api.errors import install_exception_handlers
+from api.relayer import Relayer
+from api.routers import certificates, health, relay
+from api.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Public verification of Amphora digital wine certificates, and a relayer that
+lets holders without a wallet move their certificates by signature.
+
+* **certificates**: the verification view of one bottle's certificate, and an
+  optional check of the bottle's tag against its lot's Merkle root.
+* **verification page**: the HTML page a bottle's QR code opens.
+* **relay**: typed data to sign, submission of signed transfers (gas paid by
+  the relayer), transaction status.
+
+Token ids, lot ids, nonces, deadlines and wei amounts are returned as decimal
+strings (they exceed JavaScript's safe integers); requests accept integers or
+decimal strings. Every error has the body `{"error": code, "detail": message}`.
+"""
+
+
+def _version() -> str:
+    try:
+        return version("amphora")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """An API app for ``settings`` (default: from the environment)."""
+    settings = settings or get_settings()
+    chain = ChainService(settings)
+    relayer = Relayer(chain, settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logger.info("Amphora API starting; relayer %s",
+                    relayer.address or ("invalid key" if relayer.configured else "not configured"))
+        yield
+
+    app = FastAPI(
+        title="Amphora API",
+        summary="Digital wine certificates: verification and relaying.",
+        description=DESCRIPTION,
+        version=_version(),
+        license_info={"name": "AGPL-3.0-only", "identifier": "AGPL-3.0-only"},
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.chain = chain
+    app.state.relayer = relayer
+    install_exception_handlers(app)
+    app.include_router(health.router)
+    app.include_router(certificates.router)
+    app.include_router(certificates.page_router)
+    app.include_router(relay.router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,137 @@
+"""The relayer: submits holders' signed transfers and pays their gas.
+
+Before sending anything it simulates the call from its own address on the
+node's pending state; a transfer that would revert is refused with the
+contract's reason and costs nothing. Sending holds a lock, so concurrent relays
+from this process take consecutive nonces (the node assigns the ``pending``
+nonce). Several relayer processes sharing one key need their own coordination
+(the database-backed relayer); this one is for a single process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from hexbytes import HexBytes
+from web3.exceptions import TransactionNotFound, Web3RPCError
+
+from api.chain import ChainService, node_errors
+from api.errors import NotFound, RelayRefused, RelayUnavailable
+from api.schemas import RelayStatus, RelayTransaction, TransferRelayRequest
+from api.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+#: How many sent transaction hashes the relayer remembers (for the `unknown` status).
+_REMEMBERED = 10_000
+#: Gas limit headroom over the node's estimate, in percent.
+_GAS_HEADROOM_PERCENT = 20
+
+
+class Relayer:
+    def __init__(self, chain: ChainService, settings: Settings) -> None:
+        self._chain = chain
+        self._gas_cap = settings.relay_gas_limit_cap
+        self._account: LocalAccount | None = None
+        self._key_error: str | None = None
+        self._send_lock = threading.Lock()
+        self._sent: OrderedDict[str, None] = OrderedDict()
+        secret = settings.relayer_private_key
+        self._configured = secret is not None
+        if secret is None:
+            self._key_error = "the relayer is not configured: set AMPHORA_RELAYER_PRIVATE_KEY"
+        else:
+            try:
+                self._account = Account.from_key(secret.get_secret_value().strip())
+            except Exception:  # the message could quote the key: never pass it on
+                self._key_error = "AMPHORA_RELAYER_PRIVATE_KEY is not a valid private key"
+                logger.error(self._key_error)
+
+    @property
+    def configured(self) -> bool:
+        """Whether a key was given at all (valid or not)."""
+        return self._configured
+
+    @property
+    def address(self) -> str | None:
+        return self._account.address if self._account else None
+
+    @property
+    def key_error(self) -> str | None:
+        return self._key_error
+
+    def _require_account(self) -> LocalAccount:
+        if self._account is None:
+            raise RelayUnavailable(self._key_error or "the relayer is not configured")
+        return self._account
+
+    def relay_transfer(self, request: TransferRelayRequest) -> str:
+        """Simulate, then send ``transfer_with_signature``; returns the tx hash."""
+        account = self._require_account()
+        contract = self._chain.certificate_contract
+        call = contract.functions.transfer_with_signature(
+            request.sender, request.to, request.token_id, request.nonce, request.deadline, request.signature)
+        with self._send_lock:
+            self._chain.simulate(call, account.address)
+            estimate = self._chain.estimate_gas(call, account.address)
+            if estimate > self._gas_cap:
+                raise RelayRefused(f"the transfer needs {estimate} gas, above the relayer's cap of "
+                                   f"{self._gas_cap}")
+            gas = min(self._gas_cap, estimate * (100 + _GAS_HEADROOM_PERCENT) // 100)
+            tx: dict[str, Any] = {
+                "chainId": self._chain.chain_id,
+                "from": account.address,
+                "to": contract.address,
+                "data": call._encode_transaction_data(),
+                "value": 0,
+                "gas": gas,
+                "nonce": self._chain.pending_nonce(account.address),
+                **self._chain.fee_fields(),
+            }
+            signed = account.sign_transaction(tx)
+            with node_errors():
+                try:
+                    tx_hash = self._chain.w3.eth.send_raw_transaction(signed.raw_transaction)
+                except Web3RPCError as err:
+                    logger.error("node refused relayed transaction: %s", err.message)
+                    raise RelayUnavailable(
+                        f"the node refused the relayed transaction: {err.message}") from err
+            tx_hex = _hex32(tx_hash)
+            self._remember(tx_hex)
+        logger.info("relayed transfer of token %d from %s to %s: %s (gas limit %d)",
+                    request.token_id, request.sender, request.to, tx_hex, gas)
+        return tx_hex
+
+    def _remember(self, tx_hash: str) -> None:
+        self._sent[tx_hash] = None
+        while len(self._sent) > _REMEMBERED:
+            self._sent.popitem(last=False)
+
+    def status(self, tx_hash: str) -> RelayTransaction:
+        """Where a transaction stands on the node."""
+        tx_hash = tx_hash.lower()
+        w3 = self._chain.w3
+        with node_errors():
+            try:
+                tx = w3.eth.get_transaction(HexBytes(tx_hash))
+            except TransactionNotFound as err:
+                if tx_hash in self._sent:
+                    return RelayTransaction(tx_hash=tx_hash, status=RelayStatus.unknown,
+                                            block_number=None, gas_used=None)
+                raise NotFound(f"the node knows no transaction {tx_hash}") from err
+            if tx.get("blockNumber") is None:
+                return RelayTransaction(tx_hash=tx_hash, status=RelayStatus.pending,
+                                        block_number=None, gas_used=None)
+            receipt = w3.eth.get_transaction_receipt(HexBytes(tx_hash))
+        status = RelayStatus.mined if receipt["status"] == 1 else RelayStatus.failed
+        return RelayTransaction(tx_hash=tx_hash, status=status, block_number=int(receipt["blockNumber"]),
+                                gas_used=int(receipt["gasUsed"]))
+
+
+def _hex32(value: bytes) -> str:
+    return "0x" + bytes(value).hex()

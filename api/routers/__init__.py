@@ -1,0 +1,1 @@
+"""One router per resource: health, certificates (and the verification page), relay."""

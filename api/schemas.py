@@ -1,0 +1,301 @@
+"""Request and response models: what the OpenAPI document describes.
+
+Numbers that can exceed 2**53 (token ids, lot ids, nonces, deadlines, wei
+amounts) travel as decimal strings in responses, because JavaScript parses
+larger JSON numbers inexactly. Requests accept them either as JSON integers or
+as decimal strings. Addresses are returned checksummed (EIP-55); requests may
+send them in lower case, upper case or correct checksum case, and a mixed-case
+address with a wrong checksum is refused as a likely typo.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from eth_utils import to_checksum_address
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    WithJsonSchema,
+)
+
+UINT256_LIMIT = 2**256
+ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
+BYTES32_PATTERN = r"^0x[0-9a-fA-F]{64}$"
+DECIMAL_PATTERN = r"^[0-9]{1,78}$"
+#: ``WineCertificate.MAX_PROOF_DEPTH``.
+MAX_PROOF_DEPTH = 32
+#: ``transfer_with_signature`` takes ``Bytes[65]``.
+MAX_SIGNATURE_BYTES = 65
+
+_EXAMPLE_ADDRESS = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"
+_EXAMPLE_TOKEN_ID = "4294967298"
+
+
+def checksum_address(value: str) -> str:
+    """``value`` in EIP-55 case; ValueError for a mixed-case address with a wrong checksum."""
+    body = value[2:]
+    checksummed = to_checksum_address(value)
+    if body not in (body.lower(), body.upper()) and value != checksummed:
+        raise ValueError("address checksum does not match (mixed case must be valid EIP-55)")
+    return checksummed
+
+
+#: A 20-byte address, returned in EIP-55 checksum case.
+Address = Annotated[
+    str,
+    Field(pattern=ADDRESS_PATTERN, examples=[_EXAMPLE_ADDRESS]),
+    AfterValidator(checksum_address),
+]
+
+#: A 32-byte value as 0x-prefixed hex.
+Bytes32Hex = Annotated[str, Field(pattern=BYTES32_PATTERN, examples=["0x" + "ab" * 32])]
+
+
+def _uint256(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("must be a non-negative integer or its decimal string, not a boolean")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and re.fullmatch(DECIMAL_PATTERN, value):
+        number = int(value)
+    else:
+        raise ValueError("must be a non-negative integer or its decimal string")
+    if not 0 <= number < UINT256_LIMIT:
+        raise ValueError("must be between 0 and 2**256 - 1")
+    return number
+
+
+#: A uint256 in a request: a JSON integer or a decimal string.
+Uint256In = Annotated[
+    int,
+    PlainValidator(_uint256),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": DECIMAL_PATTERN},
+            ],
+            "examples": [_EXAMPLE_TOKEN_ID],
+        },
+        mode="validation",
+    ),
+]
+
+#: A uint256 in a response: always a decimal string.
+Uint256Out = Annotated[
+    int,
+    PlainSerializer(str, return_type=str, when_used="always"),
+    WithJsonSchema({"type": "string", "pattern": r"^[0-9]+$", "examples": [_EXAMPLE_TOKEN_ID]},
+                   mode="serialization"),
+]
+
+
+def _signature(value: Any) -> bytes:
+    if not isinstance(value, str) or not re.fullmatch(r"0x([0-9a-fA-F]{2})+", value):
+        raise ValueError("must be 0x-prefixed hex with whole bytes")
+    raw = bytes.fromhex(value[2:])
+    if len(raw) > MAX_SIGNATURE_BYTES:
+        raise ValueError(f"is {len(raw)} bytes; at most {MAX_SIGNATURE_BYTES}")
+    return raw
+
+
+#: A signature as 0x hex: 65 bytes r || s || v for an EOA, up to 65 bytes for an ERC-1271 wallet.
+SignatureHex = Annotated[
+    bytes,
+    PlainValidator(_signature),
+    WithJsonSchema({"type": "string", "pattern": r"^0x([0-9a-fA-F]{2}){1,65}$"}, mode="validation"),
+]
+
+
+def parse_proof(text: str) -> list[bytes]:
+    """A comma-separated list of 0x bytes32 values; the empty string is the empty proof."""
+    items = [item.strip() for item in text.split(",")] if text.strip() else []
+    if len(items) > MAX_PROOF_DEPTH:
+        raise ValueError(f"proof has {len(items)} elements; at most {MAX_PROOF_DEPTH}")
+    for position, item in enumerate(items, start=1):
+        if not re.fullmatch(BYTES32_PATTERN, item):
+            raise ValueError(f"proof element {position} is not a 0x-prefixed 32-byte hex value")
+    return [bytes.fromhex(item[2:]) for item in items]
+
+
+class ErrorBody(BaseModel):
+    """Every error the API returns has this body."""
+
+    error: str = Field(description="Machine-readable error code, e.g. `not_found`.", examples=["not_found"])
+    detail: str = Field(description="What went wrong, for a human.",
+                        examples=["certificate 4294967306 was never issued"])
+
+
+# ------------------------------------------------------------------ health
+
+
+class RelayerHealth(BaseModel):
+    address: Address | None = Field(description="The relayer's address; null if its key is invalid.")
+    balance_wei: Uint256Out | None = Field(description="The relayer's ETH balance in wei (decimal string).")
+    error: str | None = Field(default=None, description="Why the relayer cannot send, if it cannot.")
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    node_reachable: bool = Field(description="Always true in a 200 answer; 503 when the node is down.")
+    chain_id: int
+    latest_block: int
+    certificate_address: Address = Field(description="The WineCertificate contract the API reads.")
+    relayer: RelayerHealth | None = Field(description="Null when no relayer key is configured.")
+
+
+# ------------------------------------------------------------ certificates
+
+
+class CertificateState(StrEnum):
+    """The lifecycle state of a certificate, by name."""
+
+    active = "active"
+    gift_pending = "gift_pending"
+    pledged = "pledged"
+    redemption_requested = "redemption_requested"
+    redeemed = "redeemed"
+    flagged = "flagged"
+    unknown = "unknown"
+
+
+#: Contract state number => name; the order of the contract's state constants.
+STATE_BY_NUMBER: tuple[CertificateState, ...] = (
+    CertificateState.active,
+    CertificateState.gift_pending,
+    CertificateState.pledged,
+    CertificateState.redemption_requested,
+    CertificateState.redeemed,
+    CertificateState.flagged,
+)
+
+
+def state_name(number: int) -> CertificateState:
+    return STATE_BY_NUMBER[number] if 0 <= number < len(STATE_BY_NUMBER) else CertificateState.unknown
+
+
+class Party(BaseModel):
+    address: Address
+    name: str = Field(description="The name the admin registered for this account.")
+    active: bool = Field(description="Whether the account still holds its role (issuer or custodian).")
+
+
+class LotView(BaseModel):
+    lot_id: Uint256Out
+    bottle_count: int
+    vintage: int = Field(description="Harvest year; 0 for a non-vintage wine.")
+    volume_ml: int
+    bottling_date: int = Field(description="Unix time of bottling.")
+    bottling_date_iso: str = Field(description="Bottling date as ISO 8601 (UTC).")
+    issued_at: int = Field(description="Unix time the lot was issued on chain.")
+    issued_at_iso: str
+    metadata_hash: Bytes32Hex = Field(description="keccak256 of the lot's metadata document.")
+    tag_root: Bytes32Hex = Field(description="Merkle root of the bottles' tag commitments.")
+    producer: str | None = Field(description="From the `LotIssued` event; null if the node has no such log.")
+    wine: str | None
+    region: str | None
+    metadata_uri: str | None
+
+
+class TagCheck(BaseModel):
+    tag: Address
+    valid: bool = Field(description="Whether `tag` with the given proof is this bottle's tag commitment.")
+
+
+class CertificateView(BaseModel):
+    """Everything a verifier needs about one bottle's certificate."""
+
+    exists: bool = Field(description="False once the certificate is redeemed (the record stays).")
+    token_id: Uint256Out
+    lot_id: Uint256Out
+    serial: int = Field(description="The bottle's number within its lot, from 1.")
+    owner: Address | None = Field(description="Current holder; null once redeemed.")
+    state: CertificateState
+    locked: bool = Field(description="ERC-5192: true when the certificate cannot be transferred now.")
+    issuer: Party
+    custodian: Party
+    lot: LotView
+    verification_url: str = Field(description="The consumer page for this bottle (the QR code target).")
+    tag_check: TagCheck | None = Field(default=None, description="Present when `tag` was given.")
+
+
+# ------------------------------------------------------------------- relay
+
+
+class TransferRelayRequest(BaseModel):
+    """A holder's signed EIP-712 `Transfer`, for the relayer to submit."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    sender: Address = Field(alias="from", description="The holder who signed; stays the on-chain actor.")
+    to: Address
+    token_id: Uint256In = Field(description="Integer or decimal string.")
+    nonce: Uint256In = Field(description="The holder's current `nonces(from)`; integer or decimal string.")
+    deadline: Uint256In = Field(description="Unix time after which the signature is void.")
+    signature: SignatureHex = Field(description="The EIP-712 signature as 0x hex (65 bytes for an EOA).")
+
+
+class RelayStatus(StrEnum):
+    pending = "pending"
+    mined = "mined"
+    failed = "failed"
+    unknown = "unknown"
+
+
+class RelayAccepted(BaseModel):
+    tx_hash: Bytes32Hex
+    status: RelayStatus = Field(description="`pending`: sent to the node; poll `status_url`.")
+    status_url: str
+
+
+class RelayTransaction(BaseModel):
+    tx_hash: Bytes32Hex
+    status: RelayStatus = Field(
+        description="`pending`: in the node's pool; `mined`: succeeded; `failed`: mined and reverted; "
+        "`unknown`: sent by this relayer but no longer known to the node (dropped; re-sign to retry)."
+    )
+    block_number: int | None
+    gas_used: int | None
+
+
+class TypedDataField(BaseModel):
+    name: str
+    type: str
+
+
+class TypedDataDomain(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: str
+    version: str
+    chain_id: int = Field(alias="chainId")
+    verifying_contract: Address = Field(alias="verifyingContract")
+
+
+class TransferMessage(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    sender: Address = Field(alias="from")
+    to: Address
+    token_id: Uint256Out = Field(alias="tokenId")
+    nonce: Uint256Out
+    deadline: Uint256Out
+
+
+class TransferTypedData(BaseModel):
+    """An `eth_signTypedData_v4` payload: pass it unchanged to any EIP-712 signer.
+    uint256 values are decimal strings, which signers accept."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    types: dict[str, list[TypedDataField]]
+    primary_type: Literal["Transfer"] = Field(alias="primaryType")
+    domain: TypedDataDomain
+    message: TransferMessage

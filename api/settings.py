@@ -1,0 +1,55 @@
+"""The API's configuration, read from ``AMPHORA_*`` environment variables.
+
+Every setting has a working default for a local anvil node except the relayer
+key: without it the read-only endpoints work and the relay endpoints answer
+503. The key is a :class:`~pydantic.SecretStr`, so it never shows in a repr,
+a log line or a response.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AMPHORA_", extra="ignore")
+
+    rpc_url: str = Field(
+        default="http://127.0.0.1:8545",
+        description="JSON-RPC endpoint of the node the API reads from and relays to.",
+    )
+    rpc_timeout: float = Field(default=10.0, gt=0, description="Seconds before a node request fails.")
+    manifest_path: Path | None = Field(
+        default=None,
+        description="Deploy manifest to read contract addresses and ABIs from. Unset: the "
+        "manifest for the node's chain id in amphora.manifest.manifest_dir().",
+    )
+    relayer_private_key: SecretStr | None = Field(
+        default=None,
+        description="Hex private key of the account that pays gas for relayed transactions. "
+        "Unset: the relay endpoints answer 503.",
+    )
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Public address of this API, used to build verification URLs.",
+    )
+    relay_gas_limit_cap: int = Field(
+        default=500_000, gt=21_000,
+        description="Highest gas limit the relayer will pay for in one transaction.",
+    )
+    log_block_range: int = Field(
+        default=0,
+        ge=0,
+        description="Blocks per eth_getLogs request when searching events (for nodes that limit "
+        "the range); 0 searches from the deploy block to the latest block in one request.",
+    )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The settings of this process, read once from the environment."""
+    return Settings()
