@@ -42,6 +42,7 @@ def seed(base_url: str, bottles_out: Path) -> DemoWorld:
     description.custodian = custodian.address
     description.metadata_uri = f"{base_url}/lots/{cert.lot_count() + 1}/metadata.json"
     issued = lots.issue(cert, winery, description)
+    lots.write_document(lots.document_path(chain.chain_id, issued.lot_id), issued.metadata)
     lots.write_bottles(bottles_out, issued.lot_id, issued.bottles, base_url)
     token = lambda serial: lots.token_id(issued.lot_id, serial)  # noqa: E731
 

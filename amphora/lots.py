@@ -137,6 +137,25 @@ def metadata_hash(doc: dict[str, Any]) -> bytes:
     return keccak(canonical_json(doc))
 
 
+def documents_dir(chain_id: int, base: Path | None = None) -> Path:
+    """Where lot metadata documents are kept for the API to serve:
+    ``<deployments>/documents/<chain id>/`` unless ``base`` is given."""
+    from amphora.manifest import manifest_dir
+
+    return (base or manifest_dir() / "documents") / str(chain_id)
+
+
+def document_path(chain_id: int, lot_id: int, base: Path | None = None) -> Path:
+    return documents_dir(chain_id, base) / f"lot-{lot_id}.json"
+
+
+def write_document(path: Path, doc: dict[str, Any]) -> Path:
+    """Write exactly the bytes whose keccak256 is the lot's ``metadata_hash``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(canonical_json(doc))
+    return path
+
+
 @dataclass
 class Bottle:
     serial: int

@@ -64,6 +64,13 @@ class WouldRevert(RelayRefused):
     )
 
 
+class DocumentMismatch(AmphoraError):
+    status_code = 409
+    code = "document_mismatch"
+    meaning = ("The stored lot metadata document does not hash to the lot's on-chain metadata_hash, so it is "
+               "not served.")
+
+
 class ServiceUnavailable(AmphoraError):
     status_code = 503
     code = "service_unavailable"

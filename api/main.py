@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from api.chain import ChainService
 from api.errors import install_exception_handlers
 from api.relayer import Relayer
-from api.routers import certificates, health, relay
+from api.routers import certificates, health, metadata, relay
 from api.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -31,6 +31,8 @@ lets holders without a wallet move their certificates by signature.
 * **verification page**: the HTML page a bottle's QR code opens.
 * **relay**: typed data to sign, submission of signed transfers (gas paid by
   the relayer), transaction status.
+* **metadata**: the NFT metadata each certificate's `tokenURI` points at, and
+  each lot's metadata document, served only if it matches its on-chain hash.
 
 Token ids, lot ids, nonces, deadlines and wei amounts are returned as decimal
 strings (they exceed JavaScript's safe integers); requests accept integers or
@@ -73,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(certificates.router)
     app.include_router(certificates.page_router)
     app.include_router(relay.router)
+    app.include_router(metadata.router)
     return app
 
 

@@ -299,3 +299,22 @@ class TransferTypedData(BaseModel):
     primary_type: Literal["Transfer"] = Field(alias="primaryType")
     domain: TypedDataDomain
     message: TransferMessage
+
+
+# ---------------------------------------------------------------- metadata
+
+
+class MetadataAttribute(BaseModel):
+    trait_type: str
+    value: str | int
+    display_type: str | None = Field(default=None, description="`number` or `date` where it applies.")
+
+
+class TokenMetadata(BaseModel):
+    """The common NFT metadata JSON schema (ERC-721 metadata extension, with the
+    widely used `attributes` and `external_url`): what `tokenURI` points at."""
+
+    name: str
+    description: str
+    external_url: str = Field(description="The bottle's verification page.")
+    attributes: list[MetadataAttribute]

@@ -37,6 +37,12 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8000",
         description="Public address of this API, used to build verification URLs.",
     )
+    documents_dir: Path | None = Field(
+        default=None,
+        description="Folder of lot metadata documents (`lot-<id>.json`) served at "
+        "/lots/{lot_id}/metadata.json. Unset: `<deployments>/documents/<chain id>/`, where "
+        "`ape run issue_lot` writes them.",
+    )
     relay_gas_limit_cap: int = Field(
         default=500_000, gt=21_000,
         description="Highest gas limit the relayer will pay for in one transaction.",

@@ -14,7 +14,8 @@ from amphora.demo import describe, seed, serve
 
 @click.command(cls=ConnectedProviderCommand, short_help="Run the local demo")
 @network_option()
-@click.option("--port", default=lambda: int(os.environ.get("AMPHORA_DEMO_PORT", "8000")), show_default="8000")
+@click.option("--port", type=int, default=lambda: int(os.environ.get("AMPHORA_DEMO_PORT", "8000")),
+              show_default="8000, or AMPHORA_DEMO_PORT")
 def cli(provider, port):
     if not is_local():
         raise click.UsageError("the demo seeds test accounts: run it on the local network only")

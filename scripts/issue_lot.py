@@ -37,6 +37,10 @@ def cli(account, skip_confirmation, lot_file, out, verify_base_url):
     issued = lots.issue(certificate(manifest), issuer, description)
     out = out or lot_file.with_suffix(".bottles.json")
     lots.write_bottles(out, issued.lot_id, issued.bottles, verify_base_url)
+    from ape import chain
+
+    document = lots.write_document(lots.document_path(chain.chain_id, issued.lot_id), issued.metadata)
     click.echo(f"lot {issued.lot_id}: {description.bottle_count} bottles, tag root 0x{issued.tree.root.hex()}")
     click.echo(f"tx {issued.tx_hash} ({issued.gas_used:,} gas)")
     click.echo(f"bottles file (contains tag private keys, keep it safe): {out}")
+    click.echo(f"metadata document (publish it at the lot's metadata_uri; the API serves it): {document}")

@@ -15,6 +15,8 @@ EXPECTED_ERRORS = {
     ("post", "/relay/transfers"): {"409", "422", "503"},
     ("get", "/relay/typed-data/transfer"): {"422", "503"},
     ("get", "/relay/{tx_hash}"): {"404", "422", "503"},
+    ("get", "/metadata/{token_id}"): {"404", "422", "503"},
+    ("get", "/lots/{lot_id}/metadata.json"): {"404", "409", "422", "503"},
 }
 
 
