@@ -27,6 +27,13 @@ dt{color:#6b5a4a}dd{margin:0;overflow-wrap:anywhere}
 code{font-size:.9em}footer{margin-top:1rem;font-size:.8rem;color:#6b5a4a}
 """
 
+#: Shown under every issued certificate: the page vouches for the record, not for the object in hand.
+COPY_NOTICE = (
+    "A QR code can be copied. This page shows the certificate this code points to; it does not prove that "
+    "the bottle in your hands is that bottle. Check that the capsule and label are intact and that the "
+    "bottle number above matches the label."
+)
+
 #: state name => (banner class, headline, explanation). ``active`` is the genuine, movable case.
 _STATE_NOTICES: dict[str, tuple[str, str, str]] = {
     "active": ("ok", "Genuine certificate",
@@ -40,9 +47,10 @@ _STATE_NOTICES: dict[str, tuple[str, str, str]] = {
     "redemption_requested": ("warn", "Genuine — redemption requested",
                              "The holder has asked for the physical bottle to be released from the "
                              "cellar. The certificate cannot change hands meanwhile."),
-    "redeemed": ("info", "Redeemed",
+    "redeemed": ("bad", "Redeemed — bottle already released",
                  "This bottle was released from custody to its holder and its certificate was retired. "
-                 "It no longer changes hands on chain."),
+                 "If this code is on a sealed bottle offered to you for sale, the label was copied or the "
+                 "bottle refilled."),
     "flagged": ("bad", "Reported lost or stolen",
                 "This certificate has been reported lost or stolen. Do not buy this bottle; contact the "
                 "issuer listed below."),
@@ -100,6 +108,7 @@ def certificate_page(view: CertificateView) -> str:
         f"<section class=\"card\"><h2>{escape(wine)}</h2>"
         f"<p class=\"sub\">{escape(lot.producer or '')} · {escape(vintage)}</p>"
         f"<dl>{details}</dl></section>"
+        f"<section class=\"card\"><p class=\"sub\">{escape(COPY_NOTICE)}</p></section>"
     )
     return _document(f"{headline}: {wine}", body)
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from html import escape
 
 import pytest
 
-from api.pages import shorten
+from api.pages import COPY_NOTICE, shorten
 
 #: The API fixtures (apps and clients on the test deployment).
 pytest_plugins = ["api_fixtures"]
@@ -23,6 +24,12 @@ def test_verify_page__issued__shows_wine_bottle_and_parties(client, lot, winery)
     for text in ("Cuvée Essai", "Domaine Test", "2019", "Pauillac AOC", "3 of 10", "750 ml", "2024-06-01",
                  "Cave Test", shorten(winery.address), str(lot.token(3))):
         assert text in page, text
+
+
+def test_verify_page__issued__warns_that_a_qr_code_can_be_copied(client, lot):
+    page = client.get(f"/verify/{lot.token(1)}").text
+
+    assert escape(COPY_NOTICE) in page
 
 
 def test_verify_page__self_contained__no_scripts_or_external_assets(client, lot):
