@@ -437,6 +437,8 @@ def safeTransferFrom(_from: address, _to: address, _tokenId: uint256, _data: Byt
     """
     @notice Move a certificate; if `_to` is a contract it must accept it
             through `onERC721Received`, or the transfer reverts.
+    @dev `_data` is passed to the receiver as is; it is bounded at 1,024
+         bytes (a longer value does not ABI-decode and the call reverts).
     """
     self._transfer(_from, _to, _tokenId, msg.sender)
     self._check_receiver(msg.sender, _from, _to, _tokenId, _data)
