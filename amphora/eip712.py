@@ -25,13 +25,38 @@ EIP712_DOMAIN_TYPE = [
 ]
 
 #: Primary types by name: field lists in the order the contracts hash them.
+_AUTHORIZATION = [
+    {"name": "from", "type": "address"},
+    {"name": "to", "type": "address"},
+    {"name": "value", "type": "uint256"},
+    {"name": "validAfter", "type": "uint256"},
+    {"name": "validBefore", "type": "uint256"},
+    {"name": "nonce", "type": "bytes32"},
+]
+
 TYPES: dict[str, list[dict[str, str]]] = {
+    # WineCertificate: a holder's signed transfer.
     "Transfer": [
         {"name": "from", "type": "address"},
         {"name": "to", "type": "address"},
         {"name": "tokenId", "type": "uint256"},
         {"name": "nonce", "type": "uint256"},
         {"name": "deadline", "type": "uint256"},
+    ],
+    # ERC-20 tokens: EIP-2612 permit.
+    "Permit": [
+        {"name": "owner", "type": "address"},
+        {"name": "spender", "type": "address"},
+        {"name": "value", "type": "uint256"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ],
+    # ERC-20 tokens: EIP-3009 transfers with authorization (random bytes32 nonces).
+    "TransferWithAuthorization": _AUTHORIZATION,
+    "ReceiveWithAuthorization": _AUTHORIZATION,
+    "CancelAuthorization": [
+        {"name": "authorizer", "type": "address"},
+        {"name": "nonce", "type": "bytes32"},
     ],
 }
 
@@ -90,6 +115,35 @@ def transfer_message(sender: str, to: str, token_id: int, nonce: int, deadline: 
         "nonce": int(nonce),
         "deadline": int(deadline),
     }
+
+
+def permit_message(owner: str, spender: str, value: int, nonce: int, deadline: int) -> dict[str, Any]:
+    return {
+        "owner": to_checksum_address(owner),
+        "spender": to_checksum_address(spender),
+        "value": int(value),
+        "nonce": int(nonce),
+        "deadline": int(deadline),
+    }
+
+
+def authorization_message(sender: str, to: str, value: int, valid_after: int, valid_before: int,
+                          nonce: bytes) -> dict[str, Any]:
+    """The message of ``TransferWithAuthorization`` and ``ReceiveWithAuthorization``."""
+    if len(nonce) != 32:
+        raise ValueError("an EIP-3009 nonce is 32 bytes")
+    return {
+        "from": to_checksum_address(sender),
+        "to": to_checksum_address(to),
+        "value": int(value),
+        "validAfter": int(valid_after),
+        "validBefore": int(valid_before),
+        "nonce": bytes(nonce),
+    }
+
+
+def cancel_message(authorizer: str, nonce: bytes) -> dict[str, Any]:
+    return {"authorizer": to_checksum_address(authorizer), "nonce": bytes(nonce)}
 
 
 def digest(data: dict[str, Any]) -> bytes:
