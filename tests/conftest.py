@@ -66,6 +66,27 @@ def other_winery(accounts):
 
 
 @pytest.fixture(scope="session")
+def merchant(accounts):
+    return accounts[10]
+
+
+@pytest.fixture(scope="session")
+def other_merchant(accounts):
+    return accounts[11]
+
+
+@pytest.fixture(scope="session")
+def customer(accounts):
+    return accounts[12]
+
+
+@pytest.fixture(scope="session")
+def minter(accounts):
+    """A stablecoin minter (the fiat issuer's mint desk)."""
+    return accounts[13]
+
+
+@pytest.fixture(scope="session")
 def manifest(admin, winery, custodian, tmp_path_factory):
     """The deployment made by the same code `ape run deploy` runs."""
     directory = tmp_path_factory.mktemp("deployments")

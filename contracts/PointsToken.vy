@@ -1,0 +1,315 @@
+# pragma version 0.4.3
+# pragma nonreentrancy on
+# pragma evm-version prague
+"""
+@title Amphora Points
+@custom:contract-name PointsToken
+@license GNU Affero General Public License v3.0 only
+@notice Loyalty points worth exactly one unit of a stablecoin each. A
+        registered merchant issues points to a customer by paying the
+        equivalent stablecoin into this contract's reserve; holders move
+        points freely (also by EIP-2612 permit); a registered merchant that
+        accepted points redeems them for stablecoin out of the reserve.
+        Every issuance and redemption is an event naming the merchant, so
+        merchants can settle with each other from the chain's record.
+@dev Decimals: points have `decimals` (18 by default) and the stablecoin
+     fewer (6 for USDC-like tokens); SCALE = 10 ** (points - stablecoin
+     decimals). Issuing `s` stablecoin units mints exactly `s * SCALE`
+     points. Redeeming burns a multiple of SCALE and pays `points // SCALE`;
+     the remainder below one stablecoin unit stays with the redeemer. Nothing
+     is ever rounded, so `reserve * SCALE == totalSupply` holds exactly:
+     the reserve always covers every outstanding point.
+     The stablecoin must be a plain ERC-20: issuance checks that the reserve
+     grew by exactly the amount paid, so fee-on-transfer tokens are refused.
+@custom:security Emergency: the admin calls `pause`, which stops issuance
+                 and redemption. Point transfers never stop and no function
+                 lets anyone, the admin included, take someone's points or
+                 the reserve that backs them.
+"""
+
+
+from ethereum.ercs import IERC20
+from ethereum.ercs import IERC20Detailed
+
+
+from snekmate.auth import ownable
+initializes: ownable
+
+from snekmate.auth import ownable_2step
+initializes: ownable_2step[ownable := ownable]
+
+from snekmate.utils import pausable
+initializes: pausable
+
+from snekmate.tokens import erc20
+initializes: erc20[ownable := ownable]
+
+
+# @dev Left out on purpose: erc20's `mint`, `set_minter`, `burn`,
+# `burn_from` (points come into existence only against stablecoin and leave
+# only by redemption), its `transfer_ownership`/`renounce_ownership`
+# (ownable_2step handles the admin; renouncing would freeze merchant
+# registration), and `renounce_ownership` of ownable_2step.
+exports: (
+    erc20.name,
+    erc20.symbol,
+    erc20.decimals,
+    erc20.totalSupply,
+    erc20.balanceOf,
+    erc20.allowance,
+    erc20.transfer,
+    erc20.transferFrom,
+    erc20.approve,
+    erc20.permit,
+    erc20.nonces,
+    erc20.DOMAIN_SEPARATOR,
+    erc20.eip712Domain,
+    ownable.owner,
+    ownable_2step.pending_owner,
+    ownable_2step.transfer_ownership,
+    ownable_2step.accept_ownership,
+    pausable.paused,
+)
+
+
+struct Merchant:
+    name: String[64]
+    active: bool
+    cap: uint256
+    issued: uint256
+    redeemed: uint256
+    paid_in: uint256
+    paid_out: uint256
+
+
+# @notice The stablecoin points are pegged to.
+STABLECOIN: public(immutable(address))
+# @notice Points per stablecoin unit: 10 ** (points - stablecoin decimals).
+SCALE: public(immutable(uint256))
+
+# @notice Stablecoin units held for outstanding points (excludes anything
+#         sent to this contract outside `issue`).
+reserve: public(uint256)
+# @notice Registered merchants and their running totals (points and
+#         stablecoin units).
+merchants: public(HashMap[address, Merchant])
+# @notice Whether holders who are not merchants may redeem too.
+open_redemption: public(bool)
+
+
+event MerchantRegistered:
+    merchant: indexed(address)
+    name: String[64]
+    cap: uint256
+
+
+event MerchantCapChanged:
+    merchant: indexed(address)
+    cap: uint256
+
+
+event MerchantRemoved:
+    merchant: indexed(address)
+
+
+event OpenRedemptionChanged:
+    enabled: bool
+
+
+event PointsIssued:
+    merchant: indexed(address)
+    customer: indexed(address)
+    points: uint256
+    stablecoin_paid_in: uint256
+
+
+event PointsRedeemed:
+    merchant: indexed(address)
+    points: uint256
+    stablecoin_paid_out: uint256
+
+
+@deploy
+def __init__(
+    stablecoin: address,
+    name_: String[25],
+    symbol_: String[5],
+    decimals_: uint8,
+    eip712_name_: String[50],
+    eip712_version_: String[20],
+):
+    """
+    @notice The deployer becomes the admin.
+    @param stablecoin The ERC-20 stablecoin that backs the points.
+    @param decimals_ Points decimals; at least the stablecoin's and at most
+           18 more than it.
+    """
+    assert stablecoin.is_contract, "points: stablecoin is not a contract"
+    stable_decimals: uint8 = staticcall IERC20Detailed(stablecoin).decimals()
+    assert decimals_ >= stable_decimals, "points: fewer decimals than the stablecoin"
+    assert decimals_ - stable_decimals <= 18, "points: decimals too far from the stablecoin's"
+    ownable.__init__()
+    ownable_2step.__init__()
+    pausable.__init__()
+    erc20.__init__(name_, symbol_, decimals_, eip712_name_, eip712_version_)
+    STABLECOIN = stablecoin
+    SCALE = 10 ** convert(decimals_ - stable_decimals, uint256)
+
+
+# --------------------------------------------------------------- issuance
+
+
+@external
+def issue(customer: address, stablecoin_amount: uint256) -> uint256:
+    """
+    @notice Merchant: issue points worth `stablecoin_amount` to `customer`,
+            paying that much stablecoin into the reserve (approve this
+            contract on the stablecoin first). The points are attributed to
+            the calling merchant.
+    @return uint256 The points minted: `stablecoin_amount * SCALE`.
+    """
+    pausable._require_not_paused()
+    merchant: Merchant = self.merchants[msg.sender]
+    assert merchant.active, "points: caller is not a merchant"
+    assert customer != empty(address), "points: customer is the zero address"
+    assert stablecoin_amount != 0, "points: amount is zero"
+    points: uint256 = stablecoin_amount * SCALE
+    # Outstanding as issuer (issued minus redeemed) may not exceed the cap.
+    assert merchant.issued + points <= merchant.cap + merchant.redeemed, "points: merchant cap exceeded"
+
+    before: uint256 = staticcall IERC20(STABLECOIN).balanceOf(self)
+    assert extcall IERC20(STABLECOIN).transferFrom(msg.sender, self, stablecoin_amount, default_return_value=True), (
+        "points: stablecoin transfer failed"
+    )
+    assert staticcall IERC20(STABLECOIN).balanceOf(self) == before + stablecoin_amount, (
+        "points: stablecoin paid in differs from amount"
+    )
+
+    self.reserve += stablecoin_amount
+    self.merchants[msg.sender].issued = merchant.issued + points
+    self.merchants[msg.sender].paid_in = merchant.paid_in + stablecoin_amount
+    erc20._mint(customer, points)
+    log PointsIssued(merchant=msg.sender, customer=customer, points=points, stablecoin_paid_in=stablecoin_amount)
+    return points
+
+
+@external
+def redeem(points: uint256) -> uint256:
+    """
+    @notice Merchant: redeem accepted points for stablecoin, one unit per
+            SCALE points, paid to the caller. Only whole stablecoin units
+            are redeemed; a remainder below SCALE stays in the caller's
+            balance. Consumers cannot cash out unless `open_redemption`.
+    @return uint256 The stablecoin paid out.
+    """
+    pausable._require_not_paused()
+    merchant: Merchant = self.merchants[msg.sender]
+    assert merchant.active or self.open_redemption, "points: only merchants redeem"
+    payout: uint256 = points // SCALE
+    assert payout != 0, "points: amount below one stablecoin unit"
+    burned: uint256 = payout * SCALE
+    assert erc20.balanceOf[msg.sender] >= burned, "points: redeem amount exceeds balance"
+
+    erc20._burn(msg.sender, burned)
+    self.reserve -= payout
+    if merchant.active:
+        self.merchants[msg.sender].redeemed = merchant.redeemed + burned
+        self.merchants[msg.sender].paid_out = merchant.paid_out + payout
+    log PointsRedeemed(merchant=msg.sender, points=burned, stablecoin_paid_out=payout)
+    assert extcall IERC20(STABLECOIN).transfer(msg.sender, payout, default_return_value=True), (
+        "points: stablecoin transfer failed"
+    )
+    return payout
+
+
+@external
+@view
+@reentrant
+def points_for(stablecoin_amount: uint256) -> uint256:
+    """
+    @notice The points that `stablecoin_amount` stablecoin units issue.
+    """
+    return stablecoin_amount * SCALE
+
+
+@external
+@view
+@reentrant
+def surplus() -> uint256:
+    """
+    @notice Stablecoin held beyond the reserve (sent here outside `issue`).
+    """
+    return staticcall IERC20(STABLECOIN).balanceOf(self) - self.reserve
+
+
+# ---------------------------------------------------------------- admin
+
+
+@external
+def register_merchant(merchant: address, name: String[64], cap: uint256):
+    """
+    @notice Admin: register a merchant under `name` with an issuance cap:
+            the most points it may have outstanding as issuer, counted as
+            points it issued minus points it redeemed.
+    """
+    ownable._check_owner()
+    assert merchant != empty(address), "points: merchant is the zero address"
+    assert len(name) != 0, "points: name is empty"
+    assert not self.merchants[merchant].active, "points: merchant already registered"
+    self.merchants[merchant].name = name
+    self.merchants[merchant].active = True
+    self.merchants[merchant].cap = cap
+    log MerchantRegistered(merchant=merchant, name=name, cap=cap)
+
+
+@external
+def set_merchant_cap(merchant: address, cap: uint256):
+    """
+    @notice Admin: change a merchant's issuance cap. A cap below what is
+            already outstanding only stops further issuance.
+    """
+    ownable._check_owner()
+    assert self.merchants[merchant].active, "points: not a merchant"
+    self.merchants[merchant].cap = cap
+    log MerchantCapChanged(merchant=merchant, cap=cap)
+
+
+@external
+def remove_merchant(merchant: address):
+    """
+    @notice Admin: stop a merchant from issuing and redeeming. Its totals
+            stay on record; points it issued stay valid and backed.
+    """
+    ownable._check_owner()
+    assert self.merchants[merchant].active, "points: not a merchant"
+    self.merchants[merchant].active = False
+    log MerchantRemoved(merchant=merchant)
+
+
+@external
+def set_open_redemption(enabled: bool):
+    """
+    @notice Admin: let every holder redeem (a network without the loyalty
+            rule that only merchants cash out).
+    """
+    ownable._check_owner()
+    self.open_redemption = enabled
+    log OpenRedemptionChanged(enabled=enabled)
+
+
+@external
+def pause():
+    """
+    @notice Admin: stop issuance and redemption in an emergency.
+    """
+    ownable._check_owner()
+    pausable._pause()
+
+
+@external
+def unpause():
+    """
+    @notice Admin: resume issuance and redemption.
+    """
+    ownable._check_owner()
+    pausable._unpause()
