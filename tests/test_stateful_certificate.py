@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
+from fastchain import FastChain, as_address
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -22,7 +23,6 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from web3 import HTTPProvider, Web3
 
 from amphora import eip712
 
@@ -31,7 +31,6 @@ ACTIVE, FLAGGED = 0, 5
 STEPS_PER_EXAMPLE = 50
 EXAMPLES = 45
 MIN_STEPS = 2_000
-GAS = 2_000_000
 
 
 @dataclass
@@ -49,52 +48,30 @@ class Model:
         return self.owner.get(token) or self.lots[token >> 32][0]
 
 
-class _Counter:
-    steps = 0
-
-
-def make_machine(w3, cert_address, abi, actors, keys, issuers, admin, lot_count_start, supply_start, chain_id):
-    contract = w3.eth.contract(address=cert_address, abi=abi)
+def make_machine(fast: FastChain, cert, actors, keys, issuers, admin, lot_count_start, supply_start, chain_id):
+    contract = fast.contract(cert.address, cert)
     fns = contract.functions
+    cert_address = cert.address
 
-    def encode(name, *args):
-        return getattr(fns, name)(*args)._encode_transaction_data()
-
-    def batch_call(datas):
-        responses = w3.provider.make_batch_request(
-            [("eth_call", [{"to": cert_address, "data": d}, "latest"]) for d in datas])
-        return [int(r["result"], 16) for r in responses]
-
-    def as_address(value: int) -> str:
-        return "0x" + f"{value:040x}"
+    def batch_call(names_args):
+        return fast.reads([(contract, name, args) for name, *args in names_args])
 
     class CertificateMachine(RuleBasedStateMachine):
         def __init__(self):
             super().__init__()
-            self.snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
+            self.snapshot = fast.snapshot()
             self.m = Model()
-            self.m.balance = dict(zip(actors, batch_call([encode("balanceOf", a) for a in actors]), strict=True))
-            self.m.nonce = dict(zip(actors, batch_call([encode("nonces", a) for a in actors]), strict=True))
+            self.m.balance = dict(zip(actors, batch_call([("balanceOf", a) for a in actors]), strict=True))
+            self.m.nonce = dict(zip(actors, batch_call([("nonces", a) for a in actors]), strict=True))
             self.next_lot = lot_count_start + 1
             self.tokens: list[int] = []
             self.last_token: int | None = None
 
         def teardown(self):
-            w3.provider.make_request("evm_revert", [self.snapshot])
+            fast.revert(self.snapshot)
 
-        # ---- helpers -------------------------------------------------------
         def send(self, call, sender, ok: bool, reason: str | None = None):
-            _Counter.steps += 1
-            if not ok and reason is not None:
-                with pytest.raises(Exception, match=reason):
-                    call.call({"from": sender})
-            # A distinct gas limit per step keeps transaction hashes unique
-            # across examples, which replay the same nonces after evm_revert.
-            tx = call.transact({"from": sender, "gas": GAS + _Counter.steps})
-            status = w3.eth.wait_for_transaction_receipt(tx, timeout=10, poll_latency=0.005)["status"]
-            assert status == (1 if ok else 0), (
-                f"model predicted {'success' if ok else 'revert: ' + str(reason)} for "
-                f"{call.fn_name}{call.args} from {sender}")
+            fast.send(call, sender, ok, reason)
 
         def move(self, token: int, frm: str, to: str):
             self.m.balance[frm] -= 1
@@ -243,12 +220,11 @@ def make_machine(w3, cert_address, abi, actors, keys, issuers, admin, lot_count_
         @invariant()
         def chain_matches_model(self):
             """One batched round trip reads everything the model predicts."""
-            calls = [encode("balanceOf", a) for a in actors]
-            calls += [encode("totalSupply"), encode("lot_count")]
+            calls = [("balanceOf", a) for a in actors]
+            calls += [("totalSupply",), ("lot_count",)]
             token = self.last_token
             if token is not None:
-                calls += [encode("ownerOf", token), encode("state_of", token), encode("locked", token),
-                          encode("getApproved", token)]
+                calls += [("ownerOf", token), ("state_of", token), ("locked", token), ("getApproved", token)]
             out = batch_call(calls)
             for a, got in zip(actors, out, strict=False):
                 assert got == self.m.balance[a], f"balance of {a}: chain {got}, model {self.m.balance[a]}"
@@ -270,19 +246,15 @@ def make_machine(w3, cert_address, abi, actors, keys, issuers, admin, lot_count_
 def test_certificate_state_machine__matches_model(chain, cert, admin, winery, other_winery, holder, recipient,
                                                   operator, attacker, custodian):
     cert.grant_issuer(other_winery, "Clos Autre", sender=admin)
-    # A bare web3 client: Ape's adds middleware that costs milliseconds per call.
-    w3 = Web3(HTTPProvider(chain.provider.uri))
-    w3.middleware_onion.clear()
-    abi = [a.model_dump(mode="json", by_alias=True, exclude_none=True) for a in cert.contract_type.abi]
+    fast = FastChain(chain.provider.uri)
     people = [winery, other_winery, custodian, holder, recipient, operator, attacker]
     actors = [p.address for p in people]
     keys = {p.address: p.private_key for p in people}
-    machine = make_machine(w3, cert.address, abi, actors, keys, [winery.address, other_winery.address],
+    machine = make_machine(fast, cert, actors, keys, [winery.address, other_winery.address],
                            admin.address, cert.lot_count(), cert.totalSupply(), chain.chain_id)
-    _Counter.steps = 0
     run_state_machine_as_test(machine, settings=settings(
         max_examples=EXAMPLES, stateful_step_count=STEPS_PER_EXAMPLE, deadline=None, database=None,
         suppress_health_check=list(HealthCheck),
     ))
-    print(f"state machine: {_Counter.steps} steps")
-    assert _Counter.steps >= MIN_STEPS, f"only {_Counter.steps} steps ran"
+    print(f"state machine: {fast.steps} steps")
+    assert fast.steps >= MIN_STEPS, f"only {fast.steps} steps ran"
