@@ -44,6 +44,9 @@ initializes: pausable
 from snekmate.tokens import erc20
 initializes: erc20[ownable := ownable]
 
+from .modules import eip3009
+initializes: eip3009[erc20 := erc20]
+
 
 # @dev Left out on purpose: erc20's `mint`, `set_minter`, `burn`,
 # `burn_from` (points come into existence only against stablecoin and leave
@@ -64,6 +67,13 @@ exports: (
     erc20.nonces,
     erc20.DOMAIN_SEPARATOR,
     erc20.eip712Domain,
+    eip3009.transferWithAuthorization,
+    eip3009.receiveWithAuthorization,
+    eip3009.cancelAuthorization,
+    eip3009.authorizationState,
+    eip3009.TRANSFER_WITH_AUTHORIZATION_TYPEHASH,
+    eip3009.RECEIVE_WITH_AUTHORIZATION_TYPEHASH,
+    eip3009.CANCEL_AUTHORIZATION_TYPEHASH,
     ownable.owner,
     ownable_2step.pending_owner,
     ownable_2step.transfer_ownership,
