@@ -43,15 +43,19 @@ def _has_code(address: str) -> bool:
     return len(chain.provider.get_code(address)) > 0
 
 
-def deploy_or_reuse(manifest: Manifest, name: str, deployer: Any, args: list[Any]) -> tuple[Any, bool]:
+def deploy_or_reuse(manifest: Manifest, name: str, deployer: Any, args: list[Any], *,
+                    contract: str | None = None, fresh: bool = False) -> tuple[Any, bool]:
     """The contract the manifest records under ``name`` if it still has code on
-    this chain; otherwise a new deployment, recorded in the manifest. The flag
-    says whether it was deployed now."""
+    this chain (and ``fresh`` is not asked for); otherwise a new deployment of
+    ``contract`` (default: ``name``), recorded in the manifest. The flag says
+    whether it was deployed now."""
     from ape import chain, project
 
-    container = getattr(project, name)
+    container = getattr(project, contract or name)
     recorded = manifest.contracts.get(name)
-    if recorded and _has_code(recorded["address"]):
+    if recorded and recorded.get("contract", name) != (contract or name):
+        fresh = True  # the record is of another contract (e.g. an external stablecoin)
+    if recorded and not fresh and _has_code(recorded["address"]):
         logger.info("%s: reusing %s from the manifest", name, recorded["address"])
         return container.at(recorded["address"]), False
     if recorded:
@@ -60,6 +64,7 @@ def deploy_or_reuse(manifest: Manifest, name: str, deployer: Any, args: list[Any
     instance = deployer.deploy(container, *args)
     receipt = chain.get_receipt(instance.txn_hash) if instance.txn_hash else None
     manifest.contracts[name] = {
+        "contract": contract or name,
         "address": instance.address,
         "abi": _abi_json(container.contract_type),
         "deploy_block": receipt.block_number if receipt else None,
@@ -71,20 +76,63 @@ def deploy_or_reuse(manifest: Manifest, name: str, deployer: Any, args: list[Any
     return instance, True
 
 
+@dataclass(frozen=True)
+class TokenSettings:
+    #: An existing stablecoin on a real network; None deploys ReferenceStablecoin
+    #: (allowed on local and test networks only).
+    stablecoin: str | None = None
+    stablecoin_name: str = "Amphora Test USD"
+    stablecoin_symbol: str = "tUSD"
+    points_name: str = "Amphora Points"
+    points_symbol: str = "PTS"
+    points_decimals: int = 18
+    utility_name: str = "Amphora Utility"
+    utility_symbol: str = "AMPU"
+    utility_cap: int = 1_000_000_000 * 10**18
+
+
 def deploy_all(deployer: Any, *, directory: Path | None = None,
-               certificate: CertificateSettings | None = None) -> Manifest:
+               certificate: CertificateSettings | None = None,
+               tokens: TokenSettings | None = None) -> Manifest:
     """Deploy (or reuse) every Amphora contract and write the manifest."""
-    from ape import chain
+    from ape import chain, project
 
     chain_id = chain.chain_id
     manifest = Manifest.load_or_new(chain_id, directory)
     manifest.network = chain.provider.network.choice
     settings = certificate or CertificateSettings()
+    money = tokens or TokenSettings()
     cert, deployed = deploy_or_reuse(manifest, "WineCertificate", deployer, settings.constructor_args())
     if deployed:
         # A new certificate starts with no issuers or custodians.
         manifest.roles = {}
     record_roles(manifest, cert)
+
+    if money.stablecoin is None:
+        if chain_id not in LOCAL_CHAIN_IDS:
+            raise ValueError("a non-local network needs the address of an existing stablecoin (--stablecoin)")
+        stablecoin, _ = deploy_or_reuse(
+            manifest, "Stablecoin", deployer,
+            [money.stablecoin_name, money.stablecoin_symbol, money.stablecoin_name, "1"],
+            contract="ReferenceStablecoin")
+    else:
+        stablecoin = project.ReferenceStablecoin.at(money.stablecoin)  # any ERC-20: only its ABI is used
+        recorded = manifest.contracts.get("Stablecoin", {})
+        if recorded.get("address") != stablecoin.address:
+            manifest.contracts["Stablecoin"] = {
+                "contract": "external", "address": stablecoin.address,
+                "abi": _abi_json(project.ReferenceStablecoin.contract_type), "deploy_block": None,
+            }
+    points_address = str((manifest.contracts.get("PointsToken") or {}).get("address") or "")
+    stale = bool(points_address) and _has_code(points_address) and (
+        project.PointsToken.at(points_address).STABLECOIN() != stablecoin.address)
+    deploy_or_reuse(
+        manifest, "PointsToken", deployer,
+        [stablecoin.address, money.points_name, money.points_symbol, money.points_decimals, money.points_name, "1"],
+        fresh=stale)
+    deploy_or_reuse(
+        manifest, "UtilityToken", deployer,
+        [money.utility_name, money.utility_symbol, money.utility_cap, money.utility_name, "1"])
     manifest.save()
     return manifest
 

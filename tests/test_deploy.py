@@ -10,7 +10,7 @@ import pytest
 from eth_utils import to_checksum_address
 
 from amphora import lots, merkle
-from amphora.deploy import CertificateSettings, deploy_all, grant_issuer, revoke_issuer
+from amphora.deploy import CertificateSettings, TokenSettings, deploy_all, grant_issuer, revoke_issuer
 from amphora.manifest import Manifest, ManifestError
 
 
@@ -131,3 +131,32 @@ def test_tag_tree__every_proof_verifies_and_none_crosses(count):
         if count > 1:
             other = serial % count + 1
             assert not merkle.verify(tree.root, other, tags[serial - 1], tree.proof(serial))
+
+
+def test_manifest__records_the_money_contracts_wired_together(manifest, project, admin):
+    for name in ("Stablecoin", "PointsToken", "UtilityToken"):
+        assert manifest.contracts[name]["deploy_block"] > 0, name
+    assert manifest.contracts["Stablecoin"]["contract"] == "ReferenceStablecoin"
+    points = project.PointsToken.at(manifest.address("PointsToken"))
+    assert points.STABLECOIN() == manifest.address("Stablecoin")
+    assert points.SCALE() == 10**12 and points.owner() == admin
+
+
+def test_deploy__existing_stablecoin_address__points_use_it(admin, project, tmp_path):
+    external = admin.deploy(project.MockPlainToken, 6, 0)
+    m = deploy_all(admin, directory=tmp_path, tokens=TokenSettings(stablecoin=external.address))
+    assert m.contracts["Stablecoin"]["contract"] == "external"
+    assert project.PointsToken.at(m.address("PointsToken")).STABLECOIN() == external.address
+    # Switching stablecoin later redeploys the points token, which is bound to it.
+    first_points = m.address("PointsToken")
+    m2 = deploy_all(admin, directory=tmp_path)
+    assert m2.contracts["Stablecoin"]["contract"] == "ReferenceStablecoin"
+    assert m2.address("PointsToken") != first_points
+
+
+def test_deploy__non_local_network_without_stablecoin__refused(admin, tmp_path, monkeypatch):
+    import amphora.deploy
+
+    monkeypatch.setattr(amphora.deploy, "LOCAL_CHAIN_IDS", frozenset())
+    with pytest.raises(ValueError, match="needs the address of an existing stablecoin"):
+        deploy_all(admin, directory=tmp_path)
