@@ -10,6 +10,7 @@ from pathlib import Path
 from amphora import eip712, lots
 from amphora.deploy import CertificateSettings, deploy_all, grant_custodian, grant_issuer
 from amphora.manifest import Manifest
+from amphora.settlement import Statement, statement
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,41 @@ class DemoWorld:
     relayer_key: str
     sample_token: int
     flagged_token: int
+    merchants: dict[str, str]
+    settlement: Statement
+    settlement_files: tuple[Path, Path]
+
+
+def seed_points(manifest: Manifest, out_dir: Path) -> tuple[dict[str, str], Statement, tuple[Path, Path]]:
+    """Two merchants: a wine bar issues points to Alice, who spends some at a
+    cellar shop, which redeems them; then the clearing statement of it all."""
+    import json
+
+    from ape import accounts, chain, project
+
+    admin, alice = accounts.test_accounts[0], accounts.test_accounts[3]
+    wine_bar, cellar_shop = accounts.test_accounts[10], accounts.test_accounts[11]
+    usd = 10**6
+    stablecoin = project.ReferenceStablecoin.at(manifest.address("Stablecoin"))
+    points = project.PointsToken.at(manifest.address("PointsToken"))
+    start = chain.blocks.head.number + 1
+    stablecoin.configureMinter(admin, 1_000_000 * usd, sender=admin)
+    for name, merchant in (("Le Bar à Vin", wine_bar), ("La Cave du Port", cellar_shop)):
+        stablecoin.mint(merchant, 100_000 * usd, sender=admin)
+        points.register_merchant(merchant, name, 50_000 * usd * points.SCALE(), sender=admin)
+        stablecoin.approve(points, 2**256 - 1, sender=merchant)
+    points.issue(alice, 50 * usd, sender=wine_bar)
+    points.transfer(cellar_shop, 20 * usd * points.SCALE(), sender=alice)
+    points.redeem(20 * usd * points.SCALE(), sender=cellar_shop)
+
+    record = manifest.contract("PointsToken")
+    result = statement(chain.provider.web3, record["address"], record["abi"], start, chain.blocks.head.number)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, json_path = out_dir / "settlement.csv", out_dir / "settlement.json"
+    csv_path.write_text(result.to_csv())
+    json_path.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    merchants = {"wine bar": wine_bar.address, "cellar shop": cellar_shop.address}
+    return merchants, result, (csv_path, json_path)
 
 
 def seed(base_url: str, bottles_out: Path) -> DemoWorld:
@@ -60,7 +96,9 @@ def seed(base_url: str, bottles_out: Path) -> DemoWorld:
     # Bottle 5 went missing in a shipment: the winery flags it.
     cert.flag(token(5), b"\x01" * 32, sender=winery)
 
+    merchants, settlement, files = seed_points(manifest, bottles_out.parent)
     return DemoWorld(
+        merchants=merchants, settlement=settlement, settlement_files=files,
         manifest=manifest, lot_id=issued.lot_id, bottles=issued.bottles,
         holders={"alice": alice.address, "bob": bob.address, "carol": carol.address},
         relayer_key=str(relayer.private_key),
@@ -84,6 +122,12 @@ def describe(world: DemoWorld, base_url: str, rpc_url: str) -> str:
         f"  a flagged bottle      {base_url}/verify/{world.flagged_token}",
         f"  health                {base_url}/health",
         f"  holders               {', '.join(f'{k} {v}' for k, v in world.holders.items())}",
+        f"  merchants             {', '.join(f'{k} {v}' for k, v in world.merchants.items())}",
+        f"  settlement            {world.settlement_files[0]} "
+        f"({'reconciled' if world.settlement.reconciled else 'NOT reconciled'}; "
+        f"{base_url}/points/settlement?from_block={world.settlement.from_block}"
+        f"&to_block={world.settlement.to_block})",
+        f"  balances of alice     {base_url}/accounts/{world.holders['alice']}/balances",
         "",
     ]
     return "\n".join(lines)
