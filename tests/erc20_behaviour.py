@@ -55,6 +55,20 @@ from erc721_behaviour import ZERO_ADDRESS, emitted
 
 from amphora import eip712
 
+#: The revert reasons of every token built on snekmate's ``erc20`` module, by
+#: the suite's keys. snekmate spends the allowance before it moves tokens, and
+#: the zero address can grant none, hence ``transfer_from_zero``.
+SNEKMATE_ERC20_ERRORS = {
+    "insufficient_balance": "erc20: transfer amount exceeds balance",
+    "insufficient_allowance": "erc20: insufficient allowance",
+    "transfer_to_zero": "erc20: transfer to the zero address",
+    "transfer_from_zero": "erc20: approve from the zero address",
+    "approve_to_zero": "erc20: approve to the zero address",
+    "permit_expired": "erc20: expired deadline",
+    "permit_invalid_signer": "erc20: invalid signature",
+    "permit_malleable_signature": "ecdsa: invalid signature `s` value",
+}
+
 MAX_UINT256 = 2**256 - 1
 #: The order of secp256k1: ``s`` and ``n - s`` both verify under ``ecrecover``.
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141

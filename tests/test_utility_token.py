@@ -8,6 +8,7 @@ from __future__ import annotations
 import ape
 import pytest
 from erc20_behaviour import (
+    SNEKMATE_ERC20_ERRORS,
     ZERO_ADDRESS,
     BehavesLikeERC20,
     BehavesLikeERC20Metadata,
@@ -35,18 +36,7 @@ PAUSED = "pausable: contract is paused"
 INSUFFICIENT_BALANCE = "erc20: transfer amount exceeds balance"
 INSUFFICIENT_ALLOWANCE = "erc20: insufficient allowance"
 
-UTILITY_ERRORS = {
-    "insufficient_balance": INSUFFICIENT_BALANCE,
-    "insufficient_allowance": INSUFFICIENT_ALLOWANCE,
-    "transfer_to_zero": "erc20: transfer to the zero address",
-    # snekmate spends the allowance before it moves tokens, and the zero
-    # address can grant none.
-    "transfer_from_zero": "erc20: approve from the zero address",
-    "approve_to_zero": "erc20: approve to the zero address",
-    "permit_expired": "erc20: expired deadline",
-    "permit_invalid_signer": "erc20: invalid signature",
-    "permit_malleable_signature": "ecdsa: invalid signature `s` value",
-}
+UTILITY_ERRORS = SNEKMATE_ERC20_ERRORS
 
 #: Every state-changing function of the token. A new one must be added here
 #: on purpose, after checking that it cannot move or burn a holder's tokens

@@ -1,0 +1,191 @@
+"""A hypothesis state machine over the points token and the stablecoin
+together: merchants issue and redeem (amounts at decimal edges included),
+holders transfer, caps change, both tokens pause, stablecoin is sent to the
+reserve by mistake. After every step: the reserve backs every point exactly,
+the stablecoin held covers the reserve, balances and merchant totals match a
+Python model, and nobody got out more than was paid in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+from fastchain import FastChain
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+
+SCALE = 10**12
+USD = 10**6
+STEPS_PER_EXAMPLE = 50
+EXAMPLES = 45
+MIN_STEPS = 2_000
+FUNDING = 10**15  # stablecoin units per merchant
+
+# Stablecoin amounts: one unit, odd amounts, large ones.
+STABLE_AMOUNTS = st.one_of(st.just(1), st.integers(1, 999), st.integers(1, 5_000 * USD), st.just(10**12))
+
+
+@dataclass
+class Model:
+    balance: dict[str, int] = field(default_factory=dict)
+    reserve: int = 0
+    surplus: int = 0
+    cap: dict[str, int] = field(default_factory=dict)
+    issued: dict[str, int] = field(default_factory=dict)
+    redeemed: dict[str, int] = field(default_factory=dict)
+    paid_in: int = 0
+    paid_out: int = 0
+    paused: bool = False
+    stable_paused: bool = False
+    open_redemption: bool = False
+
+
+def make_machine(fast: FastChain, points, stable, merchants, customers, attacker, admin):
+    p = fast.contract(points.address, points)
+    s = fast.contract(stable.address, stable)
+    actors = [*merchants, *customers, attacker]
+
+    class PointsMachine(RuleBasedStateMachine):
+        def __init__(self):
+            super().__init__()
+            self.snapshot = fast.snapshot()
+            self.m = Model()
+            self.m.balance = {a: 0 for a in actors}
+            self.m.cap = {m: 10**40 for m in merchants}
+            self.m.issued = {m: 0 for m in merchants}
+            self.m.redeemed = {m: 0 for m in merchants}
+
+        def teardown(self):
+            fast.revert(self.snapshot)
+
+        @rule(who=st.sampled_from([*merchants, attacker]), customer=st.sampled_from(customers),
+              amount=st.one_of(STABLE_AMOUNTS, st.just(0)))
+        def issue(self, who, customer, amount):
+            pts = amount * SCALE
+            reason = None
+            if self.m.paused:
+                reason = "pausable: contract is paused"
+            elif who not in merchants:
+                reason = "points: caller is not a merchant"
+            elif amount == 0:
+                reason = "points: amount is zero"
+            elif self.m.issued[who] + pts > self.m.cap[who] + self.m.redeemed[who]:
+                reason = "points: merchant cap exceeded"
+            ok = reason is None and not self.m.stable_paused
+            fast.send(p.functions.issue(customer, amount), who, ok, reason)
+            if ok:
+                self.m.balance[customer] += pts
+                self.m.reserve += amount
+                self.m.paid_in += amount
+                self.m.issued[who] += pts
+
+        @rule(frm=st.sampled_from(actors), to=st.sampled_from(actors), data=st.data())
+        def transfer(self, frm, to, data):
+            held = self.m.balance[frm]
+            amount = data.draw(st.one_of(st.integers(0, held), st.just(held), st.just(held + 1),
+                                         st.just(SCALE - 1)))
+            ok = amount <= held
+            fast.send(p.functions.transfer(to, amount), frm, ok,
+                      None if ok else "erc20: transfer amount exceeds balance")
+            if ok:
+                self.m.balance[frm] -= amount
+                self.m.balance[to] += amount
+
+        @rule(who=st.sampled_from(actors), data=st.data())
+        def redeem(self, who, data):
+            held = self.m.balance[who]
+            amount = data.draw(st.one_of(st.integers(0, held), st.just(held), st.just(SCALE - 1),
+                                         st.just(held + SCALE)))
+            payout = amount // SCALE
+            reason = None
+            if self.m.paused:
+                reason = "pausable: contract is paused"
+            elif who not in merchants and not self.m.open_redemption:
+                reason = "points: only merchants redeem"
+            elif payout == 0:
+                reason = "points: amount below one stablecoin unit"
+            elif payout * SCALE > held:
+                reason = "points: redeem amount exceeds balance"
+            ok = reason is None and not self.m.stable_paused
+            fast.send(p.functions.redeem(amount), who, ok, reason)
+            if ok:
+                self.m.balance[who] -= payout * SCALE
+                self.m.reserve -= payout
+                self.m.paid_out += payout
+                if who in merchants:
+                    self.m.redeemed[who] += payout * SCALE
+
+        @rule(merchant=st.sampled_from(merchants),
+              cap=st.one_of(st.just(0), st.integers(0, 10_000 * USD * SCALE), st.just(10**40)))
+        def set_cap(self, merchant, cap):
+            fast.send(p.functions.set_merchant_cap(merchant, cap), admin, True)
+            self.m.cap[merchant] = cap
+
+        @rule(pause=st.booleans())
+        def pause_points(self, pause):
+            ok = pause != self.m.paused
+            fast.send(p.functions.pause() if pause else p.functions.unpause(), admin, ok)
+            if ok:
+                self.m.paused = pause
+
+        @rule(pause=st.booleans())
+        def pause_stablecoin(self, pause):
+            ok = pause != self.m.stable_paused
+            fast.send(s.functions.pause() if pause else s.functions.unpause(), admin, ok)
+            if ok:
+                self.m.stable_paused = pause
+
+        @rule(enabled=st.booleans())
+        def open_redemption(self, enabled):
+            fast.send(p.functions.set_open_redemption(enabled), admin, True)
+            self.m.open_redemption = enabled
+
+        @rule(merchant=st.sampled_from(merchants), amount=st.integers(1, 10 * USD))
+        def stablecoin_sent_by_mistake(self, merchant, amount):
+            ok = not self.m.stable_paused
+            fast.send(s.functions.transfer(points.address, amount), merchant, ok)
+            if ok:
+                self.m.surplus += amount
+
+        @invariant()
+        def reserve_backs_every_point(self):
+            reads = fast.reads(
+                [(p, "balanceOf", (a,)) for a in actors]
+                + [(p, "totalSupply", ()), (p, "reserve", ()), (s, "balanceOf", (points.address,))]
+            )
+            balances, (supply, reserve, held) = reads[:len(actors)], reads[len(actors):]
+            assert dict(zip(actors, balances, strict=True)) == self.m.balance
+            assert supply == sum(self.m.balance.values())
+            assert reserve == self.m.reserve and reserve * SCALE == supply
+            assert held == reserve + self.m.surplus >= reserve
+            assert self.m.paid_out <= self.m.paid_in
+
+        @invariant()
+        def merchant_totals_match(self):
+            for m in merchants:
+                record = p.functions.merchants(m).call()
+                assert (record[3], record[4]) == (self.m.issued[m], self.m.redeemed[m])
+
+    return PointsMachine
+
+
+@pytest.mark.slow
+def test_points_state_machine__reserve_always_backs_points(chain, project, manifest, admin, minter, merchant,
+                                                           other_merchant, customer, holder, attacker):
+    stable = project.ReferenceStablecoin.at(manifest.address("Stablecoin"))
+    points = project.PointsToken.at(manifest.address("PointsToken"))
+    stable.configureMinter(minter, 10 * FUNDING, sender=admin)
+    for m in (merchant, other_merchant):
+        stable.mint(m, FUNDING, sender=minter)
+        points.register_merchant(m, "Merchant", 10**40, sender=admin)
+        stable.approve(points, 2**256 - 1, sender=m)
+    fast = FastChain(chain.provider.uri)
+    machine = make_machine(fast, points, stable, [merchant.address, other_merchant.address],
+                           [customer.address, holder.address], attacker.address, admin.address)
+    run_state_machine_as_test(machine, settings=settings(
+        max_examples=EXAMPLES, stateful_step_count=STEPS_PER_EXAMPLE, deadline=None, database=None,
+        suppress_health_check=list(HealthCheck),
+    ))
+    print(f"points state machine: {fast.steps} steps")
+    assert fast.steps >= MIN_STEPS, f"only {fast.steps} steps ran"
