@@ -27,6 +27,20 @@ REFERENCES = {
     "approve": ("(no reference given)", None),
     "signed_transfer": ("target: holder-to-holder + 15,000", None),
     "signed_transfer_first": ("first-time signer", None),
+    "erc20_transfer": ("ERC-20 floor ≈ 33,400; target ≤ 1.05 × floor", 33_400),
+    "erc20_approve": ("(no reference given)", None),
+    "erc20_permit": ("common: ≈ 1.64 × approve; target ≤ 1.6 ×", None),
+    "erc20_transfer_with_authorization": ("common: ≈ 1.42 × transfer; target ≤ 1.4 ×", None),
+    "points_issue": ("(no reference given)", None),
+    "points_redeem": ("(no reference given)", None),
+    "utility_pay": ("(no reference given)", None),
+}
+
+#: Ratio targets: measurement -> (the measurement it is compared with, the most it may be).
+RATIO_TARGETS = {
+    "erc20_transfer": (None, 1.05 * 33_400),
+    "erc20_permit": ("erc20_approve", 1.6),
+    "erc20_transfer_with_authorization": ("erc20_transfer", 1.4),
 }
 
 
@@ -91,16 +105,79 @@ def measure() -> dict[str, int]:
         sig = sign(alice, bob, t3)
         results["signed_transfer"] = cert.transfer_with_signature(
             alice, bob, t3, 1, 2**40, sig, sender=relayer).gas_used
+        results.update(measure_tokens(manifest, chain, accounts.test_accounts))
     return results
+
+
+def measure_tokens(manifest, chain, people) -> dict[str, int]:
+    """ERC-20 figures on the points token (the one holders use most), and the
+    points and utility token's own paths."""
+    import secrets
+
+    from ape import project
+
+    from amphora import eip712
+
+    admin, alice, bob, carol, relayer, spender = (people[i] for i in (0, 3, 4, 5, 6, 7))
+    merchant, shop, minter = people[10], people[11], people[13]
+    usd, scale = 10**6, 10**12
+    stable = project.ReferenceStablecoin.at(manifest.address("Stablecoin"))
+    points = project.PointsToken.at(manifest.address("PointsToken"))
+    utility = project.UtilityToken.at(manifest.address("UtilityToken"))
+    stable.configureMinter(minter, 10**15, sender=admin)
+    for m in (merchant, shop):
+        stable.mint(m, 10**12, sender=minter)
+        points.register_merchant(m, "Bench Merchant", 10**40, sender=admin)
+        stable.approve(points, 2**256 - 1, sender=m)
+    points.issue(alice, 500 * usd, sender=merchant)  # the reserve and supply words exist
+    points.issue(bob, 500 * usd, sender=merchant)
+    points.issue(shop, 100 * usd, sender=merchant)
+    out: dict[str, int] = {}
+    out["points_issue"] = points.issue(carol, 100 * usd, sender=merchant).gas_used
+    out["points_redeem"] = points.redeem(50 * usd * scale, sender=shop).gas_used
+    out["erc20_transfer"] = points.transfer(bob, 10 * scale, sender=alice).gas_used
+    out["erc20_approve"] = points.approve(spender, 10 * scale, sender=alice).gas_used
+    deadline = chain.pending_timestamp + 3_600
+    permit = eip712.typed_data("Permit", eip712.permit_message(bob.address, spender.address, 10 * scale,
+                                                                points.nonces(bob), deadline),
+                               chain.chain_id, points.address, name="Amphora Points", version="1")
+    sig = eip712.sign(permit, bob.private_key)
+    out["erc20_permit"] = points.permit(bob, spender, 10 * scale, deadline, sig[64], sig[:32], sig[32:64],
+                                        sender=relayer).gas_used
+    if hasattr(points, "transferWithAuthorization"):
+        nonce = secrets.token_bytes(32)
+        auth = eip712.typed_data("TransferWithAuthorization",
+                                 eip712.authorization_message(alice.address, bob.address, 10 * scale, 0,
+                                                              deadline, nonce),
+                                 chain.chain_id, points.address, name="Amphora Points", version="1")
+        sig = eip712.sign(auth, alice.private_key)
+        out["erc20_transfer_with_authorization"] = points.transferWithAuthorization(
+            alice, bob, 10 * scale, 0, deadline, nonce, sig[64], sig[:32], sig[32:64], sender=relayer).gas_used
+    provider = people[2]
+    utility.mint(alice, 10**21, sender=admin)
+    utility.mint(provider, 10**18, sender=admin)
+    utility.register_provider(provider, "Bench Cellar storage", sender=admin)
+    out["utility_pay"] = utility.pay(provider, 10**18, b"\x0d" * 32, sender=alice).gas_used
+    return out
 
 
 def table(results: dict[str, int]) -> str:
     rows = [f"{'measurement':<28}{'gas':>12}   {'reference':<40}{'ref gas':>12}"]
     for key, gas in results.items():
-        label, ref = REFERENCES[key]
+        label, ref = REFERENCES.get(key, ("", None))
         if key == "signed_transfer":
             ref = results["transfer_holder_to_holder"] + 15_000
         rows.append(f"{key:<28}{gas:>12,}   {label:<40}{(f'{ref:,}' if ref else '-'):>12}")
+    for key, (base, limit) in RATIO_TARGETS.items():
+        if key not in results:
+            rows.append(f"{key}: not measured")
+            continue
+        if base is None:
+            verdict = "met" if results[key] <= limit else "MISSED"
+            rows.append(f"{key} = {results[key]:,} (target ≤ {limit:,.0f}: {verdict})")
+        else:
+            ratio = results[key] / results[base]
+            rows.append(f"{key} / {base} = {ratio:.3f} (target ≤ {limit}: {'met' if ratio <= limit else 'MISSED'})")
     per_bottle = (results["issue_lot_10000"] - results["issue_lot_1"]) / 9_999
     rows.append("")
     rows.append(f"issue_lot_10000 / issue_lot_1 = {results['issue_lot_10000'] / results['issue_lot_1']:.4f}"
