@@ -3,7 +3,9 @@
 The service connects lazily: building it makes no request, so the API starts
 (and imports) without a node. The first request resolves the node's chain id,
 loads the deploy manifest and binds the WineCertificate contract; a failure
-there is reported on that request (503) and retried on the next one.
+there is reported on that request (503) and retried on the next one. The
+tokens (stablecoin, points, utility token) are bound from the same manifest
+when first used; an older manifest may lack them, which the callers handle.
 """
 
 from __future__ import annotations
@@ -28,14 +30,20 @@ from web3.exceptions import (
     ProviderConnectionError,
     Web3RPCError,
 )
+from web3.types import BlockIdentifier
 
 from amphora.manifest import Manifest, ManifestError, manifest_path
-from api.errors import NotDeployed, UpstreamUnavailable, WouldRevert
+from amphora.settlement import SettlementError, Statement, statement
+from api.errors import InvalidRequest, NotDeployed, UpstreamUnavailable, WouldRevert
 from api.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+#: Contract names in the deploy manifest.
 CERTIFICATE = "WineCertificate"
+STABLECOIN = "Stablecoin"
+POINTS = "PointsToken"
+UTILITY = "UtilityToken"
 _REVERT_PREFIX = "execution reverted"
 
 
@@ -86,6 +94,21 @@ class LotText:
 
 
 @dataclass(frozen=True)
+class Token:
+    """An ERC-20 of the deployment, with the symbol and decimals it reported
+    (read once: neither changes after deployment)."""
+
+    name: str
+    contract: Contract
+    symbol: str
+    decimals: int
+
+    @property
+    def address(self) -> ChecksumAddress:
+        return self.contract.address
+
+
+@dataclass(frozen=True)
 class Eip712Domain:
     name: str
     version: str
@@ -101,9 +124,16 @@ def revert_reason(err: ContractLogicError) -> str:
     return message or "the transaction would revert (no reason given)"
 
 
+def contract_label(name: str) -> str:
+    """How errors name the manifest's contract ``name``."""
+    return "the certificate contract" if name == CERTIFICATE else f"the {name} contract"
+
+
 @contextmanager
-def node_errors() -> Iterator[None]:
-    """Report an unreachable or failing node as :class:`UpstreamUnavailable`."""
+def node_errors(subject: str = "the certificate contract") -> Iterator[None]:
+    """Report an unreachable or failing node as :class:`UpstreamUnavailable`, and
+    a call to ``subject`` that answers nothing (no code at its address) as
+    :class:`NotDeployed`."""
     try:
         yield
     except (requests.RequestException, ProviderConnectionError, OSError) as err:
@@ -113,7 +143,7 @@ def node_errors() -> Iterator[None]:
         logger.warning("node error: %s", err.message)
         raise UpstreamUnavailable(f"the blockchain node answered with an error: {err.message}") from err
     except BadFunctionCallOutput as err:
-        raise NotDeployed("the certificate contract answered nothing: the manifest's address has "
+        raise NotDeployed(f"{subject} answered nothing: the manifest's address has "
                           "no contract on this chain (was the node reset? redeploy)") from err
 
 
@@ -131,8 +161,10 @@ class ChainService:
         self._load_lock = threading.Lock()
         self._chain_id: int | None = None
         self._manifest: Manifest | None = None
-        self._contract: Contract | None = None
-        self._domain: Eip712Domain | None = None
+        self._contracts: dict[str, Contract] = {}
+        self._tokens: dict[str, Token] = {}
+        self._certificate_symbol: str | None = None
+        self._domains: dict[str, Eip712Domain] = {}
         self._lot_text: dict[tuple[int, bytes, bytes], LotText] = {}
 
     # ------------------------------------------------------------ bindings
@@ -167,23 +199,73 @@ class ChainService:
         logger.info("certificate contract %s on chain %d", manifest.address(CERTIFICATE), self.chain_id)
         return manifest
 
+    def contract(self, name: str) -> Contract | None:
+        """The manifest's contract ``name`` bound to the node; None when the
+        manifest records no such contract (a deployment older than it)."""
+        contract = self._contracts.get(name)
+        if contract is None:
+            manifest = self.manifest
+            if name not in manifest.contracts:
+                return None
+            contract = self.w3.eth.contract(address=to_checksum_address(manifest.address(name)),
+                                            abi=manifest.abi(name))
+            self._contracts[name] = contract
+        return contract
+
+    def require_contract(self, name: str) -> Contract:
+        """:meth:`contract`, or :class:`NotDeployed` when the manifest lacks it."""
+        contract = self.contract(name)
+        if contract is None:
+            raise NotDeployed(f"the deploy manifest for chain {self.chain_id} records no {name}: "
+                              "deploy it with `ape run deploy`")
+        return contract
+
     @property
     def certificate_contract(self) -> Contract:
-        if self._contract is None:
-            manifest = self.manifest
-            self._contract = self.w3.eth.contract(
-                address=to_checksum_address(manifest.address(CERTIFICATE)),
-                abi=manifest.abi(CERTIFICATE),
-            )
-        return self._contract
+        return self.require_contract(CERTIFICATE)
 
     @property
     def certificate_address(self) -> ChecksumAddress:
         return self.certificate_contract.address
 
+    def deploy_block_of(self, name: str) -> int:
+        """The block the manifest says ``name`` was deployed in (0 if it does not say)."""
+        return int(self.manifest.contract(name).get("deploy_block") or 0)
+
     @property
     def deploy_block(self) -> int:
-        return int(self.manifest.contract(CERTIFICATE).get("deploy_block") or 0)
+        return self.deploy_block_of(CERTIFICATE)
+
+    def token(self, name: str) -> Token | None:
+        """The manifest's ERC-20 ``name`` with its symbol and decimals; None when
+        the manifest records no such contract."""
+        token = self._tokens.get(name)
+        if token is None:
+            contract = self.contract(name)
+            if contract is None:
+                return None
+            with node_errors(contract_label(name)):
+                symbol = str(contract.functions.symbol().call())
+                decimals = int(contract.functions.decimals().call())
+            token = self._tokens[name] = Token(name, contract, symbol, decimals)
+        return token
+
+    @property
+    def certificate_symbol(self) -> str:
+        """The certificate collection's ERC-721 symbol (read once)."""
+        if self._certificate_symbol is None:
+            with node_errors():
+                self._certificate_symbol = str(self.certificate_contract.functions.symbol().call())
+        return self._certificate_symbol
+
+    def authorization_token(self, name: str) -> Contract:
+        """The manifest's token ``name``, if it accepts EIP-3009 transfers with
+        authorization (:class:`NotDeployed` otherwise)."""
+        contract = self.require_contract(name)
+        if not any(item.get("name") == "transferWithAuthorization" for item in contract.abi):
+            raise NotDeployed(f"the {name} at {contract.address} has no transferWithAuthorization (EIP-3009) "
+                              "in its ABI: redeploy it with `ape run deploy`")
+        return contract
 
     # --------------------------------------------------------------- node
 
@@ -191,19 +273,56 @@ class ChainService:
         with node_errors():
             return int(self.w3.eth.block_number)
 
-    def balance(self, address: str) -> int:
+    def balance(self, address: str, block: BlockIdentifier = "latest") -> int:
+        """ETH held by ``address``, in wei."""
         with node_errors():
-            return int(self.w3.eth.get_balance(to_checksum_address(address)))
+            return int(self.w3.eth.get_balance(to_checksum_address(address), block_identifier=block))
 
     def has_code(self, address: str) -> bool:
         with node_errors():
             return len(self.w3.eth.get_code(to_checksum_address(address))) > 0
 
-    def require_deployed(self) -> None:
-        """Raise :class:`NotDeployed` unless the manifest's contract has code."""
-        if not self.has_code(self.certificate_address):
-            raise NotDeployed(f"no contract at {self.certificate_address} on chain {self.chain_id}: "
+    def require_code(self, address: str) -> None:
+        """Raise :class:`NotDeployed` unless the manifest's contract at ``address`` has code."""
+        if not self.has_code(address):
+            raise NotDeployed(f"no contract at {address} on chain {self.chain_id}: "
                               "the manifest is stale (was the node reset? redeploy)")
+
+    def require_deployed(self, name: str = CERTIFICATE) -> None:
+        """Raise :class:`NotDeployed` unless the manifest's contract ``name`` has code."""
+        self.require_code(self.require_contract(name).address)
+
+    # ------------------------------------------------------------- tokens
+
+    def certificates_held(self, owner: str, block: BlockIdentifier = "latest") -> int:
+        """How many certificates ``owner`` holds (``balanceOf``; 0 for the zero
+        address, which the contract refuses to be asked about)."""
+        if int(owner, 16) == 0:
+            return 0
+        with node_errors():
+            return int(self.certificate_contract.functions.balanceOf(to_checksum_address(owner)).call(
+                block_identifier=block))
+
+    def token_balance(self, token: Token, owner: str, block: BlockIdentifier = "latest") -> int:
+        """``token.balanceOf(owner)`` in the token's smallest unit."""
+        with node_errors(contract_label(token.name)):
+            return int(token.contract.functions.balanceOf(to_checksum_address(owner)).call(
+                block_identifier=block))
+
+    def points_statement(self, from_block: int | None, to_block: int | None) -> Statement:
+        """The points clearing statement (:func:`amphora.settlement.statement`)
+        from ``from_block`` (default: the points token's deploy block) to
+        ``to_block`` (default: the latest block); :class:`InvalidRequest` for a
+        range that is not one or reaches beyond the chain head."""
+        points = self.require_contract(POINTS)
+        self.require_code(points.address)  # else the statement would be empty and "reconciled"
+        start = self.deploy_block_of(POINTS) if from_block is None else from_block
+        with node_errors(contract_label(POINTS)):
+            try:
+                return statement(self.w3, points.address, self.manifest.abi(POINTS), start, to_block,
+                                 log_block_range=self._settings.log_block_range)
+            except SettlementError as err:
+                raise InvalidRequest(str(err)) from err
 
     # -------------------------------------------------------- certificate
 
@@ -227,15 +346,17 @@ class ChainService:
             return int(self.certificate_contract.functions.nonces(to_checksum_address(owner)).call(
                 block_identifier="pending"))
 
-    def eip712_domain(self) -> Eip712Domain:
-        """The certificate's EIP-712 domain as the contract reports it (ERC-5267)."""
-        if self._domain is None:
-            with node_errors():
-                _, name, version, chain_id, verifying_contract, _, _ = (
-                    self.certificate_contract.functions.eip712Domain().call())
-            self._domain = Eip712Domain(str(name), str(version), int(chain_id),
-                                        to_checksum_address(verifying_contract))
-        return self._domain
+    def eip712_domain(self, contract_name: str = CERTIFICATE) -> Eip712Domain:
+        """The EIP-712 domain of the manifest's contract ``contract_name`` as the
+        contract reports it (ERC-5267 ``eip712Domain()``)."""
+        domain = self._domains.get(contract_name)
+        if domain is None:
+            contract = self.require_contract(contract_name)
+            with node_errors(contract_label(contract_name)):
+                _, name, version, chain_id, verifying_contract, _, _ = contract.functions.eip712Domain().call()
+            domain = self._domains[contract_name] = Eip712Domain(
+                str(name), str(version), int(chain_id), to_checksum_address(verifying_contract))
+        return domain
 
     def lot_text(self, record: CertificateRecord) -> LotText | None:
         """The producer, wine, region and metadata URI of the certificate's lot,

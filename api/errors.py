@@ -47,7 +47,8 @@ class NotFound(AmphoraError):
 class InvalidRequest(AmphoraError):
     status_code = 422
     code = "invalid_request"
-    meaning = "A path, query or body value is malformed (token id, address, proof, signature, hash)."
+    meaning = ("A path, query or body value is malformed (token id, address, proof, signature, hash, nonce) "
+               "or out of range (a block range that is inverted or reaches beyond the latest block).")
 
 
 class RelayRefused(AmphoraError):
@@ -59,8 +60,9 @@ class RelayRefused(AmphoraError):
 class WouldRevert(RelayRefused):
     code = "would_revert"
     meaning = (
-        "The chain would reject the transaction as it stands now (bad signature, used nonce, expired "
-        "deadline, locked or foreign token); `detail` holds the contract's revert reason. Nothing was sent."
+        "The chain would reject the transaction as it stands now (bad signature, used nonce or authorization, "
+        "expired deadline or authorization, locked or foreign token, balance too low); `detail` holds the "
+        "contract's revert reason. Nothing was sent."
     )
 
 
@@ -83,7 +85,8 @@ class UpstreamUnavailable(ServiceUnavailable):
 
 class NotDeployed(ServiceUnavailable):
     code = "not_deployed"
-    meaning = "The deploy manifest is missing, is for another chain, or names a contract without code."
+    meaning = ("The deploy manifest is missing, is for another chain, lacks a contract the route needs, or names "
+               "a contract without code (or without the function the route needs).")
 
 
 class RelayUnavailable(ServiceUnavailable):

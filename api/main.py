@@ -17,24 +17,30 @@ from fastapi import FastAPI
 from api.chain import ChainService
 from api.errors import install_exception_handlers
 from api.relayer import Relayer
-from api.routers import certificates, health, metadata, relay
+from api.routers import accounts, certificates, health, metadata, points, relay
 from api.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
 DESCRIPTION = """\
-Public verification of Amphora digital wine certificates, and a relayer that
-lets holders without a wallet move their certificates by signature.
+Public verification of Amphora digital wine certificates, the points economy
+around them, and a relayer that lets holders without a wallet move their
+certificates and points by signature.
 
 * **certificates**: the verification view of one bottle's certificate, and an
   optional check of the bottle's tag against its lot's Merkle root.
 * **verification page**: the HTML page a bottle's QR code opens.
-* **relay**: typed data to sign, submission of signed transfers (gas paid by
-  the relayer), transaction status.
+* **accounts**: what one address holds: ETH, certificates, stablecoin, points
+  and utility tokens.
+* **points**: the clearing statement between merchants over a block range,
+  reconciled with the points reserve on chain (JSON or CSV).
+* **relay**: typed data to sign, submission of signed transfers of
+  certificates and of points (EIP-3009), gas paid by the relayer, and
+  transaction status.
 * **metadata**: the NFT metadata each certificate's `tokenURI` points at, and
   each lot's metadata document, served only if it matches its on-chain hash.
 
-Token ids, lot ids, nonces, deadlines and wei amounts are returned as decimal
+Token ids, lot ids, nonces, deadlines, wei and token amounts are returned as decimal
 strings (they exceed JavaScript's safe integers); requests accept integers or
 decimal strings. Every error has the body `{"error": code, "detail": message}`.
 """
@@ -61,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="Amphora API",
-        summary="Digital wine certificates: verification and relaying.",
+        summary="Digital wine certificates and points: verification, balances, settlement and relaying.",
         description=DESCRIPTION,
         version=_version(),
         license_info={"name": "AGPL-3.0-only", "identifier": "AGPL-3.0-only"},
@@ -76,6 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(certificates.page_router)
     app.include_router(relay.router)
     app.include_router(metadata.router)
+    app.include_router(accounts.router)
+    app.include_router(points.router)
     return app
 
 

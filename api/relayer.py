@@ -1,6 +1,9 @@
 """The relayer: submits holders' signed transfers and pays their gas.
 
-Before sending anything it simulates the call from its own address on the
+Two kinds of signed transfer go through one submit path: certificate
+transfers (the WineCertificate's ``transfer_with_signature``) and points
+transfers (the PointsToken's EIP-3009 ``transferWithAuthorization``). Before
+sending anything the relayer simulates the call from its own address on the
 node's pending state; a transfer that would revert is refused with the
 contract's reason and costs nothing. Sending holds a lock, so concurrent relays
 from this process take consecutive nonces (the node assigns the ``pending``
@@ -18,11 +21,12 @@ from typing import Any
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
+from web3.contract.contract import ContractFunction
 from web3.exceptions import TransactionNotFound, Web3RPCError
 
-from api.chain import ChainService, node_errors
+from api.chain import POINTS, ChainService, node_errors
 from api.errors import NotFound, RelayRefused, RelayUnavailable
-from api.schemas import RelayStatus, RelayTransaction, TransferRelayRequest
+from api.schemas import PointsTransferRelayRequest, RelayStatus, RelayTransaction, TransferRelayRequest
 from api.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -73,20 +77,39 @@ class Relayer:
     def relay_transfer(self, request: TransferRelayRequest) -> str:
         """Simulate, then send ``transfer_with_signature``; returns the tx hash."""
         account = self._require_account()
-        contract = self._chain.certificate_contract
-        call = contract.functions.transfer_with_signature(
+        call = self._chain.certificate_contract.functions.transfer_with_signature(
             request.sender, request.to, request.token_id, request.nonce, request.deadline, request.signature)
+        return self._submit(account, call, f"transfer of certificate {request.token_id} from {request.sender} "
+                                           f"to {request.to}")
+
+    def relay_points_transfer(self, request: PointsTransferRelayRequest) -> str:
+        """Simulate, then send the PointsToken's EIP-3009 ``transferWithAuthorization``;
+        returns the tx hash."""
+        account = self._require_account()
+        v, r, s = split_signature(request.signature)
+        call = self._chain.authorization_token(POINTS).functions.transferWithAuthorization(
+            request.sender, request.to, request.value, request.valid_after, request.valid_before,
+            bytes.fromhex(request.nonce[2:]), v, r, s)
+        return self._submit(account, call, f"transfer of {request.value} points units from {request.sender} "
+                                           f"to {request.to} (authorization {request.nonce})")
+
+    def _submit(self, account: LocalAccount, call: ContractFunction, description: str) -> str:
+        """The one submit path: simulate ``call`` from the relayer's address, check
+        its gas against the cap, sign and send it; returns the tx hash. Nothing is
+        sent when the simulation reverts or the gas is above the cap, nor when the
+        contract has no code (a call to an empty address would "succeed")."""
+        self._chain.require_code(call.address)
         with self._send_lock:
             self._chain.simulate(call, account.address)
             estimate = self._chain.estimate_gas(call, account.address)
             if estimate > self._gas_cap:
-                raise RelayRefused(f"the transfer needs {estimate} gas, above the relayer's cap of "
+                raise RelayRefused(f"the transaction needs {estimate} gas, above the relayer's cap of "
                                    f"{self._gas_cap}")
             gas = min(self._gas_cap, estimate * (100 + _GAS_HEADROOM_PERCENT) // 100)
             tx: dict[str, Any] = {
                 "chainId": self._chain.chain_id,
                 "from": account.address,
-                "to": contract.address,
+                "to": call.address,
                 "data": call._encode_transaction_data(),
                 "value": 0,
                 "gas": gas,
@@ -103,8 +126,7 @@ class Relayer:
                         f"the node refused the relayed transaction: {err.message}") from err
             tx_hex = _hex32(tx_hash)
             self._remember(tx_hex)
-        logger.info("relayed transfer of token %d from %s to %s: %s (gas limit %d)",
-                    request.token_id, request.sender, request.to, tx_hex, gas)
+        logger.info("relayed %s: %s (gas limit %d)", description, tx_hex, gas)
         return tx_hex
 
     def _remember(self, tx_hash: str) -> None:
@@ -131,6 +153,16 @@ class Relayer:
         status = RelayStatus.mined if receipt["status"] == 1 else RelayStatus.failed
         return RelayTransaction(tx_hash=tx_hash, status=status, block_number=int(receipt["blockNumber"]),
                                 gas_used=int(receipt["gasUsed"]))
+
+
+def split_signature(signature: bytes) -> tuple[int, bytes, bytes]:
+    """A 65-byte ``r || s || v`` signature as the ``(v, r, s)`` arguments of
+    EIP-3009. A ``v`` of 0 or 1 (some signers' recovery id) becomes 27 or 28,
+    the only values ``ecrecover`` accepts."""
+    if len(signature) != 65:
+        raise ValueError("an ECDSA signature is 65 bytes")
+    v = signature[64]
+    return (v + 27 if v in (0, 1) else v), signature[:32], signature[32:64]
 
 
 def _hex32(value: bytes) -> str:

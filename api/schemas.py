@@ -1,7 +1,7 @@
 """Request and response models: what the OpenAPI document describes.
 
-Numbers that can exceed 2**53 (token ids, lot ids, nonces, deadlines, wei
-amounts) travel as decimal strings in responses, because JavaScript parses
+Numbers that can exceed 2**53 (token ids, lot ids, nonces, deadlines, wei and
+token amounts) travel as decimal strings in responses, because JavaScript parses
 larger JSON numbers inexactly. Requests accept them either as JSON integers or
 as decimal strings. Addresses are returned checksummed (EIP-55); requests may
 send them in lower case, upper case or correct checksum case, and a mixed-case
@@ -24,6 +24,7 @@ from pydantic import (
     PlainValidator,
     WithJsonSchema,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 UINT256_LIMIT = 2**256
 ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
@@ -33,6 +34,8 @@ DECIMAL_PATTERN = r"^[0-9]{1,78}$"
 MAX_PROOF_DEPTH = 32
 #: ``transfer_with_signature`` takes ``Bytes[65]``.
 MAX_SIGNATURE_BYTES = 65
+#: An ECDSA signature ``r || s || v``, as EIP-3009's ``v, r, s`` arguments need it.
+ECDSA_SIGNATURE_BYTES = 65
 
 _EXAMPLE_ADDRESS = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"
 _EXAMPLE_TOKEN_ID = "4294967298"
@@ -97,6 +100,15 @@ Uint256Out = Annotated[
 ]
 
 
+#: A signed integer in a response (a net position, a movement): always a decimal string.
+Int256Out = Annotated[
+    int,
+    PlainSerializer(str, return_type=str, when_used="always"),
+    WithJsonSchema({"type": "string", "pattern": r"^-?[0-9]+$", "examples": ["-12000000"]},
+                   mode="serialization"),
+]
+
+
 def _signature(value: Any) -> bytes:
     if not isinstance(value, str) or not re.fullmatch(r"0x([0-9a-fA-F]{2})+", value):
         raise ValueError("must be 0x-prefixed hex with whole bytes")
@@ -111,6 +123,21 @@ SignatureHex = Annotated[
     bytes,
     PlainValidator(_signature),
     WithJsonSchema({"type": "string", "pattern": r"^0x([0-9a-fA-F]{2}){1,65}$"}, mode="validation"),
+]
+
+
+def _ecdsa_signature(value: Any) -> bytes:
+    raw = _signature(value)
+    if len(raw) != ECDSA_SIGNATURE_BYTES:
+        raise ValueError(f"is {len(raw)} bytes; must be {ECDSA_SIGNATURE_BYTES} (r || s || v)")
+    return raw
+
+
+#: An ECDSA signature as 0x hex: exactly 65 bytes ``r || s || v`` (v 27 or 28; 0 or 1 is accepted too).
+EcdsaSignatureHex = Annotated[
+    bytes,
+    PlainValidator(_ecdsa_signature),
+    WithJsonSchema({"type": "string", "pattern": r"^0x[0-9a-fA-F]{130}$"}, mode="validation"),
 ]
 
 
@@ -226,6 +253,99 @@ class CertificateView(BaseModel):
     tag_check: TagCheck | None = Field(default=None, description="Present when `tag` was given.")
 
 
+# ---------------------------------------------------------------- accounts
+
+
+class TokenBalance(BaseModel):
+    """An ERC-20 balance, with what a client needs to display it."""
+
+    address: Address = Field(description="The token contract.")
+    symbol: str = Field(description="The token's symbol, as the contract reports it.", examples=["PTS"])
+    decimals: int = Field(description="The token's decimals, as the contract reports it: `balance` / "
+                          "10**decimals is the amount in whole tokens.", examples=[18])
+    balance: Uint256Out = Field(description="The balance in the token's smallest unit (decimal string).")
+
+
+class CertificateHoldings(BaseModel):
+    address: Address = Field(description="The WineCertificate contract.")
+    symbol: str = Field(description="The certificate collection's symbol.", examples=["WINE"])
+    count: Uint256Out = Field(description="How many certificates the account holds (`balanceOf`), "
+                              "including any that are pledged or flagged.")
+
+
+class AccountBalances(BaseModel):
+    """What one account holds, all read at the same block."""
+
+    address: Address
+    block_number: int = Field(description="The block every balance was read at.")
+    eth_wei: Uint256Out = Field(description="ETH balance in wei (decimal string).")
+    certificates: CertificateHoldings
+    # Never null: absent (the route excludes None) when the manifest lacks the contract.
+    stablecoin: TokenBalance | SkipJsonSchema[None] = Field(
+        default=None, description="The stablecoin the points are pegged to. Absent when the deploy manifest "
+        "records no stablecoin (a deployment older than the points economy); likewise `points` and `utility`.")
+    points: TokenBalance | SkipJsonSchema[None] = Field(default=None, description="Amphora points (PointsToken).")
+    utility: TokenBalance | SkipJsonSchema[None] = Field(default=None, description="The brand's utility token "
+                                                         "(UtilityToken).")
+
+
+# ------------------------------------------------------------------ points
+
+
+class StatementFormat(StrEnum):
+    json = "json"
+    csv = "csv"
+
+
+class SettlementLine(BaseModel):
+    """One merchant's activity in the range. Points amounts are in the points
+    token's smallest unit, stablecoin amounts in the stablecoin's."""
+
+    merchant: Address
+    name: str = Field(description="The name the merchant is registered under (at the range's last block).")
+    points_issued: Uint256Out
+    points_redeemed: Uint256Out
+    stablecoin_paid_in: Uint256Out = Field(description="Stablecoin the merchant paid into the reserve "
+                                           "when issuing.")
+    stablecoin_paid_out: Uint256Out = Field(description="Stablecoin the reserve paid the merchant for "
+                                            "points it redeemed.")
+    net_position: Int256Out = Field(description="`stablecoin_paid_in - stablecoin_paid_out`; negative "
+                                    "when the merchant took more out of the reserve than it put in.")
+
+
+class SettlementTotals(BaseModel):
+    points_issued: Uint256Out
+    points_redeemed: Uint256Out
+    stablecoin_paid_in: Uint256Out
+    stablecoin_paid_out: Uint256Out
+    net_position: Int256Out = Field(description="Total paid in minus total paid out.")
+
+
+class SettlementReserve(BaseModel):
+    """The points contract's `reserve()` on chain (stablecoin units)."""
+
+    before: Uint256Out = Field(description="At the block before `from_block` (0 before the contract existed).")
+    after: Uint256Out = Field(description="At `to_block`.")
+    movement: Int256Out = Field(description="`after - before`.")
+
+
+class SettlementStatement(BaseModel):
+    """The points clearing statement of a block range, from the chain's
+    `PointsIssued` and `PointsRedeemed` events."""
+
+    points: Address = Field(description="The PointsToken contract.")
+    from_block: int = Field(description="First block of the range.")
+    to_block: int = Field(description="Last block of the range (inclusive).")
+    merchants: list[SettlementLine] = Field(description="Every merchant with activity in the range, by address.")
+    totals: SettlementTotals
+    reserve: SettlementReserve
+    reconciled: bool = Field(description="Whether the statement matches the reserve's movement on chain: "
+                             "total paid in minus total paid out, and the sum of the merchants' net "
+                             "positions, both equal `reserve.movement`.")
+    discrepancies: list[str] = Field(description="Empty when `reconciled`; otherwise each way the totals "
+                                     "differ from the reserve movement on chain, in words.")
+
+
 # ------------------------------------------------------------------- relay
 
 
@@ -289,6 +409,24 @@ class TransferMessage(BaseModel):
     deadline: Uint256Out
 
 
+class PointsTransferRelayRequest(BaseModel):
+    """A holder's signed EIP-3009 `TransferWithAuthorization` of points, for the
+    relayer to submit to the PointsToken's `transferWithAuthorization`."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    sender: Address = Field(alias="from", description="The payer who signed; the `Transfer` event names "
+                            "them as sender.")
+    to: Address = Field(description="The payee.")
+    value: Uint256In = Field(description="Points in the smallest unit (10**-18 point); integer or decimal string.")
+    valid_after: Uint256In = Field(description="Unix time; the authorization is valid only strictly after it "
+                                   "(0: at once).")
+    valid_before: Uint256In = Field(description="Unix time; the authorization is valid only strictly before it.")
+    nonce: Bytes32Hex = Field(description="The authorization's unique random 32-byte nonce, as signed.")
+    signature: EcdsaSignatureHex = Field(description="The EIP-712 signature as 0x hex, 65 bytes `r || s || v`; "
+                                         "the relayer splits it into the contract's `v, r, s`.")
+
+
 class TransferTypedData(BaseModel):
     """An `eth_signTypedData_v4` payload: pass it unchanged to any EIP-712 signer.
     uint256 values are decimal strings, which signers accept."""
@@ -299,6 +437,30 @@ class TransferTypedData(BaseModel):
     primary_type: Literal["Transfer"] = Field(alias="primaryType")
     domain: TypedDataDomain
     message: TransferMessage
+
+
+class AuthorizationMessage(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    sender: Address = Field(alias="from")
+    to: Address
+    value: Uint256Out
+    valid_after: Uint256Out = Field(alias="validAfter")
+    valid_before: Uint256Out = Field(alias="validBefore")
+    nonce: Bytes32Hex = Field(description="The random 32-byte nonce (generated by the API when none was given).")
+
+
+class PointsTransferTypedData(BaseModel):
+    """An `eth_signTypedData_v4` payload for an EIP-3009 points transfer: pass it
+    unchanged to any EIP-712 signer. uint256 values are decimal strings, which
+    signers accept."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    types: dict[str, list[TypedDataField]]
+    primary_type: Literal["TransferWithAuthorization"] = Field(alias="primaryType")
+    domain: TypedDataDomain
+    message: AuthorizationMessage
 
 
 # ---------------------------------------------------------------- metadata

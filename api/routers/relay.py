@@ -1,13 +1,17 @@
 """The relayer for wallet-less holders: build the typed data to sign, submit the
-signed transfer (the relayer pays the gas), follow the transaction."""
+signed transfer (the relayer pays the gas), follow the transaction. Certificates
+move by the WineCertificate's own signed `Transfer`; points by EIP-3009
+`TransferWithAuthorization` on the PointsToken."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 
 from amphora import eip712
+from api.chain import POINTS
 from api.deps import ChainDep, RelayerDep, SettingsDep
 from api.errors import (
     InvalidRequest,
@@ -22,6 +26,8 @@ from api.errors import (
 from api.schemas import (
     ADDRESS_PATTERN,
     BYTES32_PATTERN,
+    PointsTransferRelayRequest,
+    PointsTransferTypedData,
     RelayAccepted,
     RelayStatus,
     RelayTransaction,
@@ -33,13 +39,20 @@ from api.schemas import (
 
 router = APIRouter(prefix="/relay", tags=["relay"])
 
+_RELAY_ERRORS = (InvalidRequest, WouldRevert, RelayRefused, RelayUnavailable, UpstreamUnavailable, NotDeployed)
+
+
+def _accepted(tx_hash: str, public_base_url: str) -> RelayAccepted:
+    return RelayAccepted(tx_hash=tx_hash, status=RelayStatus.pending,
+                         status_url=f"{public_base_url.rstrip('/')}/relay/{tx_hash}")
+
+
 @router.post(
     "/transfers",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=RelayAccepted,
     summary="Relay a signed certificate transfer",
-    responses=error_responses(InvalidRequest, WouldRevert, RelayRefused, RelayUnavailable,
-                              UpstreamUnavailable, NotDeployed),
+    responses=error_responses(*_RELAY_ERRORS),
 )
 def relay_transfer(body: TransferRelayRequest, relayer: RelayerDep, settings: SettingsDep) -> RelayAccepted:
     """Submit a holder's EIP-712 `Transfer` signature through
@@ -54,9 +67,34 @@ def relay_transfer(body: TransferRelayRequest, relayer: RelayerDep, settings: Se
     current state. Malformed input is 422; a missing relayer key is 503.
 
     202: the transaction was sent; poll `status_url` until it is `mined` or `failed`."""
-    tx_hash = relayer.relay_transfer(body)
-    return RelayAccepted(tx_hash=tx_hash, status=RelayStatus.pending,
-                         status_url=f"{settings.public_base_url.rstrip('/')}/relay/{tx_hash}")
+    return _accepted(relayer.relay_transfer(body), settings.public_base_url)
+
+
+@router.post(
+    "/points-transfers",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RelayAccepted,
+    summary="Relay a signed points transfer (EIP-3009)",
+    responses=error_responses(*_RELAY_ERRORS),
+)
+def relay_points_transfer(
+    body: PointsTransferRelayRequest, relayer: RelayerDep, settings: SettingsDep,
+) -> RelayAccepted:
+    """Submit a holder's EIP-712 `TransferWithAuthorization` signature through the
+    PointsToken's `transferWithAuthorization` (EIP-3009); the relayer pays the gas
+    and the holder stays the actor (the `Transfer` event names the holder as
+    sender; `AuthorizationUsed` names the holder and the nonce). The 65-byte
+    signature is split into the contract's `v, r, s` here.
+
+    As for certificates, the transfer is first simulated (`eth_call`) from the
+    relayer's address. If it would revert (invalid signature, nonce already used
+    or canceled, outside `valid_after`..`valid_before`, balance too low) the answer
+    is **409 `would_revert`** with the contract's revert reason in `detail`, and
+    nothing is sent. Malformed input is 422; a missing relayer key is 503, as is
+    a PointsToken without EIP-3009.
+
+    202: the transaction was sent; poll `status_url` until it is `mined` or `failed`."""
+    return _accepted(relayer.relay_points_transfer(body), settings.public_base_url)
 
 
 @router.get(
@@ -85,6 +123,48 @@ def transfer_typed_data(
     data = eip712.typed_data("Transfer", message, domain.chain_id, domain.verifying_contract,
                              name=domain.name, version=domain.version)
     return TransferTypedData.model_validate(data)
+
+
+@router.get(
+    "/typed-data/points-transfer",
+    response_model=PointsTransferTypedData,
+    summary="The typed data a holder signs to transfer points",
+    responses=error_responses(InvalidRequest, UpstreamUnavailable, NotDeployed),
+)
+def points_transfer_typed_data(
+    chain: ChainDep,
+    sender: Annotated[str, Query(alias="from", pattern=ADDRESS_PATTERN, description="The payer.")],
+    to: Annotated[str, Query(pattern=ADDRESS_PATTERN, description="The payee.")],
+    value: Annotated[Uint256In, Query(description="Points in the smallest unit (10**-18 point).")],
+    valid_before: Annotated[Uint256In, Query(description="Unix time before which the authorization must be "
+                                             "used.")],
+    valid_after: Annotated[Uint256In, Query(description="Unix time after which the authorization is valid "
+                                            "(default 0: at once).")] = 0,
+    nonce: Annotated[str | None, Query(pattern=BYTES32_PATTERN, description="A unique 0x-prefixed 32-byte "
+                                       "nonce; omit it and the API picks a random one.")] = None,
+) -> PointsTransferTypedData:
+    """The complete `eth_signTypedData_v4` payload for an EIP-3009
+    `TransferWithAuthorization` of points, in the PointsToken's own EIP-712
+    domain (as its `eip712Domain()` reports it). Without `nonce`, a random
+    32-byte nonce is generated and returned in `message.nonce`. Sign the payload
+    with any standard signer and post the signature to
+    `POST /relay/points-transfers` with the same values (`validAfter` as
+    `valid_after`, `validBefore` as `valid_before`). 422 when `valid_before` is
+    not after `valid_after` (no moment could satisfy the authorization)."""
+    try:
+        payer, payee = checksum_address(sender), checksum_address(to)
+    except ValueError as err:
+        raise InvalidRequest(f"from or to: {err}") from err
+    if valid_before <= valid_after:
+        raise InvalidRequest("valid_before: must be after valid_after (the authorization is valid only "
+                             "strictly between them)")
+    chain.authorization_token(POINTS)
+    domain = chain.eip712_domain(POINTS)
+    nonce_bytes = bytes.fromhex(nonce[2:]) if nonce is not None else secrets.token_bytes(32)
+    message = eip712.authorization_message(payer, payee, value, valid_after, valid_before, nonce_bytes)
+    data = eip712.typed_data("TransferWithAuthorization", {**message, "nonce": "0x" + nonce_bytes.hex()},
+                             domain.chain_id, domain.verifying_contract, name=domain.name, version=domain.version)
+    return PointsTransferTypedData.model_validate(data)
 
 
 @router.get(

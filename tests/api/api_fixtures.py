@@ -8,7 +8,9 @@ Each API test module imports the fixtures it uses from here."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -19,6 +21,19 @@ from api.main import create_app
 from api.settings import Settings
 
 PUBLIC_BASE_URL = "https://verify.amphora.example"
+
+#: One stablecoin unit per 10**6 (6 decimals); points have 18, so one stablecoin
+#: unit issues SCALE points units.
+USD = 10**6
+SCALE = 10**12
+#: What the test merchants may issue, and the stablecoin each holds.
+MERCHANT_CAP = 1_000_000 * USD * SCALE
+MERCHANT_FUNDS = 1_000 * USD
+
+
+def outbox(w3: Web3, relayer) -> tuple[int, int]:
+    """The relayer's nonce and the chain height: both unchanged when nothing was sent."""
+    return w3.eth.get_transaction_count(relayer.address), w3.eth.block_number
 
 
 @pytest.fixture(scope="session")
@@ -67,3 +82,76 @@ def make_client(api_settings) -> Iterator[Callable[..., TestClient]]:
 @pytest.fixture
 def client(make_client) -> TestClient:
     return make_client()
+
+
+@pytest.fixture
+def edited_manifest(manifest, tmp_path) -> Callable[..., Path]:
+    """Builder: a copy of the test deployment's manifest with ``edit`` applied to
+    its JSON (to play an older or stale deployment), for ``make_client(manifest_path=...)``."""
+
+    def _edit(edit: Callable[[dict], None]) -> Path:
+        data = json.loads(manifest.path.read_text())
+        edit(data)
+        path = tmp_path / f"edited-{len(list(tmp_path.iterdir()))}.json"
+        path.write_text(json.dumps(data))
+        return path
+
+    return _edit
+
+
+# ---------------------------------------------------------------- tokens
+# Named after the deployment, not `points`/`stablecoin`: the contract test
+# modules have fixtures of those names for contracts they deploy themselves.
+
+
+@pytest.fixture(scope="session")
+def deployed_stablecoin(project, manifest):
+    """The reference stablecoin (6 decimals) of the test deployment; its owner
+    ``admin`` is its master minter."""
+    return project.ReferenceStablecoin.at(manifest.address("Stablecoin"))
+
+
+@pytest.fixture(scope="session")
+def deployed_points(project, manifest):
+    """The PointsToken (18 decimals, 1:1 to the stablecoin) of the test deployment."""
+    return project.PointsToken.at(manifest.address("PointsToken"))
+
+
+@pytest.fixture(scope="session")
+def deployed_utility(project, manifest):
+    """The UtilityToken of the test deployment; ``admin`` is a minter."""
+    return project.UtilityToken.at(manifest.address("UtilityToken"))
+
+
+@pytest.fixture
+def mint_stablecoin(deployed_stablecoin, admin, minter) -> Callable[..., None]:
+    """Builder: mint ``amount`` stablecoin units to ``account`` the way the fiat
+    issuer does: the master minter (``admin``) configures ``minter``, who mints."""
+    deployed_stablecoin.configureMinter(minter, 10**9 * USD, sender=admin)
+
+    def _mint(account, amount: int) -> None:
+        deployed_stablecoin.mint(account, amount, sender=minter)
+
+    return _mint
+
+
+@pytest.fixture
+def points_merchants(deployed_points, deployed_stablecoin, mint_stablecoin, admin, merchant, other_merchant):
+    """``merchant`` ("Wine Bar") and ``other_merchant`` ("Cellar Shop") registered
+    on the points token, each holding MERCHANT_FUNDS stablecoin approved to it."""
+    for account, name in ((merchant, "Wine Bar"), (other_merchant, "Cellar Shop")):
+        deployed_points.register_merchant(account, name, MERCHANT_CAP, sender=admin)
+        mint_stablecoin(account, MERCHANT_FUNDS)
+        deployed_stablecoin.approve(deployed_points, MERCHANT_FUNDS, sender=account)
+    return merchant, other_merchant
+
+
+@pytest.fixture
+def issue_points(deployed_points, points_merchants, merchant) -> Callable[..., object]:
+    """Builder: ``issuer`` (default ``merchant``) issues the points worth
+    ``stablecoin_amount`` to ``customer``; returns the receipt."""
+
+    def _issue(customer, stablecoin_amount: int, issuer=None):
+        return deployed_points.issue(customer, stablecoin_amount, sender=issuer or merchant)
+
+    return _issue

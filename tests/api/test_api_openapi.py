@@ -14,9 +14,13 @@ EXPECTED_ERRORS = {
     ("get", "/verify/{token_id}"): {"404", "422", "503"},
     ("post", "/relay/transfers"): {"409", "422", "503"},
     ("get", "/relay/typed-data/transfer"): {"422", "503"},
+    ("post", "/relay/points-transfers"): {"409", "422", "503"},
+    ("get", "/relay/typed-data/points-transfer"): {"422", "503"},
     ("get", "/relay/{tx_hash}"): {"404", "422", "503"},
     ("get", "/metadata/{token_id}"): {"404", "422", "503"},
     ("get", "/lots/{lot_id}/metadata.json"): {"404", "409", "422", "503"},
+    ("get", "/accounts/{address}/balances"): {"422", "503"},
+    ("get", "/points/settlement"): {"422", "503"},
 }
 
 
@@ -61,6 +65,35 @@ def test_openapi__large_numbers__strings_out_integer_or_string_in(openapi):
     assert schemas["RelayerHealth"]["properties"]["balance_wei"]["anyOf"][0]["type"] == "string"
     token_in = schemas["TransferRelayRequest"]["properties"]["token_id"]["anyOf"]
     assert [t["type"] for t in token_in] == ["integer", "string"]
+    assert schemas["TokenBalance"]["properties"]["balance"]["type"] == "string"
+    assert schemas["AccountBalances"]["properties"]["eth_wei"]["type"] == "string"
+    for token in ("stablecoin", "points", "utility"):  # left out when not deployed, never null
+        assert schemas["AccountBalances"]["properties"][token]["$ref"] == "#/components/schemas/TokenBalance"
+        assert token not in schemas["AccountBalances"]["required"]
+    for name in ("SettlementLine", "SettlementTotals"):
+        for field in ("points_issued", "points_redeemed", "stablecoin_paid_in", "stablecoin_paid_out"):
+            assert schemas[name]["properties"][field]["type"] == "string"
+        assert schemas[name]["properties"]["net_position"]["pattern"] == "^-?[0-9]+$"  # may be negative
+    value_in = schemas["PointsTransferRelayRequest"]["properties"]["value"]["anyOf"]
+    assert [t["type"] for t in value_in] == ["integer", "string"]
+    assert schemas["AuthorizationMessage"]["properties"]["value"]["type"] == "string"
+
+
+def test_openapi__settlement__answers_json_or_csv_and_documents_reconciliation(openapi):
+    operation = openapi["paths"]["/points/settlement"]["get"]
+
+    content = operation["responses"]["200"]["content"]
+    assert content["application/json"]["schema"] == {"$ref": "#/components/schemas/SettlementStatement"}
+    assert content["text/csv"]["schema"] == {"type": "string"}
+    statement = openapi["components"]["schemas"]["SettlementStatement"]["properties"]
+    assert "reserve" in statement["reconciled"]["description"]
+    assert "reserve" in statement["discrepancies"]["description"]
+
+
+def test_openapi__tags__one_per_router(openapi):
+    tags = {tag for item in openapi["paths"].values() for op in item.values() for tag in op["tags"]}
+
+    assert tags == {"health", "certificates", "verification page", "relay", "metadata", "accounts", "points"}
 
 
 def test_openapi__info__names_license_and_version(openapi):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from api_fixtures import outbox
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 
@@ -38,11 +39,6 @@ def _relay(client, w3, body: dict) -> str:
     tx_hash = response.json()["tx_hash"]
     w3.eth.wait_for_transaction_receipt(tx_hash, timeout=10)
     return tx_hash
-
-
-def _outbox(w3, relayer) -> tuple[int, int]:
-    """The relayer's nonce and the chain height: both unchanged when nothing was sent."""
-    return w3.eth.get_transaction_count(relayer.address), w3.eth.block_number
 
 
 def test_relay_transfer__valid_signature__moves_token_and_relayer_pays(
@@ -139,13 +135,13 @@ def test_relay_transfer__would_revert__409_with_reason_and_nothing_sent(
     }[case]()
     if case == "locked token":
         cert.flag(held_token, b"\x03" * 32, sender=holder)
-    before = _outbox(w3, relayer)
+    before = outbox(w3, relayer)
 
     response = client.post("/relay/transfers", json=body)
 
     assert response.status_code == 409
     assert response.json() == {"error": "would_revert", "detail": reason}
-    assert _outbox(w3, relayer) == before
+    assert outbox(w3, relayer) == before
     assert cert.ownerOf(held_token) == holder
 
 
@@ -203,14 +199,14 @@ def test_relay_transfer__malformed_body__422_and_nothing_sent(
         del body["deadline"]
     elif case == "unknown field":
         body["value"] = 1
-    before = _outbox(w3, relayer)
+    before = outbox(w3, relayer)
 
     response = client.post("/relay/transfers", json=body)
 
     assert response.status_code == 422
     assert response.json()["error"] == "invalid_request"
     assert response.json()["detail"].startswith(f"{field}: ")
-    assert _outbox(w3, relayer) == before
+    assert outbox(w3, relayer) == before
 
 
 def test_relay_transfer__without_relayer_key__503(make_client, held_token, holder, recipient, transfer_body):
@@ -226,14 +222,14 @@ def test_relay_transfer__without_relayer_key__503(make_client, held_token, holde
 def test_relay_transfer__gas_above_cap__409_refused_and_nothing_sent(
         make_client, cert, w3, held_token, holder, recipient, relayer, transfer_body):
     client = make_client(relay_gas_limit_cap=30_000)
-    before = _outbox(w3, relayer)
+    before = outbox(w3, relayer)
 
     response = client.post("/relay/transfers", json=transfer_body(holder, recipient, held_token))
 
     assert response.status_code == 409
     assert response.json()["error"] == "relay_refused"
     assert "above the relayer's cap of 30000" in response.json()["detail"]
-    assert _outbox(w3, relayer) == before
+    assert outbox(w3, relayer) == before
     assert cert.ownerOf(held_token) == holder
 
 
