@@ -156,3 +156,13 @@ def sign(data: dict[str, Any], private_key: bytes | str) -> bytes:
     """Sign a typed-data payload; returns the 65-byte ``r || s || v`` signature."""
     signed = Account.sign_message(encode_typed_data(full_message=data), private_key)
     return bytes(signed.signature)
+
+
+def split_signature(signature: bytes) -> tuple[int, bytes, bytes]:
+    """A 65-byte ``r || s || v`` signature as the ``(v, r, s)`` arguments that
+    ``permit`` and EIP-3009 take. A ``v`` of 0 or 1 (some signers' recovery id)
+    becomes 27 or 28, the only values ``ecrecover`` accepts."""
+    if len(signature) != 65:
+        raise ValueError("an ECDSA signature is 65 bytes")
+    v = signature[64]
+    return (v + 27 if v in (0, 1) else v), bytes(signature[:32]), bytes(signature[32:64])

@@ -24,6 +24,7 @@ from hexbytes import HexBytes
 from web3.contract.contract import ContractFunction
 from web3.exceptions import TransactionNotFound, Web3RPCError
 
+from amphora.eip712 import split_signature
 from api.chain import POINTS, ChainService, node_errors
 from api.errors import NotFound, RelayRefused, RelayUnavailable
 from api.schemas import PointsTransferRelayRequest, RelayStatus, RelayTransaction, TransferRelayRequest
@@ -153,16 +154,6 @@ class Relayer:
         status = RelayStatus.mined if receipt["status"] == 1 else RelayStatus.failed
         return RelayTransaction(tx_hash=tx_hash, status=status, block_number=int(receipt["blockNumber"]),
                                 gas_used=int(receipt["gasUsed"]))
-
-
-def split_signature(signature: bytes) -> tuple[int, bytes, bytes]:
-    """A 65-byte ``r || s || v`` signature as the ``(v, r, s)`` arguments of
-    EIP-3009. A ``v`` of 0 or 1 (some signers' recovery id) becomes 27 or 28,
-    the only values ``ecrecover`` accepts."""
-    if len(signature) != 65:
-        raise ValueError("an ECDSA signature is 65 bytes")
-    v = signature[64]
-    return (v + 27 if v in (0, 1) else v), signature[:32], signature[32:64]
 
 
 def _hex32(value: bytes) -> str:

@@ -90,12 +90,6 @@ ERROR_KEYS = (
 )
 
 
-def split_signature(signature: bytes) -> tuple[int, bytes, bytes]:
-    """``(v, r, s)`` of a 65-byte ``r || s || v`` signature."""
-    assert len(signature) == 65, "a signature is 65 bytes"
-    return signature[64], signature[:32], signature[32:64]
-
-
 def malleable_twin(v: int, r: bytes, s: bytes) -> tuple[int, bytes, bytes]:
     """The other signature of the same signer over the same hash: ``s`` mirrored
     into the upper half of the curve order and ``v`` flipped. ``ecrecover``
@@ -523,7 +517,7 @@ class BehavesLikeERC20Permit(_ERC20Fixtures):
                 name=erc20_eip712_name if name is None else name,
                 version=erc20_eip712_version if version is None else version,
             )
-            return split_signature(eip712.sign(data, signer.private_key))
+            return eip712.split_signature(eip712.sign(data, signer.private_key))
 
         return _sign
 

@@ -102,10 +102,6 @@ def _key(signer) -> bytes | str:
     return signer if isinstance(signer, (bytes, str)) else signer.private_key
 
 
-def _vrs(signature: bytes) -> tuple[int, bytes, bytes]:
-    return signature[64], signature[:32], signature[32:64]
-
-
 def _high_s(v: int, r: bytes, s: bytes) -> tuple[int, bytes, bytes]:
     """The other valid form of the same ECDSA signature: (r, n - s, v ^ 1)."""
     s_high = SECP256K1_N - int.from_bytes(s, "big")
@@ -149,7 +145,7 @@ def sign_authorization(stablecoin, chain_id) -> Callable[..., Authorization]:
         message = eip712.authorization_message(sender, to, value, valid_after, valid_before, nonce)
         data = eip712.typed_data(primary, message, chain if chain is not None else chain_id,
                                  str(contract or stablecoin.address), domain_name, DOMAIN_VERSION)
-        v, r, s = _vrs(eip712.sign(data, _key(signer)))
+        v, r, s = eip712.split_signature(eip712.sign(data, _key(signer)))
         return Authorization(sender, to, value, valid_after, valid_before, nonce, v, r, s)
 
     return _sign
@@ -162,7 +158,7 @@ def sign_cancel(stablecoin, chain_id) -> Callable[..., tuple[int, bytes, bytes]]
     def _sign(signer, authorizer, nonce: bytes) -> tuple[int, bytes, bytes]:
         data = eip712.typed_data("CancelAuthorization", eip712.cancel_message(str(authorizer), nonce),
                                  chain_id, stablecoin.address, DOMAIN_NAME, DOMAIN_VERSION)
-        return _vrs(eip712.sign(data, _key(signer)))
+        return eip712.split_signature(eip712.sign(data, _key(signer)))
 
     return _sign
 
@@ -174,7 +170,7 @@ def sign_permit(stablecoin, chain_id) -> Callable[..., tuple[int, bytes, bytes]]
     def _sign(signer, owner, spender, value: int, nonce: int, deadline: int = FAR) -> tuple[int, bytes, bytes]:
         data = eip712.typed_data("Permit", eip712.permit_message(str(owner), str(spender), value, nonce, deadline),
                                  chain_id, stablecoin.address, DOMAIN_NAME, DOMAIN_VERSION)
-        return _vrs(eip712.sign(data, _key(signer)))
+        return eip712.split_signature(eip712.sign(data, _key(signer)))
 
     return _sign
 

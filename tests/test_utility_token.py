@@ -228,7 +228,7 @@ def test_permit__signed_for_one_brand__is_refused_by_another(
         chain_id, first.address, name="Maison Un", version=EIP712_VERSION,
     )
     signature = eip712.sign(data, holder.private_key)
-    v, r, s = signature[64], signature[:32], signature[32:64]
+    v, r, s = eip712.split_signature(signature)
 
     with ape.reverts("erc20: invalid signature"):
         second.permit(holder, relayer, TOKEN, deadline, v, r, s, sender=relayer)
@@ -662,7 +662,7 @@ def test_holders__while_paused__still_transfer_approve_permit_and_burn(
     signature = eip712.sign(data, funded_holder.private_key)
 
     utility.transfer(recipient, TOKEN, sender=funded_holder)
-    utility.permit(funded_holder, relayer, TOKEN, deadline, signature[64], signature[:32], signature[32:64],
+    utility.permit(funded_holder, relayer, TOKEN, deadline, *eip712.split_signature(signature),
                    sender=relayer)
     utility.transferFrom(funded_holder, recipient, TOKEN, sender=relayer)
     utility.burn(TOKEN, sender=funded_holder)
