@@ -16,9 +16,11 @@ USD = 10**6
 SCALE = 10**12
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def money(project, manifest, admin, minter, merchant):
-    """The deployed stablecoin and points, with one registered, funded merchant."""
+    """The deployed stablecoin and points, with one registered, funded merchant.
+    Module-scoped: Ape reverts it after this module, so the shared deployment
+    other modules use keeps no merchant of ours."""
     stablecoin = project.ReferenceStablecoin.at(manifest.address("Stablecoin"))
     points = project.PointsToken.at(manifest.address("PointsToken"))
     stablecoin.configureMinter(minter, 10**15, sender=admin)

@@ -198,10 +198,7 @@ def test_points_state_machine__reserve_always_backs_points(chain, project, manif
     stable.configureMinter(minter, 10 * FUNDING, sender=admin)
     for m in (merchant, other_merchant):
         stable.mint(m, FUNDING, sender=minter)
-        if not points.merchants(m).active:  # another module's session fixture may have registered it
-            points.register_merchant(m, "Merchant", 10**40, sender=admin)
-        else:
-            points.set_merchant_cap(m, 10**40, sender=admin)
+        points.register_merchant(m, "Merchant", 10**40, sender=admin)
         stable.approve(points, 2**256 - 1, sender=m)
     fast = FastChain(chain.provider.uri)
     COVERAGE.update(issued=0, redeemed=0, setup=0)
