@@ -3,7 +3,6 @@ transfer, so that `make demo` shows a living system."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,8 +10,6 @@ from amphora import eip712, lots
 from amphora.deploy import CertificateSettings, deploy_all, grant_custodian, grant_issuer
 from amphora.manifest import Manifest
 from amphora.settlement import Statement, statement
-
-logger = logging.getLogger(__name__)
 
 EXAMPLE_LOT = Path(__file__).resolve().parent.parent / "examples" / "demo-lot.json"
 

@@ -58,7 +58,9 @@ def deploy_or_reuse(manifest: Manifest, name: str, deployer: Any, args: list[Any
     if recorded and not fresh and _has_code(recorded["address"]):
         logger.info("%s: reusing %s from the manifest", name, recorded["address"])
         return container.at(recorded["address"]), False
-    if recorded:
+    if recorded and fresh:
+        logger.info("%s: replacing %s from the manifest", name, recorded["address"])
+    elif recorded:
         logger.warning("%s: %s in the manifest has no code on this chain; deploying anew",
                        name, recorded["address"])
     instance = deployer.deploy(container, *args)
