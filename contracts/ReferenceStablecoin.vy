@@ -61,7 +61,10 @@ from snekmate.utils import pausable
 initializes: pausable
 
 from .modules import eip3009
-initializes: eip3009[erc20 := erc20]
+initializes: eip3009
+
+# @dev Stateless: the signature check `permit` shares with EIP-3009.
+from .modules import vrs_signature
 
 
 # @dev The ERC-20 surface comes from `erc20` except the functions that
@@ -86,6 +89,7 @@ exports: (
     ownable_2step.accept_ownership,
     pausable.paused,
     eip3009.authorizationState,
+    eip3009.authorization_bitmap,
     eip3009.TRANSFER_WITH_AUTHORIZATION_TYPEHASH,
     eip3009.RECEIVE_WITH_AUTHORIZATION_TYPEHASH,
     eip3009.CANCEL_AUTHORIZATION_TYPEHASH,
@@ -259,9 +263,8 @@ def permit(owner: address, spender: address, amount: uint256, deadline: uint256,
     nonce: uint256 = erc20.nonces[owner]
     erc20.nonces[owner] = unsafe_add(nonce, 1)
     struct_hash: bytes32 = keccak256(abi_encode(PERMIT_TYPEHASH, owner, spender, amount, nonce, deadline))
-    assert eip3009._is_valid_signature(owner, eip3009._hash_typed_data(struct_hash), v, r, s), (
-        "stablecoin: invalid signature"
-    )
+    digest: bytes32 = eip3009._hash_typed_data(self._domain_separator(), struct_hash)
+    assert vrs_signature._is_valid(owner, digest, v, r, s), "stablecoin: invalid signature"
 
     erc20._approve(owner, spender, amount)
 
@@ -298,6 +301,7 @@ def transferWithAuthorization(
     """
     self._require_movable(_from, to)
     eip3009._authorize(
+        self._domain_separator(),
         eip3009.TRANSFER_WITH_AUTHORIZATION_TYPEHASH, _from, to, amount, validAfter, validBefore, nonce, v, r, s
     )
     erc20._transfer(_from, to, amount)
@@ -331,6 +335,7 @@ def receiveWithAuthorization(
     """
     self._require_movable(_from, to)
     eip3009._authorize(
+        self._domain_separator(),
         eip3009.RECEIVE_WITH_AUTHORIZATION_TYPEHASH, _from, to, amount, validAfter, validBefore, nonce, v, r, s
     )
     erc20._transfer(_from, to, amount)
@@ -351,7 +356,7 @@ def cancelAuthorization(authorizer: address, nonce: bytes32, v: uint8, r: bytes3
     @param r The secp256k1 32-byte signature parameter `r`.
     @param s The secp256k1 32-byte signature parameter `s`.
     """
-    eip3009._cancel(authorizer, nonce, v, r, s)
+    eip3009._cancel(self._domain_separator(), authorizer, nonce, v, r, s)
 
 
 # ---------------------------------------------------------- mint and burn
@@ -644,3 +649,13 @@ def _set_rescuer(account: address):
     assert account != empty(address), "stablecoin: new rescuer is the zero address"
     self.rescuer = account
     log RescuerChanged(rescuer=account)
+
+
+@internal
+@view
+def _domain_separator() -> bytes32:
+    """
+    @dev The one EIP-712 domain of this token (the one `erc20` set up),
+         for permits and EIP-3009 authorizations alike.
+    """
+    return erc20.eip712_domain_separator._domain_separator_v4()

@@ -5,20 +5,26 @@ way to misuse a role or a signature is refused."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 
 import ape
 import pytest
 from ape.utils import ZERO_ADDRESS
+from eip3009_behaviour import (
+    FAR,
+    RECEIVE_AUTH,
+    TRANSFER_AUTH,
+    Authorization,
+    BehavesLikeEIP3009,
+    authorization_signer,
+    cancel_signer,
+)
 from erc20_behaviour import (
     SNEKMATE_ERC20_ERRORS,
     BehavesLikeERC20,
     BehavesLikeERC20Metadata,
     BehavesLikeERC20Permit,
 )
-from eth_keys import keys
 
 from amphora import eip712
 
@@ -30,11 +36,8 @@ DOMAIN_VERSION = "1"
 USD = 10**6  # 6 decimals
 MINT_ALLOWANCE = 1_000_000 * USD
 HOLDER_FUNDS = 1_000 * USD
-FAR = 2**40  # a time far in the future
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
-TRANSFER_AUTH = "TransferWithAuthorization"
-RECEIVE_AUTH = "ReceiveWithAuthorization"
 
 
 # ---------------------------------------------------------------- actors
@@ -108,59 +111,14 @@ def _high_s(v: int, r: bytes, s: bytes) -> tuple[int, bytes, bytes]:
     return (55 - v), r, s_high.to_bytes(32, "big")
 
 
-def _recover(digest: bytes, v: int, r: bytes, s: bytes) -> str:
-    """What a bare ecrecover answers, high s or not."""
-    signature = keys.Signature(vrs=(v - 27, int.from_bytes(r, "big"), int.from_bytes(s, "big")))
-    return signature.recover_public_key_from_msg_hash(digest).to_checksum_address()
-
-
-@dataclass(frozen=True)
-class Authorization:
-    sender: str
-    to: str
-    value: int
-    valid_after: int
-    valid_before: int
-    nonce: bytes
-    v: int
-    r: bytes
-    s: bytes
-
-    @property
-    def args(self) -> tuple:
-        return (self.sender, self.to, self.value, self.valid_after, self.valid_before, self.nonce,
-                self.v, self.r, self.s)
-
-
 @pytest.fixture(scope="module")
 def sign_authorization(stablecoin, chain_id) -> Callable[..., Authorization]:
-    """Builder: an EIP-3009 authorization signed by ``signer`` (an account or
-    a raw key) for ``sender``'s funds; a fresh random nonce unless given."""
-
-    def _sign(signer, sender, to, value: int, *, primary: str = TRANSFER_AUTH, valid_after: int = 0,
-              valid_before: int = FAR, nonce: bytes | None = None, chain: int | None = None,
-              contract=None, domain_name: str = DOMAIN_NAME) -> Authorization:
-        nonce = nonce if nonce is not None else secrets.token_bytes(32)
-        sender, to = str(sender), str(to)
-        message = eip712.authorization_message(sender, to, value, valid_after, valid_before, nonce)
-        data = eip712.typed_data(primary, message, chain if chain is not None else chain_id,
-                                 str(contract or stablecoin.address), domain_name, DOMAIN_VERSION)
-        v, r, s = eip712.split_signature(eip712.sign(data, _key(signer)))
-        return Authorization(sender, to, value, valid_after, valid_before, nonce, v, r, s)
-
-    return _sign
+    return authorization_signer(stablecoin, chain_id)
 
 
 @pytest.fixture(scope="module")
 def sign_cancel(stablecoin, chain_id) -> Callable[..., tuple[int, bytes, bytes]]:
-    """Builder: the (v, r, s) of an EIP-3009 cancellation by ``signer``."""
-
-    def _sign(signer, authorizer, nonce: bytes) -> tuple[int, bytes, bytes]:
-        data = eip712.typed_data("CancelAuthorization", eip712.cancel_message(str(authorizer), nonce),
-                                 chain_id, stablecoin.address, DOMAIN_NAME, DOMAIN_VERSION)
-        return eip712.split_signature(eip712.sign(data, _key(signer)))
-
-    return _sign
+    return cancel_signer(stablecoin, chain_id)
 
 
 @pytest.fixture(scope="module")
@@ -776,253 +734,21 @@ def test_permit__by_erc1271_wallet__sets_allowance(stablecoin, wallet, holder, o
 # ---------------------------------------------------------------- EIP-3009
 
 
-def test_transfer_with_authorization__relayed__moves_funds_and_emits(stablecoin, holder, recipient, relayer,
-                                                                     sign_authorization):
-    auth = sign_authorization(holder, holder, recipient, 12 * USD)
-    holder_eth = holder.balance
+class TestReferenceStablecoinBehavesLikeEIP3009(BehavesLikeEIP3009):
+    """The shared EIP-3009 suite (tests/eip3009_behaviour.py) on the stablecoin."""
 
-    tx = stablecoin.transferWithAuthorization(*auth.args, sender=relayer)
+    @pytest.fixture
+    def eip3009_token(self, stablecoin):
+        return stablecoin
 
-    assert stablecoin.balanceOf(holder) == HOLDER_FUNDS - 12 * USD
-    assert stablecoin.balanceOf(recipient) == HOLDER_FUNDS + 12 * USD
-    assert stablecoin.authorizationState(holder, auth.nonce)
-    assert holder.balance == holder_eth, "the holder must not pay gas"
-    used = _only_event(tx, stablecoin.AuthorizationUsed)
-    assert (used.authorizer, used.nonce) == (holder, auth.nonce)
-    transfer = _only_event(tx, stablecoin.Transfer)
-    assert (transfer.sender, transfer.receiver, transfer.value) == (holder, recipient, 12 * USD)
+    @pytest.fixture
+    def eip3009_fund(self, stablecoin, minter):
+        return lambda account, amount: stablecoin.mint(account, amount, sender=minter)
 
+    @pytest.fixture
+    def eip3009_unit(self):
+        return USD
 
-def test_receive_with_authorization__by_payee__moves_funds_and_emits(stablecoin, holder, recipient,
-                                                                     sign_authorization):
-    auth = sign_authorization(holder, holder, recipient, 12 * USD, primary=RECEIVE_AUTH)
-
-    tx = stablecoin.receiveWithAuthorization(*auth.args, sender=recipient)
-
-    assert stablecoin.balanceOf(recipient) == HOLDER_FUNDS + 12 * USD
-    used = _only_event(tx, stablecoin.AuthorizationUsed)
-    assert (used.authorizer, used.nonce) == (holder, auth.nonce)
-    transfer = _only_event(tx, stablecoin.Transfer)
-    assert (transfer.sender, transfer.receiver, transfer.value) == (holder, recipient, 12 * USD)
-
-
-def test_transfer_with_authorization__replayed_nonce__reverts(stablecoin, holder, recipient, relayer,
-                                                              sign_authorization):
-    auth = sign_authorization(holder, holder, recipient, USD)
-    stablecoin.transferWithAuthorization(*auth.args, sender=relayer)
-    with ape.reverts("eip3009: authorization is used or canceled"):
-        stablecoin.transferWithAuthorization(*auth.args, sender=relayer)
-    assert stablecoin.balanceOf(recipient) == HOLDER_FUNDS + USD
-
-
-def test_transfer_with_authorization__nonce_reused_in_new_signature__reverts(stablecoin, holder, recipient, relayer,
-                                                                             sign_authorization):
-    first = sign_authorization(holder, holder, recipient, USD)
-    stablecoin.transferWithAuthorization(*first.args, sender=relayer)
-    second = sign_authorization(holder, holder, recipient, 2 * USD, nonce=first.nonce)
-    with ape.reverts("eip3009: authorization is used or canceled"):
-        stablecoin.transferWithAuthorization(*second.args, sender=relayer)
-
-
-def test_authorization__used_by_the_other_function__reverts(stablecoin, holder, recipient, relayer,
-                                                            sign_authorization):
-    # A ReceiveWithAuthorization lifted from the mempool cannot be pushed
-    # through transferWithAuthorization: the typehashes differ.
-    auth = sign_authorization(holder, holder, recipient, USD, primary=RECEIVE_AUTH)
-    with ape.reverts("eip3009: invalid signature"):
-        stablecoin.transferWithAuthorization(*auth.args, sender=relayer)
-
-
-def test_receive_with_authorization__front_run_by_non_payee__reverts_and_payee_still_can(
-    stablecoin, holder, recipient, attacker, sign_authorization
-):
-    auth = sign_authorization(holder, holder, recipient, USD, primary=RECEIVE_AUTH)
-    with ape.reverts("eip3009: caller is not the payee"):
-        stablecoin.receiveWithAuthorization(*auth.args, sender=attacker)
-    assert not stablecoin.authorizationState(holder, auth.nonce)
-
-    stablecoin.receiveWithAuthorization(*auth.args, sender=recipient)
-    assert stablecoin.balanceOf(recipient) == HOLDER_FUNDS + USD
-
-
-def test_receive_with_authorization__payee_redirected_to_caller__reverts(stablecoin, holder, recipient, attacker,
-                                                                         sign_authorization):
-    auth = sign_authorization(holder, holder, recipient, USD, primary=RECEIVE_AUTH)
-    with ape.reverts("eip3009: invalid signature"):
-        stablecoin.receiveWithAuthorization(*replace(auth, to=attacker.address).args, sender=attacker)
-
-
-def test_cancel_authorization__marks_nonce_and_emits(stablecoin, holder, relayer, sign_cancel):
-    nonce = secrets.token_bytes(32)
-    tx = stablecoin.cancelAuthorization(holder, nonce, *sign_cancel(holder, holder, nonce), sender=relayer)
-    assert stablecoin.authorizationState(holder, nonce)
-    canceled = _only_event(tx, stablecoin.AuthorizationCanceled)
-    assert (canceled.authorizer, canceled.nonce) == (holder, nonce)
-
-
-def test_transfer_with_authorization__after_cancel__reverts(stablecoin, holder, recipient, relayer,
-                                                            sign_authorization, sign_cancel):
-    auth = sign_authorization(holder, holder, recipient, USD)
-    stablecoin.cancelAuthorization(holder, auth.nonce, *sign_cancel(holder, holder, auth.nonce), sender=relayer)
-    with ape.reverts("eip3009: authorization is used or canceled"):
-        stablecoin.transferWithAuthorization(*auth.args, sender=relayer)
-    assert stablecoin.balanceOf(holder) == HOLDER_FUNDS
-
-
-def test_cancel_authorization__after_use__reverts(stablecoin, holder, recipient, relayer, sign_authorization,
-                                                  sign_cancel):
-    auth = sign_authorization(holder, holder, recipient, USD)
-    stablecoin.transferWithAuthorization(*auth.args, sender=relayer)
-    with ape.reverts("eip3009: authorization is used or canceled"):
-        stablecoin.cancelAuthorization(holder, auth.nonce, *sign_cancel(holder, holder, auth.nonce), sender=relayer)
-
-
-def test_cancel_authorization__twice__reverts(stablecoin, holder, relayer, sign_cancel):
-    nonce = secrets.token_bytes(32)
-    v, r, s = sign_cancel(holder, holder, nonce)
-    stablecoin.cancelAuthorization(holder, nonce, v, r, s, sender=relayer)
-    with ape.reverts("eip3009: authorization is used or canceled"):
-        stablecoin.cancelAuthorization(holder, nonce, v, r, s, sender=relayer)
-
-
-def test_cancel_authorization__signed_by_other__reverts(stablecoin, holder, recipient, attacker, relayer,
-                                                        sign_authorization, sign_cancel):
-    # Griefing: an attacker must not be able to kill someone else's authorization.
-    auth = sign_authorization(holder, holder, recipient, USD)
-    with ape.reverts("eip3009: invalid signature"):
-        stablecoin.cancelAuthorization(holder, auth.nonce, *sign_cancel(attacker, holder, auth.nonce), sender=attacker)
-    stablecoin.transferWithAuthorization(*auth.args, sender=relayer)
-
-
-def test_transfer_with_authorization__at_valid_after__reverts(stablecoin, chain, holder, recipient, relayer,
-                                                              sign_authorization):
-    valid_after = chain.pending_timestamp + 100
-    auth = sign_authorization(holder, holder, recipient, USD, valid_after=valid_after,
-                              valid_before=valid_after + 100)
-    chain.pending_timestamp = valid_after
-    with ape.reverts("eip3009: authorization is not yet valid"):
-        stablecoin.transferWithAuthorization(*auth.args, sender=relayer)
-
-
-def test_transfer_with_authorization__at_valid_before__reverts(stablecoin, chain, holder, recipient, relayer,
-                                                               sign_authorization):
-    valid_before = chain.pending_timestamp + 100
-    auth = sign_authorization(holder, holder, recipient, USD, valid_before=valid_before)
-    chain.pending_timestamp = valid_before
-    with ape.reverts("eip3009: authorization is expired"):
-        stablecoin.transferWithAuthorization(*auth.args, sender=relayer)
-
-
-@pytest.mark.parametrize("offset", [1, 99])
-def test_transfer_with_authorization__inside_validity_window__succeeds(stablecoin, chain, holder, recipient, relayer,
-                                                                       sign_authorization, offset):
-    valid_after = chain.pending_timestamp + 100
-    auth = sign_authorization(holder, holder, recipient, USD, valid_after=valid_after,
-                              valid_before=valid_after + 100)
-    chain.pending_timestamp = valid_after + offset
-    stablecoin.transferWithAuthorization(*auth.args, sender=relayer)
-    assert stablecoin.balanceOf(recipient) == HOLDER_FUNDS + USD
-
-
-@pytest.mark.parametrize("field", ["value", "to", "valid_before", "sender"])
-def test_transfer_with_authorization__tampered_field__reverts(stablecoin, holder, recipient, attacker, relayer,
-                                                              sign_authorization, field):
-    auth = sign_authorization(holder, holder, recipient, USD)
-    tampered = {
-        "value": {"value": HOLDER_FUNDS},
-        "to": {"to": attacker.address},
-        "valid_before": {"valid_before": FAR + 1},
-        "sender": {"sender": recipient.address},
-    }[field]
-    with ape.reverts("eip3009: invalid signature"):
-        stablecoin.transferWithAuthorization(*replace(auth, **tampered).args, sender=attacker)
-    stablecoin.transferWithAuthorization(*auth.args, sender=relayer)
-
-
-def test_transfer_with_authorization__signed_for_other_chain__reverts(stablecoin, chain_id, holder, recipient,
-                                                                      relayer, sign_authorization):
-    auth = sign_authorization(holder, holder, recipient, USD, chain=chain_id + 1)
-    with ape.reverts("eip3009: invalid signature"):
-        stablecoin.transferWithAuthorization(*auth.args, sender=relayer)
-
-
-def test_transfer_with_authorization__signed_for_other_token__reverts(stablecoin, create_stablecoin, holder,
-                                                                      recipient, relayer, sign_authorization):
-    other = create_stablecoin()
-    auth = sign_authorization(holder, holder, recipient, USD, contract=other.address)
-    with ape.reverts("eip3009: invalid signature"):
-        stablecoin.transferWithAuthorization(*auth.args, sender=relayer)
-
-
-def test_transfer_with_authorization__signed_by_other__reverts(stablecoin, holder, attacker, sign_authorization):
-    auth = sign_authorization(attacker, holder, attacker, HOLDER_FUNDS)
-    with ape.reverts("eip3009: invalid signature"):
-        stablecoin.transferWithAuthorization(*auth.args, sender=attacker)
-
-
-def test_transfer_with_authorization__high_s_signature__reverts(stablecoin, chain_id, holder, recipient, relayer,
-                                                                sign_authorization):
-    auth = sign_authorization(holder, holder, recipient, USD)
-    v, r, s = _high_s(auth.v, auth.r, auth.s)
-    message = eip712.authorization_message(holder.address, recipient.address, USD, 0, FAR, auth.nonce)
-    digest = eip712.digest(eip712.typed_data(TRANSFER_AUTH, message, chain_id, stablecoin.address, DOMAIN_NAME,
-                                             DOMAIN_VERSION))
-    assert _recover(digest, v, r, s) == holder.address, "the malleated signature is a real one"
-    # The same signature in its other (high-s) form recovers the same signer
-    # with the builtin ecrecover; EIP-2 forbids it and so does the stablecoin.
-    with ape.reverts("eip3009: invalid signature"):
-        stablecoin.transferWithAuthorization(*replace(auth, v=v, r=r, s=s).args, sender=relayer)
-    assert not stablecoin.authorizationState(holder, auth.nonce)
-
-
-@pytest.mark.parametrize("v", [0, 1, 29])
-def test_transfer_with_authorization__invalid_v__reverts(stablecoin, holder, recipient, relayer, sign_authorization, v):
-    auth = sign_authorization(holder, holder, recipient, USD)
-    with ape.reverts("eip3009: invalid signature"):
-        stablecoin.transferWithAuthorization(*replace(auth, v=v).args, sender=relayer)
-
-
-def test_transfer_with_authorization__from_zero_address__reverts(stablecoin, recipient, attacker, sign_authorization):
-    # ecrecover answers the zero address for garbage; that must never count
-    # as the zero address having signed.
-    auth = replace(sign_authorization(attacker, ZERO_ADDRESS, recipient, USD), v=0)
-    with ape.reverts("eip3009: invalid signature"):
-        stablecoin.transferWithAuthorization(*auth.args, sender=attacker)
-
-
-def test_transfer_with_authorization__beyond_balance__reverts_and_nonce_stays_unused(
-    stablecoin, holder, recipient, relayer, sign_authorization
-):
-    auth = sign_authorization(holder, holder, recipient, HOLDER_FUNDS + 1)
-    with ape.reverts("erc20: transfer amount exceeds balance"):
-        stablecoin.transferWithAuthorization(*auth.args, sender=relayer)
-    assert not stablecoin.authorizationState(holder, auth.nonce)
-
-
-def test_transfer_with_authorization__by_erc1271_wallet__moves_funds(stablecoin, wallet, holder, recipient, relayer,
-                                                                     sign_authorization):
-    # The wallet's owner key signs; the wallet's isValidSignature vouches.
-    auth = sign_authorization(holder, wallet, recipient, 5 * USD)
-
-    tx = stablecoin.transferWithAuthorization(*auth.args, sender=relayer)
-
-    assert stablecoin.balanceOf(wallet) == HOLDER_FUNDS - 5 * USD
-    used = _only_event(tx, stablecoin.AuthorizationUsed)
-    assert (used.authorizer, used.nonce) == (wallet.address, auth.nonce)
-    transfer = _only_event(tx, stablecoin.Transfer)
-    assert (transfer.sender, transfer.receiver) == (wallet.address, recipient)
-
-
-def test_transfer_with_authorization__erc1271_wallet_refuses__reverts(stablecoin, wallet, attacker,
-                                                                      sign_authorization):
-    auth = sign_authorization(attacker, wallet, attacker, HOLDER_FUNDS)
-    with ape.reverts("eip3009: invalid signature"):
-        stablecoin.transferWithAuthorization(*auth.args, sender=attacker)
-
-
-def test_cancel_authorization__by_erc1271_wallet__works(stablecoin, wallet, holder, recipient, relayer,
-                                                        sign_authorization, sign_cancel):
-    auth = sign_authorization(holder, wallet, recipient, USD)
-    stablecoin.cancelAuthorization(wallet, auth.nonce, *sign_cancel(holder, wallet, auth.nonce), sender=relayer)
-    with ape.reverts("eip3009: authorization is used or canceled"):
-        stablecoin.transferWithAuthorization(*auth.args, sender=relayer)
+    @pytest.fixture
+    def eip3009_other_token(self, create_stablecoin):
+        return create_stablecoin()
