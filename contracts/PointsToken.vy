@@ -8,7 +8,8 @@
 @notice Loyalty points worth exactly one unit of a stablecoin each. A
         registered merchant issues points to a customer by paying the
         equivalent stablecoin into this contract's reserve; holders move
-        points freely (also by EIP-2612 permit); a registered merchant that
+        points freely (also by EIP-2612 permit and EIP-3009 authorizations,
+        which a relayer submits); a registered merchant that
         accepted points redeems them for stablecoin out of the reserve.
         Every issuance and redemption is an event naming the merchant, so
         merchants can settle with each other from the chain's record.
@@ -41,36 +42,36 @@ initializes: ownable_2step[ownable := ownable]
 from snekmate.utils import pausable
 initializes: pausable
 
-from snekmate.tokens import erc20
-initializes: erc20[ownable := ownable]
+# @dev Our own ERC-20 core rather than snekmate's `erc20`: it keeps each
+# account's balance and permit nonce in one storage word, which the gas
+# targets for `permit` need (see the module). It has no mint or burn entry
+# points: points come into existence only against stablecoin (`issue`)
+# and leave only by redemption (`redeem`).
+from .modules import packed_erc20
+initializes: packed_erc20
 
 from .modules import eip3009
-initializes: eip3009[erc20 := erc20]
+initializes: eip3009
 
 
-# @dev Left out on purpose: erc20's `mint`, `set_minter`, `burn`,
-# `burn_from` (points come into existence only against stablecoin and leave
-# only by redemption), its `transfer_ownership`/`renounce_ownership`
-# (ownable_2step handles the admin; renouncing would freeze merchant
-# registration), and `renounce_ownership` of ownable_2step.
+# @dev Left out on purpose: `renounce_ownership` of ownable_2step
+# (renouncing would freeze merchant registration).
 exports: (
-    erc20.name,
-    erc20.symbol,
-    erc20.decimals,
-    erc20.totalSupply,
-    erc20.balanceOf,
-    erc20.allowance,
-    erc20.transfer,
-    erc20.transferFrom,
-    erc20.approve,
-    erc20.permit,
-    erc20.nonces,
-    erc20.DOMAIN_SEPARATOR,
-    erc20.eip712Domain,
-    eip3009.transferWithAuthorization,
-    eip3009.receiveWithAuthorization,
-    eip3009.cancelAuthorization,
+    packed_erc20.name,
+    packed_erc20.symbol,
+    packed_erc20.decimals,
+    packed_erc20.totalSupply,
+    packed_erc20.balanceOf,
+    packed_erc20.allowance,
+    packed_erc20.transfer,
+    packed_erc20.transferFrom,
+    packed_erc20.approve,
+    packed_erc20.permit,
+    packed_erc20.nonces,
+    packed_erc20.DOMAIN_SEPARATOR,
+    packed_erc20.eip712Domain,
     eip3009.authorizationState,
+    eip3009.authorization_bitmap,
     eip3009.TRANSFER_WITH_AUTHORIZATION_TYPEHASH,
     eip3009.RECEIVE_WITH_AUTHORIZATION_TYPEHASH,
     eip3009.CANCEL_AUTHORIZATION_TYPEHASH,
@@ -161,9 +162,111 @@ def __init__(
     ownable.__init__()
     ownable_2step.__init__()
     pausable.__init__()
-    erc20.__init__(name_, symbol_, decimals_, eip712_name_, eip712_version_)
+    packed_erc20.__init__(name_, symbol_, decimals_, eip712_name_, eip712_version_)
     STABLECOIN = stablecoin
     SCALE = 10 ** convert(decimals_ - stable_decimals, uint256)
+
+
+# ---------------------------------------------------------------- EIP-3009
+
+
+@external
+def transferWithAuthorization(
+    _from: address,
+    to: address,
+    amount: uint256,
+    validAfter: uint256,
+    validBefore: uint256,
+    nonce: bytes32,
+    v: uint8,
+    r: bytes32,
+    s: bytes32,
+):
+    """
+    @notice EIP-3009: move `amount` points from `_from` to `to` on
+            `_from`'s signed authorization. Anyone may submit it (the
+            relayer pays the gas). Works while paused, like `transfer`.
+    @dev Nonces are a bitmap (see `eip3009`): a nonce next to one the
+         payer already used costs least; any 32-byte nonce is accepted.
+    @param _from The payer, who signed.
+    @param to The payee.
+    @param amount The points to move.
+    @param validAfter Valid only when the block time is after this.
+    @param validBefore Valid only when the block time is before this.
+    @param nonce The payer's unique 32-byte nonce.
+    @param v The secp256k1 1-byte signature parameter `v`.
+    @param r The secp256k1 32-byte signature parameter `r`.
+    @param s The secp256k1 32-byte signature parameter `s`.
+    """
+    eip3009._authorize(
+        packed_erc20._domain_separator(),
+        eip3009.TRANSFER_WITH_AUTHORIZATION_TYPEHASH,
+        _from,
+        to,
+        amount,
+        validAfter,
+        validBefore,
+        nonce,
+        v,
+        r,
+        s,
+    )
+    packed_erc20._transfer(_from, to, amount)
+
+
+@external
+def receiveWithAuthorization(
+    _from: address,
+    to: address,
+    amount: uint256,
+    validAfter: uint256,
+    validBefore: uint256,
+    nonce: bytes32,
+    v: uint8,
+    r: bytes32,
+    s: bytes32,
+):
+    """
+    @notice EIP-3009: like `transferWithAuthorization`, but only the payee
+            `to` may submit it, so it cannot be front-run.
+    @param _from The payer, who signed.
+    @param to The payee, who must be the caller.
+    @param amount The points to move.
+    @param validAfter Valid only when the block time is after this.
+    @param validBefore Valid only when the block time is before this.
+    @param nonce The payer's unique 32-byte nonce.
+    @param v The secp256k1 1-byte signature parameter `v`.
+    @param r The secp256k1 32-byte signature parameter `r`.
+    @param s The secp256k1 32-byte signature parameter `s`.
+    """
+    eip3009._authorize(
+        packed_erc20._domain_separator(),
+        eip3009.RECEIVE_WITH_AUTHORIZATION_TYPEHASH,
+        _from,
+        to,
+        amount,
+        validAfter,
+        validBefore,
+        nonce,
+        v,
+        r,
+        s,
+    )
+    packed_erc20._transfer(_from, to, amount)
+
+
+@external
+def cancelAuthorization(authorizer: address, nonce: bytes32, v: uint8, r: bytes32, s: bytes32):
+    """
+    @notice EIP-3009: cancel an unused authorization on the authorizer's
+            signature. Anyone may submit it.
+    @param authorizer The payer of the authorization.
+    @param nonce The nonce of the authorization.
+    @param v The secp256k1 1-byte signature parameter `v`.
+    @param r The secp256k1 32-byte signature parameter `r`.
+    @param s The secp256k1 32-byte signature parameter `s`.
+    """
+    eip3009._cancel(packed_erc20._domain_separator(), authorizer, nonce, v, r, s)
 
 
 # --------------------------------------------------------------- issuance
@@ -198,7 +301,7 @@ def issue(customer: address, stablecoin_amount: uint256) -> uint256:
     self.reserve += stablecoin_amount
     self.merchants[msg.sender].issued = merchant.issued + points
     self.merchants[msg.sender].paid_in = merchant.paid_in + stablecoin_amount
-    erc20._mint(customer, points)
+    packed_erc20._mint(customer, points)
     log PointsIssued(merchant=msg.sender, customer=customer, points=points, stablecoin_paid_in=stablecoin_amount)
     return points
 
@@ -218,9 +321,9 @@ def redeem(points: uint256) -> uint256:
     payout: uint256 = points // SCALE
     assert payout != 0, "points: amount below one stablecoin unit"
     burned: uint256 = payout * SCALE
-    assert erc20.balanceOf[msg.sender] >= burned, "points: redeem amount exceeds balance"
+    assert packed_erc20._balance_of(msg.sender) >= burned, "points: redeem amount exceeds balance"
 
-    erc20._burn(msg.sender, burned)
+    packed_erc20._burn(msg.sender, burned)
     self.reserve -= payout
     if merchant.active:
         self.merchants[msg.sender].redeemed = merchant.redeemed + burned

@@ -1,9 +1,11 @@
 """A hypothesis state machine over the points token and the stablecoin
 together: merchants issue and redeem (amounts at decimal edges included),
-holders transfer, caps change, both tokens pause, stablecoin is sent to the
-reserve by mistake. After every step: the reserve backs every point exactly,
-the stablecoin held covers the reserve, balances and merchant totals match a
-Python model, and nobody got out more than was paid in."""
+holders transfer (directly, and relayed by EIP-3009 with nonces that collide
+on purpose), sign permits, caps change, both tokens pause, stablecoin is sent
+to the reserve by mistake. After every step: the reserve backs every point
+exactly, the stablecoin held covers the reserve, balances, permit nonces (which
+share a storage word with the balance), used EIP-3009 nonces and merchant
+totals match a Python model, and nobody got out more than was paid in."""
 
 from __future__ import annotations
 
@@ -15,15 +17,20 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
+from amphora import eip712
+
 SCALE = 10**12
 USD = 10**6
 STEPS_PER_EXAMPLE = 50
-EXAMPLES = 50
+EXAMPLES = 60
 MIN_STEPS = 2_000
 #: Successful issues and redemptions: the machine must really exercise them.
-COVERAGE = {"issued": 0, "redeemed": 0, "setup": 0}
+COVERAGE = {"issued": 0, "redeemed": 0, "authorized": 0, "setup": 0}
 MIN_EACH = 20
 FUNDING = 10**15  # stablecoin units per merchant
+FAR = 2**40
+#: EIP-3009 nonces are drawn from words 0 and 1 only, so they collide often.
+NONCES = st.integers(0, 511)
 
 # Stablecoin amounts: one unit, odd amounts, large ones.
 STABLE_AMOUNTS = st.one_of(st.just(1), st.integers(1, 999), st.integers(1, 5_000 * USD), st.just(10**12))
@@ -42,12 +49,18 @@ class Model:
     paused: bool = False
     stable_paused: bool = False
     open_redemption: bool = False
+    permits: dict[str, int] = field(default_factory=dict)
+    used_nonces: dict[str, set[int]] = field(default_factory=dict)
 
 
-def make_machine(fast: FastChain, points, stable, merchants, customers, attacker, admin):
+def make_machine(fast: FastChain, points, stable, merchants, customers, attacker, admin, keys, chain_id):
     p = fast.contract(points.address, points)
     s = fast.contract(stable.address, stable)
     actors = [*merchants, *customers, attacker]
+
+    def sign(primary: str, message: dict, signer: str) -> tuple[int, bytes, bytes]:
+        data = eip712.typed_data(primary, message, chain_id, points.address, name="Amphora Points", version="1")
+        return eip712.split_signature(eip712.sign(data, keys[signer]))
 
     class PointsMachine(RuleBasedStateMachine):
         def __init__(self):
@@ -72,6 +85,10 @@ def make_machine(fast: FastChain, points, stable, merchants, customers, attacker
             records = {m: p.functions.merchants(m).call() for m in merchants}
             self.m.issued = {m: records[m][3] for m in merchants}
             self.m.redeemed = {m: records[m][4] for m in merchants}
+            self.m.permits = dict(zip(actors, fast.reads([(p, "nonces", (a,)) for a in actors]), strict=True))
+            words = fast.reads([(p, "authorization_bitmap", (a, w)) for a in actors for w in (0, 1)])
+            self.m.used_nonces = {a: {w * 256 + b for w in (0, 1) for b in range(256)
+                                      if words[2 * i + w] >> b & 1} for i, a in enumerate(actors)}
 
         def teardown(self):
             fast.revert(self.snapshot)
@@ -98,17 +115,42 @@ def make_machine(fast: FastChain, points, stable, merchants, customers, attacker
                 self.m.paid_in += amount
                 self.m.issued[who] += pts
 
-        @rule(frm=st.sampled_from(actors), to=st.sampled_from([*actors, *merchants]), data=st.data())
-        def transfer(self, frm, to, data):
+        @rule(frm=st.sampled_from(actors), to=st.sampled_from([*actors, *merchants]), data=st.data(),
+              nonce=st.one_of(st.none(), NONCES))
+        def transfer(self, frm, to, data, nonce):
+            """A plain transfer, or (with a nonce) one relayed by EIP-3009."""
             held = self.m.balance[frm]
             amount = data.draw(st.one_of(st.integers(0, held), st.just(held), st.just(held + 1),
                                          st.just(SCALE - 1)))
-            ok = amount <= held
-            fast.send(p.functions.transfer(to, amount), frm, ok,
-                      None if ok else "erc20: transfer amount exceeds balance")
-            if ok:
+            reason = None if amount <= held else "erc20: transfer amount exceeds balance"
+            if nonce is None:
+                fast.send(p.functions.transfer(to, amount), frm, reason is None, reason)
+            else:
+                if nonce in self.m.used_nonces[frm]:
+                    reason = "eip3009: authorization is used or canceled"
+                nonce_bytes = nonce.to_bytes(32, "big")
+                v, r, sig_s = sign("TransferWithAuthorization",
+                                   eip712.authorization_message(frm, to, amount, 0, FAR, nonce_bytes), frm)
+                # Relayed by the attacker: a relayer gains nothing but gas spent.
+                call = p.functions.transferWithAuthorization(frm, to, amount, 0, FAR, nonce_bytes, v, r, sig_s)
+                fast.send(call, attacker, reason is None, reason)
+                if reason is None:
+                    COVERAGE["authorized"] += 1
+                    self.m.used_nonces[frm].add(nonce)
+            if reason is None:
                 self.m.balance[frm] -= amount
                 self.m.balance[to] += amount
+
+        @rule(owner=st.sampled_from(actors), spender=st.sampled_from(actors),
+              value=st.one_of(st.integers(0, 10**30), st.just(2**256 - 1)), stale=st.booleans())
+        def permit(self, owner, spender, value, stale):
+            nonce = self.m.permits[owner] - 1 if stale and self.m.permits[owner] else self.m.permits[owner]
+            v, r, sig_s = sign("Permit", eip712.permit_message(owner, spender, value, nonce, FAR), owner)
+            ok = nonce == self.m.permits[owner]
+            fast.send(p.functions.permit(owner, spender, value, FAR, v, r, sig_s), attacker, ok,
+                      None if ok else "erc20: invalid signature")
+            if ok:
+                self.m.permits[owner] += 1
 
         @rule(who=st.sampled_from([*merchants, *merchants, *customers, attacker]), data=st.data())
         def redeem(self, who, data):
@@ -182,6 +224,16 @@ def make_machine(fast: FastChain, points, stable, merchants, customers, attacker
             assert self.m.paid_out <= self.m.paid_in
 
         @invariant()
+        def nonces_match(self):
+            reads = fast.reads([(p, "nonces", (a,)) for a in actors]
+                               + [(p, "authorization_bitmap", (a, w)) for a in actors for w in (0, 1)])
+            assert dict(zip(actors, reads[:len(actors)], strict=True)) == self.m.permits
+            words = reads[len(actors):]
+            for i, a in enumerate(actors):
+                bitmap = words[2 * i] | words[2 * i + 1] << 256
+                assert bitmap == sum(1 << n for n in self.m.used_nonces[a])
+
+        @invariant()
         def merchant_totals_match(self):
             for m in merchants:
                 record = p.functions.merchants(m).call()
@@ -201,9 +253,11 @@ def test_points_state_machine__reserve_always_backs_points(chain, project, manif
         points.register_merchant(m, "Merchant", 10**40, sender=admin)
         stable.approve(points, 2**256 - 1, sender=m)
     fast = FastChain(chain.provider.uri)
-    COVERAGE.update(issued=0, redeemed=0, setup=0)
+    COVERAGE.update(issued=0, redeemed=0, authorized=0, setup=0)
+    keys = {a.address: a.private_key for a in (merchant, other_merchant, customer, holder, attacker)}
     machine = make_machine(fast, points, stable, [merchant.address, other_merchant.address],
-                           [customer.address, holder.address], attacker.address, admin.address)
+                           [customer.address, holder.address], attacker.address, admin.address, keys,
+                           chain.chain_id)
     run_state_machine_as_test(machine, settings=settings(
         max_examples=EXAMPLES, stateful_step_count=STEPS_PER_EXAMPLE, deadline=None, database=None,
         suppress_health_check=list(HealthCheck),
@@ -213,5 +267,5 @@ def test_points_state_machine__reserve_always_backs_points(chain, project, manif
     steps = fast.steps - COVERAGE["setup"]
     print(f"points state machine: {steps} steps, {COVERAGE}")
     assert steps >= MIN_STEPS, f"only {steps} steps ran"
-    assert min(COVERAGE["issued"], COVERAGE["redeemed"]) >= MIN_EACH, (
-        f"too few successful issues or redemptions: {COVERAGE}")
+    assert min(COVERAGE["issued"], COVERAGE["redeemed"], COVERAGE["authorized"]) >= MIN_EACH, (
+        f"too few successful issues, redemptions or authorized transfers: {COVERAGE}")
