@@ -5,7 +5,6 @@ move by the WineCertificate's own signed `Transfer`; points by EIP-3009
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
@@ -141,12 +140,16 @@ def points_transfer_typed_data(
     valid_after: Annotated[Uint256In, Query(description="Unix time after which the authorization is valid "
                                             "(default 0: at once).")] = 0,
     nonce: Annotated[str | None, Query(pattern=BYTES32_PATTERN, description="A unique 0x-prefixed 32-byte "
-                                       "nonce; omit it and the API picks a random one.")] = None,
+                                       "nonce; omit it and the API picks a free one "
+                                       "next to the payer's used nonces (the cheapest).")] = None,
 ) -> PointsTransferTypedData:
     """The complete `eth_signTypedData_v4` payload for an EIP-3009
     `TransferWithAuthorization` of points, in the PointsToken's own EIP-712
-    domain (as its `eip712Domain()` reports it). Without `nonce`, a random
-    32-byte nonce is generated and returned in `message.nonce`. Sign the payload
+    domain (as its `eip712Domain()` reports it). Without `nonce`, the API
+    picks one and returns it in `message.nonce`: a nonce the payer has not used,
+    in the same 256-nonce bitmap word as nonces it used before, which makes
+    the relayed transfer about 17,000 gas cheaper than a random nonce would, and
+    not one it handed out for another pending authorization. Sign the payload
     with any standard signer and post the signature to
     `POST /relay/points-transfers` with the same values (`validAfter` as
     `valid_after`, `validBefore` as `valid_before`). 422 when `valid_before` is
@@ -160,7 +163,10 @@ def points_transfer_typed_data(
                              "strictly between them)")
     chain.authorization_token(POINTS)
     domain = chain.eip712_domain(POINTS)
-    nonce_bytes = bytes.fromhex(nonce[2:]) if nonce is not None else secrets.token_bytes(32)
+    if nonce is not None:
+        nonce_bytes = bytes.fromhex(nonce[2:])
+    else:
+        nonce_bytes = chain.free_authorization_nonce(POINTS, payer, valid_before)
     message = eip712.authorization_message(payer, payee, value, valid_after, valid_before, nonce_bytes)
     data = eip712.typed_data("TransferWithAuthorization", {**message, "nonce": "0x" + nonce_bytes.hex()},
                              domain.chain_id, domain.verifying_contract, name=domain.name, version=domain.version)

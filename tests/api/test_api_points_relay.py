@@ -329,15 +329,48 @@ def test_typed_data_points__is_the_shared_eip712_payload_in_the_points_domain(
     assert eip712.digest(payload) == eip712.digest(expected)
 
 
-def test_typed_data_points__nonce_omitted__fresh_random_nonce_each_time(client, customer, recipient, valid_before):
+def test_typed_data_points__nonce_omitted__distinct_nonces_in_the_first_bitmap_word(
+        client, customer, recipient, valid_before):
     params = _typed_data_params(customer, recipient, VALUE, valid_before)
 
-    first, second = (client.get("/relay/typed-data/points-transfer", params=params).json() for _ in range(2))
+    payloads = [client.get("/relay/typed-data/points-transfer", params=params).json() for _ in range(20)]
 
-    nonces = {first["message"]["nonce"], second["message"]["nonce"]}
-    assert len(nonces) == 2
+    nonces = [p["message"]["nonce"] for p in payloads]
     assert all(re.fullmatch(r"0x[0-9a-f]{64}", n) for n in nonces)
-    assert first["message"]["validAfter"] == "0"  # valid at once by default
+    assert len(set(nonces)) == 20  # a handed-out nonce is reserved, not handed out again
+    assert all(int(n, 16) < 256 for n in nonces)  # all in word 0: one storage word for the payer
+    assert payloads[0]["message"]["validAfter"] == "0"  # valid at once by default
+
+
+def test_typed_data_points__nonce_omitted__never_a_nonce_used_on_chain(
+        client, w3, deployed_points, customer_points, customer, recipient, valid_before, authorization_body):
+    for n in (0, 2, 4):
+        _relay(client, w3, authorization_body(customer, recipient, SCALE, nonce=n.to_bytes(32, "big")))
+    bitmap = deployed_points.authorization_bitmap(customer, 0)
+    assert bitmap == 0b10101
+
+    params = _typed_data_params(customer, recipient, VALUE, valid_before)
+    picked = [int(client.get("/relay/typed-data/points-transfer", params=params).json()["message"]["nonce"], 16)
+              for _ in range(30)]
+
+    assert not set(picked) & {0, 2, 4}
+    assert all(n < 256 for n in picked)
+    assert all(not deployed_points.authorizationState(customer, n.to_bytes(32, "big")) for n in picked)
+
+
+def test_relay_points__nonce_from_typed_data__costs_less_than_a_random_one(
+        client, w3, deployed_points, customer_points, customer, recipient, valid_before, authorization_body):
+    _relay(client, w3, authorization_body(customer, recipient, SCALE, nonce=(7).to_bytes(32, "big")))
+    params = _typed_data_params(customer, recipient, SCALE, valid_before)
+    nonce = bytes.fromhex(client.get("/relay/typed-data/points-transfer",
+                                     params=params).json()["message"]["nonce"][2:])
+
+    same_word = _relay(client, w3, authorization_body(customer, recipient, SCALE, nonce=nonce))
+    new_word = _relay(client, w3, authorization_body(customer, recipient, SCALE,
+                                                     nonce=b"\xa5" + secrets.token_bytes(31)))
+
+    gas = [w3.eth.get_transaction_receipt(h)["gasUsed"] for h in (same_word, new_word)]
+    assert gas[1] - gas[0] > 15_000  # a changed word (5,000) against a new one (22,100)
 
 
 @pytest.mark.parametrize("change, field", [
