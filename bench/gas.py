@@ -31,6 +31,8 @@ REFERENCES = {
     "erc20_approve": ("(no reference given)", None),
     "erc20_permit": ("common: ≈ 1.64 × approve; target ≤ 1.6 ×", None),
     "erc20_transfer_with_authorization": ("common: ≈ 1.42 × transfer; target ≤ 1.4 ×", None),
+    "erc20_transfer_with_authorization_first_in_word": ("first nonce of a bitmap word", None),
+    "erc20_transfer_with_authorization_random_nonce": ("random 32-byte nonce (new word)", None),
     "points_issue": ("(no reference given)", None),
     "points_redeem": ("(no reference given)", None),
     "utility_pay": ("(no reference given)", None),
@@ -143,16 +145,24 @@ def measure_tokens(manifest, chain, people) -> dict[str, int]:
     sig = eip712.sign(permit, bob.private_key)
     out["erc20_permit"] = points.permit(bob, spender, 10 * scale, deadline, *eip712.split_signature(sig),
                                         sender=relayer).gas_used
-    if hasattr(points, "transferWithAuthorization"):
-        # A fixed nonce, so the figure repeats run to run (its calldata bytes cost gas).
-        nonce = keccak(text="amphora bench authorization")
+
+    def authorize(nonce: bytes) -> int:
         auth = eip712.typed_data("TransferWithAuthorization",
                                  eip712.authorization_message(alice.address, bob.address, 10 * scale, 0,
                                                               deadline, nonce),
                                  chain.chain_id, points.address, name="Amphora Points", version="1")
         sig = eip712.sign(auth, alice.private_key)
-        out["erc20_transfer_with_authorization"] = points.transferWithAuthorization(
+        return points.transferWithAuthorization(
             alice, bob, 10 * scale, 0, deadline, nonce, *eip712.split_signature(sig), sender=relayer).gas_used
+
+    # Nonces are a bitmap, 256 to a storage word. The API hands out the next
+    # free bit in a word the payer already used (0, 1, 2, ...), so the common
+    # case changes a used word; the first nonce of a word, or a random one
+    # as wallets make, fills a new word (17,100 gas more). Fixed nonces, so
+    # the figures repeat run to run (their calldata bytes cost gas).
+    out["erc20_transfer_with_authorization_first_in_word"] = authorize((0).to_bytes(32, "big"))
+    out["erc20_transfer_with_authorization"] = authorize((1).to_bytes(32, "big"))
+    out["erc20_transfer_with_authorization_random_nonce"] = authorize(keccak(text="amphora bench authorization"))
     provider = people[2]
     utility.mint(alice, 10**21, sender=admin)
     utility.mint(provider, 10**18, sender=admin)
@@ -162,12 +172,13 @@ def measure_tokens(manifest, chain, people) -> dict[str, int]:
 
 
 def table(results: dict[str, int]) -> str:
-    rows = [f"{'measurement':<28}{'gas':>12}   {'reference':<40}{'ref gas':>12}"]
+    width = max(28, *(len(k) + 2 for k in results))
+    rows = [f"{'measurement':<{width}}{'gas':>10}   {'reference':<44}{'ref gas':>12}"]
     for key, gas in results.items():
         label, ref = REFERENCES.get(key, ("", None))
         if key == "signed_transfer":
             ref = results["transfer_holder_to_holder"] + 15_000
-        rows.append(f"{key:<28}{gas:>12,}   {label:<40}{(f'{ref:,}' if ref else '-'):>12}")
+        rows.append(f"{key:<{width}}{gas:>10,}   {label:<44}{(f'{ref:,}' if ref else '-'):>12}")
     for key, (base, limit) in RATIO_TARGETS.items():
         if key not in results:
             rows.append(f"{key}: not measured")
@@ -178,6 +189,11 @@ def table(results: dict[str, int]) -> str:
         else:
             ratio = results[key] / results[base]
             rows.append(f"{key} / {base} = {ratio:.3f} (target ≤ {limit}: {'met' if ratio <= limit else 'MISSED'})")
+    first, later = (results.get(f"erc20_transfer_with_authorization{k}") for k in ("_first_in_word", ""))
+    if first and later:
+        amortised = (first + 255 * later) / 256
+        rows.append(f"erc20_transfer_with_authorization, 256 nonces of one word in turn: {amortised:,.0f} gas "
+                    f"on average = {amortised / results['erc20_transfer']:.3f} × erc20_transfer")
     per_bottle = (results["issue_lot_10000"] - results["issue_lot_1"]) / 9_999
     rows.append("")
     rows.append(f"issue_lot_10000 / issue_lot_1 = {results['issue_lot_10000'] / results['issue_lot_1']:.4f}"
