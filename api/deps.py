@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 
 from api.chain import ChainService
 from api.relayer import Relayer
+from api.scans import ScanLog
 from api.settings import Settings
 
 
@@ -28,6 +29,11 @@ def get_relayer(request: Request) -> Relayer:
     return cast(Relayer, request.app.state.relayer)
 
 
+def get_scans(request: Request) -> ScanLog:
+    return cast(ScanLog, request.app.state.scans)
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 ChainDep = Annotated[ChainService, Depends(get_chain)]
 RelayerDep = Annotated[Relayer, Depends(get_relayer)]
+ScansDep = Annotated[ScanLog, Depends(get_scans)]

@@ -18,6 +18,7 @@ from api.chain import ChainService
 from api.errors import install_exception_handlers
 from api.relayer import Relayer
 from api.routers import accounts, certificates, health, metadata, points, relay
+from api.scans import ScanLog
 from api.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -58,12 +59,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     chain = ChainService(settings)
     relayer = Relayer(chain, settings)
+    scans = ScanLog(settings.scan_db, settings.scan_window_seconds, settings.scan_burst_threshold)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.info("Amphora API starting; relayer %s",
                     relayer.address or ("invalid key" if relayer.configured else "not configured"))
         yield
+        scans.close()
 
     app = FastAPI(
         title="Amphora API",
@@ -76,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.chain = chain
     app.state.relayer = relayer
+    app.state.scans = scans
     install_exception_handlers(app)
     app.include_router(health.router)
     app.include_router(certificates.router)

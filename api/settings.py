@@ -47,6 +47,18 @@ class Settings(BaseSettings):
         default=500_000, gt=21_000,
         description="Highest gas limit the relayer will pay for in one transaction.",
     )
+    scan_db: Path | None = Field(
+        default=None,
+        description="SQLite file of verification scans, shared by workers and kept across restarts. "
+        "Unset: an in-memory database (counts start afresh with the process).",
+    )
+    scan_window_seconds: int = Field(
+        default=600, gt=0, description="Window, in seconds, in which scans of one certificate are counted "
+        "for the `burst` anomaly.",
+    )
+    scan_burst_threshold: int = Field(
+        default=20, gt=0, description="More scans than this within the window flag a `burst` (a copied code).",
+    )
     log_block_range: int = Field(
         default=0,
         ge=0,
