@@ -131,6 +131,11 @@ def revert_reason(err: ContractLogicError) -> str:
     return message or "the transaction would revert (no reason given)"
 
 
+def _has_function(contract: Contract, name: str) -> bool:
+    """Whether ``contract``'s ABI (as the manifest recorded it) has function ``name``."""
+    return any(item.get("name") == name for item in contract.abi)
+
+
 def contract_label(name: str) -> str:
     """How errors name the manifest's contract ``name``."""
     return "the certificate contract" if name == CERTIFICATE else f"the {name} contract"
@@ -271,7 +276,7 @@ class ChainService:
         """The manifest's token ``name``, if it accepts EIP-3009 transfers with
         authorization (:class:`NotDeployed` otherwise)."""
         contract = self.require_contract(name)
-        if not any(item.get("name") == "transferWithAuthorization" for item in contract.abi):
+        if not _has_function(contract, "transferWithAuthorization"):
             raise NotDeployed(f"the {name} at {contract.address} has no transferWithAuthorization (EIP-3009) "
                               "in its ABI: redeploy it with `ape run deploy`")
         return contract
@@ -290,7 +295,7 @@ class ChainService:
         Falls back to a random 32-byte nonce when the token has no
         ``authorization_bitmap`` or the scanned words are full."""
         contract = self.authorization_token(name)
-        if not any(item.get("name") == "authorization_bitmap" for item in contract.abi):
+        if not _has_function(contract, "authorization_bitmap"):
             return secrets.token_bytes(32)
         owner = to_checksum_address(payer)
         now = time.time()

@@ -113,7 +113,7 @@ def balanceOf(owner: address) -> uint256:
     """
     @notice The balance of `owner`.
     """
-    return self._accounts[owner] & _BALANCE_MASK
+    return self._balance_of(owner)
 
 
 @external
