@@ -27,7 +27,8 @@
      The descriptive text of a lot (producer, wine, appellation, metadata
      URI) is emitted in `LotIssued` and committed to by the stored
      `metadata_hash`; only fixed-size facts are stored.
-     Lifecycle (see `_set_state`, the one place a state changes):
+     Lifecycle (`_set_state` is the one place a live certificate changes
+     state; `confirm_redemption` writes a burned one's final record):
      - A bottle's word holds its state in the low four bits of the byte
        above the owner; bit 4 of that byte records that the lot's issuer
        (not the holder) raised the current flag. A redeemed bottle's word
@@ -36,7 +37,7 @@
      - A bottle's detail word holds what its current lock needs: the claim
        key and expiry of a pending gift, the delivery order hash of a
        redemption, the reason hash of a flag. It is not cleared on unlock:
-       the next lock overwrites it for 2,900 gas instead of 22,100.
+       the next lock overwrites it for 5,000 gas instead of 22,100.
      - A claim key is recorded as used when its gift is created, forever.
      - Custodians' storage attestations and proof-of-reserve roots live
        in `CustodyRegistry`, which reads roles and lots from here.
@@ -60,10 +61,10 @@
                  through whatever only protects a certificate or returns it
                  to its holder: flagging and clearing a flag, revoking a
                  gift, rejecting a redemption; and custody moves, which
-                 move no token. No function lets anyone, the admin included, move
-                 a token they do not own or are not approved for (a gift
-                 claim is the holder's own prior approval, bound to one
-                 claim key), paused or not.
+                 move no token. No function lets anyone, the admin
+                 included, move a token they do not own or are not
+                 approved for (a gift claim is the holder's own prior
+                 approval, bound to one claim key), paused or not.
 """
 
 
