@@ -109,6 +109,11 @@ def deploy_all(deployer: Any, *, directory: Path | None = None,
         # A new certificate starts with no issuers or custodians.
         manifest.roles = {}
     record_roles(manifest, cert)
+    # The custodians' registry follows one certificate: a new certificate needs a new registry.
+    registry_address = str((manifest.contracts.get("CustodyRegistry") or {}).get("address") or "")
+    stale_registry = bool(registry_address) and _has_code(registry_address) and (
+        project.CustodyRegistry.at(registry_address).CERTIFICATE() != cert.address)
+    deploy_or_reuse(manifest, "CustodyRegistry", deployer, [cert.address], fresh=stale_registry)
 
     if money.stablecoin is None:
         if chain_id not in LOCAL_CHAIN_IDS:
@@ -153,6 +158,12 @@ def certificate(manifest: Manifest) -> Any:
     from ape import project
 
     return project.WineCertificate.at(manifest.address("WineCertificate"))
+
+
+def custody_registry(manifest: Manifest) -> Any:
+    from ape import project
+
+    return project.CustodyRegistry.at(manifest.address("CustodyRegistry"))
 
 
 def grant_issuer(manifest: Manifest, admin: Any, account: str, name: str) -> None:

@@ -43,6 +43,46 @@ TYPES: dict[str, list[dict[str, str]]] = {
         {"name": "nonce", "type": "uint256"},
         {"name": "deadline", "type": "uint256"},
     ],
+    # WineCertificate: the holder's signed lifecycle actions (same nonce as Transfer).
+    "CreateGift": [
+        {"name": "holder", "type": "address"},
+        {"name": "tokenId", "type": "uint256"},
+        {"name": "claimKey", "type": "address"},
+        {"name": "expiry", "type": "uint256"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ],
+    "RevokeGift": [
+        {"name": "holder", "type": "address"},
+        {"name": "tokenId", "type": "uint256"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ],
+    "RequestRedemption": [
+        {"name": "holder", "type": "address"},
+        {"name": "tokenId", "type": "uint256"},
+        {"name": "orderHash", "type": "bytes32"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ],
+    "Flag": [
+        {"name": "holder", "type": "address"},
+        {"name": "tokenId", "type": "uint256"},
+        {"name": "reasonHash", "type": "bytes32"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ],
+    # WineCertificate: signed by a gift's one-time claim key (no nonce: the key works once).
+    "ClaimGift": [
+        {"name": "tokenId", "type": "uint256"},
+        {"name": "recipient", "type": "address"},
+    ],
+    # WineCertificate: signed by a bottle's tag key over a recent block (proof of possession).
+    "TagChallenge": [
+        {"name": "tokenId", "type": "uint256"},
+        {"name": "blockNumber", "type": "uint256"},
+        {"name": "blockHash", "type": "bytes32"},
+    ],
     # ERC-20 tokens: EIP-2612 permit.
     "Permit": [
         {"name": "owner", "type": "address"},
@@ -115,6 +155,65 @@ def transfer_message(sender: str, to: str, token_id: int, nonce: int, deadline: 
         "nonce": int(nonce),
         "deadline": int(deadline),
     }
+
+
+def create_gift_message(holder: str, token_id: int, claim_key: str, expiry: int, nonce: int,
+                        deadline: int) -> dict[str, Any]:
+    return {
+        "holder": to_checksum_address(holder),
+        "tokenId": int(token_id),
+        "claimKey": to_checksum_address(claim_key),
+        "expiry": int(expiry),
+        "nonce": int(nonce),
+        "deadline": int(deadline),
+    }
+
+
+def revoke_gift_message(holder: str, token_id: int, nonce: int, deadline: int) -> dict[str, Any]:
+    return {"holder": to_checksum_address(holder), "tokenId": int(token_id), "nonce": int(nonce),
+            "deadline": int(deadline)}
+
+
+def request_redemption_message(holder: str, token_id: int, order_hash: bytes, nonce: int,
+                               deadline: int) -> dict[str, Any]:
+    return {"holder": to_checksum_address(holder), "tokenId": int(token_id), "orderHash": _bytes32(order_hash),
+            "nonce": int(nonce), "deadline": int(deadline)}
+
+
+def flag_message(holder: str, token_id: int, reason_hash: bytes, nonce: int, deadline: int) -> dict[str, Any]:
+    return {"holder": to_checksum_address(holder), "tokenId": int(token_id), "reasonHash": _bytes32(reason_hash),
+            "nonce": int(nonce), "deadline": int(deadline)}
+
+
+def claim_gift_message(token_id: int, recipient: str) -> dict[str, Any]:
+    return {"tokenId": int(token_id), "recipient": to_checksum_address(recipient)}
+
+
+def tag_challenge_message(token_id: int, block_number: int, block_hash: bytes) -> dict[str, Any]:
+    return {"tokenId": int(token_id), "blockNumber": int(block_number), "blockHash": _bytes32(block_hash)}
+
+
+def sign_gift_claim(claim_key: bytes | str, token_id: int, recipient: str, chain_id: int,
+                    certificate: str) -> bytes:
+    """The claim of a gift for ``recipient``: signed with the gift's claim key
+    (the secret in the claim link), in the certificate's domain."""
+    return sign(typed_data("ClaimGift", claim_gift_message(token_id, recipient), chain_id, certificate), claim_key)
+
+
+def sign_tag_challenge(tag_key: bytes | str, token_id: int, block_number: int, block_hash: bytes,
+                       chain_id: int, certificate: str) -> bytes:
+    """A bottle tag's answer to a challenge: block ``block_number`` (with its
+    hash) for ``token_id``, signed with the key in the tag, in the
+    certificate's domain. ``verify_tag_signature`` accepts it while the block
+    is at most ``TAG_CHALLENGE_WINDOW`` blocks old (and not the newest)."""
+    message = tag_challenge_message(token_id, block_number, block_hash)
+    return sign(typed_data("TagChallenge", message, chain_id, certificate), tag_key)
+
+
+def _bytes32(value: bytes) -> bytes:
+    if len(value) != 32:
+        raise ValueError("a bytes32 field takes exactly 32 bytes")
+    return bytes(value)
 
 
 def permit_message(owner: str, spender: str, value: int, nonce: int, deadline: int) -> dict[str, Any]:

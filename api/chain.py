@@ -78,6 +78,15 @@ class CertificateRecord:
     issued_at: int
     metadata_hash: bytes
     tag_root: bytes
+    # Lifecycle details (zero unless the state has them): the flag, the pending
+    # gift, the redemption.
+    flag_reason_hash: bytes
+    flagged_by_issuer: bool
+    gift_claim_key: str
+    gift_expiry: int
+    redemption_order_hash: bytes
+    redeemed_at: int
+    redeemed_by: str
 
     @property
     def issued(self) -> bool:

@@ -15,6 +15,8 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 RESULTS = Path(__file__).resolve().parent / "results" / "gas.json"
+#: The lifecycle measurements beside their floors (see LIFECYCLE_FLOORS).
+LIFECYCLE_RESULTS = RESULTS.with_name("lifecycle_floors.json")
 BOTTLING_DATE = 1_717_200_000
 
 # Reference figures (gas): floors and well-known implementations.
@@ -44,6 +46,100 @@ RATIO_TARGETS = {
     "erc20_permit": ("erc20_approve", 1.6),
     "erc20_transfer_with_authorization": ("erc20_transfer", 1.4),
 }
+
+
+#: Lifecycle floors: what each lifecycle measurement cannot cost less than,
+#: term by term, from the storage it must write, the logs it must emit, the
+#: calldata it sends and the signature it must check. A storage term includes
+#: the slot's cold access: 2,100 + 20,000 = 22,100 for a zero-to-nonzero write,
+#: 2,100 + 2,900 = 5,000 for a nonzero-to-nonzero one. A log costs 375, plus 375
+#: per topic (the event signature is one), plus 8 per data byte. "calldata" is
+#: computed from the measured transaction's own input (16 gas per non-zero
+#: byte, 4 per zero byte). Each measurement must stay within
+#: LIFECYCLE_FLOOR_LIMIT × its floor.
+LIFECYCLE_FLOOR_LIMIT = 1.25
+#: The storage attestation's document URI and the reserve tree's URI in the bench.
+BENCH_DOCUMENT_URI = "ipfs://bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
+BENCH_TREE_URI = "ipfs://bafybeihkoviema7g3gxyt6la7vd5ho32ictqbilu3wnlo3rs7ewhnp7lly"
+
+
+def log_gas(topics: int, data_bytes: int) -> int:
+    """LOG cost: 375 + 375 per topic + 8 per data byte."""
+    return 375 + 375 * topics + 8 * data_bytes
+
+
+def string_bytes(text: str) -> int:
+    """ABI size of a string in event data: offset word, length word, padded bytes."""
+    return 64 + 32 * -(-len(text.encode()) // 32)
+
+
+LIFECYCLE_FLOORS: dict[str, list[tuple[str, int | None]]] = {
+    "gift_create": [
+        ("base transaction", 21_000),
+        ("calldata", None),
+        ("token word (bought bottle): state -> gift pending, nonzero -> nonzero", 5_000),
+        ("detail word: claim key | expiry, zero -> nonzero (first lock)", 22_100),
+        ("claim-key registry: key used, zero -> nonzero", 22_100),
+        ("Locked(tokenId): 1 topic + 32 bytes", log_gas(1, 32)),
+        ("GiftCreated: 4 topics + expiry", log_gas(4, 32)),
+    ],
+    "gift_claim": [
+        ("base transaction", 21_000),
+        ("calldata (with the 65-byte signature)", None),
+        ("ecrecover precompile: the claim key's signature", 3_000),
+        ("recipient code check for the ERC-721 receiver rule (EXTCODESIZE, cold account)", 2_600),
+        ("token word: new owner, active, epoch + 1, nonzero -> nonzero", 5_000),
+        ("giver's balance word, nonzero -> nonzero", 5_000),
+        ("recipient's balance word (an existing holder), nonzero -> nonzero", 5_000),
+        ("Unlocked(tokenId): 1 topic + 32 bytes", log_gas(1, 32)),
+        ("Transfer: 4 topics", log_gas(4, 0)),
+        ("GiftClaimed: 4 topics + claim key", log_gas(4, 32)),
+    ],
+    "redeem_request": [
+        ("base transaction", 21_000),
+        ("calldata", None),
+        ("token word: state -> redemption requested, nonzero -> nonzero", 5_000),
+        ("detail word: order hash, zero -> nonzero (first lock)", 22_100),
+        ("Locked(tokenId): 1 topic + 32 bytes", log_gas(1, 32)),
+        ("RedemptionRequested: 4 topics + order hash", log_gas(4, 32)),
+    ],
+    "redeem_confirm": [
+        ("base transaction", 21_000),
+        ("calldata", None),
+        ("token word: custodian | redeemed | time, nonzero -> nonzero", 5_000),
+        ("holder's balance word, nonzero -> nonzero", 5_000),
+        ("supply word, nonzero -> nonzero", 5_000),
+        ("Transfer to zero: 4 topics", log_gas(4, 0)),
+        ("CertificateRedeemed: 4 topics", log_gas(4, 0)),
+    ],
+    "custody_attest": [
+        ("base transaction", 21_000),
+        ("calldata (with the URI)", None),
+        ("document-hash word, zero -> nonzero (the lot's first attestation)", 22_100),
+        ("attester | time word, zero -> nonzero", 22_100),
+        ("StorageAttested: 3 topics + hash + URI", log_gas(3, 32 + string_bytes(BENCH_DOCUMENT_URI))),
+    ],
+    "custody_reserve_root": [
+        ("base transaction", 21_000),
+        ("calldata (with the URI)", None),
+        ("root word, zero -> nonzero (the custodian's first root)", 22_100),
+        ("time | bottle count word, zero -> nonzero", 22_100),
+        ("ReserveRootPosted: 2 topics + root + count + URI",
+         log_gas(2, 64 + string_bytes(BENCH_TREE_URI))),
+    ],
+    "flag": [
+        ("base transaction", 21_000),
+        ("calldata", None),
+        ("token word: state -> flagged, nonzero -> nonzero", 5_000),
+        ("detail word: reason hash, zero -> nonzero (first lock)", 22_100),
+        ("Locked(tokenId): 1 topic + 32 bytes", log_gas(1, 32)),
+        ("CertificateFlagged: 3 topics + reason hash", log_gas(3, 32)),
+    ],
+}
+
+
+def calldata_gas(data: bytes) -> int:
+    return sum(16 if b else 4 for b in data)
 
 
 def measure() -> dict[str, int]:
@@ -108,6 +204,7 @@ def measure() -> dict[str, int]:
         results["signed_transfer"] = cert.transfer_with_signature(
             alice, bob, t3, 1, 2**40, sig, sender=relayer).gas_used
         results.update(measure_tokens(manifest, chain, accounts.test_accounts))
+        results.update(measure_lifecycle(manifest, accounts.test_accounts))
     return results
 
 
@@ -171,6 +268,73 @@ def measure_tokens(manifest, chain, people) -> dict[str, int]:
     return out
 
 
+#: Calldata gas of each lifecycle measurement's transaction, filled by measure_lifecycle.
+LIFECYCLE_CALLDATA: dict[str, int] = {}
+
+
+def measure_lifecycle(manifest, people) -> dict[str, int]:
+    """The certificate's lifecycle paths on bottles bought by existing holders
+    (each bottle's first lock), and the custodian's first attestation of a lot
+    and first reserve root. Fixed keys, expiry and hashes, so figures repeat."""
+    from ape import chain, project
+    from eth_account import Account
+    from eth_utils import keccak
+
+    from amphora import eip712
+    from amphora.lots import LotDescription, issue, token_id
+    from amphora.merkle import ReserveTree
+
+    admin, winery, custodian, alice, bob, relayer = (people[i] for i in (0, 1, 2, 3, 4, 6))
+    cert = project.WineCertificate.at(manifest.address("WineCertificate"))
+    registry = project.CustodyRegistry.at(manifest.address("CustodyRegistry"))
+    lot_id = issue(cert, winery, LotDescription.from_mapping({
+        "producer": "Bench Winery", "wine": "Grand Vin", "region": "Pauillac AOC", "bottle_count": 10,
+        "volume_ml": 750, "bottling_date": BOTTLING_DATE, "custodian": custodian.address, "vintage": 2020,
+        "tags": [custodian.address] * 10,
+    })).lot_id
+    t1, t2, t3 = (token_id(lot_id, s) for s in (1, 2, 3))
+    for tid, buyer in ((t1, alice), (t2, bob), (t3, alice)):
+        cert.transferFrom(winery, buyer, tid, sender=winery)
+    claim_key = Account.from_key(keccak(text="amphora bench claim key"))
+    out: dict[str, int] = {}
+
+    def record(name: str, receipt) -> None:
+        out[name] = receipt.gas_used
+        LIFECYCLE_CALLDATA[name] = calldata_gas(bytes(receipt.transaction.data))
+
+    record("gift_create", cert.create_gift(t1, claim_key.address, 2**40, sender=alice))
+    signature = eip712.sign_gift_claim(claim_key.key, t1, bob.address, chain.chain_id, cert.address)
+    record("gift_claim", cert.claim_gift(t1, bob, signature, sender=relayer))
+    record("redeem_request", cert.request_redemption(t2, keccak(text="bench delivery order"), sender=bob))
+    record("redeem_confirm", cert.confirm_redemption(t2, sender=custodian))
+    record("flag", cert.flag(t3, keccak(text="bench police report"), sender=alice))
+    record("custody_attest", registry.attest_storage(lot_id, keccak(text="bench cellar report"), BENCH_DOCUMENT_URI,
+                                                     sender=custodian))
+    tree = ReserveTree.build([token_id(lot_id, s) for s in range(1, 11) if s != 2])
+    record("custody_reserve_root", registry.post_reserve_root(tree.root, 9, BENCH_TREE_URI, sender=custodian))
+    return out
+
+
+def lifecycle_floors(results: dict[str, int]) -> dict[str, dict[str, float | int]]:
+    """Each lifecycle measurement beside its floor (LIFECYCLE_FLOORS, with the
+    measured calldata) and their ratio."""
+    out: dict[str, dict[str, float | int]] = {}
+    for key, terms in LIFECYCLE_FLOORS.items():
+        if key not in results:
+            continue
+        floor = sum(LIFECYCLE_CALLDATA[key] if gas is None else gas for _, gas in terms)
+        out[key] = {"gas": results[key], "floor": floor, "ratio": round(results[key] / floor, 3)}
+    return out
+
+
+def lifecycle_table(results: dict[str, int]) -> str:
+    rows = [f"{'lifecycle':<24}{'gas':>10}{'floor':>10}{'gas/floor':>11}   target ≤ {LIFECYCLE_FLOOR_LIMIT} × floor"]
+    for key, row in lifecycle_floors(results).items():
+        verdict = "met" if row["ratio"] <= LIFECYCLE_FLOOR_LIMIT else "MISSED"
+        rows.append(f"{key:<24}{row['gas']:>10,}{row['floor']:>10,}{row['ratio']:>11.3f}   {verdict}")
+    return "\n".join(rows)
+
+
 def table(results: dict[str, int]) -> str:
     width = max(28, *(len(k) + 2 for k in results))
     rows = [f"{'measurement':<{width}}{'gas':>10}   {'reference':<44}{'ref gas':>12}"]
@@ -212,7 +376,9 @@ def main() -> int:
     results = measure()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    sys.stdout.write(table(results) + f"\n\nwritten to {RESULTS} in {time.time() - started:.0f} s\n")
+    LIFECYCLE_RESULTS.write_text(json.dumps(lifecycle_floors(results), indent=2) + "\n")
+    sys.stdout.write(table(results) + "\n\n" + lifecycle_table(results)
+                     + f"\n\nwritten to {RESULTS} and {LIFECYCLE_RESULTS.name} in {time.time() - started:.0f} s\n")
     return 0
 
 

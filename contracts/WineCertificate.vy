@@ -27,11 +27,44 @@
      The descriptive text of a lot (producer, wine, appellation, metadata
      URI) is emitted in `LotIssued` and committed to by the stored
      `metadata_hash`; only fixed-size facts are stored.
-@custom:security Emergency: the admin calls `pause`, which stops issuance
-                 and every transfer (direct or signed). No function lets
-                 anyone, the admin included, move a token they do not own
-                 or are not approved for, paused or not. Flagging a
-                 certificate lost or stolen stays possible while paused.
+     Lifecycle (`_set_state` is the one place a live certificate changes
+     state; `confirm_redemption` writes a burned one's final record):
+     - A bottle's word holds its state in the low four bits of the byte
+       above the owner; bit 4 of that byte records that the lot's issuer
+       (not the holder) raised the current flag. A redeemed bottle's word
+       holds the custodian that shipped it where the owner was, state
+       `REDEEMED`, and the redemption time where the epoch was.
+     - A bottle's detail word holds what its current lock needs: the claim
+       key and expiry of a pending gift, the delivery order hash of a
+       redemption, the reason hash of a flag. It is not cleared on unlock:
+       the next lock overwrites it for 5,000 gas instead of 22,100.
+     - A claim key is recorded as used when its gift is created, forever.
+     - Custodians' storage attestations and proof-of-reserve roots live
+       in `CustodyRegistry`, which reads roles and lots from here.
+     Allowed transitions (anything else reverts naming the current state):
+     | from                 | to                   | by                                  |
+     | active               | gift_pending         | holder: `create_gift`               |
+     | gift_pending         | active (new holder)  | claim-key signature: `claim_gift`   |
+     | gift_pending         | active               | holder; anyone after expiry: `revoke_gift` |
+     | active               | redemption_requested | holder: `request_redemption`        |
+     | redemption_requested | redeemed (burned)    | lot's custodian: `confirm_redemption` |
+     | redemption_requested | active               | lot's custodian: `reject_redemption` |
+     | active               | flagged              | holder or lot's issuer: `flag`      |
+     | flagged              | active               | lot's issuer: `clear_flag`          |
+     | active               | pledged, and back    | reserved for the lending contract   |
+     Every holder action has a `_with_signature` form (EIP-712, one
+     sequential nonce per holder, ERC-1271 for contract holders).
+@custom:security Emergency: the admin calls `pause`, which stops whatever
+                 moves, burns or starts to move a certificate: issuance,
+                 every transfer (direct or signed), gift creation and
+                 claims, redemption requests and confirmations. It lets
+                 through whatever only protects a certificate or returns it
+                 to its holder: flagging and clearing a flag, revoking a
+                 gift, rejecting a redemption; and custody moves, which
+                 move no token. No function lets anyone, the admin
+                 included, move a token they do not own or are not
+                 approved for (a gift claim is the holder's own prior
+                 approval, bound to one claim key), paused or not.
 """
 
 
@@ -57,6 +90,7 @@ from snekmate.utils import eip712_domain_separator
 initializes: eip712_domain_separator
 
 from snekmate.utils import signature_checker
+from snekmate.utils import ecdsa
 from snekmate.utils import merkle_proof_verification
 
 
@@ -107,6 +141,35 @@ MAX_PROOF_DEPTH: constant(uint256) = 32
 TRANSFER_TYPEHASH: public(constant(bytes32)) = keccak256(
     "Transfer(address from,address to,uint256 tokenId,uint256 nonce,uint256 deadline)"
 )
+CREATE_GIFT_TYPEHASH: public(constant(bytes32)) = keccak256(
+    "CreateGift(address holder,uint256 tokenId,address claimKey,uint256 expiry,uint256 nonce,uint256 deadline)"
+)
+REVOKE_GIFT_TYPEHASH: public(constant(bytes32)) = keccak256(
+    "RevokeGift(address holder,uint256 tokenId,uint256 nonce,uint256 deadline)"
+)
+# @dev Signed by the gift's claim key, not by the holder: no nonce, since a
+# claim key is accepted for exactly one gift ever.
+CLAIM_GIFT_TYPEHASH: public(constant(bytes32)) = keccak256("ClaimGift(uint256 tokenId,address recipient)")
+REQUEST_REDEMPTION_TYPEHASH: public(constant(bytes32)) = keccak256(
+    "RequestRedemption(address holder,uint256 tokenId,bytes32 orderHash,uint256 nonce,uint256 deadline)"
+)
+FLAG_TYPEHASH: public(constant(bytes32)) = keccak256(
+    "Flag(address holder,uint256 tokenId,bytes32 reasonHash,uint256 nonce,uint256 deadline)"
+)
+# @dev Signed by a bottle's tag key over a recent block.
+TAG_CHALLENGE_TYPEHASH: public(constant(bytes32)) = keccak256(
+    "TagChallenge(uint256 tokenId,uint256 blockNumber,bytes32 blockHash)"
+)
+
+# @notice How many blocks old a tag challenge may be: 64 blocks is about 13
+#         minutes at 12-second blocks and 2 minutes at 2-second blocks,
+#         ample for a scan and short enough that a recorded answer soon
+#         stops passing. Within the 256 blocks `BLOCKHASH` can see.
+TAG_CHALLENGE_WINDOW: public(constant(uint256)) = 64
+
+# @dev Bit 4 of the state byte: the lot's issuer raised the current flag.
+_FLAGGED_BY_ISSUER: constant(uint8) = 16
+_U64: constant(uint256) = (1 << 64) - 1
 
 _ERC721_RECEIVED: constant(bytes4) = method_id(
     "onERC721Received(address,address,uint256,bytes)", output_type=bytes4
@@ -157,6 +220,18 @@ struct Certificate:
     issued_at: uint256
     metadata_hash: bytes32
     tag_root: bytes32
+    # The current flag: its reason hash, and whether the lot's issuer (not
+    # the holder) raised it. Empty unless flagged.
+    flag_reason_hash: bytes32
+    flagged_by_issuer: bool
+    # The pending gift's claim key and expiry (unix time). Empty unless gift pending.
+    gift_claim_key: address
+    gift_expiry: uint256
+    # The delivery order hash of a requested or completed redemption, and
+    # for a redeemed bottle when and by which custodian it was shipped.
+    redemption_order_hash: bytes32
+    redeemed_at: uint256
+    redeemed_by: address
 
 
 event Transfer:
@@ -246,6 +321,53 @@ event FlagCleared:
     by: indexed(address)
 
 
+# @dev The lifecycle events, one per transition, each logged right after the
+# change it reports (and after ERC-5192 `Locked`/`Unlocked`).
+event GiftCreated:
+    token_id: indexed(uint256)
+    holder: indexed(address)
+    claim_key: indexed(address)
+    expiry: uint256
+
+
+event GiftClaimed:
+    token_id: indexed(uint256)
+    holder: indexed(address)
+    recipient: indexed(address)
+    claim_key: address
+
+
+event GiftRevoked:
+    token_id: indexed(uint256)
+    holder: indexed(address)
+    by: indexed(address)
+
+
+event RedemptionRequested:
+    token_id: indexed(uint256)
+    holder: indexed(address)
+    custodian: indexed(address)
+    order_hash: bytes32
+
+
+event CertificateRedeemed:
+    token_id: indexed(uint256)
+    holder: indexed(address)
+    custodian: indexed(address)
+
+
+event RedemptionRejected:
+    token_id: indexed(uint256)
+    custodian: indexed(address)
+    reason_hash: bytes32
+
+
+event CustodyMoved:
+    lot_id: indexed(uint256)
+    previous_custodian: indexed(address)
+    custodian: indexed(address)
+
+
 event BaseURIUpdated:
     base_uri: String[256]
 
@@ -270,7 +392,13 @@ _lot_tag_root: HashMap[uint256, bytes32]
 # @dev lot_count | total_supply << 128
 _counts: uint256
 # @dev token_id => owner | state << 160 | epoch << 168; zero until touched.
+#      Redeemed: custodian | REDEEMED << 160 | redeemed_at << 168.
 _tokens: HashMap[uint256, uint256]
+# @dev token_id => the current lock's detail (see the layout above).
+_details: HashMap[uint256, uint256]
+# @notice Whether a claim key was ever given to a gift; each works once.
+claim_key_used: public(HashMap[address, bool])
+
 # @dev token_id => approved | epoch << 160
 _approvals: HashMap[uint256, uint256]
 # @dev account => balance | nonce << 128
@@ -514,18 +642,10 @@ def transfer_with_signature(
          A contract recipient must accept the token as in
          `safeTransferFrom`, so a relayed transfer cannot strand it.
     """
-    assert block.timestamp <= deadline, "certificate: signature expired"
-    assert _from != empty(address), "certificate: signer is the zero address"
-    account: uint256 = self._accounts[_from]
-    assert nonce == account >> 128, "certificate: invalid nonce"
-    digest: bytes32 = eip712_domain_separator._hash_typed_data_v4(
-        keccak256(abi_encode(TRANSFER_TYPEHASH, _from, _to, token_id, nonce, deadline))
-    )
-    assert signature_checker._is_valid_signature_now(_from, digest, signature), (
-        "certificate: invalid signature"
-    )
     # The nonce is consumed in the same word as the balance change below.
-    self._accounts[_from] = account + (1 << 128)
+    self._check_holder_signature(
+        _from, keccak256(abi_encode(TRANSFER_TYPEHASH, _from, _to, token_id, nonce, deadline)), nonce, deadline, signature
+    )
     self._transfer(_from, _to, token_id, _from)
     self._check_receiver(_from, _from, _to, token_id, b"")
 
@@ -567,7 +687,7 @@ def issue_lot(
     """
     pausable._require_not_paused()
     assert self.is_issuer[msg.sender], "certificate: caller is not an issuer"
-    assert self.is_custodian[custodian], "certificate: custodian is not registered"
+    self._require_registered_custodian(custodian)
     assert bottle_count != 0, "certificate: lot has no bottles"
     assert bottle_count <= MAX_BOTTLES_PER_LOT, "certificate: lot exceeds MAX_BOTTLES_PER_LOT"
     assert vintage <= _U16, "certificate: vintage out of range"
@@ -675,20 +795,30 @@ def certificate(token_id: uint256) -> Certificate:
     """
     result: Certificate = empty(Certificate)
     result.token_id = token_id
-    lot_id: uint256 = token_id >> SERIAL_BITS
-    serial: uint256 = token_id & _SERIAL_MASK
-    a: uint256 = self._lot_a[lot_id]
-    if a == 0 or serial == 0 or serial > (a >> 160) & _U32:
+    if not self._issued(token_id):
         return result
+    lot_id: uint256 = token_id >> SERIAL_BITS
     word: uint256 = self._tokens[token_id]
     l: Lot = self._lot(lot_id)
     result.lot_id = lot_id
-    result.serial = serial
+    result.serial = token_id & _SERIAL_MASK
     result.state = self._state(word)
+    detail: uint256 = self._details[token_id]
     if word == 0:
         result.owner = l.issuer
+    elif result.state == REDEEMED:
+        result.redeemed_by = convert(word & _ADDRESS_MASK, address)
+        result.redeemed_at = word >> 168
     else:
         result.owner = convert(word & _ADDRESS_MASK, address)
+    if result.state == FLAGGED:
+        result.flag_reason_hash = convert(detail, bytes32)
+        result.flagged_by_issuer = (word >> 160) & convert(_FLAGGED_BY_ISSUER, uint256) != 0
+    elif result.state == GIFT_PENDING:
+        result.gift_claim_key = convert(detail & _ADDRESS_MASK, address)
+        result.gift_expiry = detail >> 160
+    elif result.state == REDEMPTION_REQUESTED or result.state == REDEEMED:
+        result.redemption_order_hash = convert(detail, bytes32)
     result.exists = result.state != REDEEMED
     result.locked = result.state != ACTIVE
     result.issuer = l.issuer
@@ -710,6 +840,20 @@ def certificate(token_id: uint256) -> Certificate:
 @external
 @view
 @reentrant
+def custodian_of(token_id: uint256) -> address:
+    """
+    @notice The custodian keeping this bottle: its lot's current one (also
+            for a redeemed bottle). The zero address for a token never
+            issued. `CustodyRegistry` reads it.
+    """
+    if not self._issued(token_id):
+        return empty(address)
+    return self._lot_custodian(token_id)
+
+
+@external
+@view
+@reentrant
 def verify_tag(token_id: uint256, tag: address, proof: DynArray[bytes32, MAX_PROOF_DEPTH]) -> bool:
     """
     @notice Whether `tag` is the tag commitment of this bottle: the address
@@ -717,14 +861,295 @@ def verify_tag(token_id: uint256, tag: address, proof: DynArray[bytes32, MAX_PRO
             lot's Merkle root. False for a token that does not exist.
     @dev Leaf = keccak256(keccak256(abi.encode(uint256 serial, address tag)));
          the double hash keeps a leaf from ever equalling an inner node.
+         This proves which tag belongs to the bottle, not that the tag is
+         present: a tag address is public. `verify_tag_signature` proves
+         possession of the tag's key.
     """
-    lot_id: uint256 = token_id >> SERIAL_BITS
-    serial: uint256 = token_id & _SERIAL_MASK
-    a: uint256 = self._lot_a[lot_id]
-    if a == 0 or serial == 0 or serial > (a >> 160) & _U32:
+    return self._verify_tag(token_id, tag, proof)
+
+
+@external
+@view
+@reentrant
+def verify_tag_signature(
+    token_id: uint256, block_number: uint256, signature: Bytes[65], proof: DynArray[bytes32, MAX_PROOF_DEPTH]
+) -> bool:
+    """
+    @notice Proof of possession: whether the bottle's physical tag signed
+            a fresh challenge for this bottle. The challenge is the EIP-712
+            message `TagChallenge(uint256 tokenId,uint256 blockNumber,bytes32
+            blockHash)` in this contract's domain, over a block at most
+            `TAG_CHALLENGE_WINDOW` blocks before the current one (and not
+            the current one, whose hash is not known yet). The key that
+            signed it must be the tag commitment the lot's Merkle root holds
+            for this serial (`proof` as for `verify_tag`). False otherwise.
+    @dev The block hash binds the answer to a recent moment, so a recorded
+         answer stops passing after the window; the token id and the
+         serial in the leaf bind it to one bottle; the domain binds it to
+         this chain and contract.
+    @custom:security A tag signature never authorises anything here: the
+                     view only reports. Replay: a copied answer passes
+                     only for the same bottle within the window, which is
+                     why the verifier issues the block and checks the
+                     answer at once. Malleability is harmless (the check
+                     is stateless) and high-s signatures are refused.
+    """
+    if block_number >= block.number or block.number - block_number > TAG_CHALLENGE_WINDOW:
         return False
-    leaf: bytes32 = keccak256(abi_encode(keccak256(abi_encode(serial, tag))))
-    return merkle_proof_verification._verify(proof, self._lot_tag_root[lot_id], leaf)
+    digest: bytes32 = eip712_domain_separator._hash_typed_data_v4(
+        keccak256(abi_encode(TAG_CHALLENGE_TYPEHASH, token_id, block_number, blockhash(block_number)))
+    )
+    tag: address = ecdsa._recover_sig(digest, signature)
+    if tag == empty(address):
+        return False
+    return self._verify_tag(token_id, tag, proof)
+
+
+# ------------------------------------------------------------------ gifts
+
+
+@external
+def create_gift(token_id: uint256, claim_key: address, expiry: uint256):
+    """
+    @notice Holder: gift a certificate by claim link. Make a fresh random
+            key, pass its address here as `claim_key`, and send its secret
+            to the recipient (link or QR code). The certificate locks
+            (ERC-5192) until the recipient claims it with `claim_gift`, the
+            holder revokes it, or it expires and anyone revokes it.
+    @param claim_key The address of the gift's one-time claim key; a key
+           that was ever given to a gift, this one or another, is refused.
+    @param expiry Unix time after which the gift can no longer be claimed.
+    @custom:security Privilege: only the holder (not an approved operator)
+                     may lock its certificate in a gift. Front-running:
+                     someone who copies `claim_key` from the mempool can
+                     only spend gas making the holder pick a new key.
+                     Replay: the key is burned here, so it never claims a
+                     second gift. Stopped while paused.
+    """
+    self._create_gift(msg.sender, token_id, claim_key, expiry)
+
+
+@external
+def create_gift_with_signature(
+    holder: address,
+    token_id: uint256,
+    claim_key: address,
+    expiry: uint256,
+    nonce: uint256,
+    deadline: uint256,
+    signature: Bytes[65],
+):
+    """
+    @notice `create_gift` on the holder's EIP-712 signature of
+            `CreateGift(address holder,uint256 tokenId,address claimKey,uint256
+            expiry,uint256 nonce,uint256 deadline)`; anyone may submit it.
+    @custom:security As `transfer_with_signature`: the domain binds chain
+                     and contract, the sequential nonce is consumed, the
+                     deadline bounds it, ECDSA refuses high-s, contract
+                     holders answer ERC-1271. The relayer cannot change
+                     the claim key or expiry without breaking the signature.
+    """
+    self._check_holder_signature(
+        holder,
+        keccak256(abi_encode(CREATE_GIFT_TYPEHASH, holder, token_id, claim_key, expiry, nonce, deadline)),
+        nonce,
+        deadline,
+        signature,
+    )
+    self._create_gift(holder, token_id, claim_key, expiry)
+
+
+@external
+def claim_gift(token_id: uint256, recipient: address, signature: Bytes[65]):
+    """
+    @notice Claim a pending gift for `recipient`: `signature` is the claim
+            key's EIP-712 signature of `ClaimGift(uint256 tokenId,address
+            recipient)`. Anyone may submit it (the relayer pays the gas).
+            The certificate moves to `recipient` and unlocks. A contract
+            recipient must accept it through `onERC721Received`.
+    @dev The claim key is accepted for one gift ever (`claim_key_used`),
+         so the key and the token id name this gift; no nonce is needed.
+         A claim key is an ordinary key: its signature is checked by ECDSA
+         only (no ERC-1271).
+         The receiver is called last, after every state change, with the
+         holder as operator and sender (the gift is the holder's act).
+    @custom:security Front-running: the signature covers the recipient, so
+                     whoever copies it from the mempool can only deliver
+                     the certificate to that recipient. Replay: a claimed
+                     or revoked gift leaves `GIFT_PENDING`, and its key can
+                     never be given to a new gift. Expiry: refused after
+                     `expiry`. Malleability: an alternative encoding of the
+                     same signature claims for the same recipient only;
+                     high-s is refused. Re-entrancy: every state-changing
+                     function is non-reentrant, so the receiver hook cannot
+                     call back in. Stopped while paused.
+    """
+    pausable._require_not_paused()
+    assert recipient != empty(address), "certificate: transfer to the zero address"
+    owner: address = empty(address)
+    word: uint256 = empty(uint256)
+    owner, word = self._owner_of(token_id)
+    self._require_state(word, GIFT_PENDING)
+    gift: uint256 = self._details[token_id]
+    assert block.timestamp <= gift >> 160, "certificate: gift expired"
+    claim_key: address = convert(gift & _ADDRESS_MASK, address)
+    digest: bytes32 = eip712_domain_separator._hash_typed_data_v4(
+        keccak256(abi_encode(CLAIM_GIFT_TYPEHASH, token_id, recipient))
+    )
+    assert ecdsa._recover_sig(digest, signature) == claim_key, "certificate: invalid claim signature"
+    self._set_state(token_id, owner, word, ACTIVE)
+    self._move(owner, recipient, token_id, word)
+    log GiftClaimed(token_id=token_id, holder=owner, recipient=recipient, claim_key=claim_key)
+    self._check_receiver(owner, owner, recipient, token_id, b"")
+
+
+@external
+def revoke_gift(token_id: uint256):
+    """
+    @notice Cancel a pending gift: the certificate unlocks and stays with
+            its holder. The holder may revoke at any time before a claim;
+            once the gift has expired anyone may, so an expired gift never
+            leaves a certificate locked. Allowed while paused.
+    @custom:security A stranger can revoke only an expired gift, which can
+                     no longer be claimed anyway; the certificate stays
+                     with its holder. The claim key stays burned.
+    """
+    self._revoke_gift(msg.sender, token_id)
+
+
+@external
+def revoke_gift_with_signature(
+    holder: address, token_id: uint256, nonce: uint256, deadline: uint256, signature: Bytes[65]
+):
+    """
+    @notice `revoke_gift` on the holder's EIP-712 signature of
+            `RevokeGift(address holder,uint256 tokenId,uint256 nonce,uint256
+            deadline)`; anyone may submit it.
+    @custom:security As `create_gift_with_signature`.
+    """
+    self._check_holder_signature(
+        holder, keccak256(abi_encode(REVOKE_GIFT_TYPEHASH, holder, token_id, nonce, deadline)), nonce, deadline, signature
+    )
+    self._revoke_gift(holder, token_id)
+
+
+# ------------------------------------------------------------- redemption
+
+
+@external
+def request_redemption(token_id: uint256, order_hash: bytes32):
+    """
+    @notice Holder: ask for the physical bottle. `order_hash` is keccak256
+            of the delivery order (address, carrier, any custodian fee
+            receipt), which the holder gives the custodian off chain. The
+            certificate locks until the lot's custodian ships the bottle
+            (`confirm_redemption`, which burns it) or rejects the request.
+            A flagged or pledged certificate cannot be redeemed.
+    @dev Custodian fee: pay it with `UtilityToken.pay(custodian, amount,
+         order_hash)`; the custodian finds the payment by the order hash
+         and rejects an unpaid request. The certificate takes no payment.
+    @custom:security Privilege: only the holder. Stopped while paused. The
+                     holder cannot withdraw the request (the bottle may
+                     already be on its way): the custodian answers it.
+    """
+    self._request_redemption(msg.sender, token_id, order_hash)
+
+
+@external
+def request_redemption_with_signature(
+    holder: address, token_id: uint256, order_hash: bytes32, nonce: uint256, deadline: uint256, signature: Bytes[65]
+):
+    """
+    @notice `request_redemption` on the holder's EIP-712 signature of
+            `RequestRedemption(address holder,uint256 tokenId,bytes32
+            orderHash,uint256 nonce,uint256 deadline)`; anyone may submit it.
+    @custom:security As `create_gift_with_signature`; the relayer cannot
+                     change the order hash.
+    """
+    self._check_holder_signature(
+        holder,
+        keccak256(abi_encode(REQUEST_REDEMPTION_TYPEHASH, holder, token_id, order_hash, nonce, deadline)),
+        nonce,
+        deadline,
+        signature,
+    )
+    self._request_redemption(holder, token_id, order_hash)
+
+
+@external
+def confirm_redemption(token_id: uint256):
+    """
+    @notice The lot's custodian: the bottle has been shipped. The
+            certificate is burned (`Transfer` to the zero address, the
+            holder's balance and the supply drop) and its record stays:
+            `certificate` and `state_of` answer `REDEEMED` with the time,
+            the custodian and the order hash.
+    @custom:security Privilege: only the lot's current custodian, while it
+                     holds the custodian role (a revoked custodian cannot
+                     burn; the admin moves its lots first). Only a
+                     requested redemption can be confirmed. No external
+                     call. Stopped while paused.
+    """
+    pausable._require_not_paused()
+    owner: address = empty(address)
+    word: uint256 = empty(uint256)
+    owner, word = self._owner_of(token_id)
+    self._check_custodian(token_id)
+    self._require_state(word, REDEMPTION_REQUESTED)
+    self._tokens[token_id] = (
+        convert(msg.sender, uint256) | (convert(REDEEMED, uint256) << 160) | (block.timestamp << 168)
+    )
+    self._accounts[owner] -= 1
+    self._counts -= 1 << 128
+    log Transfer(sender=owner, receiver=empty(address), token_id=token_id)
+    # The order hash was emitted in `RedemptionRequested` and stays in `certificate`;
+    # reading it again for this event would cost a cold storage read.
+    log CertificateRedeemed(token_id=token_id, holder=owner, custodian=msg.sender)
+
+
+@external
+def reject_redemption(token_id: uint256, reason_hash: bytes32):
+    """
+    @notice The lot's custodian: refuse a redemption request (unpaid fee,
+            undeliverable address); the certificate unlocks and stays with
+            its holder. Allowed while paused.
+    @param reason_hash keccak256 of the custodian's explanation.
+    @custom:security Privilege: only the lot's current custodian while it
+                     holds the role; it can only return the certificate to
+                     its holder.
+    """
+    owner: address = empty(address)
+    word: uint256 = empty(uint256)
+    owner, word = self._owner_of(token_id)
+    self._check_custodian(token_id)
+    self._require_state(word, REDEMPTION_REQUESTED)
+    self._set_state(token_id, owner, word, ACTIVE)
+    log RedemptionRejected(token_id=token_id, custodian=msg.sender, reason_hash=reason_hash)
+
+
+# ---------------------------------------------------------------- custody
+
+
+@external
+def move_custody(lot_id: uint256, custodian: address):
+    """
+    @notice Admin: record that a whole lot's bottles moved to another
+            registered custodian (bottles of a lot are stored and moved
+            together). `certificate` then names the new custodian, which
+            alone may confirm redemptions and (in `CustodyRegistry`)
+            attest the lot's storage.
+            Allowed while paused (moving bottles may be the emergency).
+    @custom:security Privilege: the admin only; it moves custody of
+                     bottles, never ownership of certificates.
+    """
+    ownable._check_owner()
+    b: uint256 = self._lot_b[lot_id]
+    assert b != 0, "certificate: lot does not exist"
+    self._require_registered_custodian(custodian)
+    previous: address = convert(b & _ADDRESS_MASK, address)
+    assert custodian != previous, "certificate: lot is already with this custodian"
+    self._lot_b[lot_id] = ((b >> 160) << 160) | convert(custodian, uint256)
+    log CustodyMoved(lot_id=lot_id, previous_custodian=previous, custodian=custodian)
 
 
 # ------------------------------------------------------------------ flags
@@ -735,18 +1160,35 @@ def flag(token_id: uint256, reason_hash: bytes32):
     """
     @notice Report a certificate lost or stolen: its holder or its lot's
             issuer may. The certificate locks (ERC-5192) until the issuer
-            clears the flag. Allowed while paused.
+            clears the flag; `certificate` shows the reason hash and
+            whether the issuer raised it. Allowed while paused.
     @param reason_hash keccak256 of the report (police reference, notes).
+    @custom:security Privilege: holder or issuer; a flag only locks. Only
+                     an active certificate can be flagged (revoke a gift
+                     first).
     """
-    owner: address = empty(address)
-    word: uint256 = empty(uint256)
-    owner, word = self._owner_of(token_id)
-    assert msg.sender == owner or msg.sender == self._lot_issuer(token_id), (
-        "certificate: caller is not the holder or the issuer"
+    self._flag(msg.sender, token_id, reason_hash)
+
+
+@external
+def flag_with_signature(
+    holder: address, token_id: uint256, reason_hash: bytes32, nonce: uint256, deadline: uint256, signature: Bytes[65]
+):
+    """
+    @notice `flag` by the holder on its EIP-712 signature of
+            `Flag(address holder,uint256 tokenId,bytes32 reasonHash,uint256
+            nonce,uint256 deadline)`; anyone may submit it. Allowed while
+            paused.
+    @custom:security As `create_gift_with_signature`.
+    """
+    self._check_holder_signature(
+        holder,
+        keccak256(abi_encode(FLAG_TYPEHASH, holder, token_id, reason_hash, nonce, deadline)),
+        nonce,
+        deadline,
+        signature,
     )
-    self._require_state(word, ACTIVE)
-    self._set_state(token_id, owner, word, FLAGGED)
-    log CertificateFlagged(token_id=token_id, by=msg.sender, reason_hash=reason_hash)
+    self._flag(holder, token_id, reason_hash)
 
 
 @external
@@ -759,7 +1201,7 @@ def clear_flag(token_id: uint256):
     word: uint256 = empty(uint256)
     owner, word = self._owner_of(token_id)
     assert msg.sender == self._lot_issuer(token_id), "certificate: caller is not the issuer"
-    assert self._state(word) == FLAGGED, "certificate: token is not flagged"
+    self._require_state(word, FLAGGED)
     self._set_state(token_id, owner, word, ACTIVE)
     log FlagCleared(token_id=token_id, by=msg.sender)
 
@@ -772,11 +1214,8 @@ def grant_issuer(account: address, name: String[64]):
     """
     @notice Admin: register a winery that may issue lots, under `name`.
     """
-    ownable._check_owner()
-    assert account != empty(address), "certificate: account is the zero address"
-    assert len(name) != 0, "certificate: name is empty"
+    self._register_party(account, name)
     self.is_issuer[account] = True
-    self.party_name[account] = name
     log IssuerGranted(account=account, name=name)
 
 
@@ -797,11 +1236,8 @@ def grant_custodian(account: address, name: String[64]):
     """
     @notice Admin: register a cellar or warehouse that may hold lots.
     """
-    ownable._check_owner()
-    assert account != empty(address), "certificate: account is the zero address"
-    assert len(name) != 0, "certificate: name is empty"
+    self._register_party(account, name)
     self.is_custodian[account] = True
-    self.party_name[account] = name
     log CustodianGranted(account=account, name=name)
 
 
@@ -839,6 +1275,27 @@ def unpause():
 
 @internal
 @view
+def _require_registered_custodian(custodian: address):
+    """
+    @dev One revert string for `issue_lot` and `move_custody`.
+    """
+    assert self.is_custodian[custodian], "certificate: custodian is not registered"
+
+
+@internal
+def _register_party(account: address, name: String[64]):
+    """
+    @dev Admin only: record the name under which an issuer or custodian
+         is shown.
+    """
+    ownable._check_owner()
+    assert account != empty(address), "certificate: account is the zero address"
+    assert len(name) != 0, "certificate: name is empty"
+    self.party_name[account] = name
+
+
+@internal
+@view
 def _owner_of(token_id: uint256) -> (address, uint256):
     """
     @dev The owner and the token word of an existing token; reverts if
@@ -847,19 +1304,20 @@ def _owner_of(token_id: uint256) -> (address, uint256):
     """
     word: uint256 = self._tokens[token_id]
     if word == 0:
-        a: uint256 = self._lot_a[token_id >> SERIAL_BITS]
-        serial: uint256 = token_id & _SERIAL_MASK
-        assert a != 0 and serial != 0 and serial <= (a >> 160) & _U32, "certificate: token does not exist"
-        return convert(a & _ADDRESS_MASK, address), 0
-    owner: address = convert(word & _ADDRESS_MASK, address)
-    assert owner != empty(address), "certificate: token does not exist"
-    return owner, word
+        if self._issued(token_id):
+            return self._lot_issuer(token_id), 0
+    elif self._state(word) != REDEEMED:
+        return convert(word & _ADDRESS_MASK, address), word
+    raise "certificate: token does not exist"
 
 
 @internal
 @pure
 def _state(word: uint256) -> uint8:
-    return convert((word >> 160) & 255, uint8)
+    """
+    @dev The low four bits of the state byte; bit 4 marks an issuer's flag.
+    """
+    return convert((word >> 160) & 15, uint8)
 
 
 @internal
@@ -883,25 +1341,29 @@ def _require_state(word: uint256, expected: uint8):
     state: uint8 = self._state(word)
     if state == expected:
         return
+    # One raise with the state's name costs less code than one per state.
+    name: String[20] = "in an unknown state"
     if state == ACTIVE:
-        raise "certificate: token is active"
-    if state == GIFT_PENDING:
-        raise "certificate: token is gift pending"
-    if state == PLEDGED:
-        raise "certificate: token is pledged"
-    if state == REDEMPTION_REQUESTED:
-        raise "certificate: token is redemption requested"
-    if state == FLAGGED:
-        raise "certificate: token is flagged"
-    raise "certificate: token is in an unknown state"
+        name = "active"
+    elif state == GIFT_PENDING:
+        name = "gift pending"
+    elif state == PLEDGED:
+        name = "pledged"
+    elif state == REDEMPTION_REQUESTED:
+        name = "redemption requested"
+    elif state == FLAGGED:
+        name = "flagged"
+    raise concat("certificate: token is ", name)
 
 
 @internal
 def _set_state(token_id: uint256, owner: address, word: uint256, new_state: uint8):
     """
-    @dev The one place a certificate changes lifecycle state. Emits the
-         ERC-5192 `Locked` or `Unlocked` event when lockedness changes.
-         Keeps the owner and the approval epoch.
+    @dev The one place a live certificate changes lifecycle state. Emits
+         the ERC-5192 `Locked` or `Unlocked` event when lockedness changes.
+         Keeps the owner and the approval epoch. (A burn is not a state
+         change of a live certificate: `confirm_redemption` writes the
+         redeemed record itself, from one locked state to another.)
     """
     old_state: uint8 = self._state(word)
     self._tokens[token_id] = (
@@ -911,6 +1373,17 @@ def _set_state(token_id: uint256, owner: address, word: uint256, new_state: uint
         log Locked(tokenId=token_id)
     elif old_state != ACTIVE and new_state == ACTIVE:
         log Unlocked(tokenId=token_id)
+
+
+@internal
+@view
+def _issued(token_id: uint256) -> bool:
+    """
+    @dev Whether the token id names a bottle of an issued lot (redeemed
+         or not).
+    """
+    serial: uint256 = token_id & _SERIAL_MASK
+    return serial != 0 and serial <= (self._lot_a[token_id >> SERIAL_BITS] >> 160) & _U32
 
 
 @internal
@@ -957,11 +1430,158 @@ def _transfer(_from: address, _to: address, token_id: uint256, spender: address)
     self._require_state(word, ACTIVE)
     if spender != owner and not self.isApprovedForAll[owner][spender]:
         assert self._approved(token_id, word) == spender, "certificate: caller is not token owner or approved"
+    self._move(_from, _to, token_id, word)
+
+
+@internal
+def _move(_from: address, _to: address, token_id: uint256, word: uint256):
+    """
+    @dev Gives the token to `_to` in the active state. Bumps the token's
+         epoch, which voids any single-token approval.
+    """
     epoch: uint256 = unsafe_add(word >> 168, 1) & _U88
     self._tokens[token_id] = convert(_to, uint256) | (epoch << 168)
     self._accounts[_from] -= 1
     self._accounts[_to] += 1
     log Transfer(sender=_from, receiver=_to, token_id=token_id)
+
+
+@internal
+def _check_holder_signature(
+    holder: address, struct_hash: bytes32, nonce: uint256, deadline: uint256, signature: Bytes[65]
+):
+    """
+    @dev The one check of a holder's EIP-712 signature, for every signed
+         form: the deadline, the holder's sequential nonce, then ECDSA
+         (high-s refused) or ERC-1271 for a contract holder. Consumes the
+         nonce, which shares a word with the holder's balance.
+    """
+    assert block.timestamp <= deadline, "certificate: signature expired"
+    assert holder != empty(address), "certificate: signer is the zero address"
+    account: uint256 = self._accounts[holder]
+    assert nonce == account >> 128, "certificate: invalid nonce"
+    digest: bytes32 = eip712_domain_separator._hash_typed_data_v4(struct_hash)
+    assert signature_checker._is_valid_signature_now(holder, digest, signature), "certificate: invalid signature"
+    self._accounts[holder] = account + (1 << 128)
+
+
+@internal
+def _lock_by_holder(actor: address, token_id: uint256, new_state: uint8, detail: uint256) -> address:
+    """
+    @dev The holder locks its active certificate for a gift or a
+         redemption (both stopped while paused), with the lock's detail
+         word. Returns the holder.
+    """
+    pausable._require_not_paused()
+    owner: address = empty(address)
+    word: uint256 = empty(uint256)
+    owner, word = self._owner_of(token_id)
+    assert actor == owner, "certificate: caller is not the holder"
+    self._require_state(word, ACTIVE)
+    self._details[token_id] = detail
+    self._set_state(token_id, owner, word, new_state)
+    return owner
+
+
+@internal
+def _create_gift(actor: address, token_id: uint256, claim_key: address, expiry: uint256):
+    """
+    @dev `actor` (the caller, or the holder who signed) gifts `token_id`:
+         burns the claim key for good, then locks with key | expiry as the
+         detail word.
+    """
+    assert claim_key != empty(address), "certificate: claim key is the zero address"
+    assert not self.claim_key_used[claim_key], "certificate: claim key already used"
+    assert expiry > block.timestamp and expiry <= _U64, "certificate: gift expiry out of range"
+    self.claim_key_used[claim_key] = True
+    owner: address = self._lock_by_holder(actor, token_id, GIFT_PENDING, convert(claim_key, uint256) | (expiry << 160))
+    log GiftCreated(token_id=token_id, holder=owner, claim_key=claim_key, expiry=expiry)
+
+
+@internal
+def _revoke_gift(actor: address, token_id: uint256):
+    """
+    @dev The holder may revoke at any time; anyone once `expiry` has passed
+         (a claim is still accepted at `expiry` itself).
+    """
+    owner: address = empty(address)
+    word: uint256 = empty(uint256)
+    owner, word = self._owner_of(token_id)
+    self._require_state(word, GIFT_PENDING)
+    assert actor == owner or block.timestamp > self._details[token_id] >> 160, (
+        "certificate: caller is not the holder"
+    )
+    self._set_state(token_id, owner, word, ACTIVE)
+    log GiftRevoked(token_id=token_id, holder=owner, by=actor)
+
+
+@internal
+def _request_redemption(actor: address, token_id: uint256, order_hash: bytes32):
+    """
+    @dev Locks with the order hash as the detail word and names the lot's
+         custodian in the event, so a custodian can follow its requests.
+    """
+    assert order_hash != empty(bytes32), "certificate: order hash is empty"
+    owner: address = self._lock_by_holder(actor, token_id, REDEMPTION_REQUESTED, convert(order_hash, uint256))
+    log RedemptionRequested(
+        token_id=token_id, holder=owner, custodian=self._lot_custodian(token_id), order_hash=order_hash
+    )
+
+
+@internal
+def _flag(actor: address, token_id: uint256, reason_hash: bytes32):
+    """
+    @dev Locks with the reason hash as the detail word; bit 4 of the state
+         byte records that the lot's issuer raised the flag.
+    """
+    owner: address = empty(address)
+    word: uint256 = empty(uint256)
+    owner, word = self._owner_of(token_id)
+    issuer: address = self._lot_issuer(token_id)
+    assert actor == owner or actor == issuer, "certificate: caller is not the holder or the issuer"
+    self._require_state(word, ACTIVE)
+    self._details[token_id] = convert(reason_hash, uint256)
+    new_state: uint8 = FLAGGED
+    if actor == issuer:
+        new_state = FLAGGED | _FLAGGED_BY_ISSUER
+    self._set_state(token_id, owner, word, new_state)
+    log CertificateFlagged(token_id=token_id, by=actor, reason_hash=reason_hash)
+
+
+@internal
+@view
+def _check_custodian(token_id: uint256):
+    """
+    @dev The caller must be the custodian of the token's lot (any token
+         id of the lot) and still hold the custodian role.
+    """
+    assert msg.sender == self._lot_custodian(token_id) and self.is_custodian[msg.sender], (
+        "certificate: caller is not the custodian"
+    )
+
+
+@internal
+@view
+def _lot_custodian(token_id: uint256) -> address:
+    """
+    @dev The current custodian of the token's lot (zero for no lot).
+    """
+    return convert(self._lot_b[token_id >> SERIAL_BITS] & _ADDRESS_MASK, address)
+
+
+@internal
+@view
+def _verify_tag(token_id: uint256, tag: address, proof: DynArray[bytes32, MAX_PROOF_DEPTH]) -> bool:
+    """
+    @dev Whether `tag` is the commitment of this serial under its lot's
+         tag root; false for a token never issued.
+    """
+    if not self._issued(token_id):
+        return False
+    lot_id: uint256 = token_id >> SERIAL_BITS
+    serial: uint256 = token_id & _SERIAL_MASK
+    leaf: bytes32 = keccak256(abi_encode(keccak256(abi_encode(serial, tag))))
+    return merkle_proof_verification._verify(proof, self._lot_tag_root[lot_id], leaf)
 
 
 @internal
@@ -980,10 +1600,9 @@ def _check_receiver(operator: address, _from: address, _to: address, token_id: u
         max_outsize=1_024,
         revert_on_failure=False,
     )
-    if not success:
-        if len(response) != 0:
-            raw_revert(response)
-        raise "certificate: transfer to non-ERC721Receiver implementer"
-    assert len(response) == 32 and extract32(response, 0) == convert(_ERC721_RECEIVED, bytes32), (
-        "certificate: transfer to non-ERC721Receiver implementer"
-    )
+    if success:
+        if len(response) == 32 and extract32(response, 0) == convert(_ERC721_RECEIVED, bytes32):
+            return
+    elif len(response) != 0:
+        raw_revert(response)
+    raise "certificate: transfer to non-ERC721Receiver implementer"

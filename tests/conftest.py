@@ -101,6 +101,12 @@ def cert(project, manifest):
     return project.WineCertificate.at(manifest.address("WineCertificate"))
 
 
+@pytest.fixture(scope="session")
+def registry(project, manifest):
+    """The custodians' registry deployed beside the certificate."""
+    return project.CustodyRegistry.at(manifest.address("CustodyRegistry"))
+
+
 @dataclass
 class IssuedTestLot:
     lot_id: int
@@ -167,6 +173,21 @@ def sign_transfer(cert, chain_id) -> Callable[..., bytes]:
             "Transfer", eip712.transfer_message(sender, to, token_id, nonce, deadline),
             chain if chain is not None else chain_id, contract or cert.address,
         )
+        return eip712.sign(data, key)
+
+    return _sign
+
+
+@pytest.fixture(scope="session")
+def sign_typed(cert, chain_id) -> Callable[..., bytes]:
+    """Builder: ``signer`` (an Ape test account or a raw private key) signs the
+    certificate-domain message ``primary_type`` built from ``message``."""
+
+    def _sign(signer, primary_type: str, message: dict, chain: int | None = None,
+              contract: str | None = None) -> bytes:
+        key = signer if isinstance(signer, (bytes, str)) else signer.private_key
+        data = eip712.typed_data(primary_type, message, chain if chain is not None else chain_id,
+                                 contract or cert.address)
         return eip712.sign(data, key)
 
     return _sign

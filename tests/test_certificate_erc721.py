@@ -169,13 +169,19 @@ TOKEN_FLAGGED = "certificate: token is flagged"
 CERTIFICATE_STATE_CHANGING_FUNCTIONS = {
     # ERC-721
     "approve", "setApprovalForAll", "transferFrom", "safeTransferFrom",
-    # holder
-    "transfer_with_signature", "flag",
+    # holder (each also signed, for the relayer)
+    "transfer_with_signature", "flag", "flag_with_signature",
+    "create_gift", "create_gift_with_signature", "revoke_gift", "revoke_gift_with_signature",
+    "request_redemption", "request_redemption_with_signature",
+    # whoever holds a gift's claim key (the holder's own prior approval)
+    "claim_gift",
+    # the lot's custodian: burn on shipment, or hand back
+    "confirm_redemption", "reject_redemption",
     # issuer
     "issue_lot", "clear_flag",
     # admin
     "set_base_uri", "grant_issuer", "revoke_issuer", "grant_custodian", "revoke_custodian",
-    "pause", "unpause", "transfer_ownership", "accept_ownership",
+    "move_custody", "pause", "unpause", "transfer_ownership", "accept_ownership",
 }
 
 
@@ -542,8 +548,8 @@ def test_clear_flag__by_anyone_but_the_lots_issuer__reverts(cert, request, flagg
     assert cert.locked(flagged_token) is True
 
 
-def test_clear_flag__token_not_flagged__reverts(cert, held_token, winery):
-    with ape.reverts("certificate: token is not flagged"):
+def test_clear_flag__token_not_flagged__reverts_naming_the_state(cert, held_token, winery):
+    with ape.reverts("certificate: token is active"):
         cert.clear_flag(held_token, sender=winery)
 
 

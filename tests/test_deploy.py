@@ -160,3 +160,25 @@ def test_deploy__non_local_network_without_stablecoin__refused(admin, tmp_path, 
     monkeypatch.setattr(amphora.deploy, "LOCAL_CHAIN_IDS", frozenset())
     with pytest.raises(ValueError, match="needs the address of an existing stablecoin"):
         deploy_all(admin, directory=tmp_path)
+
+
+def test_manifest__records_the_custody_registry_bound_to_the_certificate(manifest, project, cert):
+    record = manifest.contracts["CustodyRegistry"]
+    assert record["deploy_block"] > 0
+    assert {item["name"] for item in record["abi"] if item["type"] == "function"} >= {
+        "attest_storage", "post_reserve_root", "verify_reserve", "custody"}
+    assert project.CustodyRegistry.at(record["address"]).CERTIFICATE() == cert.address
+
+
+def test_deploy__new_certificate__gets_a_new_custody_registry(admin, project, tmp_path):
+    first = deploy_all(admin, directory=tmp_path)
+    old_certificate, old_registry = first.address("WineCertificate"), first.address("CustodyRegistry")
+    first.contracts.pop("WineCertificate")  # the certificate is redeployed on the next run
+    first.save()
+
+    second = deploy_all(admin, directory=tmp_path)
+
+    assert second.address("WineCertificate") != old_certificate
+    assert second.address("CustodyRegistry") != old_registry
+    registry = project.CustodyRegistry.at(second.address("CustodyRegistry"))
+    assert registry.CERTIFICATE() == second.address("WineCertificate")

@@ -47,3 +47,40 @@ def test_python_digest__is_what_a_standard_signer_signs(cert, chain_id, holder):
         + (1).to_bytes(32, "big") + (0).to_bytes(32, "big") + (1).to_bytes(32, "big")
     )
     assert eip712.digest(data) == keccak(b"\x19\x01" + cert.DOMAIN_SEPARATOR() + struct_hash)
+
+
+#: Every certificate typed message: the contract's typehash getter and its encodeType string.
+CERTIFICATE_TYPES = {
+    "CreateGift": ("CREATE_GIFT_TYPEHASH", "CreateGift(address holder,uint256 tokenId,address claimKey,"
+                                           "uint256 expiry,uint256 nonce,uint256 deadline)"),
+    "RevokeGift": ("REVOKE_GIFT_TYPEHASH", "RevokeGift(address holder,uint256 tokenId,uint256 nonce,"
+                                           "uint256 deadline)"),
+    "ClaimGift": ("CLAIM_GIFT_TYPEHASH", "ClaimGift(uint256 tokenId,address recipient)"),
+    "RequestRedemption": ("REQUEST_REDEMPTION_TYPEHASH", "RequestRedemption(address holder,uint256 tokenId,"
+                                                         "bytes32 orderHash,uint256 nonce,uint256 deadline)"),
+    "Flag": ("FLAG_TYPEHASH", "Flag(address holder,uint256 tokenId,bytes32 reasonHash,uint256 nonce,"
+                              "uint256 deadline)"),
+    "TagChallenge": ("TAG_CHALLENGE_TYPEHASH", "TagChallenge(uint256 tokenId,uint256 blockNumber,"
+                                               "bytes32 blockHash)"),
+}
+
+
+def test_lifecycle_typehashes__match_python_definitions(cert):
+    for primary_type, (getter, encoded) in CERTIFICATE_TYPES.items():
+        assert eip712.encode_type(primary_type) == encoded
+        assert getattr(cert, getter)() == eip712.typehash(primary_type), primary_type
+
+
+def test_lifecycle_message_builders__produce_every_field_of_their_type():
+    holder, key = "0x" + "11" * 20, "0x" + "22" * 20
+    h = b"\x33" * 32
+    messages = {
+        "CreateGift": eip712.create_gift_message(holder, 1, key, 2, 3, 4),
+        "RevokeGift": eip712.revoke_gift_message(holder, 1, 3, 4),
+        "ClaimGift": eip712.claim_gift_message(1, key),
+        "RequestRedemption": eip712.request_redemption_message(holder, 1, h, 3, 4),
+        "Flag": eip712.flag_message(holder, 1, h, 3, 4),
+        "TagChallenge": eip712.tag_challenge_message(1, 2, h),
+    }
+    for primary_type, message in messages.items():
+        assert list(message) == [f["name"] for f in eip712.TYPES[primary_type]], primary_type

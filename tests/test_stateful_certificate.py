@@ -198,7 +198,7 @@ def make_machine(fast: FastChain, cert, actors, keys, issuers, admin, lot_count_
             if caller != issuer:
                 reason = "certificate: caller is not the issuer"
             elif self.m.state.get(token, ACTIVE) != FLAGGED:
-                reason = "certificate: token is not flagged"
+                reason = "certificate: token is active"
             else:
                 reason = None
             self.send(fns.clear_flag(token), caller, reason is None, reason)
