@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from eth_account import Account
+from eth_account.messages import encode_typed_data
 from eth_typing import ChecksumAddress
 from eth_utils import to_checksum_address
 from web3 import Web3
@@ -34,6 +36,7 @@ from web3.exceptions import (
 )
 from web3.types import BlockIdentifier
 
+from amphora import eip712
 from amphora.manifest import Manifest, ManifestError, manifest_path
 from amphora.settlement import SettlementError, Statement, statement
 from api.errors import InvalidRequest, NotDeployed, UpstreamUnavailable, WouldRevert
@@ -46,6 +49,10 @@ CERTIFICATE = "WineCertificate"
 STABLECOIN = "Stablecoin"
 POINTS = "PointsToken"
 UTILITY = "UtilityToken"
+CUSTODY = "CustodyRegistry"
+#: The certificate events that carry the token id as their first indexed argument.
+TOKEN_EVENTS = ("GiftCreated", "GiftClaimed", "GiftRevoked", "RedemptionRequested", "RedemptionRejected",
+                "CertificateRedeemed", "CertificateFlagged", "FlagCleared")
 _REVERT_PREFIX = "execution reverted"
 #: How many bitmap words (256 nonces each) of a payer's EIP-3009 nonces the API
 #: reads looking for a free one before it falls back to a random nonce.
@@ -396,6 +403,89 @@ class ChainService:
             return bool(self.certificate_contract.functions.verify_tag(
                 token_id, to_checksum_address(tag), proof).call())
 
+    def verify_tag_signature(self, token_id: int, block_number: int, signature: bytes,
+                             proof: list[bytes]) -> bool:
+        """The certificate's own check of a tag's answer to a challenge."""
+        with node_errors():
+            # On the pending block, so that the newest block's hash is known.
+            return bool(self.certificate_contract.functions.verify_tag_signature(
+                token_id, block_number, signature, proof).call(block_identifier="pending"))
+
+    def recover_tag_signer(self, token_id: int, block_number: int, signature: bytes) -> str | None:
+        """Who signed the challenge for ``token_id`` at ``block_number`` (None if
+        nobody: a malformed signature)."""
+        with node_errors():
+            block_hash = bytes(self.w3.eth.get_block(block_number)["hash"])
+        domain = self.eip712_domain()
+        data = eip712.typed_data("TagChallenge", eip712.tag_challenge_message(token_id, block_number, block_hash),
+                                 domain.chain_id, domain.verifying_contract, name=domain.name,
+                                 version=domain.version)
+        try:
+            return str(Account.recover_message(encode_typed_data(full_message=data), signature=signature))
+        except Exception:  # an unrecoverable signature
+            return None
+
+    def tag_challenge_window(self) -> int:
+        """``TAG_CHALLENGE_WINDOW``: how many blocks a challenge stays answerable."""
+        with node_errors():
+            return int(self.certificate_contract.functions.TAG_CHALLENGE_WINDOW().call())
+
+    def recent_block(self) -> tuple[int, bytes]:
+        """The newest block's number and hash (a challenge is bound to it; the
+        contract accepts answers from the next block on)."""
+        with node_errors():
+            block = self.w3.eth.get_block("latest")
+        return int(block["number"]), bytes(block["hash"])
+
+    def latest_timestamp(self) -> int:
+        with node_errors():
+            return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def custody(self, token_id: int) -> dict[str, Any] | None:
+        """``CustodyRegistry.custody(token_id)`` by field name, with the storage
+        document's URI from its ``StorageAttested`` event; None when the manifest
+        has no CustodyRegistry."""
+        registry = self.contract(CUSTODY)
+        if registry is None:
+            return None
+        function = registry.get_function_by_name("custody")
+        with node_errors(contract_label(CUSTODY)):
+            result = function(token_id).call()
+        names = [c["name"] for c in function.abi["outputs"][0]["components"]]
+        record = dict(zip(names, result, strict=True))
+        record["storage_document_uri"] = None
+        if int(record.get("storage_attested_at") or 0):
+            event = registry.events.StorageAttested()
+            lot_topic = "0x" + (token_id >> 32).to_bytes(32, "big").hex()
+            for log in self._get_logs([event.topic, lot_topic], address=registry.address):
+                args = event.process_log(log)["args"]
+                if bytes(args["document_hash"]) == bytes(record["storage_document_hash"]):
+                    record["storage_document_uri"] = str(args["document_uri"])
+                    break
+        return record
+
+    def history(self, token_id: int) -> list[tuple[str, int, str, dict[str, Any]]]:
+        """The certificate's events, oldest first, as ``(event, block, tx hash,
+        args)``: its transfers, every lifecycle transition, and custody moves
+        of its lot."""
+        contract = self.certificate_contract
+        token_topic = "0x" + token_id.to_bytes(32, "big").hex()
+        lot_topic = "0x" + (token_id >> 32).to_bytes(32, "big").hex()
+        by_topic: dict[str, Any] = {contract.events[name]().topic: contract.events[name]() for name in TOKEN_EVENTS}
+        transfer, moved = contract.events.Transfer(), contract.events.CustodyMoved()
+        logs = [*self._get_logs([list(by_topic), token_topic]),
+                *self._get_logs([transfer.topic, None, None, token_topic]),
+                *self._get_logs([moved.topic, lot_topic])]
+        entries = []
+        for log in logs:
+            topic = "0x" + bytes(log["topics"][0]).hex()
+            event = by_topic[topic] if topic in by_topic else (transfer if topic == transfer.topic else moved)
+            decoded = event.process_log(log)
+            entries.append((int(log["blockNumber"]), int(log["logIndex"]), decoded["event"],
+                            "0x" + bytes(log["transactionHash"]).hex(), dict(decoded["args"])))
+        entries.sort(key=lambda e: (e[0], e[1]))
+        return [(name, block, tx, args) for block, _, name, tx, args in entries]
+
     def nonce(self, owner: str) -> int:
         """The nonce the next signed transfer of ``owner`` must carry, counting
         transactions already in the node's pool."""
@@ -436,8 +526,9 @@ class ChainService:
         logger.warning("no LotIssued event found for lot %d since block %d", record.lot_id, self.deploy_block)
         return None
 
-    def _get_logs(self, topics: list[Any]) -> Iterator[Any]:
-        """The contract's logs matching ``topics``, newest range first."""
+    def _get_logs(self, topics: list[Any], address: str | None = None) -> Iterator[Any]:
+        """The logs of ``address`` (default: the certificate) matching ``topics``,
+        newest range first."""
         start = self.deploy_block
         with node_errors():
             end = int(self.w3.eth.block_number)
@@ -446,7 +537,7 @@ class ChainService:
             while upper >= start:
                 lower = max(start, upper - step + 1)
                 logs = self.w3.eth.get_logs({
-                    "address": self.certificate_address, "topics": topics,
+                    "address": to_checksum_address(address or self.certificate_address), "topics": topics,
                     "fromBlock": lower, "toBlock": upper,
                 })
                 yield from reversed(list(logs))

@@ -7,6 +7,7 @@ the request is escaped with :func:`html.escape`.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from html import escape
 from typing import TYPE_CHECKING
 
@@ -76,6 +77,10 @@ def _document(title: str, body: str) -> str:
     )
 
 
+def _date(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%d")
+
+
 def _party(party: Party) -> str:
     name = escape(party.name) if party.name else "unnamed"
     note = "" if party.active else " <em>(registration revoked)</em>"
@@ -101,10 +106,20 @@ def certificate_page(view: CertificateView) -> str:
         ("Issuer", _party(view.issuer)),
         ("Certificate", f"<code>{escape(str(view.token_id))}</code>"),
     ]
+    if view.custody is not None and view.custody.storage_attested_at:
+        rows.append(("Storage checked", escape(_date(view.custody.storage_attested_at))))
     details = "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in rows)
+    scan_warning = ""
+    if view.scans is not None and "burst" in view.scans.anomalies:
+        scan_warning = (
+            "<section class=\"banner bad\" role=\"alert\"><h1>Scanned unusually often</h1>"
+            f"<p>This code was scanned {view.scans.recent} times in the last "
+            f"{view.scans.window_seconds // 60} minutes. A genuine bottle is scanned a few times in its "
+            "life: this code may have been copied onto other bottles. Ask the seller to prove possession "
+            "with the bottle's tag.</p></section>")
     body = (
         f"<section class=\"banner {css}\" role=\"status\"><h1>{escape(headline)}</h1>"
-        f"<p>{escape(explanation)}</p></section>"
+        f"<p>{escape(explanation)}</p></section>{scan_warning}"
         f"<section class=\"card\"><h2>{escape(wine)}</h2>"
         f"<p class=\"sub\">{escape(lot.producer or '')} · {escape(vintage)}</p>"
         f"<dl>{details}</dl></section>"

@@ -24,10 +24,20 @@ from hexbytes import HexBytes
 from web3.contract.contract import ContractFunction
 from web3.exceptions import TransactionNotFound, Web3RPCError
 
+from amphora import eip712
 from amphora.eip712 import split_signature
 from api.chain import POINTS, ChainService, node_errors
-from api.errors import NotFound, RelayRefused, RelayUnavailable
-from api.schemas import PointsTransferRelayRequest, RelayStatus, RelayTransaction, TransferRelayRequest
+from api.errors import InvalidRequest, NotFound, RelayRefused, RelayUnavailable
+from api.lifecycle import HolderAction
+from api.schemas import (
+    GiftClaimBySecretRequest,
+    GiftClaimRelayRequest,
+    HolderActionRelayRequest,
+    PointsTransferRelayRequest,
+    RelayStatus,
+    RelayTransaction,
+    TransferRelayRequest,
+)
 from api.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -93,6 +103,37 @@ class Relayer:
             bytes.fromhex(request.nonce[2:]), v, r, s)
         return self._submit(account, call, f"transfer of {request.value} points units from {request.sender} "
                                            f"to {request.to} (authorization {request.nonce})")
+
+    def relay_holder_action(self, action: HolderAction, request: HolderActionRelayRequest) -> str:
+        """Simulate, then send a holder's signed lifecycle action (gift, gift
+        revocation, redemption request, flag); returns the tx hash."""
+        account = self._require_account()
+        function = self._chain.certificate_contract.get_function_by_name(action.function)
+        call = function(*action.call_args(request))
+        return self._submit(account, call, action.summary.format(token_id=request.token_id,
+                                                                 holder=request.holder))
+
+    def relay_gift_claim(self, request: GiftClaimRelayRequest) -> str:
+        """Simulate, then send ``claim_gift`` with the claim key's signature."""
+        account = self._require_account()
+        call = self._chain.certificate_contract.functions.claim_gift(
+            request.token_id, request.recipient, request.signature)
+        return self._submit(account, call, f"claim of gift {request.token_id} for {request.recipient}")
+
+    def relay_gift_claim_by_secret(self, request: GiftClaimBySecretRequest) -> str:
+        """Sign the claim with the claim link's secret, then relay it. The secret
+        is used for this one signature and never stored or logged."""
+        try:
+            key = Account.from_key(request.claim_secret)
+        except Exception as err:  # the message could quote the secret: never pass it on
+            raise InvalidRequest("claim_secret: not a valid private key") from err
+        domain = self._chain.eip712_domain()
+        data = eip712.typed_data("ClaimGift", eip712.claim_gift_message(request.token_id, request.recipient),
+                                 domain.chain_id, domain.verifying_contract, name=domain.name,
+                                 version=domain.version)
+        signature = eip712.sign(data, key.key)
+        return self.relay_gift_claim(GiftClaimRelayRequest.model_validate(
+            {"token_id": request.token_id, "recipient": request.recipient, "signature": "0x" + signature.hex()}))
 
     def _submit(self, account: LocalAccount, call: ContractFunction, description: str) -> str:
         """The one submit path: simulate ``call`` from the relayer's address, check

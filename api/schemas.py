@@ -236,6 +236,67 @@ class TagCheck(BaseModel):
     valid: bool = Field(description="Whether `tag` with the given proof is this bottle's tag commitment.")
 
 
+class FlagView(BaseModel):
+    reason_hash: Bytes32Hex = Field(description="keccak256 of the loss or theft report.")
+    by_issuer: bool = Field(description="True if the lot's issuer raised the flag, false if the holder did.")
+
+
+class GiftView(BaseModel):
+    claim_key: Address = Field(description="The address of the one-time claim key the gift is locked to.")
+    expiry: int = Field(description="Unix time after which the gift can no longer be claimed.")
+    expired: bool = Field(description="Whether `expiry` has passed (anyone may then revoke the gift).")
+
+
+class RedemptionView(BaseModel):
+    order_hash: Bytes32Hex = Field(description="keccak256 of the delivery order the holder gave the custodian.")
+    redeemed_at: int | None = Field(description="Unix time the custodian shipped the bottle; null while the "
+                                    "request is pending.")
+    redeemed_by: Address | None = Field(description="The custodian that shipped it; null while pending.")
+
+
+class CustodyView(BaseModel):
+    """Where the bottle is kept and what its custodian last attested
+    (`CustodyRegistry.custody`)."""
+
+    storage_document_hash: Bytes32Hex | None = Field(description="The lot's latest storage attestation "
+                                                     "(conditions, inspection); null if none was posted.")
+    storage_attested_at: int | None
+    storage_attested_by: Address | None = Field(description="The custodian that posted it (an earlier one "
+                                                "after a custody move).")
+    storage_document_uri: str | None = Field(description="Where the attested document is, from the "
+                                             "`StorageAttested` event; null if the node has no such log.")
+    reserve_root: Bytes32Hex | None = Field(description="The custodian's latest proof-of-reserve Merkle root "
+                                            "of the token ids it holds; null if none was posted.")
+    reserve_posted_at: int | None
+    reserve_bottle_count: int | None
+
+
+class HistoryEntry(BaseModel):
+    """One event in the certificate's life, oldest first."""
+
+    event: str = Field(description="The contract event: `Transfer`, `GiftCreated`, `GiftClaimed`, "
+                       "`GiftRevoked`, `RedemptionRequested`, `RedemptionRejected`, `CertificateRedeemed`, "
+                       "`CertificateFlagged`, `FlagCleared` or `CustodyMoved` (of the bottle's lot).",
+                       examples=["GiftClaimed"])
+    block_number: int
+    tx_hash: Bytes32Hex
+    args: dict[str, str] = Field(description="The event's arguments, as strings (addresses checksummed, "
+                                 "bytes as 0x hex, numbers as decimal).")
+
+
+class ScanView(BaseModel):
+    """How often this certificate has been verified through this API, and what
+    looks wrong. A genuine bottle is scanned a few times in its life; a code
+    copied onto many bottles, far more."""
+
+    total: int = Field(description="Verification scans recorded, this one included.")
+    recent: int = Field(description="Scans within the last `window_seconds`.")
+    window_seconds: int
+    anomalies: list[str] = Field(description="`burst`: more scans in the window than the configured "
+                                 "threshold; `redeemed`: the bottle was already shipped, so this code may be "
+                                 "on a refill; `flagged`: reported lost or stolen.")
+
+
 class CertificateView(BaseModel):
     """Everything a verifier needs about one bottle's certificate."""
 
@@ -249,8 +310,42 @@ class CertificateView(BaseModel):
     issuer: Party
     custodian: Party
     lot: LotView
+    flag: FlagView | None = Field(default=None, description="Present while the certificate is flagged.")
+    gift: GiftView | None = Field(default=None, description="Present while a gift is pending.")
+    redemption: RedemptionView | None = Field(default=None, description="Present once redemption was "
+                                              "requested (pending) or done (redeemed).")
+    custody: CustodyView | None = Field(default=None, description="Null when the deployment has no "
+                                        "CustodyRegistry.")
+    history: list[HistoryEntry] = Field(default_factory=list, description="The certificate's events, oldest "
+                                        "first (issuance is the lot's `LotIssued`, in `lot`).")
+    scans: ScanView | None = Field(default=None, description="Verification scans of this certificate.")
     verification_url: str = Field(description="The consumer page for this bottle (the QR code target).")
     tag_check: TagCheck | None = Field(default=None, description="Present when `tag` was given.")
+
+
+class TagChallenge(BaseModel):
+    """A fresh challenge for a bottle's tag: sign `typed_data` with the tag's key
+    and send the signature to `GET /certificates/{token_id}/verify-tag`."""
+
+    token_id: Uint256Out
+    block_number: int = Field(description="The recent block the challenge is bound to.")
+    block_hash: Bytes32Hex
+    valid_until_block: int = Field(description="The last block at which an answer still verifies "
+                                   "(`block_number + TAG_CHALLENGE_WINDOW`).")
+    typed_data: dict[str, Any] = Field(description="The EIP-712 `TagChallenge` payload for "
+                                       "`eth_signTypedData_v4`, in the certificate contract's domain.")
+
+
+class TagVerification(BaseModel):
+    token_id: Uint256Out
+    block_number: int
+    tag: Address | None = Field(description="The address the signature recovers to; null if it recovers to "
+                                "none.")
+    valid: bool = Field(description="True if the tag that signed the challenge is this bottle's tag "
+                        "commitment and the challenge is still fresh: a genuine tag answers, a copied QR code "
+                        "cannot.")
+    reason: str | None = Field(description="Why not, when `valid` is false.")
+    scans: ScanView | None = None
 
 
 # ---------------------------------------------------------------- accounts
@@ -481,3 +576,76 @@ class TokenMetadata(BaseModel):
     description: str
     external_url: str = Field(description="The bottle's verification page.")
     attributes: list[MetadataAttribute]
+
+
+# ------------------------------------------------------- lifecycle relay
+
+
+class HolderActionRelayRequest(BaseModel):
+    """A holder's signed lifecycle action, for the relayer to submit. `nonce` is
+    the holder's current `nonces(holder)`: the same sequence as signed transfers."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    holder: Address = Field(description="The holder who signed; stays the on-chain actor.")
+    token_id: Uint256In = Field(description="Integer or decimal string.")
+    nonce: Uint256In = Field(description="The holder's current `nonces(holder)`.")
+    deadline: Uint256In = Field(description="Unix time after which the signature is void.")
+    signature: SignatureHex = Field(description="The EIP-712 signature as 0x hex (65 bytes for an EOA).")
+
+
+class GiftRelayRequest(HolderActionRelayRequest):
+    """A signed `CreateGift`: lock the certificate to a one-time claim key."""
+
+    claim_key: Address = Field(description="The address of a fresh random key whose secret goes to the "
+                               "recipient (claim link or QR code). Never send the secret itself here.")
+    expiry: Uint256In = Field(description="Unix time after which the gift can no longer be claimed.")
+
+
+class RedemptionRelayRequest(HolderActionRelayRequest):
+    """A signed `RequestRedemption`: ask the custodian for the bottle."""
+
+    order_hash: Bytes32Hex = Field(description="keccak256 of the delivery order given to the custodian.")
+
+
+class FlagRelayRequest(HolderActionRelayRequest):
+    """A signed `Flag`: report the certificate lost or stolen."""
+
+    reason_hash: Bytes32Hex = Field(description="keccak256 of the loss or theft report.")
+
+
+class GiftClaimRelayRequest(BaseModel):
+    """A gift claim signed with the claim key (the recipient holds the secret and
+    signs `ClaimGift(tokenId, recipient)` themselves; the relayer only submits)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token_id: Uint256In
+    recipient: Address = Field(description="Who receives the certificate; covered by the signature, so "
+                               "nobody who sees the claim can redirect it.")
+    signature: EcdsaSignatureHex = Field(description="The claim key's EIP-712 `ClaimGift` signature, 65 bytes.")
+
+
+class GiftClaimBySecretRequest(BaseModel):
+    """A wallet-less claim: the API signs the claim with the secret from the claim
+    link and relays it. Sending the secret trusts this API with the gift until the
+    claim is mined (see the endpoint)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token_id: Uint256In
+    recipient: Address = Field(description="The recipient's account address.")
+    claim_secret: Bytes32Hex = Field(description="The claim key's private key, from the claim link.")
+
+
+class HolderActionTypedData(BaseModel):
+    """An `eth_signTypedData_v4` payload for a lifecycle action: pass it unchanged
+    to any EIP-712 signer. uint256 values are decimal strings, which signers accept."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    types: dict[str, list[TypedDataField]]
+    primary_type: Literal["CreateGift", "RevokeGift", "RequestRedemption", "Flag", "ClaimGift"] = Field(
+        alias="primaryType")
+    domain: TypedDataDomain
+    message: dict[str, str] = Field(description="The message; numbers as decimal strings, bytes as 0x hex.")

@@ -6,20 +6,32 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
+from eth_utils import to_checksum_address
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import HTMLResponse
 
+from amphora import eip712
 from amphora.lots import split_token_id
 from api import pages
 from api.chain import ChainService
-from api.deps import ChainDep, SettingsDep
+from api.deps import ChainDep, ScansDep, SettingsDep
 from api.errors import InvalidRequest, NotDeployed, NotFound, UpstreamUnavailable, error_responses
+from api.scans import ScanLog
 from api.schemas import (
     ADDRESS_PATTERN,
+    CertificateState,
     CertificateView,
+    CustodyView,
+    FlagView,
+    GiftView,
+    HistoryEntry,
     LotView,
     Party,
+    RedemptionView,
+    ScanView,
+    TagChallenge,
     TagCheck,
+    TagVerification,
     Uint256In,
     checksum_address,
     parse_proof,
@@ -56,6 +68,44 @@ def _iso(timestamp: int) -> str:
         return ""
 
 
+_ZERO_ADDRESS = "0x" + "00" * 20
+
+
+def _hex(value: bytes) -> str:
+    return "0x" + bytes(value).hex()
+
+
+def _arg(value: object) -> str:
+    if isinstance(value, bytes):
+        return _hex(value)
+    if isinstance(value, str) and value.startswith("0x") and len(value) == 42:
+        return to_checksum_address(value)
+    return str(value)
+
+
+def _custody_view(record: dict | None) -> CustodyView | None:
+    if record is None:
+        return None
+    attested = int(record["storage_attested_at"])
+    posted = int(record["reserve_posted_at"])
+    return CustodyView(
+        storage_document_hash=_hex(record["storage_document_hash"]) if attested else None,
+        storage_attested_at=attested or None,
+        storage_attested_by=record["storage_attested_by"] if attested else None,
+        storage_document_uri=record["storage_document_uri"],
+        reserve_root=_hex(record["reserve_root"]) if posted else None,
+        reserve_posted_at=posted or None,
+        reserve_bottle_count=int(record["reserve_bottle_count"]) if posted else None,
+    )
+
+
+def record_scan(scans: ScanLog, view: CertificateView) -> ScanView:
+    summary = scans.record(view.token_id, redeemed=view.state == CertificateState.redeemed,
+                           flagged=view.state == CertificateState.flagged)
+    return ScanView(total=summary.total, recent=summary.recent, window_seconds=summary.window_seconds,
+                    anomalies=summary.anomalies)
+
+
 def certificate_view(chain: ChainService, settings: Settings, token_id: int) -> CertificateView:
     """The verification view of one certificate; :class:`NotFound` if never issued."""
     record = chain.certificate(token_id)
@@ -90,6 +140,21 @@ def certificate_view(chain: ChainService, settings: Settings, token_id: int) -> 
             region=text.region if text else None,
             metadata_uri=text.metadata_uri if text else None,
         ),
+        flag=FlagView(reason_hash=_hex(record.flag_reason_hash), by_issuer=record.flagged_by_issuer)
+        if state_name(record.state) == CertificateState.flagged else None,
+        gift=GiftView(claim_key=record.gift_claim_key, expiry=record.gift_expiry,
+                      expired=record.gift_expiry < chain.latest_timestamp())
+        if state_name(record.state) == CertificateState.gift_pending else None,
+        redemption=RedemptionView(
+            order_hash=_hex(record.redemption_order_hash),
+            redeemed_at=record.redeemed_at or None,
+            redeemed_by=record.redeemed_by if record.redeemed_at else None,
+        ) if state_name(record.state) in (CertificateState.redemption_requested, CertificateState.redeemed)
+        else None,
+        custody=_custody_view(chain.custody(token_id)),
+        history=[HistoryEntry(event=name, block_number=block, tx_hash=tx,
+                              args={key: _arg(value) for key, value in args.items()})
+                 for name, block, tx, args in chain.history(token_id)],
         verification_url=f"{settings.public_base_url.rstrip('/')}/verify/{token_id}",
     )
 
@@ -116,20 +181,102 @@ def get_certificate(
     token_id: TokenIdPath,
     chain: ChainDep,
     settings: SettingsDep,
+    scans: ScansDep,
     tag: TagQuery = None,
     proof: ProofQuery = None,
 ) -> CertificateView:
     """Whether the certificate exists, who holds it, what state it is in, its lot's
-    facts (the descriptive strings come from the lot's `LotIssued` event) and who
-    issued it and keeps the bottle. With `tag` (and `proof`), also whether that tag
-    is this bottle's tag commitment. 404 for a token id that was never issued; a
-    redeemed certificate answers 200 with `exists: false` and state `redeemed`."""
+    facts (the descriptive strings come from the lot's `LotIssued` event), who
+    issued it and keeps the bottle, the custodian's latest storage attestation and
+    reserve root, the flag, pending gift or redemption when there is one, and the
+    certificate's history from its events. Each call counts as a verification
+    scan (`scans`, with anomalies such as many scans in a short time, or a scan of
+    a redeemed or flagged certificate). With `tag` (and `proof`), also whether
+    that tag address is this bottle's tag commitment; a copied QR code carries
+    the address too, so for proof of possession use the challenge
+    (`POST /certificates/{token_id}/challenge`, then `GET .../verify-tag`).
+    404 for a token id that was never issued; a redeemed certificate answers 200
+    with `exists: false` and state `redeemed`."""
     if proof is not None and tag is None:
         raise InvalidRequest("proof: given without tag")
     view = certificate_view(chain, settings, token_id)
     if tag is not None:
         view.tag_check = _tag_check(chain, token_id, tag, proof)
+    view.scans = record_scan(scans, view)
     return view
+
+
+@router.post(
+    "/{token_id}/challenge",
+    response_model=TagChallenge,
+    summary="A fresh challenge for the bottle's tag",
+    responses=error_responses(*_ERRORS),
+)
+def tag_challenge(token_id: TokenIdPath, chain: ChainDep) -> TagChallenge:
+    """A challenge bound to this token id and the newest block. The bottle's tag
+    signs `typed_data` with its key (an NFC tag does this when tapped); send the
+    signature to `GET /certificates/{token_id}/verify-tag` before
+    `valid_until_block`. A genuine tag can answer; a QR code copied onto another
+    bottle cannot, because the key never leaves the tag. 404 for a token id never
+    issued."""
+    record = chain.certificate(token_id)
+    if not record.issued:
+        raise NotFound(f"certificate {token_id} was never issued")
+    number, block_hash = chain.recent_block()
+    domain = chain.eip712_domain()
+    data = eip712.typed_data("TagChallenge", eip712.tag_challenge_message(token_id, number, block_hash),
+                             domain.chain_id, domain.verifying_contract, name=domain.name, version=domain.version)
+    message = {key: (_hex(value) if isinstance(value, bytes) else str(value))
+               for key, value in data["message"].items()}
+    return TagChallenge(token_id=token_id, block_number=number, block_hash=_hex(block_hash),
+                        valid_until_block=number + chain.tag_challenge_window(),
+                        typed_data={**data, "message": message})
+
+
+@router.get(
+    "/{token_id}/verify-tag",
+    response_model=TagVerification,
+    summary="Check a tag's answer to a challenge (proof of possession)",
+    responses=error_responses(*_ERRORS),
+)
+def verify_tag(
+    token_id: TokenIdPath,
+    chain: ChainDep,
+    settings: SettingsDep,
+    scans: ScansDep,
+    block_number: Annotated[int, Query(ge=0, description="The challenge's `block_number`.")],
+    signature: Annotated[str, Query(pattern=r"^0x[0-9a-fA-F]{130}$",
+                                    description="The tag's 65-byte EIP-712 signature of the challenge.")],
+    proof: ProofQuery = None,
+) -> TagVerification:
+    """Whether the key that signed the challenge is this bottle's tag: the
+    certificate contract recovers the signer of `TagChallenge(tokenId,
+    blockNumber, blockHash)`, checks that the block is recent
+    (`TAG_CHALLENGE_WINDOW` blocks) and that the signer is the tag commitment
+    under the lot's Merkle root with `proof`. A wrong key, a stale challenge, a
+    challenge for another token and a proof for another lot all answer `valid:
+    false` with the reason. Counts as a verification scan. 404 for a token id
+    never issued; 422 for a malformed signature or proof."""
+    try:
+        proof_items = parse_proof(proof or "")
+    except ValueError as err:
+        raise InvalidRequest(f"proof: {err}") from err
+    view = certificate_view(chain, settings, token_id)
+    raw = bytes.fromhex(signature[2:])
+    latest = chain.latest_block()
+    window = chain.tag_challenge_window()
+    tag: str | None = None
+    reason: str | None = None
+    if block_number > latest or latest + 1 - block_number > window:
+        reason = (f"the challenge's block {block_number} is not among the last {window} blocks "
+                  f"(latest {latest}): ask for a new challenge")
+    else:
+        tag = chain.recover_tag_signer(token_id, block_number, raw)
+        if not chain.verify_tag_signature(token_id, block_number, raw, proof_items):
+            reason = ("the signature is not this bottle's tag answering this challenge (a wrong key, a "
+                      "challenge for another token, or a proof for another bottle or lot)")
+    return TagVerification(token_id=token_id, block_number=block_number, tag=tag, valid=reason is None,
+                           reason=reason, scans=record_scan(scans, view))
 
 
 @page_router.get(
@@ -142,9 +289,11 @@ def get_certificate(
         **error_responses(*_ERRORS, html=True),
     },
 )
-def verify_page(token_id: TokenIdPath, chain: ChainDep, settings: SettingsDep) -> HTMLResponse:
+def verify_page(token_id: TokenIdPath, chain: ChainDep, settings: SettingsDep, scans: ScansDep) -> HTMLResponse:
     """A self-contained page (no scripts, no external assets) for someone who
     scanned a bottle's QR code: genuine or not, the wine, bottle n of N, the
-    holder, the state (with a warning unless active), custodian and issuer."""
+    holder, the state (with a warning unless active), custodian and issuer, and
+    a warning when the scans look like a copied code. Counts as a scan."""
     view = certificate_view(chain, settings, token_id)
+    view.scans = record_scan(scans, view)
     return HTMLResponse(pages.certificate_page(view), headers={"Cache-Control": "no-store"})

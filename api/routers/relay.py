@@ -22,11 +22,19 @@ from api.errors import (
     WouldRevert,
     error_responses,
 )
+from api.lifecycle import ACTIONS, ActionName
 from api.schemas import (
     ADDRESS_PATTERN,
     BYTES32_PATTERN,
+    FlagRelayRequest,
+    GiftClaimBySecretRequest,
+    GiftClaimRelayRequest,
+    GiftRelayRequest,
+    HolderActionRelayRequest,
+    HolderActionTypedData,
     PointsTransferRelayRequest,
     PointsTransferTypedData,
+    RedemptionRelayRequest,
     RelayAccepted,
     RelayStatus,
     RelayTransaction,
@@ -171,6 +179,190 @@ def points_transfer_typed_data(
     data = eip712.typed_data("TransferWithAuthorization", {**message, "nonce": "0x" + nonce_bytes.hex()},
                              domain.chain_id, domain.verifying_contract, name=domain.name, version=domain.version)
     return PointsTransferTypedData.model_validate(data)
+
+
+# ------------------------------------------------------------ lifecycle
+
+_LIFECYCLE_DOC = """
+
+    The holder signs the typed data from `GET /relay/typed-data/{action}` (the
+    holder's current nonce filled in); the relayer pays the gas and the holder
+    stays the on-chain actor. The action is first simulated (`eth_call`) from the
+    relayer's address: if it would revert (invalid signature, wrong nonce,
+    expired deadline, a certificate not in the state the action needs, a paused
+    contract) the answer is **409 `would_revert`** with the contract's reason,
+    which names the certificate's current state, and nothing is sent. Malformed
+    input is 422; a missing relayer key is 503.
+
+    202: the transaction was sent; poll `status_url` until it is `mined` or `failed`."""
+
+
+def _relay_action(name: ActionName, body: HolderActionRelayRequest, relayer, settings) -> RelayAccepted:
+    return _accepted(relayer.relay_holder_action(ACTIONS[name], body), settings.public_base_url)
+
+
+@router.post("/gifts", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
+             summary="Relay a signed gift (lock a certificate to a claim key)",
+             responses=error_responses(*_RELAY_ERRORS))
+def relay_gift(body: GiftRelayRequest, relayer: RelayerDep, settings: SettingsDep) -> RelayAccepted:
+    return _relay_action(ActionName.gift, body, relayer, settings)
+
+
+relay_gift.__doc__ = """Submit a holder's `CreateGift` signature through
+    `create_gift_with_signature`: the certificate locks (`gift_pending`) to the
+    one-time `claim_key` until the recipient claims it, the holder revokes it, or
+    it expires. Only the claim key's *address* comes here; its secret goes to the
+    recipient in the claim link.""" + _LIFECYCLE_DOC
+
+
+@router.post("/gift-revocations", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
+             summary="Relay a signed gift revocation", responses=error_responses(*_RELAY_ERRORS))
+def relay_gift_revocation(body: HolderActionRelayRequest, relayer: RelayerDep,
+                          settings: SettingsDep) -> RelayAccepted:
+    return _relay_action(ActionName.gift_revocation, body, relayer, settings)
+
+
+relay_gift_revocation.__doc__ = """Submit a holder's `RevokeGift` signature through
+    `revoke_gift_with_signature`: the pending gift is cancelled and the certificate
+    unlocks, still the holder's.""" + _LIFECYCLE_DOC
+
+
+@router.post("/redemptions", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
+             summary="Relay a signed redemption request", responses=error_responses(*_RELAY_ERRORS))
+def relay_redemption(body: RedemptionRelayRequest, relayer: RelayerDep, settings: SettingsDep) -> RelayAccepted:
+    return _relay_action(ActionName.redemption, body, relayer, settings)
+
+
+relay_redemption.__doc__ = """Submit a holder's `RequestRedemption` signature through
+    `request_redemption_with_signature`: the certificate locks
+    (`redemption_requested`) until its custodian ships the bottle (the certificate
+    is burned and stays on record as `redeemed`) or rejects the request.""" + _LIFECYCLE_DOC
+
+
+@router.post("/flags", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
+             summary="Relay a signed lost/stolen flag", responses=error_responses(*_RELAY_ERRORS))
+def relay_flag(body: FlagRelayRequest, relayer: RelayerDep, settings: SettingsDep) -> RelayAccepted:
+    return _relay_action(ActionName.flag, body, relayer, settings)
+
+
+relay_flag.__doc__ = """Submit a holder's `Flag` signature through `flag_with_signature`:
+    the certificate is reported lost or stolen and locks until its issuer clears
+    the flag. Works while the contract is paused.""" + _LIFECYCLE_DOC
+
+
+@router.post("/gift-claims", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
+             summary="Relay a gift claim signed with the claim key", responses=error_responses(*_RELAY_ERRORS))
+def relay_gift_claim(body: GiftClaimRelayRequest, relayer: RelayerDep, settings: SettingsDep) -> RelayAccepted:
+    """For a recipient who holds the claim link's secret and signs themselves:
+    submit the claim key's `ClaimGift(tokenId, recipient)` signature (typed data
+    from `GET /relay/typed-data/gift-claim`) through `claim_gift`. The relayer
+    only submits: it never sees the secret. The signature covers the recipient,
+    so nobody who copies it can redirect the certificate; a claim key works
+    once. 409 `would_revert` (nothing sent) for a wrong signature, an expired,
+    revoked or already claimed gift, or a contract recipient that refuses
+    ERC-721 tokens; 422 for malformed input; 503 without a relayer key.
+
+    202: the transaction was sent; poll `status_url`."""
+    return _accepted(relayer.relay_gift_claim(body), settings.public_base_url)
+
+
+@router.post("/gift-claims/by-secret", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
+             summary="Claim a gift with the claim link's secret (wallet-less)",
+             responses=error_responses(*_RELAY_ERRORS))
+def relay_gift_claim_by_secret(body: GiftClaimBySecretRequest, relayer: RelayerDep,
+                               settings: SettingsDep) -> RelayAccepted:
+    """For a recipient without a wallet: send the secret from the claim link and
+    the address that should receive the certificate; the API signs the claim
+    with the secret and relays it.
+
+    **Trust.** Whoever holds the secret can claim the gift for any address until
+    the claim is mined; sending it here means trusting this API (and the HTTPS
+    connection to it) to sign for `recipient` only. The API uses the secret for
+    this one signature and neither stores nor logs it. A recipient who does not
+    want that trust signs the claim themselves (`POST /relay/gift-claims`).
+
+    Errors as for `POST /relay/gift-claims`; 422 also for a secret that is not a
+    valid private key."""
+    return _accepted(relayer.relay_gift_claim_by_secret(body), settings.public_base_url)
+
+
+@router.get(
+    "/typed-data/gift-claim",
+    response_model=HolderActionTypedData,
+    summary="The typed data a recipient signs with the claim key",
+    responses=error_responses(InvalidRequest, UpstreamUnavailable, NotDeployed),
+)
+def gift_claim_typed_data(
+    chain: ChainDep,
+    token_id: Annotated[Uint256In, Query(description="Decimal token id of the gift.")],
+    recipient: Annotated[str, Query(pattern=ADDRESS_PATTERN, description="Who receives the certificate.")],
+) -> HolderActionTypedData:
+    """The `eth_signTypedData_v4` payload of `ClaimGift(tokenId, recipient)` in
+    the certificate contract's domain. Sign it with the claim key (the secret in
+    the claim link) and post the signature to `POST /relay/gift-claims`."""
+    try:
+        to = checksum_address(recipient)
+    except ValueError as err:
+        raise InvalidRequest(f"recipient: {err}") from err
+    domain = chain.eip712_domain()
+    data = eip712.typed_data("ClaimGift", eip712.claim_gift_message(token_id, to), domain.chain_id,
+                             domain.verifying_contract, name=domain.name, version=domain.version)
+    return HolderActionTypedData.model_validate(_stringified(data))
+
+
+def _stringified(data: dict) -> dict:
+    """A typed-data payload with its message values as strings (numbers in
+    decimal, bytes in 0x hex), as the response schema declares them."""
+    message = {key: ("0x" + value.hex() if isinstance(value, bytes) else str(value))
+               for key, value in data["message"].items()}
+    return {**data, "message": message}
+
+
+@router.get(
+    "/typed-data/{action}",
+    response_model=HolderActionTypedData,
+    summary="The typed data a holder signs for a lifecycle action",
+    responses=error_responses(InvalidRequest, UpstreamUnavailable, NotDeployed),
+)
+def holder_action_typed_data(
+    action: Annotated[ActionName, Path(description="`gift`, `gift-revocation`, `redemption` or `flag`.")],
+    chain: ChainDep,
+    holder: Annotated[str, Query(pattern=ADDRESS_PATTERN, description="The holder who will sign.")],
+    token_id: Annotated[Uint256In, Query(description="Decimal token id.")],
+    deadline: Annotated[Uint256In, Query(description="Unix time the signature expires.")],
+    claim_key: Annotated[str | None, Query(pattern=ADDRESS_PATTERN, description="`gift` only: the claim "
+                                           "key's address.")] = None,
+    expiry: Annotated[Uint256In | None, Query(description="`gift` only: unix time the gift expires.")] = None,
+    order_hash: Annotated[str | None, Query(pattern=BYTES32_PATTERN, description="`redemption` only: "
+                                            "keccak256 of the delivery order.")] = None,
+    reason_hash: Annotated[str | None, Query(pattern=BYTES32_PATTERN, description="`flag` only: keccak256 "
+                                             "of the report.")] = None,
+) -> HolderActionTypedData:
+    """The complete `eth_signTypedData_v4` payload for a holder's lifecycle
+    action, in the certificate contract's EIP-712 domain, with the holder's
+    current nonce (counting transactions already in the node's pool) filled
+    in. Sign it with any standard signer and post the signature with the same
+    values to the action's relay endpoint (`POST /relay/gifts`,
+    `/relay/gift-revocations`, `/relay/redemptions`, `/relay/flags`). 422 when a
+    field the action needs is missing or one it does not take is given."""
+    try:
+        owner = checksum_address(holder)
+        key = checksum_address(claim_key) if claim_key else None
+    except ValueError as err:
+        raise InvalidRequest(f"holder or claim_key: {err}") from err
+    given = {"claim_key": key, "expiry": expiry, "order_hash": order_hash, "reason_hash": reason_hash}
+    needed = {ActionName.gift: ("claim_key", "expiry"), ActionName.gift_revocation: (),
+              ActionName.redemption: ("order_hash",), ActionName.flag: ("reason_hash",)}[action]
+    missing = [name for name in needed if given[name] is None]
+    extra = [name for name, value in given.items() if value is not None and name not in needed]
+    if missing or extra:
+        raise InvalidRequest("; ".join([*(f"{name}: required for {action.value}" for name in missing),
+                                        *(f"{name}: not taken by {action.value}" for name in extra)]))
+    values = tuple(bytes.fromhex(str(given[n])[2:]) if n.endswith("_hash") else given[n] for n in needed)
+    domain = chain.eip712_domain()
+    data = ACTIONS[action].typed_data(owner, token_id, values, chain.nonce(owner), deadline, domain.chain_id,
+                                      domain.verifying_contract, domain.name, domain.version)
+    return HolderActionTypedData.model_validate(_stringified(data))
 
 
 @router.get(

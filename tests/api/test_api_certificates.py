@@ -51,6 +51,14 @@ def test_get_certificate__issued__returns_owner_lot_and_event_strings(
             "region": "Pauillac AOC",
             "metadata_uri": "ipfs://bafylot",
         },
+        "flag": None,
+        "gift": None,
+        "redemption": None,
+        "custody": {"storage_document_hash": None, "storage_attested_at": None, "storage_attested_by": None,
+                    "storage_document_uri": None, "reserve_root": None, "reserve_posted_at": None,
+                    "reserve_bottle_count": None},
+        "history": [],  # issuance is the lot's LotIssued; this bottle never moved
+        "scans": {"total": 1, "recent": 1, "window_seconds": 600, "anomalies": []},
         "verification_url": f"{public_base_url}/verify/{token_id}",
         "tag_check": None,
     }
