@@ -37,16 +37,38 @@ def _abi_json(contract_type: Any) -> list[dict[str, Any]]:
     return [item.model_dump(mode="json", by_alias=True, exclude_none=True) for item in contract_type.abi]
 
 
-def _has_code(address: str) -> bool:
+def _code_at(address: str) -> bytes:
     from ape import chain
 
-    return len(chain.provider.get_code(address)) > 0
+    return bytes(chain.provider.get_code(address))
+
+
+def _runs(address: str, container: Any) -> bool:
+    """Whether ``address`` holds this build of ``container``'s contract: its
+    runtime code followed by its immutables. Raises ``ValueError`` when the
+    address holds other code on a non-local network, where deploying anew in
+    its place would orphan what the old contract holds."""
+    from ape import chain
+    from eth_utils import to_bytes
+
+    code = _code_at(address)
+    if not code:
+        return False
+    runtime = to_bytes(hexstr=container.contract_type.runtime_bytecode.bytecode)
+    if code.startswith(runtime):
+        return True
+    name = container.contract_type.name
+    if chain.chain_id not in LOCAL_CHAIN_IDS:
+        raise ValueError(f"{name}: {address} in the manifest holds other code than this build of {name}; "
+                         "move the manifest aside to deploy anew, or check out the matching version")
+    logger.warning("%s: %s in the manifest holds other code on this chain; deploying anew", name, address)
+    return False
 
 
 def deploy_or_reuse(manifest: Manifest, name: str, deployer: Any, args: list[Any], *,
                     contract: str | None = None, fresh: bool = False) -> tuple[Any, bool]:
-    """The contract the manifest records under ``name`` if it still has code on
-    this chain (and ``fresh`` is not asked for); otherwise a new deployment of
+    """The contract the manifest records under ``name`` if its address still runs
+    this build of it (and ``fresh`` is not asked for); otherwise a new deployment of
     ``contract`` (default: ``name``), recorded in the manifest. The flag says
     whether it was deployed now."""
     from ape import chain, project
@@ -55,12 +77,12 @@ def deploy_or_reuse(manifest: Manifest, name: str, deployer: Any, args: list[Any
     recorded = manifest.contracts.get(name)
     if recorded and recorded.get("contract", name) != (contract or name):
         fresh = True  # the record is of another contract (e.g. an external stablecoin)
-    if recorded and not fresh and _has_code(recorded["address"]):
+    if recorded and not fresh and _runs(recorded["address"], container):
         logger.info("%s: reusing %s from the manifest", name, recorded["address"])
         return container.at(recorded["address"]), False
     if recorded and fresh:
         logger.info("%s: replacing %s from the manifest", name, recorded["address"])
-    elif recorded:
+    elif recorded and not _code_at(recorded["address"]):
         logger.warning("%s: %s in the manifest has no code on this chain; deploying anew",
                        name, recorded["address"])
     instance = deployer.deploy(container, *args)
@@ -111,7 +133,7 @@ def deploy_all(deployer: Any, *, directory: Path | None = None,
     record_roles(manifest, cert)
     # The custodians' registry follows one certificate: a new certificate needs a new registry.
     registry_address = str((manifest.contracts.get("CustodyRegistry") or {}).get("address") or "")
-    stale_registry = bool(registry_address) and _has_code(registry_address) and (
+    stale_registry = bool(registry_address) and _runs(registry_address, project.CustodyRegistry) and (
         project.CustodyRegistry.at(registry_address).CERTIFICATE() != cert.address)
     deploy_or_reuse(manifest, "CustodyRegistry", deployer, [cert.address], fresh=stale_registry)
 
@@ -131,7 +153,7 @@ def deploy_all(deployer: Any, *, directory: Path | None = None,
                 "abi": _abi_json(project.ReferenceStablecoin.contract_type), "deploy_block": None,
             }
     points_address = str((manifest.contracts.get("PointsToken") or {}).get("address") or "")
-    stale = bool(points_address) and _has_code(points_address) and (
+    stale = bool(points_address) and _runs(points_address, project.PointsToken) and (
         project.PointsToken.at(points_address).STABLECOIN() != stablecoin.address)
     deploy_or_reuse(
         manifest, "PointsToken", deployer,

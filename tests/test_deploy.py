@@ -182,3 +182,36 @@ def test_deploy__new_certificate__gets_a_new_custody_registry(admin, project, tm
     assert second.address("CustodyRegistry") != old_registry
     registry = project.CustodyRegistry.at(second.address("CustodyRegistry"))
     assert registry.CERTIFICATE() == second.address("WineCertificate")
+
+
+def _record_as(manifest: Manifest, name: str, other: str) -> str:
+    """Make the manifest record ``name`` at ``other``'s address (another contract's code)."""
+    address = manifest.address(other)
+    manifest.contracts[name] = {**manifest.contracts[name], "address": address}
+    manifest.save()
+    return address
+
+
+def test_deploy__recorded_address_holding_other_code__deploys_anew_on_a_local_chain(admin, project, tmp_path):
+    # An older manifest whose addresses, on a fresh node, hold other contracts.
+    first = deploy_all(admin, directory=tmp_path)
+    wrong = _record_as(first, "Stablecoin", "CustodyRegistry")
+
+    second = deploy_all(admin, directory=tmp_path)
+
+    assert second.address("Stablecoin") != wrong
+    stablecoin = project.ReferenceStablecoin.at(second.address("Stablecoin"))
+    assert stablecoin.decimals() == 6
+    assert project.PointsToken.at(second.address("PointsToken")).STABLECOIN() == stablecoin.address
+
+
+def test_deploy__recorded_address_holding_other_code__refused_on_a_real_network(admin, tmp_path, monkeypatch, chain):
+    import amphora.deploy
+
+    first = deploy_all(admin, directory=tmp_path)
+    wrong = _record_as(first, "WineCertificate", "UtilityToken")
+    monkeypatch.setattr(amphora.deploy, "LOCAL_CHAIN_IDS", frozenset())
+    blocks_before = chain.blocks.head.number
+    with pytest.raises(ValueError, match=f"WineCertificate: {wrong} in the manifest holds other code"):
+        deploy_all(admin, directory=tmp_path, tokens=TokenSettings(stablecoin=first.address("Stablecoin")))
+    assert chain.blocks.head.number == blocks_before, "nothing may be sent"
