@@ -13,14 +13,13 @@ elsewhere pass ``--account``. Each asks before sending on a non-local network
 (``--yes`` skips). Reasons and documents go on chain only as keccak256 hashes.
 """
 
-import json
 from pathlib import Path
 
 import click
 from ape.cli import ConnectedProviderCommand, account_option, network_option, skip_confirmation_option
 from eth_utils import keccak
 
-from amphora import deploy
+from amphora import custody, deploy
 from amphora.cli import acting_account, confirm_send, load_manifest
 from amphora.merkle import ReserveTree
 
@@ -75,9 +74,8 @@ def attest(account, skip_confirmation, lot_id, document, uri):
     keccak256 of DOCUMENT and the URI where it is published."""
     custodian = acting_account(account, CUSTODIAN, "custodian")
     registry = deploy.custody_registry(load_manifest())
-    document_hash = keccak(document.read_bytes())
     confirm_send(f"attest storage of lot {lot_id}", skip_confirmation)
-    registry.attest_storage(lot_id, document_hash, uri, sender=custodian)
+    document_hash = custody.attest_storage(registry, custodian, lot_id, document.read_bytes(), uri)
     click.echo(f"lot {lot_id}: storage attested (document hash 0x{document_hash.hex()})")
 
 
@@ -91,17 +89,16 @@ def reserve_root(account, skip_confirmation, holdings, uri, proofs_out):
     (one decimal token id per line), the bottles you hold now."""
     custodian = acting_account(account, CUSTODIAN, "custodian")
     registry = deploy.custody_registry(load_manifest())
-    lines = [line.strip() for line in holdings.read_text().splitlines() if line.strip()]
     try:
-        tree = ReserveTree.build([int(line) for line in lines])
+        tree = ReserveTree.build(custody.read_holdings(holdings))
     except ValueError as err:
         raise click.ClickException(f"{holdings}: {err}") from err
-    confirm_send(f"post a reserve root of {len(lines)} bottles", skip_confirmation)
-    registry.post_reserve_root(tree.root, len(lines), uri, sender=custodian)
+    count = len(tree.token_ids)
+    confirm_send(f"post a reserve root of {count} bottles", skip_confirmation)
+    custody.post_reserve_root(registry, custodian, tree, uri)
     if proofs_out:
-        proofs = {str(t): ["0x" + p.hex() for p in tree.proof(t)] for t in tree.token_ids}
-        proofs_out.write_text(json.dumps({"root": "0x" + tree.root.hex(), "proofs": proofs}, indent=1))
-    click.echo(f"reserve root 0x{tree.root.hex()} posted for {len(lines)} bottles")
+        custody.write_reserve_document(proofs_out, tree)
+    click.echo(f"reserve root 0x{tree.root.hex()} posted for {count} bottles")
 
 
 @_options
