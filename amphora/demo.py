@@ -6,12 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from amphora import eip712, lots
-from amphora.deploy import CertificateSettings, deploy_all, grant_custodian, grant_issuer
+from amphora import custody, eip712, lots
+from amphora.deploy import CertificateSettings, custody_registry, deploy_all, grant_custodian, grant_issuer
 from amphora.manifest import Manifest
+from amphora.merkle import ReserveTree
 from amphora.settlement import Statement, statement
 
-EXAMPLE_LOT = Path(__file__).resolve().parent.parent / "examples" / "demo-lot.json"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLE_LOT = EXAMPLES / "demo-lot.json"
+STORAGE_REPORT = EXAMPLES / "demo-storage-report.txt"
 
 
 @dataclass
@@ -23,6 +26,11 @@ class DemoWorld:
     relayer_key: str
     sample_token: int
     flagged_token: int
+    redeemed_token: int
+    gift_token: int
+    #: The claim link's secret of the pending gift (a demo only prints it).
+    gift_secret: str
+    reserve_file: Path
     merchants: dict[str, str]
     settlement: Statement
     settlement_files: tuple[Path, Path]
@@ -60,8 +68,16 @@ def seed_points(manifest: Manifest, out_dir: Path) -> tuple[dict[str, str], Stat
     return merchants, result, (csv_path, json_path)
 
 
+def public_dir(bottles_out: Path) -> Path:
+    """What the demo publishes under /demo/: never the bottles file, which holds
+    the tags' private keys."""
+    return bottles_out.parent / "public"
+
+
 def seed(base_url: str, bottles_out: Path) -> DemoWorld:
     from ape import accounts, chain, project
+    from eth_account import Account
+    from eth_utils import keccak
 
     admin, winery, custodian, alice, bob, carol, relayer = accounts.test_accounts[:7]
     manifest = deploy_all(admin, certificate=CertificateSettings(base_uri=f"{base_url}/metadata/"))
@@ -82,7 +98,7 @@ def seed(base_url: str, bottles_out: Path) -> DemoWorld:
     # First sales: the winery sells bottles 1 to 3.
     for serial, buyer in ((1, alice), (2, bob), (3, carol)):
         cert.transferFrom(winery, buyer, token(serial), sender=winery)
-    # Alice gifts bottle 1 to Bob without paying gas: she signs, the relayer submits.
+    # Alice passes bottle 1 to Bob without paying gas: she signs, the relayer submits.
     deadline = chain.pending_timestamp + 3600
     data = eip712.typed_data(
         "Transfer", eip712.transfer_message(alice.address, bob.address, token(1), cert.nonces(alice), deadline),
@@ -90,8 +106,33 @@ def seed(base_url: str, bottles_out: Path) -> DemoWorld:
     )
     signature = eip712.sign(data, alice.private_key)
     cert.transfer_with_signature(alice, bob, token(1), cert.nonces(alice), deadline, signature, sender=relayer)
+    # Bob asks for bottle 2 to be delivered (signed, relayed); the cellar ships it.
+    order_hash = keccak(text="demo delivery order: bottle 2 to Bob")
+    data = eip712.typed_data("RequestRedemption", eip712.request_redemption_message(
+        bob.address, token(2), order_hash, cert.nonces(bob), deadline), chain.chain_id, cert.address)
+    cert.request_redemption_with_signature(bob, token(2), order_hash, cert.nonces(bob), deadline,
+                                           eip712.sign(data, bob.private_key), sender=relayer)
+    cert.confirm_redemption(token(2), sender=custodian)
+    # Carol gifts bottle 3 by claim link: the link's secret is a fresh key.
+    claim_key = Account.create()
+    expiry = chain.pending_timestamp + 7 * 24 * 3600
+    data = eip712.typed_data("CreateGift", eip712.create_gift_message(
+        carol.address, token(3), claim_key.address, expiry, cert.nonces(carol), deadline), chain.chain_id, cert.address)
+    cert.create_gift_with_signature(carol, token(3), claim_key.address, expiry, cert.nonces(carol), deadline,
+                                    eip712.sign(data, carol.private_key), sender=relayer)
     # Bottle 5 went missing in a shipment: the winery flags it.
     cert.flag(token(5), b"\x01" * 32, sender=winery)
+    # The cellar attests the lot's storage and proves which bottles it holds.
+    registry = custody_registry(manifest)
+    # Both documents are published by the demo's API under /demo/ (see `serve`).
+    public = public_dir(bottles_out)
+    public.mkdir(parents=True, exist_ok=True)
+    report = public / STORAGE_REPORT.name
+    report.write_bytes(STORAGE_REPORT.read_bytes())
+    custody.attest_storage(registry, custodian, issued.lot_id, report.read_bytes(), f"{base_url}/demo/{report.name}")
+    tree = ReserveTree.build([token(b.serial) for b in issued.bottles if b.serial != 2])
+    custody.post_reserve_root(registry, custodian, tree, f"{base_url}/demo/reserve.json")
+    reserve_file = custody.write_reserve_document(public / "reserve.json", tree)
 
     merchants, settlement, files = seed_points(manifest, bottles_out.parent)
     return DemoWorld(
@@ -99,7 +140,8 @@ def seed(base_url: str, bottles_out: Path) -> DemoWorld:
         manifest=manifest, lot_id=issued.lot_id, bottles=issued.bottles,
         holders={"alice": alice.address, "bob": bob.address, "carol": carol.address},
         relayer_key=str(relayer.private_key),
-        sample_token=token(1), flagged_token=token(5),
+        sample_token=token(1), flagged_token=token(5), redeemed_token=token(2), gift_token=token(3),
+        gift_secret="0x" + claim_key.key.hex(), reserve_file=reserve_file,
     )
 
 
@@ -117,6 +159,11 @@ def describe(world: DemoWorld, base_url: str, rpc_url: str) -> str:
         f"  same, as JSON         {base_url}/certificates/{sample}",
         f"  with its tag proof    {base_url}/certificates/{sample}?tag={first.tag_address}&proof={proof}",
         f"  a flagged bottle      {base_url}/verify/{world.flagged_token}",
+        f"  a redeemed bottle     {base_url}/verify/{world.redeemed_token}",
+        f"  a pending gift        {base_url}/verify/{world.gift_token} (claim it: POST {base_url}/relay/"
+        f"gift-claims/by-secret with token_id {world.gift_token}, your address as recipient and "
+        f"claim_secret {world.gift_secret})",
+        f"  reserve proofs        {base_url}/demo/{world.reserve_file.name}",
         f"  health                {base_url}/health",
         f"  holders               {', '.join(f'{k} {v}' for k, v in world.holders.items())}",
         f"  merchants             {', '.join(f'{k} {v}' for k, v in world.merchants.items())}",
@@ -133,12 +180,16 @@ def describe(world: DemoWorld, base_url: str, rpc_url: str) -> str:
 def serve(world: DemoWorld, rpc_url: str, host: str, port: int) -> None:
     import uvicorn
     from pydantic import SecretStr
+    from starlette.staticfiles import StaticFiles
 
     from api.main import create_app
     from api.settings import Settings
 
     settings = Settings(rpc_url=rpc_url, manifest_path=world.manifest.path,
                         relayer_private_key=SecretStr(world.relayer_key), public_base_url=f"http://{host}:{port}")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    app = create_app(settings)
+    # The custodian's published documents, at the URIs attested on chain.
+    app.mount("/demo", StaticFiles(directory=world.reserve_file.parent), name="demo")
+    uvicorn.run(app, host=host, port=port, log_level="info")
 
 
