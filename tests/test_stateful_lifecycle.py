@@ -208,22 +208,13 @@ def make_machine(fast: FastChain, cert, tokens, issuers, actors, keys, custodian
             caller = self.caller(data, owner)
             key = data.draw(st.sampled_from(self.m.used_keys)) if reuse_key and self.m.used_keys else Account.create()
             expiry = self.m.now + lifetime
-            state = self.m.state_of(token)
             forged = signed and forged
             if forged:
                 reason = "certificate: invalid signature"
             elif key in self.m.used_keys:
                 reason = "certificate: claim key already used"
-            elif self.m.paused:
-                reason = PAUSED
-            elif state == REDEEMED:
-                reason = NO_TOKEN
-            elif caller != owner:
-                reason = NOT_HOLDER
-            elif state != ACTIVE:
-                reason = state_error(state)
             else:
-                reason = None
+                reason = self.holder_lock_failure(token, caller)
             if signed:
                 nonce = self.m.nonce[caller]
                 message = eip712.create_gift_message(caller, token, key.address, expiry, nonce, FAR)
@@ -322,17 +313,7 @@ def make_machine(fast: FastChain, cert, tokens, issuers, actors, keys, custodian
             token = self.pick(data, ACTIVE)
             owner = self.m.owner[token]
             caller = self.caller(data, owner)
-            state = self.m.state_of(token)
-            if self.m.paused:
-                reason = PAUSED
-            elif state == REDEEMED:
-                reason = NO_TOKEN
-            elif caller != owner:
-                reason = NOT_HOLDER
-            elif state != ACTIVE:
-                reason = state_error(state)
-            else:
-                reason = None
+            reason = self.holder_lock_failure(token, caller)
             if signed:
                 nonce = self.m.nonce[caller]
                 message = eip712.request_redemption_message(caller, token, ORDER, nonce, FAR)
@@ -349,6 +330,20 @@ def make_machine(fast: FastChain, cert, tokens, issuers, actors, keys, custodian
                     self.m.nonce[caller] += 1
                 return token
             return multiple()
+
+        def holder_lock_failure(self, token: int, caller: str) -> str | None:
+            """Why the holder's lock of an active bottle (a gift, a redemption
+            request) fails for ``caller``, in the contract's order; None if it does not."""
+            state = self.m.state_of(token)
+            if self.m.paused:
+                return PAUSED
+            if state == REDEEMED:
+                return NO_TOKEN
+            if caller != self.m.owner[token]:
+                return NOT_HOLDER
+            if state != ACTIVE:
+                return state_error(state)
+            return None
 
         def custodian_failure(self, token: int, caller: str) -> str | None:
             state = self.m.state_of(token)
