@@ -79,6 +79,14 @@ def deploy_or_reuse(manifest: Manifest, name: str, deployer: Any, args: list[Any
 
 
 @dataclass(frozen=True)
+class LendingSettings:
+    #: How old (seconds) an appraisal may be for an offer with a maximum loan-to-value.
+    max_appraisal_age: int = 30 * 24 * 3600
+    eip712_name: str = eip712.LENDING_DOMAIN_NAME
+    eip712_version: str = eip712.LENDING_DOMAIN_VERSION
+
+
+@dataclass(frozen=True)
 class TokenSettings:
     #: An existing stablecoin on a real network; None deploys ReferenceStablecoin
     #: (allowed on local and test networks only).
@@ -95,7 +103,7 @@ class TokenSettings:
 
 def deploy_all(deployer: Any, *, directory: Path | None = None,
                certificate: CertificateSettings | None = None,
-               tokens: TokenSettings | None = None) -> Manifest:
+               tokens: TokenSettings | None = None, lending: LendingSettings | None = None) -> Manifest:
     """Deploy (or reuse) every Amphora contract and write the manifest."""
     from ape import chain, project
 
@@ -113,7 +121,7 @@ def deploy_all(deployer: Any, *, directory: Path | None = None,
     registry_address = str((manifest.contracts.get("CustodyRegistry") or {}).get("address") or "")
     stale_registry = bool(registry_address) and _has_code(registry_address) and (
         project.CustodyRegistry.at(registry_address).CERTIFICATE() != cert.address)
-    deploy_or_reuse(manifest, "CustodyRegistry", deployer, [cert.address], fresh=stale_registry)
+    registry, _ = deploy_or_reuse(manifest, "CustodyRegistry", deployer, [cert.address], fresh=stale_registry)
 
     if money.stablecoin is None:
         if chain_id not in LOCAL_CHAIN_IDS:
@@ -130,6 +138,7 @@ def deploy_all(deployer: Any, *, directory: Path | None = None,
                 "contract": "external", "address": stablecoin.address,
                 "abi": _abi_json(project.ReferenceStablecoin.contract_type), "deploy_block": None,
             }
+    deploy_lending(manifest, deployer, cert, registry, stablecoin, lending or LendingSettings())
     points_address = str((manifest.contracts.get("PointsToken") or {}).get("address") or "")
     stale = bool(points_address) and _has_code(points_address) and (
         project.PointsToken.at(points_address).STABLECOIN() != stablecoin.address)
@@ -144,13 +153,47 @@ def deploy_all(deployer: Any, *, directory: Path | None = None,
     return manifest
 
 
+def deploy_lending(manifest: Manifest, deployer: Any, cert: Any, registry: Any, stablecoin: Any,
+                   settings: LendingSettings) -> Any:
+    """PledgeLending over ``cert`` and ``stablecoin``, wired into the certificate.
+
+    The certificate accepts its lending contract once (``set_lending``): if it
+    is already wired, that contract is the one recorded, whatever stablecoin it
+    lends (a warning says so when the stablecoin changed: lending in another
+    one needs a new certificate)."""
+    from ape import project
+
+    wired = cert.lending()
+    if int(wired, 16):
+        lending = project.PledgeLending.at(wired)
+        if lending.STABLECOIN() != stablecoin.address:
+            logger.warning("PledgeLending %s stays bound to stablecoin %s: the certificate trusts it for good; "
+                           "lending in %s needs a new certificate", wired, lending.STABLECOIN(), stablecoin.address)
+        if (manifest.contracts.get("PledgeLending") or {}).get("address") != wired:
+            manifest.contracts["PledgeLending"] = {
+                "contract": "PledgeLending", "address": wired,
+                "abi": _abi_json(project.PledgeLending.contract_type), "deploy_block": None,
+            }
+        return lending
+    recorded = str((manifest.contracts.get("PledgeLending") or {}).get("address") or "")
+    stale = bool(recorded) and _has_code(recorded) and (
+        project.PledgeLending.at(recorded).CERTIFICATE() != cert.address)
+    lending, _ = deploy_or_reuse(
+        manifest, "PledgeLending", deployer,
+        [cert.address, registry.address, stablecoin.address, settings.max_appraisal_age,
+         settings.eip712_name, settings.eip712_version], fresh=stale)
+    cert.set_lending(lending.address, sender=deployer)
+    logger.info("WineCertificate: lending contract set to %s", lending.address)
+    return lending
+
+
 def record_roles(manifest: Manifest, cert: Any) -> None:
     """Refresh the manifest's roles from the chain (admin) and its own record."""
     roles = manifest.roles
     roles["admin"] = cert.owner()
     pending = cert.pending_owner()
     roles["pending_admin"] = pending if int(pending, 16) else None
-    for key in ("issuers", "custodians"):
+    for key in ("issuers", "custodians", "appraisers"):
         roles.setdefault(key, {})
 
 
@@ -191,4 +234,17 @@ def revoke_custodian(manifest: Manifest, admin: Any, account: str) -> None:
     cert = certificate(manifest)
     cert.revoke_custodian(account, sender=admin)
     manifest.roles.setdefault("custodians", {}).pop(str(account), None)
+    manifest.save()
+
+
+def pledge_lending(manifest: Manifest) -> Any:
+    from ape import project
+
+    return project.PledgeLending.at(manifest.address("PledgeLending"))
+
+
+def grant_appraiser(manifest: Manifest, admin: Any, account: str, name: str) -> None:
+    """Let ``account`` post lot appraisals to PledgeLending (``name`` is kept in the manifest)."""
+    pledge_lending(manifest).set_appraiser(account, True, sender=admin)
+    manifest.roles.setdefault("appraisers", {})[str(account)] = name
     manifest.save()
