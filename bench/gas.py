@@ -210,6 +210,9 @@ LENDING_FLOORS["loan_accept_returning"] = [
     for label, gas in LENDING_FLOORS["loan_accept"]
 ]
 FLOORS = {**LIFECYCLE_FLOORS, **LENDING_FLOORS}
+#: Floors reported beside their figures but not held to the target: the target
+#: is set for the direct acceptance; these show what the other paths cost.
+FLOORS_REPORTED_ONLY = frozenset({"loan_accept_relayed", "loan_accept_returning"})
 
 
 def calldata_gas(data: bytes) -> int:
@@ -468,6 +471,8 @@ def lifecycle_table(results: dict[str, int]) -> str:
     rows = [f"{'lifecycle':<24}{'gas':>10}{'floor':>10}{'gas/floor':>11}   target ≤ {LIFECYCLE_FLOOR_LIMIT} × floor"]
     for key, row in lifecycle_floors(results).items():
         verdict = "met" if row["ratio"] <= LIFECYCLE_FLOOR_LIMIT else "MISSED"
+        if key in FLOORS_REPORTED_ONLY:
+            verdict = "(reported, no target)"
         rows.append(f"{key:<24}{row['gas']:>10,}{row['floor']:>10,}{row['ratio']:>11.3f}   {verdict}")
     return "\n".join(rows)
 
