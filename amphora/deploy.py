@@ -138,7 +138,6 @@ def deploy_all(deployer: Any, *, directory: Path | None = None,
                 "contract": "external", "address": stablecoin.address,
                 "abi": _abi_json(project.ReferenceStablecoin.contract_type), "deploy_block": None,
             }
-    deploy_lending(manifest, deployer, cert, registry, stablecoin, lending or LendingSettings())
     points_address = str((manifest.contracts.get("PointsToken") or {}).get("address") or "")
     stale = bool(points_address) and _has_code(points_address) and (
         project.PointsToken.at(points_address).STABLECOIN() != stablecoin.address)
@@ -149,6 +148,8 @@ def deploy_all(deployer: Any, *, directory: Path | None = None,
     deploy_or_reuse(
         manifest, "UtilityToken", deployer,
         [money.utility_name, money.utility_symbol, money.utility_cap, money.utility_name, "1"])
+    # Last, so that adding it left every earlier contract's address as it was.
+    deploy_lending(manifest, deployer, cert, registry, stablecoin, lending or LendingSettings())
     manifest.save()
     return manifest
 
