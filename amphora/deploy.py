@@ -101,6 +101,14 @@ def deploy_or_reuse(manifest: Manifest, name: str, deployer: Any, args: list[Any
 
 
 @dataclass(frozen=True)
+class LendingSettings:
+    #: How old (seconds) an appraisal may be for an offer with a maximum loan-to-value.
+    max_appraisal_age: int = 30 * 24 * 3600
+    eip712_name: str = eip712.LENDING_DOMAIN_NAME
+    eip712_version: str = eip712.LENDING_DOMAIN_VERSION
+
+
+@dataclass(frozen=True)
 class TokenSettings:
     #: An existing stablecoin on a real network; None deploys ReferenceStablecoin
     #: (allowed on local and test networks only).
@@ -117,7 +125,7 @@ class TokenSettings:
 
 def deploy_all(deployer: Any, *, directory: Path | None = None,
                certificate: CertificateSettings | None = None,
-               tokens: TokenSettings | None = None) -> Manifest:
+               tokens: TokenSettings | None = None, lending: LendingSettings | None = None) -> Manifest:
     """Deploy (or reuse) every Amphora contract and write the manifest."""
     from ape import chain, project
 
@@ -135,7 +143,7 @@ def deploy_all(deployer: Any, *, directory: Path | None = None,
     registry_address = str((manifest.contracts.get("CustodyRegistry") or {}).get("address") or "")
     stale_registry = bool(registry_address) and _runs(registry_address, project.CustodyRegistry) and (
         project.CustodyRegistry.at(registry_address).CERTIFICATE() != cert.address)
-    deploy_or_reuse(manifest, "CustodyRegistry", deployer, [cert.address], fresh=stale_registry)
+    registry, _ = deploy_or_reuse(manifest, "CustodyRegistry", deployer, [cert.address], fresh=stale_registry)
 
     if money.stablecoin is None:
         if chain_id not in LOCAL_CHAIN_IDS:
@@ -162,8 +170,44 @@ def deploy_all(deployer: Any, *, directory: Path | None = None,
     deploy_or_reuse(
         manifest, "UtilityToken", deployer,
         [money.utility_name, money.utility_symbol, money.utility_cap, money.utility_name, "1"])
+    # Last, so that adding it left every earlier contract's address as it was.
+    deploy_lending(manifest, deployer, cert, registry, stablecoin, lending or LendingSettings())
     manifest.save()
     return manifest
+
+
+def deploy_lending(manifest: Manifest, deployer: Any, cert: Any, registry: Any, stablecoin: Any,
+                   settings: LendingSettings) -> Any:
+    """PledgeLending over ``cert`` and ``stablecoin``, wired into the certificate.
+
+    The certificate accepts its lending contract once (``set_lending``): if it
+    is already wired, that contract is the one recorded, whatever stablecoin it
+    lends (a warning says so when the stablecoin changed: lending in another
+    one needs a new certificate)."""
+    from ape import project
+
+    wired = cert.lending()
+    if int(wired, 16):
+        lending = project.PledgeLending.at(wired)
+        if lending.STABLECOIN() != stablecoin.address:
+            logger.warning("PledgeLending %s stays bound to stablecoin %s: the certificate trusts it for good; "
+                           "lending in %s needs a new certificate", wired, lending.STABLECOIN(), stablecoin.address)
+        if (manifest.contracts.get("PledgeLending") or {}).get("address") != wired:
+            manifest.contracts["PledgeLending"] = {
+                "contract": "PledgeLending", "address": wired,
+                "abi": _abi_json(project.PledgeLending.contract_type), "deploy_block": None,
+            }
+        return lending
+    recorded = str((manifest.contracts.get("PledgeLending") or {}).get("address") or "")
+    stale = bool(recorded) and _runs(recorded, project.PledgeLending) and (
+        project.PledgeLending.at(recorded).CERTIFICATE() != cert.address)
+    lending, _ = deploy_or_reuse(
+        manifest, "PledgeLending", deployer,
+        [cert.address, registry.address, stablecoin.address, settings.max_appraisal_age,
+         settings.eip712_name, settings.eip712_version], fresh=stale)
+    cert.set_lending(lending.address, sender=deployer)
+    logger.info("WineCertificate: lending contract set to %s", lending.address)
+    return lending
 
 
 def record_roles(manifest: Manifest, cert: Any) -> None:
@@ -172,7 +216,7 @@ def record_roles(manifest: Manifest, cert: Any) -> None:
     roles["admin"] = cert.owner()
     pending = cert.pending_owner()
     roles["pending_admin"] = pending if int(pending, 16) else None
-    for key in ("issuers", "custodians"):
+    for key in ("issuers", "custodians", "appraisers"):
         roles.setdefault(key, {})
 
 
@@ -213,4 +257,17 @@ def revoke_custodian(manifest: Manifest, admin: Any, account: str) -> None:
     cert = certificate(manifest)
     cert.revoke_custodian(account, sender=admin)
     manifest.roles.setdefault("custodians", {}).pop(str(account), None)
+    manifest.save()
+
+
+def pledge_lending(manifest: Manifest) -> Any:
+    from ape import project
+
+    return project.PledgeLending.at(manifest.address("PledgeLending"))
+
+
+def grant_appraiser(manifest: Manifest, admin: Any, account: str, name: str) -> None:
+    """Let ``account`` post lot appraisals to PledgeLending (``name`` is kept in the manifest)."""
+    pledge_lending(manifest).set_appraiser(account, True, sender=admin)
+    manifest.roles.setdefault("appraisers", {})[str(account)] = name
     manifest.save()

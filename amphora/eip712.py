@@ -16,6 +16,9 @@ from eth_utils import keccak, to_checksum_address
 #: Domain name and version the WineCertificate is deployed with.
 CERTIFICATE_DOMAIN_NAME = "Amphora Wine Certificate"
 CERTIFICATE_DOMAIN_VERSION = "1"
+#: Domain name and version PledgeLending is deployed with (offers, acceptances, extensions).
+LENDING_DOMAIN_NAME = "Amphora Pledge Lending"
+LENDING_DOMAIN_VERSION = "1"
 
 EIP712_DOMAIN_TYPE = [
     {"name": "name", "type": "string"},
@@ -82,6 +85,34 @@ TYPES: dict[str, list[dict[str, str]]] = {
         {"name": "tokenId", "type": "uint256"},
         {"name": "blockNumber", "type": "uint256"},
         {"name": "blockHash", "type": "bytes32"},
+    ],
+    # PledgeLending: a lender's offer (signed by the lender; never stored until used).
+    "LoanOffer": [
+        {"name": "lender", "type": "address"},
+        {"name": "currency", "type": "address"},
+        {"name": "lotId", "type": "uint256"},
+        {"name": "tokenId", "type": "uint256"},
+        {"name": "principal", "type": "uint256"},
+        {"name": "repayment", "type": "uint256"},
+        {"name": "duration", "type": "uint256"},
+        {"name": "gracePeriod", "type": "uint256"},
+        {"name": "maxLtvBps", "type": "uint256"},
+        {"name": "expiry", "type": "uint256"},
+        {"name": "nonce", "type": "uint256"},
+    ],
+    # PledgeLending: the borrower's acceptance, for the relayer (offerHash = the offer's digest).
+    "AcceptOffer": [
+        {"name": "offerHash", "type": "bytes32"},
+        {"name": "tokenId", "type": "uint256"},
+        {"name": "borrower", "type": "address"},
+        {"name": "deadline", "type": "uint256"},
+    ],
+    # PledgeLending: a later due date and new repayment, signed by lender and borrower.
+    "LoanExtension": [
+        {"name": "loanId", "type": "uint256"},
+        {"name": "dueAt", "type": "uint256"},
+        {"name": "repayment", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
     ],
     # ERC-20 tokens: EIP-2612 permit.
     "Permit": [
@@ -208,6 +239,51 @@ def sign_tag_challenge(tag_key: bytes | str, token_id: int, block_number: int, b
     is at most ``TAG_CHALLENGE_WINDOW`` blocks old (and not the newest)."""
     message = tag_challenge_message(token_id, block_number, block_hash)
     return sign(typed_data("TagChallenge", message, chain_id, certificate), tag_key)
+
+
+#: Seconds in the year a loan rate is quoted over.
+YEAR = 365 * 24 * 3600
+
+
+def repayment_for_rate(principal: int, apr_bps: int, duration: int) -> int:
+    """The repayment amount of a loan quoted at ``apr_bps`` a year (simple
+    interest over ``duration`` seconds, 365-day year), rounded up to the
+    stablecoin's smallest unit. Offers carry the amount, not the rate."""
+    numerator = int(principal) * (10_000 * YEAR + int(apr_bps) * int(duration))
+    return -(-numerator // (10_000 * YEAR))
+
+
+def loan_offer_message(lender: str, currency: str, lot_id: int, token_id: int, principal: int, repayment: int,
+                       duration: int, grace_period: int, max_ltv_bps: int, expiry: int,
+                       nonce: int) -> dict[str, Any]:
+    """A ``LoanOffer``: ``token_id`` 0 offers against any certificate of ``lot_id``;
+    ``max_ltv_bps`` 0 skips the appraisal check."""
+    return {
+        "lender": to_checksum_address(lender), "currency": to_checksum_address(currency), "lotId": int(lot_id),
+        "tokenId": int(token_id), "principal": int(principal), "repayment": int(repayment),
+        "duration": int(duration), "gracePeriod": int(grace_period), "maxLtvBps": int(max_ltv_bps),
+        "expiry": int(expiry), "nonce": int(nonce),
+    }
+
+
+def loan_offer_args(message: dict[str, Any]) -> tuple[Any, ...]:
+    """A ``LoanOffer`` message as the contract's ``LoanOffer`` struct argument (a tuple)."""
+    return tuple(message[f["name"]] for f in TYPES["LoanOffer"])
+
+
+def accept_offer_message(offer_hash: bytes, token_id: int, borrower: str, deadline: int) -> dict[str, Any]:
+    return {"offerHash": _bytes32(offer_hash), "tokenId": int(token_id), "borrower": to_checksum_address(borrower),
+            "deadline": int(deadline)}
+
+
+def loan_extension_message(loan_id: int, due_at: int, repayment: int, deadline: int) -> dict[str, Any]:
+    return {"loanId": int(loan_id), "dueAt": int(due_at), "repayment": int(repayment), "deadline": int(deadline)}
+
+
+def lending_typed_data(primary_type: str, message: dict[str, Any], chain_id: int,
+                       lending: str) -> dict[str, Any]:
+    """A typed-data payload in PledgeLending's domain."""
+    return typed_data(primary_type, message, chain_id, lending, LENDING_DOMAIN_NAME, LENDING_DOMAIN_VERSION)
 
 
 def _bytes32(value: bytes) -> bytes:

@@ -138,6 +138,83 @@ LIFECYCLE_FLOORS: dict[str, list[tuple[str, int | None]]] = {
 }
 
 
+#: The lending paths (PledgeLending), floored the same way. The bench's loan is
+#: a returning lender's offer (its nonce word in use), a borrower's first loan
+#: (its credit word is created) and the bottle's first pledge (the loan's three
+#: words are created); a stablecoin allowance of 2**256 - 1 is not written.
+#: A call to another contract costs its cold account access (2,600).
+_STABLECOIN_TRANSFER = [
+    ("stablecoin: payer's balance word, nonzero -> nonzero", 5_000),
+    ("stablecoin: payee's balance word (an existing holder), nonzero -> nonzero", 5_000),
+    ("stablecoin Transfer: 3 topics + amount", log_gas(3, 32)),
+]
+LENDING_FLOORS: dict[str, list[tuple[str, int | None]]] = {
+    "loan_accept": [
+        ("base transaction", 21_000),
+        ("calldata (offer + 65-byte signature)", None),
+        ("ecrecover precompile: the lender's signature", 3_000),
+        ("lender's nonce bitmap word (a word in use), nonzero -> nonzero", 5_000),
+        ("loan: lender | due | grace | state | sequence, zero -> nonzero", 22_100),
+        ("loan: principal | repayment, zero -> nonzero", 22_100),
+        ("loan: borrower | started_at, zero -> nonzero", 22_100),
+        ("borrower's credit word (first loan), zero -> nonzero", 22_100),
+        ("calls to the certificate and the stablecoin (cold accounts)", 2 * 2_600),
+        ("certificate token word: state -> pledged, nonzero -> nonzero", 5_000),
+        *_STABLECOIN_TRANSFER,
+        ("LoanStarted: 4 topics + 6 words", log_gas(4, 192)),
+        ("Locked(tokenId): 1 topic + 32 bytes", log_gas(1, 32)),
+        ("CertificatePledged: 3 topics", log_gas(3, 0)),
+    ],
+    "loan_repay": [
+        ("base transaction", 21_000),
+        ("calldata", None),
+        ("loan terms word: state -> repaid, nonzero -> nonzero", 5_000),
+        ("borrower's credit word, nonzero -> nonzero", 5_000),
+        ("borrower's principal-repaid word (first repayment), zero -> nonzero", 22_100),
+        ("calls to the certificate and the stablecoin (cold accounts)", 2 * 2_600),
+        ("certificate token word: state -> active, nonzero -> nonzero", 5_000),
+        *_STABLECOIN_TRANSFER,
+        ("LoanRepaid: 4 topics + 2 words", log_gas(4, 64)),
+        ("Unlocked(tokenId): 1 topic + 32 bytes", log_gas(1, 32)),
+        ("CertificateReleased: 4 topics", log_gas(4, 0)),
+    ],
+    "loan_foreclose": [
+        ("base transaction", 21_000),
+        ("calldata", None),
+        ("loan terms word: state -> foreclosed, nonzero -> nonzero", 5_000),
+        ("borrower's credit word, nonzero -> nonzero", 5_000),
+        ("call to the certificate (cold account)", 2_600),
+        ("certificate token word: new owner, active, nonzero -> nonzero", 5_000),
+        ("borrower's certificate balance word, nonzero -> nonzero", 5_000),
+        ("lender's certificate balance word (its first certificate), zero -> nonzero", 22_100),
+        ("LoanForeclosed: 4 topics", log_gas(4, 0)),
+        ("Unlocked(tokenId): 1 topic + 32 bytes", log_gas(1, 32)),
+        ("Transfer: 4 topics", log_gas(4, 0)),
+        ("CertificateReleased: 4 topics", log_gas(4, 0)),
+    ],
+    "appraisal_post": [
+        ("base transaction", 21_000),
+        ("calldata", None),
+        ("appraisal word: value | appraised_at, zero -> nonzero (the lot's first)", 22_100),
+        ("AppraisalPosted: 3 topics + 2 words", log_gas(3, 64)),
+    ],
+}
+LENDING_FLOORS["loan_accept_relayed"] = [
+    *LENDING_FLOORS["loan_accept"][:3],
+    ("ecrecover precompile: the borrower's acceptance", 3_000),
+    *LENDING_FLOORS["loan_accept"][3:],
+]
+LENDING_FLOORS["loan_accept_returning"] = [
+    (label.replace(", zero -> nonzero", ", nonzero -> nonzero").replace(" (first loan)", ""),
+     5_000 if gas == 22_100 else gas)
+    for label, gas in LENDING_FLOORS["loan_accept"]
+]
+FLOORS = {**LIFECYCLE_FLOORS, **LENDING_FLOORS}
+#: Floors reported beside their figures but not held to the target: the target
+#: is set for the direct acceptance; these show what the other paths cost.
+FLOORS_REPORTED_ONLY = frozenset({"loan_accept_relayed", "loan_accept_returning"})
+
+
 def calldata_gas(data: bytes) -> int:
     return sum(16 if b else 4 for b in data)
 
@@ -205,6 +282,7 @@ def measure() -> dict[str, int]:
             alice, bob, t3, 1, 2**40, sig, sender=relayer).gas_used
         results.update(measure_tokens(manifest, chain, accounts.test_accounts))
         results.update(measure_lifecycle(manifest, accounts.test_accounts))
+        results.update(measure_lending(manifest, accounts.test_accounts))
     return results
 
 
@@ -315,11 +393,73 @@ def measure_lifecycle(manifest, people) -> dict[str, int]:
     return out
 
 
+def measure_lending(manifest, people) -> dict[str, int]:
+    """PledgeLending's paths: a direct and a relayed acceptance (borrowers'
+    first loans, bottles' first pledges, a lender whose nonce word is in use),
+    an on-time repayment, a foreclosure, a lot's first appraisal, and a
+    returning borrower re-pledging the same bottle. Fixed terms and nonces."""
+    from ape import chain, project
+
+    from amphora import eip712
+    from amphora.deploy import grant_appraiser
+    from amphora.lots import LotDescription, issue, token_id
+
+    admin, winery, custodian, alice, bob, carol, relayer = (people[i] for i in (0, 1, 2, 3, 4, 5, 6))
+    minter, lender, appraiser = people[13], people[14], people[15]
+    cert = project.WineCertificate.at(manifest.address("WineCertificate"))
+    stable = project.ReferenceStablecoin.at(manifest.address("Stablecoin"))
+    lending = project.PledgeLending.at(manifest.address("PledgeLending"))
+    usd = 10**6
+    lot_id = issue(cert, winery, LotDescription.from_mapping({
+        "producer": "Bench Winery", "wine": "Grand Vin", "region": "Pauillac AOC", "bottle_count": 10,
+        "volume_ml": 750, "bottling_date": BOTTLING_DATE, "custodian": custodian.address, "vintage": 2020,
+        "tags": [custodian.address] * 10,
+    })).lot_id
+    ta, tb, tc = (token_id(lot_id, s) for s in (1, 2, 3))
+    for tid, buyer in ((ta, alice), (tb, bob), (tc, carol)):
+        cert.transferFrom(winery, buyer, tid, sender=winery)
+    for account in (lender, alice, bob, carol):
+        stable.mint(account, 100_000 * usd, sender=minter)
+        stable.approve(lending, 2**256 - 1, sender=account)
+    grant_appraiser(manifest, admin, appraiser.address, "Bench Appraiser")
+    out: dict[str, int] = {}
+
+    def record(name: str, receipt) -> None:
+        out[name] = receipt.gas_used
+        LIFECYCLE_CALLDATA[name] = calldata_gas(bytes(receipt.transaction.data))
+
+    def offer(tid: int, nonce: int) -> tuple[tuple, bytes]:
+        message = eip712.loan_offer_message(lender.address, stable.address, lot_id, tid, 1_000 * usd, 1_050 * usd,
+                                            30 * 86_400, 7 * 86_400, 0, 2**40, nonce)
+        data = eip712.lending_typed_data("LoanOffer", message, chain.chain_id, lending.address)
+        return eip712.loan_offer_args(message), eip712.sign(data, lender.private_key)
+
+    args, sig = offer(tb, 0)  # the lender's first offer puts its nonce word in use
+    lending.accept_offer(args, sig, tb, sender=bob)
+    args, sig = offer(ta, 1)
+    receipt = lending.accept_offer(args, sig, ta, sender=alice)
+    loan_a = receipt.return_value
+    record("loan_accept", receipt)
+    args, sig = offer(tc, 2)
+    acceptance = eip712.sign(eip712.lending_typed_data("AcceptOffer", eip712.accept_offer_message(
+        lending.offer_hash(args), tc, carol.address, 2**40), chain.chain_id, lending.address), carol.private_key)
+    receipt = lending.accept_offer_with_signature(args, sig, tc, carol, 2**40, acceptance, sender=relayer)
+    loan_c = receipt.return_value
+    record("loan_accept_relayed", receipt)
+    record("appraisal_post", lending.post_appraisal(lot_id, 3_000 * usd, chain.pending_timestamp, sender=appraiser))
+    record("loan_repay", lending.repay(loan_a, sender=alice))
+    chain.pending_timestamp = lending.loan(loan_c).grace_ends_at + 1
+    record("loan_foreclose", lending.foreclose(loan_c, sender=lender))
+    args, sig = offer(ta, 3)
+    record("loan_accept_returning", lending.accept_offer(args, sig, ta, sender=alice))
+    return out
+
+
 def lifecycle_floors(results: dict[str, int]) -> dict[str, dict[str, float | int]]:
     """Each lifecycle measurement beside its floor (LIFECYCLE_FLOORS, with the
     measured calldata) and their ratio."""
     out: dict[str, dict[str, float | int]] = {}
-    for key, terms in LIFECYCLE_FLOORS.items():
+    for key, terms in FLOORS.items():
         if key not in results:
             continue
         floor = sum(LIFECYCLE_CALLDATA[key] if gas is None else gas for _, gas in terms)
@@ -331,7 +471,19 @@ def lifecycle_table(results: dict[str, int]) -> str:
     rows = [f"{'lifecycle':<24}{'gas':>10}{'floor':>10}{'gas/floor':>11}   target ≤ {LIFECYCLE_FLOOR_LIMIT} × floor"]
     for key, row in lifecycle_floors(results).items():
         verdict = "met" if row["ratio"] <= LIFECYCLE_FLOOR_LIMIT else "MISSED"
+        if key in FLOORS_REPORTED_ONLY:
+            verdict = "(reported, no target)"
         rows.append(f"{key:<24}{row['gas']:>10,}{row['floor']:>10,}{row['ratio']:>11.3f}   {verdict}")
+    return "\n".join(rows)
+
+
+def floor_itemised(results: dict[str, int], key: str) -> str:
+    """One floor term by term, with the measured calldata."""
+    rows = [f"{key} floor, term by term:"]
+    for label, gas in FLOORS[key]:
+        rows.append(f"  {LIFECYCLE_CALLDATA[key] if gas is None else gas:>8,}  {label}")
+    floor = sum(LIFECYCLE_CALLDATA[key] if gas is None else gas for _, gas in FLOORS[key])
+    rows.append(f"  {floor:>8,}  floor; measured {results[key]:,} = {results[key] / floor:.3f} × floor")
     return "\n".join(rows)
 
 
@@ -377,7 +529,8 @@ def main() -> int:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     LIFECYCLE_RESULTS.write_text(json.dumps(lifecycle_floors(results), indent=2) + "\n")
-    sys.stdout.write(table(results) + "\n\n" + lifecycle_table(results)
+    itemised = "\n".join(floor_itemised(results, k) for k in LENDING_FLOORS if k in results)
+    sys.stdout.write(table(results) + "\n\n" + lifecycle_table(results) + "\n\n" + itemised
                      + f"\n\nwritten to {RESULTS} and {LIFECYCLE_RESULTS.name} in {time.time() - started:.0f} s\n")
     return 0
 

@@ -1,6 +1,7 @@
 # pragma version 0.4.3
 # pragma nonreentrancy on
 # pragma evm-version prague
+# pragma optimize codesize
 """
 @title Amphora Wine Certificate
 @custom:contract-name WineCertificate
@@ -51,7 +52,14 @@
      | redemption_requested | active               | lot's custodian: `reject_redemption` |
      | active               | flagged              | holder or lot's issuer: `flag`      |
      | flagged              | active               | lot's issuer: `clear_flag`          |
-     | active               | pledged, and back    | reserved for the lending contract   |
+     | active               | pledged              | the lending contract: `pledge`      |
+     | pledged              | active               | the lending contract: `release` (repaid) |
+     | pledged              | active (lender)      | the lending contract: `release` to the lender (foreclosed) |
+     A pledge is held by the one lending contract set with
+     `set_lending` (`PledgeLending`), which keeps the loan; the
+     certificate keeps only the state. `# pragma optimize codesize`: the
+     lending hooks fit under the 24,576-byte limit only so (transfers
+     cost about 300 gas more than with the gas optimiser).
      Every holder action has a `_with_signature` form (EIP-712, one
      sequential nonce per holder, ERC-1271 for contract holders).
 @custom:security Emergency: the admin calls `pause`, which stops whatever
@@ -60,11 +68,15 @@
                  claims, redemption requests and confirmations. It lets
                  through whatever only protects a certificate or returns it
                  to its holder: flagging and clearing a flag, revoking a
-                 gift, rejecting a redemption; and custody moves, which
-                 move no token. No function lets anyone, the admin
-                 included, move a token they do not own or are not
-                 approved for (a gift claim is the holder's own prior
-                 approval, bound to one claim key), paused or not.
+                 gift, rejecting a redemption, releasing a pledge to its
+                 holder; and custody moves, which move no token. Pledges
+                 and foreclosures to a lender stop too. No function lets
+                 anyone, the admin included, move a token they do not own
+                 or are not approved for (a gift claim is the holder's own
+                 prior approval, bound to one claim key; a foreclosure the
+                 borrower's acceptance of a loan, checked by the lending
+                 contract the admin wires once with `set_lending`), paused
+                 or not.
 """
 
 
@@ -321,6 +333,23 @@ event FlagCleared:
     by: indexed(address)
 
 
+event LendingSet:
+    lending: indexed(address)
+
+
+# @dev `receiver` is the holder when a loan was repaid, the lender when it
+# was foreclosed (a `Transfer` to the lender precedes it).
+event CertificatePledged:
+    token_id: indexed(uint256)
+    holder: indexed(address)
+
+
+event CertificateReleased:
+    token_id: indexed(uint256)
+    holder: indexed(address)
+    receiver: indexed(address)
+
+
 # @dev The lifecycle events, one per transition, each logged right after the
 # change it reports (and after ERC-5192 `Locked`/`Unlocked`).
 event GiftCreated:
@@ -405,6 +434,9 @@ _approvals: HashMap[uint256, uint256]
 _accounts: HashMap[address, uint256]
 # @notice Whether `operator` may move every token of `owner`.
 isApprovedForAll: public(HashMap[address, HashMap[address, bool]])
+# @notice The one lending contract that may pledge and release
+#         certificates (`PledgeLending`); set once by the admin.
+lending: public(address)
 
 
 @deploy
@@ -1127,6 +1159,79 @@ def reject_redemption(token_id: uint256, reason_hash: bytes32):
     log RedemptionRejected(token_id=token_id, custodian=msg.sender, reason_hash=reason_hash)
 
 
+# ---------------------------------------------------------------- lending
+
+
+@external
+def set_lending(lending_: address):
+    """
+    @notice Admin: name the lending contract that may pledge and release
+            certificates. Once only: it cannot be changed afterwards.
+    @custom:security Set once so that no later admin key can swap in a
+                     contract that pledges and forecloses certificates
+                     without their holders' consent; the wired contract's
+                     code is public and pledges only on a holder's
+                     acceptance of a loan. A new lending contract needs a
+                     new certificate deployment.
+    """
+    ownable._check_owner()
+    assert self.lending == empty(address), "certificate: lending already set"
+    self.lending = lending_
+    log LendingSet(lending=lending_)
+
+
+@external
+def pledge(token_id: uint256, holder: address):
+    """
+    @notice The lending contract: lock `holder`'s active certificate as
+            loan collateral. It stays recorded as the holder's but cannot
+            be transferred, gifted, flagged or redeemed until `release`.
+            Only collateral in good standing: active (so not flagged,
+            gift pending, redemption requested or already pledged), and
+            its lot in the custody of a registered custodian.
+    @custom:security Privilege: the lending contract only, which checks
+                     the holder's acceptance of the loan. Stopped while
+                     paused. No external call.
+    """
+    pausable._require_not_paused()
+    assert msg.sender == self.lending, "certificate: caller is not the lending contract"
+    owner: address = empty(address)
+    word: uint256 = empty(uint256)
+    owner, word = self._owner_of(token_id)
+    assert owner == holder, "certificate: borrower is not the holder"
+    self._require_state(word, ACTIVE)
+    self._require_registered_custodian(self._lot_custodian(token_id))
+    self._set_state(token_id, owner, word, PLEDGED)
+    log CertificatePledged(token_id=token_id, holder=owner)
+
+
+@external
+def release(token_id: uint256, receiver: address) -> address:
+    """
+    @notice The lending contract: unlock a pledged certificate, for its
+            holder (`receiver` zero or the holder: the loan was repaid;
+            allowed while paused) or moved to `receiver` (the lender, who
+            foreclosed; stopped while paused, as every transfer is).
+    @return address The holder (the borrower) before the release.
+    @dev No receiver hook on foreclosure: the lender chose to lend and
+         receives the certificate as by `transferFrom`; calling out here
+         would only open a re-entrancy path.
+    """
+    assert msg.sender == self.lending, "certificate: caller is not the lending contract"
+    owner: address = empty(address)
+    word: uint256 = empty(uint256)
+    owner, word = self._owner_of(token_id)
+    self._require_state(word, PLEDGED)
+    self._set_state(token_id, owner, word, ACTIVE)
+    to: address = owner
+    if receiver != empty(address) and receiver != owner:
+        pausable._require_not_paused()
+        self._move(owner, receiver, token_id, word)
+        to = receiver
+    log CertificateReleased(token_id=token_id, holder=owner, receiver=to)
+    return owner
+
+
 # ---------------------------------------------------------------- custody
 
 
@@ -1165,7 +1270,10 @@ def flag(token_id: uint256, reason_hash: bytes32):
     @param reason_hash keccak256 of the report (police reference, notes).
     @custom:security Privilege: holder or issuer; a flag only locks. Only
                      an active certificate can be flagged (revoke a gift
-                     first).
+                     first). A pledged one cannot: the pledge already
+                     keeps it from moving, and the lender's collateral
+                     must not change state under an open loan; it can be
+                     flagged once repaid or foreclosed.
     """
     self._flag(msg.sender, token_id, reason_hash)
 

@@ -87,6 +87,24 @@ def minter(accounts):
 
 
 @pytest.fixture(scope="session")
+def lender(accounts):
+    """Lends stablecoin against certificates."""
+    return accounts[14]
+
+
+@pytest.fixture(scope="session")
+def appraiser(accounts):
+    """Posts lots' values per bottle to the lending contract."""
+    return accounts[15]
+
+
+@pytest.fixture(scope="session")
+def borrower(accounts):
+    """Holds certificates and pledges them for loans."""
+    return accounts[16]
+
+
+@pytest.fixture(scope="session")
 def manifest(admin, winery, custodian, tmp_path_factory):
     """The deployment made by the same code `ape run deploy` runs."""
     directory = tmp_path_factory.mktemp("deployments")

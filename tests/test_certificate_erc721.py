@@ -179,8 +179,11 @@ CERTIFICATE_STATE_CHANGING_FUNCTIONS = {
     "confirm_redemption", "reject_redemption",
     # issuer
     "issue_lot", "clear_flag",
+    # the lending contract (set once by the admin): lock a holder's certificate on its
+    # accepted loan; release it to the holder (repaid) or the lender (foreclosed)
+    "pledge", "release",
     # admin
-    "set_base_uri", "grant_issuer", "revoke_issuer", "grant_custodian", "revoke_custodian",
+    "set_lending", "set_base_uri", "grant_issuer", "revoke_issuer", "grant_custodian", "revoke_custodian",
     "move_custody", "pause", "unpause", "transfer_ownership", "accept_ownership",
 }
 

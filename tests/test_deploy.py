@@ -61,8 +61,8 @@ def test_manifest__missing_file__clear_error(tmp_path):
 
 
 def test_manifest__unknown_contract__clear_error(manifest):
-    with pytest.raises(ManifestError, match="records no PledgeLending"):
-        manifest.address("PledgeLending")
+    with pytest.raises(ManifestError, match="records no Marketplace"):
+        manifest.address("Marketplace")
 
 
 LOT = {
@@ -152,6 +152,25 @@ def test_deploy__existing_stablecoin_address__points_use_it(admin, project, tmp_
     m2 = deploy_all(admin, directory=tmp_path)
     assert m2.contracts["Stablecoin"]["contract"] == "ReferenceStablecoin"
     assert m2.address("PointsToken") != first_points
+    # The lending contract stays: the certificate trusts it for good.
+    assert m2.address("PledgeLending") == m.address("PledgeLending")
+    assert project.PledgeLending.at(m2.address("PledgeLending")).STABLECOIN() == external.address
+
+
+def test_deploy__lending_wired_into_the_certificate_and_recorded(manifest, project, cert, registry):
+    record = manifest.contracts["PledgeLending"]
+    assert record["deploy_block"] > 0
+    assert {item["name"] for item in record["abi"] if item["type"] == "function"} >= {
+        "accept_offer", "accept_offer_with_signature", "repay", "foreclose", "extend_loan", "collateral"}
+    lending = project.PledgeLending.at(record["address"])
+    assert cert.lending() == lending.address
+    assert (lending.CERTIFICATE(), lending.REGISTRY(), lending.STABLECOIN()) == (
+        cert.address, registry.address, manifest.address("Stablecoin"))
+
+
+def test_deploy__run_twice__keeps_the_wired_lending_contract(manifest, admin, chain):
+    again = deploy_all(admin, directory=manifest.path.parent)
+    assert again.address("PledgeLending") == manifest.address("PledgeLending")
 
 
 def test_deploy__non_local_network_without_stablecoin__refused(admin, tmp_path, monkeypatch):

@@ -84,3 +84,47 @@ def test_lifecycle_message_builders__produce_every_field_of_their_type():
     }
     for primary_type, message in messages.items():
         assert list(message) == [f["name"] for f in eip712.TYPES[primary_type]], primary_type
+
+
+#: PledgeLending's typed messages: the contract's typehash getter and its encodeType string.
+LENDING_TYPES = {
+    "LoanOffer": ("LOAN_OFFER_TYPEHASH", "LoanOffer(address lender,address currency,uint256 lotId,uint256 tokenId,"
+                                         "uint256 principal,uint256 repayment,uint256 duration,uint256 gracePeriod,"
+                                         "uint256 maxLtvBps,uint256 expiry,uint256 nonce)"),
+    "AcceptOffer": ("ACCEPT_OFFER_TYPEHASH", "AcceptOffer(bytes32 offerHash,uint256 tokenId,address borrower,"
+                                             "uint256 deadline)"),
+    "LoanExtension": ("LOAN_EXTENSION_TYPEHASH", "LoanExtension(uint256 loanId,uint256 dueAt,uint256 repayment,"
+                                                 "uint256 deadline)"),
+}
+
+
+def test_lending_typehashes__match_python_definitions(project, manifest):
+    lending = project.PledgeLending.at(manifest.address("PledgeLending"))
+    for primary_type, (getter, encoded) in LENDING_TYPES.items():
+        assert eip712.encode_type(primary_type) == encoded
+        assert getattr(lending, getter)() == eip712.typehash(primary_type), primary_type
+
+
+def test_lending_domain__matches_python_definition(project, manifest, chain_id):
+    lending = project.PledgeLending.at(manifest.address("PledgeLending"))
+    assert lending.DOMAIN_SEPARATOR() == eip712.domain_separator(
+        chain_id, lending.address, eip712.LENDING_DOMAIN_NAME, eip712.LENDING_DOMAIN_VERSION)
+
+
+def test_lending_message_builders__produce_every_field_of_their_type():
+    a = "0x" + "11" * 20
+    messages = {
+        "LoanOffer": eip712.loan_offer_message(a, a, 1, 2, 3, 4, 5, 6, 7, 8, 9),
+        "AcceptOffer": eip712.accept_offer_message(b"\x01" * 32, 1, a, 2),
+        "LoanExtension": eip712.loan_extension_message(1, 2, 3, 4),
+    }
+    for primary_type, message in messages.items():
+        assert list(message) == [f["name"] for f in eip712.TYPES[primary_type]], primary_type
+    assert eip712.loan_offer_args(messages["LoanOffer"])[2:] == (1, 2, 3, 4, 5, 6, 7, 8, 9)
+
+
+def test_repayment_for_rate__simple_interest_rounded_up():
+    assert eip712.repayment_for_rate(1_000_000_000, 1_000, eip712.YEAR) == 1_100_000_000
+    assert eip712.repayment_for_rate(1_000_000_000, 1_000, eip712.YEAR // 2) == 1_050_000_000
+    assert eip712.repayment_for_rate(1, 1, 1) == 2  # any interest rounds up to a unit
+    assert eip712.repayment_for_rate(5, 0, eip712.YEAR) == 5

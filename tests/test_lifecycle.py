@@ -1309,3 +1309,240 @@ def test_claim_gift__to_receiver_reentering__reverts_and_gift_stays_claimable(
     assert cert.ownerOf(gifted) == holder and cert.state_of(gifted) == GIFT_PENDING
     cert.claim_gift(gifted, recipient, claim_signature(fresh_key, gifted, recipient), sender=recipient)
     assert cert.ownerOf(gifted) == recipient
+
+
+# ------------------------------------------------ pledges: the lending contract's hooks
+#
+# A certificate of its own whose lending contract is an ordinary account (the
+# "lending desk"), so that the hooks are exercised directly; `test_lending.py`
+# exercises them through `PledgeLending`.
+
+NOT_LENDING = "certificate: caller is not the lending contract"
+PLEDGED_ERROR = "certificate: token is pledged"
+
+
+@pytest.fixture(scope="module")
+def lending_desk(accounts):
+    """Stands in for the lending contract."""
+    return accounts[17]
+
+
+@pytest.fixture(scope="module")
+def desk_cert(project, admin, winery, custodian, lending_desk):
+    from amphora.deploy import CertificateSettings
+
+    c = admin.deploy(project.WineCertificate, *CertificateSettings().constructor_args())
+    c.grant_issuer(winery, "Domaine Test", sender=admin)
+    c.grant_custodian(custodian, "Cave Test", sender=admin)
+    c.set_lending(lending_desk, sender=admin)
+    return c
+
+
+@pytest.fixture
+def desk_lot(desk_cert, winery, custodian, holder):
+    """Bottles 1 and 2 of a fresh lot on ``desk_cert``, sold to ``holder``."""
+    from amphora.lots import LotDescription, issue
+
+    lot_id = issue(desk_cert, winery, LotDescription.from_mapping({
+        "producer": "Domaine Test", "wine": "Cuvée Essai", "region": "Pauillac AOC", "bottle_count": 3,
+        "volume_ml": 750, "bottling_date": 1_717_200_000, "custodian": custodian.address, "vintage": 2019,
+    })).lot_id
+    tokens = [(lot_id << 32) | s for s in (1, 2)]
+    for t in tokens:
+        desk_cert.transferFrom(winery, holder, t, sender=winery)
+    return tokens
+
+
+@pytest.fixture
+def pledged(desk_cert, desk_lot, holder, lending_desk):
+    desk_cert.pledge(desk_lot[0], holder, sender=lending_desk)
+    return desk_lot[0]
+
+
+def test_deployed_certificate__fits_the_eip170_code_limit(desk_cert, chain):
+    size = len(chain.provider.get_code(desk_cert.address))
+    assert size <= 24_576, f"{size} bytes"
+
+
+def test_set_lending__second_time__reverts(desk_cert, admin, attacker):
+    with ape.reverts("certificate: lending already set"):
+        desk_cert.set_lending(attacker, sender=admin)
+    assert desk_cert.lending() != attacker.address
+
+
+def test_set_lending__by_non_admin__reverts(project, admin, attacker):
+    from amphora.deploy import CertificateSettings
+
+    c = admin.deploy(project.WineCertificate, *CertificateSettings().constructor_args())
+    with ape.reverts(NOT_OWNER):
+        c.set_lending(attacker, sender=attacker)
+    receipt = c.set_lending(attacker, sender=admin)
+    assert c.lending() == attacker.address
+    assert emitted(receipt, c.LendingSet, c) == [(attacker.address,)]
+
+
+def test_pledge__by_the_lending_contract__locks_and_keeps_the_holder(desk_cert, desk_lot, holder, lending_desk):
+    token_id = desk_lot[0]
+    receipt = desk_cert.pledge(token_id, holder, sender=lending_desk)
+
+    assert desk_cert.state_of(token_id) == PLEDGED
+    assert desk_cert.locked(token_id) is True
+    assert desk_cert.ownerOf(token_id) == holder
+    assert desk_cert.balanceOf(holder) == 2
+    assert desk_cert.certificate(token_id).locked is True
+    assert emitted(receipt, desk_cert.Locked, desk_cert) == [(token_id,)]
+    assert emitted(receipt, desk_cert.CertificatePledged, desk_cert) == [(token_id, holder.address)]
+
+
+@pytest.mark.parametrize("caller", ["admin", "holder", "winery", "attacker"])
+def test_pledge__by_anyone_but_the_lending_contract__reverts(desk_cert, request, desk_lot, holder, caller):
+    with ape.reverts(NOT_LENDING):
+        desk_cert.pledge(desk_lot[0], holder, sender=request.getfixturevalue(caller))
+    assert desk_cert.state_of(desk_lot[0]) == ACTIVE
+
+
+def test_pledge__borrower_is_not_the_holder__reverts(desk_cert, desk_lot, attacker, lending_desk):
+    with ape.reverts("certificate: borrower is not the holder"):
+        desk_cert.pledge(desk_lot[0], attacker, sender=lending_desk)
+    assert desk_cert.state_of(desk_lot[0]) == ACTIVE
+
+
+@pytest.mark.parametrize("state", [GIFT_PENDING, REDEMPTION_REQUESTED, FLAGGED, PLEDGED],
+                         ids=["gift pending", "redemption requested", "flagged", "pledged"])
+def test_pledge__not_in_good_standing__reverts_naming_the_state(
+    desk_cert, desk_lot, holder, custodian, lending_desk, new_key, state
+):
+    token_id = desk_lot[0]
+    if state == PLEDGED:
+        desk_cert.pledge(token_id, holder, sender=lending_desk)
+    else:
+        put_in_state(state, desk_cert, token_id, holder, custodian, new_key())
+
+    with ape.reverts(PLEDGED_ERROR if state == PLEDGED else state_error(state)):
+        desk_cert.pledge(token_id, holder, sender=lending_desk)
+    assert desk_cert.state_of(token_id) == state
+
+
+def test_pledge__redeemed__reverts_token_does_not_exist(desk_cert, desk_lot, holder, custodian, lending_desk):
+    put_in_state(REDEEMED, desk_cert, desk_lot[0], holder, custodian, None)
+    with ape.reverts(NO_TOKEN):
+        desk_cert.pledge(desk_lot[0], holder, sender=lending_desk)
+
+
+def test_pledge__custodian_role_revoked__reverts(desk_cert, admin, desk_lot, holder, custodian, lending_desk):
+    desk_cert.revoke_custodian(custodian, sender=admin)
+    with ape.reverts("certificate: custodian is not registered"):
+        desk_cert.pledge(desk_lot[0], holder, sender=lending_desk)
+
+
+def test_pledge__while_paused__reverts(desk_cert, admin, desk_lot, holder, lending_desk):
+    desk_cert.pause(sender=admin)
+    with ape.reverts(PAUSED):
+        desk_cert.pledge(desk_lot[0], holder, sender=lending_desk)
+
+
+@pytest.mark.parametrize("spender", ["holder", "relayer", "operator"], ids=["owner", "approved", "operator"])
+@pytest.mark.parametrize("transfer_name", list(TRANSFERS))
+def test_transfer__while_pledged__reverts(
+    desk_cert, request, desk_lot, holder, recipient, relayer, operator, lending_desk, spender, transfer_name
+):
+    token_id = desk_lot[0]
+    desk_cert.approve(relayer, token_id, sender=holder)
+    desk_cert.setApprovalForAll(operator, True, sender=holder)
+    desk_cert.pledge(token_id, holder, sender=lending_desk)
+
+    with ape.reverts(PLEDGED_ERROR):
+        TRANSFERS[transfer_name](desk_cert, holder, recipient, token_id, request.getfixturevalue(spender))
+    assert desk_cert.ownerOf(token_id) == holder
+
+
+def test_signed_transfer__while_pledged__reverts_and_keeps_nonce(
+    desk_cert, pledged, holder, recipient, relayer, chain_id
+):
+    data = eip712.typed_data("Transfer", eip712.transfer_message(holder.address, recipient.address, pledged, 0, FAR),
+                             chain_id, desk_cert.address)
+    with ape.reverts(PLEDGED_ERROR):
+        desk_cert.transfer_with_signature(holder, recipient, pledged, 0, FAR, eip712.sign(data, holder.private_key),
+                                          sender=relayer)
+    assert desk_cert.ownerOf(pledged) == holder
+    assert desk_cert.nonces(holder) == 0
+
+
+@pytest.mark.parametrize("action", ["create_gift", "request_redemption", "flag by holder", "flag by issuer",
+                                    "clear_flag", "revoke_gift", "confirm_redemption", "reject_redemption"])
+def test_lifecycle_action__while_pledged__reverts_naming_the_state(
+    desk_cert, pledged, holder, winery, custodian, new_key, action
+):
+    """A pledged certificate cannot be gifted, redeemed or flagged (the lock
+    already keeps it from moving; a flag would change the lender's collateral
+    under it): every action reverts naming the pledge."""
+    calls = {
+        "create_gift": lambda: desk_cert.create_gift(pledged, new_key().address, FAR, sender=holder),
+        "request_redemption": lambda: desk_cert.request_redemption(pledged, ORDER_HASH, sender=holder),
+        "flag by holder": lambda: desk_cert.flag(pledged, REASON_HASH, sender=holder),
+        "flag by issuer": lambda: desk_cert.flag(pledged, REASON_HASH, sender=winery),
+        "clear_flag": lambda: desk_cert.clear_flag(pledged, sender=winery),
+        "revoke_gift": lambda: desk_cert.revoke_gift(pledged, sender=holder),
+        "confirm_redemption": lambda: desk_cert.confirm_redemption(pledged, sender=custodian),
+        "reject_redemption": lambda: desk_cert.reject_redemption(pledged, REJECTION_HASH, sender=custodian),
+    }
+    with ape.reverts(PLEDGED_ERROR):
+        calls[action]()
+    assert desk_cert.state_of(pledged) == PLEDGED
+
+
+def test_release__to_the_holder__unlocks_and_keeps_the_owner(desk_cert, pledged, holder, lending_desk):
+    receipt = desk_cert.release(pledged, ZERO_ADDRESS, sender=lending_desk)
+
+    assert desk_cert.state_of(pledged) == ACTIVE
+    assert desk_cert.ownerOf(pledged) == holder
+    assert receipt.return_value == holder.address
+    assert emitted(receipt, desk_cert.Unlocked, desk_cert) == [(pledged,)]
+    assert emitted(receipt, desk_cert.Transfer, desk_cert) == []
+    assert emitted(receipt, desk_cert.CertificateReleased, desk_cert) == [(pledged, holder.address, holder.address)]
+
+
+def test_release__to_the_lender__moves_it_unlocked_and_clears_approvals(
+    desk_cert, desk_lot, holder, relayer, lender, recipient, lending_desk
+):
+    token_id = desk_lot[0]
+    desk_cert.approve(relayer, token_id, sender=holder)
+    desk_cert.pledge(token_id, holder, sender=lending_desk)
+    receipt = desk_cert.release(token_id, lender, sender=lending_desk)
+
+    assert desk_cert.ownerOf(token_id) == lender
+    assert desk_cert.state_of(token_id) == ACTIVE
+    assert (desk_cert.balanceOf(holder), desk_cert.balanceOf(lender)) == (1, 1)
+    assert desk_cert.getApproved(token_id) == ZERO_ADDRESS
+    assert emitted(receipt, desk_cert.Unlocked, desk_cert) == [(token_id,)]
+    assert emitted(receipt, desk_cert.Transfer, desk_cert) == [(holder.address, lender.address, token_id)]
+    assert emitted(receipt, desk_cert.CertificateReleased, desk_cert) == [
+        (token_id, holder.address, lender.address)]
+    desk_cert.transferFrom(lender, recipient, token_id, sender=lender)  # the lender's to sell
+    assert desk_cert.ownerOf(token_id) == recipient
+
+
+@pytest.mark.parametrize("caller", ["admin", "holder", "lender", "attacker"])
+def test_release__by_anyone_but_the_lending_contract__reverts(desk_cert, request, pledged, caller):
+    with ape.reverts(NOT_LENDING):
+        desk_cert.release(pledged, request.getfixturevalue(caller), sender=request.getfixturevalue(caller))
+    assert desk_cert.state_of(pledged) == PLEDGED
+
+
+def test_release__not_pledged__reverts_naming_the_state(desk_cert, desk_lot, holder, lending_desk):
+    desk_cert.flag(desk_lot[0], REASON_HASH, sender=holder)
+    with ape.reverts(state_error(FLAGGED)):
+        desk_cert.release(desk_lot[0], ZERO_ADDRESS, sender=lending_desk)
+    with ape.reverts("certificate: token is active"):
+        desk_cert.release(desk_lot[1], ZERO_ADDRESS, sender=lending_desk)
+
+
+def test_release__while_paused__unlocks_for_the_holder_but_does_not_move(
+    desk_cert, admin, pledged, holder, lender, lending_desk
+):
+    desk_cert.pause(sender=admin)
+    with ape.reverts(PAUSED):
+        desk_cert.release(pledged, lender, sender=lending_desk)
+    desk_cert.release(pledged, holder, sender=lending_desk)
+    assert desk_cert.state_of(pledged) == ACTIVE
+    assert desk_cert.ownerOf(pledged) == holder
