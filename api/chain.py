@@ -55,6 +55,13 @@ LENDING = "PledgeLending"
 TOKEN_EVENTS = ("GiftCreated", "GiftClaimed", "GiftRevoked", "RedemptionRequested", "RedemptionRejected",
                 "CertificateRedeemed", "CertificateFlagged", "FlagCleared")
 _REVERT_PREFIX = "execution reverted"
+#: ERC-1271: what ``isValidSignature`` returns for a valid signature.
+ERC1271_MAGIC = bytes.fromhex("1626ba7e")
+_ERC1271_ABI = [{
+    "type": "function", "name": "isValidSignature", "stateMutability": "view",
+    "inputs": [{"name": "hash", "type": "bytes32"}, {"name": "signature", "type": "bytes"}],
+    "outputs": [{"name": "", "type": "bytes4"}],
+}]
 #: How many bitmap words (256 nonces each) of a payer's EIP-3009 nonces the API
 #: reads looking for a free one before it falls back to a random nonce.
 NONCE_WORDS_SCANNED = 8
@@ -451,6 +458,19 @@ class ChainService:
         with node_errors(contract_label(LENDING)):
             result = function(lot_id).call(block_identifier=block)
         return dict(_named(function.abi["outputs"][0], result))
+
+    def erc1271_valid(self, account: str, digest: bytes, signature: bytes) -> bool:
+        """Whether contract ``account`` accepts ``signature`` of ``digest`` (ERC-1271
+        ``isValidSignature``); False for an account without code or that reverts."""
+        if not self.has_code(account):
+            return False
+        wallet = self.w3.eth.contract(address=to_checksum_address(account), abi=_ERC1271_ABI)
+        with node_errors(f"the contract at {account}"):
+            try:
+                magic = bytes(wallet.functions.isValidSignature(digest, signature).call())
+            except (ContractLogicError, BadFunctionCallOutput, ValueError):
+                return False
+        return magic == ERC1271_MAGIC
 
     def latest_block_ref(self) -> BlockRef:
         with node_errors():

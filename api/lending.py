@@ -184,12 +184,13 @@ def post_offer(chain: ChainService, book: OfferBook, post: OfferPost) -> PostedO
     digest = offer_hash(chain, offer)
     data = encode_typed_data(full_message=lending_typed_data(chain, "LoanOffer", offer.message()))
     try:
-        signer = Account.recover_message(data, signature=post.signature)
-    except Exception as err:  # an unrecoverable signature
-        raise InvalidRequest("signature: not a valid ECDSA signature") from err
-    if signer != offer.lender:
-        raise InvalidRequest(f"signature: recovers {signer}, not the lender {offer.lender} (contract lenders "
-                             "cannot post to the board yet)")
+        signer: str | None = str(Account.recover_message(data, signature=post.signature))
+    except Exception:  # not a 65-byte ECDSA signature: perhaps a contract wallet's
+        signer = None
+    if signer != offer.lender and not chain.erc1271_valid(offer.lender, digest, post.signature):
+        recovered = f"recovers {signer}" if signer else "is not an ECDSA signature"
+        raise InvalidRequest(f"signature: {recovered}, not the lender {offer.lender}'s, and the lender accepts "
+                             "it by no ERC-1271 isValidSignature")
     currency = stablecoin_address(chain)
     if offer.currency != currency:
         raise InvalidRequest(f"offer.currency: loans are made in the stablecoin {currency}")
@@ -235,9 +236,12 @@ def matching_offers(chain: ChainService, book: OfferBook, token_id: int) -> Offe
     value, stale = int(appraisal["value_per_bottle"]), bool(appraisal["stale"])
     # The offer is accepted in a later block than this one: expiry must still hold then.
     candidates = book.for_certificate(lot_id, token_id, block.timestamp + 1)
+    holder = _address(raw["certificate_owner"])
     usable = []
     for stored in candidates:
         offer = stored.offer
+        if offer["lender"] == holder:  # "lending: borrower is the lender"
+            continue
         if offer["max_ltv_bps"] and (value == 0 or stale or offer["principal"] * BPS > offer["max_ltv_bps"] * value):
             continue
         if chain.lending_nonce_used(offer["lender"], offer["nonce"], block.number):
@@ -245,4 +249,5 @@ def matching_offers(chain: ChainService, book: OfferBook, token_id: int) -> Offe
         usable.append(stored)
     usable.sort(key=_cost_key)
     return OfferList(token_id=token_id, lot_id=lot_id, block_number=block.number,
+                     certificate_state=state_name(int(raw["certificate_state"])),
                      offers=[_posted(stored) for stored in usable])

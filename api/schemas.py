@@ -813,7 +813,8 @@ class OfferPost(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     offer: LoanOfferIn
-    signature: EcdsaSignatureHex = Field(description="The lender's EIP-712 signature of `offer`, 65 bytes.")
+    signature: SignatureHex = Field(description="The lender's EIP-712 signature of `offer`: 65 bytes ECDSA, "
+                                    "or what the lender contract's ERC-1271 `isValidSignature` accepts.")
 
 
 class PostedOffer(BaseModel):
@@ -830,6 +831,8 @@ class OfferList(BaseModel):
     token_id: Uint256Out
     lot_id: Uint256Out
     block_number: int = Field(description="The block expiry, nonces and appraisal were checked at.")
+    certificate_state: CertificateState = Field(description="Offers can be accepted only while it is `active` "
+                                                "(not pledged, gifted, flagged or in redemption).")
     offers: list[PostedOffer] = Field(description="Cheapest first (lowest repayment per unit of principal), "
                                       "then largest principal.")
 

@@ -116,8 +116,8 @@ loan.__doc__ = """The same snapshot as `GET /collateral/{token_id}`, for the loa
 def post_offer(body: OfferPost, chain: ChainDep, offers: OffersDep) -> PostedOffer:
     """A lender posts a `LoanOffer` it signed (typed data from
     `GET /relay/typed-data/loan-offer`). The board checks what it can before a
-    borrower comes: the signature recovers `offer.lender` (an EOA; contract
-    lenders cannot post yet), `offer.currency` is the deployment's stablecoin,
+    borrower comes: the signature recovers `offer.lender` (or, for a
+    contract lender, its ERC-1271 `isValidSignature` accepts it), `offer.currency` is the deployment's stablecoin,
     the amounts, duration and collateral are in the contract's range (422
     `invalid_request` otherwise), the offer has not expired and its nonce is
     neither used nor cancelled (409 `offer_unusable`). Posting the same offer
@@ -135,8 +135,9 @@ def list_offers(
 ) -> OfferList:
     """The board's offers for this certificate or for any certificate of its
     lot, that the contract would accept at the latest block: not expired, the
-    lender's nonce unused, and, for an offer with `max_ltv_bps`, within that
-    limit against a lot appraisal that is not stale. Cheapest first. Accept one
+    lender's nonce unused, the lender not the holder, and, for an offer with `max_ltv_bps`, within that
+    limit against a lot appraisal that is not stale. Cheapest first.
+    `certificate_state` says whether the certificate can be pledged now. Accept one
     through `POST /relay/loan-acceptances` (or `accept_offer` directly).
     404 for a certificate never issued."""
     return lending.matching_offers(chain, offers, token_id)

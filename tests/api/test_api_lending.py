@@ -62,13 +62,14 @@ def appraised(deployed_lending, bottles, appraiser, chain):
 
 @pytest.fixture
 def make_offer(deployed_lending, deployed_stablecoin, lender, chain, chain_id) -> Callable[..., dict]:
-    """Builder: an offer by ``lender`` (or ``signer``) as the API takes it:
+    """Builder: an offer by ``lender`` (or the address ``by``), signed by ``lender``
+    (or ``signer``), as the API takes it:
     ``{"offer": {...}, "signature": "0x..."}``."""
 
     def _make(lot_id: int, token_id: int = 0, *, principal=PRINCIPAL, repayment=REPAYMENT, max_ltv_bps=0,
-              expiry=None, nonce=0, currency=None, signer=None) -> dict:
+              expiry=None, nonce=0, currency=None, signer=None, by=None) -> dict:
         message = eip712.loan_offer_message(
-            lender.address, currency or deployed_stablecoin.address, lot_id, token_id, principal, repayment,
+            by or lender.address, currency or deployed_stablecoin.address, lot_id, token_id, principal, repayment,
             DURATION, GRACE, max_ltv_bps, expiry if expiry is not None else chain.pending_timestamp + DAY, nonce)
         data = eip712.lending_typed_data("LoanOffer", message, chain_id, deployed_lending.address)
         signature = eip712.sign(data, (signer or lender).private_key)
@@ -156,8 +157,10 @@ def test_collateral__never_pledged__no_loan_credit_or_ltv(client, bottles):
     assert body["certificate"]["state"] == "active"
 
 
-def test_collateral__never_issued__404(client, bottles):
-    response = client.get(f"/collateral/{bottles.token(6)}")
+@pytest.mark.parametrize("serial", [6, None])
+def test_collateral__never_issued__404(client, bottles, serial):
+    token_id = bottles.token(serial) if serial else 2**256 - 1
+    response = client.get(f"/collateral/{token_id}")
 
     assert response.status_code == 404
     assert response.json()["error"] == "not_found"
@@ -201,11 +204,11 @@ def test_loan__by_id__the_collateral_snapshot(client, open_loan):
     assert body["loan"]["loan_id"] == str(loan_id) and body["token_id"] == str(token_id)
 
 
-@pytest.mark.parametrize("which", ["next sequence", "sequence zero", "token never pledged"])
+@pytest.mark.parametrize("which", ["next sequence", "sequence zero", "token never pledged", "largest id"])
 def test_loan__id_that_never_existed__404(client, open_loan, bottles, which):
     loan_id, token_id = open_loan
     unknown = {"next sequence": loan_id + (1 << 96), "sequence zero": token_id,
-               "token never pledged": (1 << 96) | bottles.token(2)}[which]
+               "token never pledged": (1 << 96) | bottles.token(2), "largest id": 2**256 - 1}[which]
 
     response = client.get(f"/loans/{unknown}")
 
@@ -331,6 +334,32 @@ def test_offers__listing__drops_cancelled_expired_and_over_ltv(
     chain.pending_timestamp = appraised + MAX_AGE + 1  # the appraisal goes stale
     chain.mine()
     assert listed() == set()
+
+
+def test_offers__contract_lender__accepted_by_its_erc1271_check(
+        client, project, admin, make_offer, bottles, lender, attacker):
+    wallet = project.MockERC1271Wallet.deploy(lender, sender=admin)  # lender's key is the wallet's owner
+
+    response = client.post("/offers", json=make_offer(bottles.lot_id, by=wallet.address))
+    forged = client.post("/offers", json=make_offer(bottles.lot_id, by=wallet.address, signer=attacker, nonce=1))
+
+    assert response.status_code == 201 and response.json()["offer"]["lender"] == wallet.address
+    assert forged.status_code == 422 and "ERC-1271" in forged.json()["detail"]
+
+
+def test_offers__listing__not_the_holders_own_and_says_when_pledged(
+        client, deployed_lending, make_offer, bottles, borrower):
+    own = make_offer(bottles.lot_id, by=borrower.address, signer=borrower)
+    posted = make_offer(bottles.lot_id, nonce=1)
+    assert client.post("/offers", json=own).status_code == 201
+    offer_hash = client.post("/offers", json=posted).json()["offer_hash"]
+
+    listing = client.get("/offers", params={"token_id": bottles.token(1)}).json()
+    assert [o["offer_hash"] for o in listing["offers"]] == [offer_hash]
+    assert listing["certificate_state"] == "active"
+
+    deployed_lending.accept_offer(_args(posted["offer"]), posted["signature"], bottles.token(1), sender=borrower)
+    assert client.get("/offers", params={"token_id": bottles.token(1)}).json()["certificate_state"] == "pledged"
 
 
 def test_offers__listing__never_issued__404(client, bottles):
