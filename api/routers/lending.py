@@ -23,6 +23,7 @@ from api.errors import (
     WouldRevert,
     error_responses,
 )
+from api.relayer import Relayer
 from api.routers.relay import _accepted, _stringified
 from api.schemas import (
     ADDRESS_PATTERN,
@@ -73,7 +74,7 @@ _SNAPSHOT_DOC = """
     also re-read `collateral(token_id)` at `block_hash` on an archive node."""
 
 
-def _maybe_signed(snapshot: CollateralSnapshot, signed: bool, relayer: RelayerDep) -> CollateralSnapshot:
+def _maybe_signed(snapshot: CollateralSnapshot, signed: bool, relayer: Relayer) -> CollateralSnapshot:
     return lending.sign_snapshot(snapshot, relayer) if signed else snapshot
 
 
