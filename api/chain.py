@@ -50,10 +50,18 @@ STABLECOIN = "Stablecoin"
 POINTS = "PointsToken"
 UTILITY = "UtilityToken"
 CUSTODY = "CustodyRegistry"
+LENDING = "PledgeLending"
 #: The certificate events that carry the token id as their first indexed argument.
 TOKEN_EVENTS = ("GiftCreated", "GiftClaimed", "GiftRevoked", "RedemptionRequested", "RedemptionRejected",
                 "CertificateRedeemed", "CertificateFlagged", "FlagCleared")
 _REVERT_PREFIX = "execution reverted"
+#: ERC-1271: what ``isValidSignature`` returns for a valid signature.
+ERC1271_MAGIC = bytes.fromhex("1626ba7e")
+_ERC1271_ABI = [{
+    "type": "function", "name": "isValidSignature", "stateMutability": "view",
+    "inputs": [{"name": "hash", "type": "bytes32"}, {"name": "signature", "type": "bytes"}],
+    "outputs": [{"name": "", "type": "bytes4"}],
+}]
 #: How many bitmap words (256 nonces each) of a payer's EIP-3009 nonces the API
 #: reads looking for a free one before it falls back to a random nonce.
 NONCE_WORDS_SCANNED = 8
@@ -145,6 +153,23 @@ def revert_reason(err: ContractLogicError) -> str:
     if message.startswith(_REVERT_PREFIX):
         message = message[len(_REVERT_PREFIX):].lstrip(": ").strip()
     return message or "the transaction would revert (no reason given)"
+
+
+def _named(output: dict[str, Any], value: Any) -> Any:
+    """A decoded ABI value with its structs (tuples) as dicts by component name, nested."""
+    if not str(output.get("type", "")).startswith("tuple"):
+        return value
+    return {component["name"]: _named(component, item)
+            for component, item in zip(output["components"], value, strict=True)}
+
+
+@dataclass(frozen=True)
+class BlockRef:
+    """The block a set of reads was made at."""
+
+    number: int
+    hash: bytes
+    timestamp: int
 
 
 def _has_function(contract: Contract, name: str) -> bool:
@@ -397,6 +422,60 @@ class ChainService:
         # The struct's fields by name, as the manifest's ABI lists them.
         names = [c["name"] for c in function.abi["outputs"][0]["components"]]
         return CertificateRecord(**dict(zip(names, result, strict=True)))
+
+    # ------------------------------------------------------------ lending
+
+    def lending_contract(self, function: str = "collateral") -> Contract:
+        """The manifest's PledgeLending, if its ABI has ``function``
+        (:class:`NotDeployed` otherwise)."""
+        contract = self.require_contract(LENDING)
+        if not _has_function(contract, function):
+            raise NotDeployed(f"the {LENDING} at {contract.address} has no {function} in its ABI: "
+                              "redeploy it with `ape run deploy`")
+        return contract
+
+    def collateral(self, token_id: int) -> tuple[BlockRef, dict[str, Any]]:
+        """``PledgeLending.collateral(token_id)`` by field name (nested structs as
+        dicts), read at the latest block, named by its hash so that a new block
+        between the two requests cannot mix states; returns that block too."""
+        function = self.lending_contract().get_function_by_name("collateral")
+        with node_errors(contract_label(LENDING)):
+            block = self.w3.eth.get_block("latest")
+            result = function(token_id).call(block_identifier=block["hash"])
+        ref = BlockRef(int(block["number"]), bytes(block["hash"]), int(block["timestamp"]))
+        return ref, _named(function.abi["outputs"][0], result)
+
+    def lending_nonce_used(self, lender: str, nonce: int, block: BlockIdentifier = "latest") -> bool:
+        """Whether ``lender``'s offers with ``nonce`` can no longer be accepted."""
+        contract = self.lending_contract("nonce_used")
+        with node_errors(contract_label(LENDING)):
+            return bool(contract.functions.nonce_used(to_checksum_address(lender), nonce).call(
+                block_identifier=block))
+
+    def appraisal(self, lot_id: int, block: BlockIdentifier = "latest") -> dict[str, Any]:
+        """``PledgeLending.appraisal(lot_id)`` by field name."""
+        function = self.lending_contract("appraisal").get_function_by_name("appraisal")
+        with node_errors(contract_label(LENDING)):
+            result = function(lot_id).call(block_identifier=block)
+        return dict(_named(function.abi["outputs"][0], result))
+
+    def erc1271_valid(self, account: str, digest: bytes, signature: bytes) -> bool:
+        """Whether contract ``account`` accepts ``signature`` of ``digest`` (ERC-1271
+        ``isValidSignature``); False for an account without code or that reverts."""
+        if not self.has_code(account):
+            return False
+        wallet = self.w3.eth.contract(address=to_checksum_address(account), abi=_ERC1271_ABI)
+        with node_errors(f"the contract at {account}"):
+            try:
+                magic = bytes(wallet.functions.isValidSignature(digest, signature).call())
+            except (ContractLogicError, BadFunctionCallOutput, ValueError):
+                return False
+        return magic == ERC1271_MAGIC
+
+    def latest_block_ref(self) -> BlockRef:
+        with node_errors():
+            block = self.w3.eth.get_block("latest")
+        return BlockRef(int(block["number"]), bytes(block["hash"]), int(block["timestamp"]))
 
     def verify_tag(self, token_id: int, tag: str, proof: list[bytes]) -> bool:
         with node_errors():

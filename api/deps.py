@@ -12,6 +12,7 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 
 from api.chain import ChainService
+from api.offers import OfferBook
 from api.relayer import Relayer
 from api.scans import ScanLog
 from api.settings import Settings
@@ -33,7 +34,12 @@ def get_scans(request: Request) -> ScanLog:
     return cast(ScanLog, request.app.state.scans)
 
 
+def get_offers(request: Request) -> OfferBook:
+    return cast(OfferBook, request.app.state.offers)
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 ChainDep = Annotated[ChainService, Depends(get_chain)]
 RelayerDep = Annotated[Relayer, Depends(get_relayer)]
 ScansDep = Annotated[ScanLog, Depends(get_scans)]
+OffersDep = Annotated[OfferBook, Depends(get_offers)]

@@ -66,6 +66,13 @@ class WouldRevert(RelayRefused):
     )
 
 
+class OfferUnusable(AmphoraError):
+    status_code = 409
+    code = "offer_unusable"
+    meaning = ("The loan offer can no longer be accepted on chain: it has expired, or its nonce is used or "
+               "cancelled (one by one or below the lender's nonce floor).")
+
+
 class DocumentMismatch(AmphoraError):
     status_code = 409
     code = "document_mismatch"
@@ -91,7 +98,8 @@ class NotDeployed(ServiceUnavailable):
 
 class RelayUnavailable(ServiceUnavailable):
     code = "relay_unavailable"
-    meaning = "The relayer has no key or an invalid one, or the node refused its transaction."
+    meaning = ("The relayer has no key or an invalid one (relayed transactions and signed snapshots need it), "
+               "or the node refused its transaction.")
 
 
 def error_responses(*errors: type[AmphoraError], html: bool = False) -> dict[int | str, dict[str, Any]]:

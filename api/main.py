@@ -16,8 +16,9 @@ from fastapi import FastAPI
 
 from api.chain import ChainService
 from api.errors import install_exception_handlers
+from api.offers import OfferBook
 from api.relayer import Relayer
-from api.routers import accounts, certificates, health, metadata, points, relay
+from api.routers import accounts, certificates, health, lending, metadata, points, relay
 from api.scans import ScanLog
 from api.settings import Settings, get_settings
 
@@ -38,6 +39,10 @@ certificates and points by signature.
 * **relay**: typed data to sign, submission of signed transfers of
   certificates and of points (EIP-3009), gas paid by the relayer, and
   transaction status.
+* **lending**: the lender's view of a pledged certificate (`/collateral`,
+  `/loans`), optionally signed by the service key with the block it was read
+  at; the loan offer board (`/offers`); relayed loan acceptances and
+  extensions (`/relay/loan-*`).
 * **metadata**: the NFT metadata each certificate's `tokenURI` points at, and
   each lot's metadata document, served only if it matches its on-chain hash.
 
@@ -60,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     chain = ChainService(settings)
     relayer = Relayer(chain, settings)
     scans = ScanLog(settings.scan_db, settings.scan_window_seconds, settings.scan_burst_threshold)
+    offers = OfferBook(settings.offer_db)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -67,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     relayer.address or ("invalid key" if relayer.configured else "not configured"))
         yield
         scans.close()
+        offers.close()
 
     app = FastAPI(
         title="Amphora API",
@@ -80,11 +87,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.chain = chain
     app.state.relayer = relayer
     app.state.scans = scans
+    app.state.offers = offers
     install_exception_handlers(app)
     app.include_router(health.router)
     app.include_router(certificates.router)
     app.include_router(certificates.page_router)
+    # Before relay.router, whose /relay/typed-data/{action} would take /relay/typed-data/loan-*.
+    app.include_router(lending.relay_router)
     app.include_router(relay.router)
+    app.include_router(lending.router)
     app.include_router(metadata.router)
     app.include_router(accounts.router)
     app.include_router(points.router)

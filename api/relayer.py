@@ -19,6 +19,7 @@ from collections import OrderedDict
 from typing import Any
 
 from eth_account import Account
+from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
 from web3.contract.contract import ContractFunction
@@ -33,6 +34,8 @@ from api.schemas import (
     GiftClaimBySecretRequest,
     GiftClaimRelayRequest,
     HolderActionRelayRequest,
+    LoanAcceptanceRelayRequest,
+    LoanExtensionRelayRequest,
     PointsTransferRelayRequest,
     RelayStatus,
     RelayTransaction,
@@ -85,6 +88,14 @@ class Relayer:
             raise RelayUnavailable(self._key_error or "the relayer is not configured")
         return self._account
 
+    def service_address(self) -> str:
+        """The service key's address (the relayer's key also signs snapshots)."""
+        return self._require_account().address
+
+    def sign_text(self, text: str) -> bytes:
+        """An EIP-191 ``personal_sign`` of ``text`` by the service key, 65 bytes."""
+        return bytes(self._require_account().sign_message(encode_defunct(text=text)).signature)
+
     def relay_transfer(self, request: TransferRelayRequest) -> str:
         """Simulate, then send ``transfer_with_signature``; returns the tx hash."""
         account = self._require_account()
@@ -134,6 +145,25 @@ class Relayer:
         signature = eip712.sign(data, key.key)
         return self.relay_gift_claim(GiftClaimRelayRequest.model_validate(
             {"token_id": request.token_id, "recipient": request.recipient, "signature": "0x" + signature.hex()}))
+
+    def relay_loan_acceptance(self, request: LoanAcceptanceRelayRequest) -> str:
+        """Simulate, then send ``accept_offer_with_signature``: the certificate is
+        pledged and the principal paid to the borrower, who pays no gas."""
+        account = self._require_account()
+        offer = eip712.loan_offer_args(request.offer.message())
+        call = self._chain.lending_contract("accept_offer_with_signature").functions.accept_offer_with_signature(
+            offer, request.lender_signature, request.token_id, request.borrower, request.deadline,
+            request.borrower_signature)
+        return self._submit(account, call, f"acceptance by {request.borrower} of {request.offer.lender}'s offer "
+                                           f"{request.offer.nonce} on certificate {request.token_id}")
+
+    def relay_loan_extension(self, request: LoanExtensionRelayRequest) -> str:
+        """Simulate, then send ``extend_loan`` with both parties' signatures."""
+        account = self._require_account()
+        call = self._chain.lending_contract("extend_loan").functions.extend_loan(
+            request.loan_id, request.due_at, request.repayment, request.deadline, request.lender_signature,
+            request.borrower_signature)
+        return self._submit(account, call, f"extension of loan {request.loan_id} to {request.due_at}")
 
     def _submit(self, account: LocalAccount, call: ContractFunction, description: str) -> str:
         """The one submit path: simulate ``call`` from the relayer's address, check

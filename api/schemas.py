@@ -26,6 +26,8 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
+from amphora import eip712
+
 UINT256_LIMIT = 2**256
 ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
 BYTES32_PATTERN = r"^0x[0-9a-fA-F]{64}$"
@@ -647,5 +649,229 @@ class HolderActionTypedData(BaseModel):
     types: dict[str, list[TypedDataField]]
     primary_type: Literal["CreateGift", "RevokeGift", "RequestRedemption", "Flag", "ClaimGift"] = Field(
         alias="primaryType")
+    domain: TypedDataDomain
+    message: dict[str, str] = Field(description="The message; numbers as decimal strings, bytes as 0x hex.")
+
+
+# ----------------------------------------------------------------- lending
+
+
+class LoanState(StrEnum):
+    """A loan's state, by name (`PledgeLending.LOAN_*`)."""
+
+    open = "open"
+    repaid = "repaid"
+    foreclosed = "foreclosed"
+    unknown = "unknown"
+
+
+#: Contract loan state number => name (0, `LOAN_NONE`, is never shown: no loan).
+LOAN_STATE_BY_NUMBER: dict[int, LoanState] = {1: LoanState.open, 2: LoanState.repaid, 3: LoanState.foreclosed}
+
+
+class LoanView(BaseModel):
+    """The certificate's latest loan in PledgeLending, with the time left to pay."""
+
+    loan_id: Uint256Out = Field(description="`sequence << 96 | token_id`: a certificate's next loan gets a "
+                                "new id.")
+    token_id: Uint256Out
+    lot_id: Uint256Out
+    state: LoanState
+    lender: Address
+    borrower: Address
+    principal: Uint256Out = Field(description="Stablecoin paid to the borrower, in its smallest unit.")
+    repayment: Uint256Out = Field(description="Stablecoin that repays the loan in full, whenever it is "
+                                  "repaid before the grace period ends.")
+    started_at: int = Field(description="Unix time the loan started.")
+    due_at: int = Field(description="Unix time the loan is due; repaid after it counts as late.")
+    grace_period: int = Field(description="Seconds after `due_at` in which it may still be repaid.")
+    grace_ends_at: int = Field(description="`due_at + grace_period`: after it the lender may foreclose.")
+    seconds_to_due: int = Field(description="Seconds from the snapshot's block to `due_at`; 0 once passed "
+                                "or when the loan is not open.")
+    seconds_to_grace_end: int = Field(description="Seconds from the snapshot's block to `grace_ends_at`; 0 "
+                                      "once passed or when the loan is not open.")
+
+
+class CollateralCertificate(BaseModel):
+    exists: bool = Field(description="False once redeemed.")
+    state: CertificateState = Field(description="The certificate's lifecycle state (`pledged` while a loan "
+                                    "is open).")
+    owner: Address | None = Field(description="The holder (the borrower while pledged); null once redeemed.")
+    flagged: bool = Field(description="Reported lost or stolen.")
+    flag_reason_hash: Bytes32Hex | None = Field(description="keccak256 of the report; null unless flagged.")
+
+
+class CollateralCustody(BaseModel):
+    custodian: Address | None = Field(description="Who keeps the bottle; null for a token never issued.")
+    custodian_active: bool = Field(description="Whether the custodian still holds its role.")
+    storage_document_hash: Bytes32Hex | None = Field(description="The lot's latest storage attestation; null "
+                                                     "if none.")
+    storage_attested_at: int | None
+    storage_attested_by: Address | None
+    reserve_root: Bytes32Hex | None = Field(description="The custodian's latest proof-of-reserve root; null "
+                                            "if none.")
+    reserve_posted_at: int | None
+
+
+class AppraisalView(BaseModel):
+    value_per_bottle: Uint256Out = Field(description="The lot's value per bottle in stablecoin units.")
+    appraised_at: int = Field(description="Unix time the value is as of.")
+    age: int = Field(description="Seconds from `appraised_at` to the snapshot's block.")
+    stale: bool = Field(description="Older than the contract's `max_appraisal_age`: offers with a maximum "
+                        "loan-to-value cannot be accepted against it.")
+
+
+class CreditRecordView(BaseModel):
+    """The borrower's record in PledgeLending."""
+
+    loans_taken: int
+    repaid_on_time: int
+    repaid_late: int = Field(description="Repaid after the due date, within the grace period.")
+    defaulted: int = Field(description="Foreclosed.")
+    open_loans: int
+    principal_borrowed: Uint256Out
+    principal_repaid: Uint256Out
+
+
+class CollateralSnapshot(BaseModel):
+    """Everything a lender checks about a pledged (or pledgeable) bottle, read in
+    one contract call (`PledgeLending.collateral`) at one block.
+
+    With `?signed=true` the API signs it: `signature` is an EIP-191
+    `personal_sign` by `signer` (the service key) of the snapshot's canonical
+    JSON: every field except `signature`, keys sorted at every level, no
+    whitespace (Python: `json.dumps(body, sort_keys=True, separators=(",", ":"))`).
+    Verify offline: `Account.recover_message(encode_defunct(text=canonical),
+    signature=signature) == signer`, and that `signer` is the service's published
+    address."""
+
+    chain_id: int
+    lending_contract: Address = Field(description="The PledgeLending the snapshot was read from.")
+    block_number: int = Field(description="The block every field was read at.")
+    block_hash: Bytes32Hex
+    block_timestamp: int = Field(description="Unix time of that block: the `now` of every `seconds_*` and `age`.")
+    token_id: Uint256Out
+    lot_id: Uint256Out
+    loan: LoanView | None = Field(description="The certificate's latest loan; null if it was never pledged.")
+    certificate: CollateralCertificate
+    custody: CollateralCustody
+    appraisal: AppraisalView | None = Field(description="The lot's latest appraisal; null if none was posted.")
+    ltv_bps: Uint256Out | None = Field(description="Loan-to-value: `principal * 10000 / value_per_bottle`; null "
+                                       "without a loan or an appraisal.")
+    borrower_credit: CreditRecordView | None = Field(description="The borrower's credit record; null without "
+                                                     "a loan.")
+    signer: Address | None = Field(default=None, description="The service key that signed; null unless "
+                                   "`signed=true`.")
+    signature: str | None = Field(default=None, pattern=r"^0x[0-9a-f]{130}$",
+                                  description="EIP-191 signature (65 bytes, hex) of the canonical JSON; null "
+                                  "unless `signed=true`.")
+
+
+class LoanOfferIn(BaseModel):
+    """A lender's `LoanOffer`, as signed (EIP-712, PledgeLending's domain)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lender: Address = Field(description="Signs the offer and pays the principal (it approves the lending "
+                            "contract to spend it).")
+    currency: Address = Field(description="Must be the deployment's stablecoin.")
+    lot_id: Uint256In
+    token_id: Uint256In = Field(description="One certificate of `lot_id`, or 0 for any certificate of the lot.")
+    principal: Uint256In
+    repayment: Uint256In = Field(description="The amount that repays the loan; at least `principal`.")
+    duration: Uint256In = Field(description="Seconds from acceptance to the due date.")
+    grace_period: Uint256In = Field(description="Seconds after the due date before the lender may foreclose.")
+    max_ltv_bps: Uint256In = Field(default=0, description="Highest principal / appraised value per bottle, in "
+                                   "basis points; 0 for no check.")
+    expiry: Uint256In = Field(description="Unix time after which the offer cannot be accepted.")
+    nonce: Uint256In = Field(description="The lender's offer nonce (cancel with `cancel_offer(nonce)`).")
+
+    def message(self) -> dict[str, Any]:
+        """The EIP-712 `LoanOffer` message."""
+        return eip712.loan_offer_message(self.lender, self.currency, self.lot_id, self.token_id, self.principal,
+                                         self.repayment, self.duration, self.grace_period, self.max_ltv_bps,
+                                         self.expiry, self.nonce)
+
+
+class LoanOfferOut(BaseModel):
+    lender: Address
+    currency: Address
+    lot_id: Uint256Out
+    token_id: Uint256Out
+    principal: Uint256Out
+    repayment: Uint256Out
+    duration: Uint256Out
+    grace_period: Uint256Out
+    max_ltv_bps: Uint256Out
+    expiry: Uint256Out
+    nonce: Uint256Out
+
+
+class OfferPost(BaseModel):
+    """A signed offer for the offer board."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    offer: LoanOfferIn
+    signature: SignatureHex = Field(description="The lender's EIP-712 signature of `offer`: 65 bytes ECDSA, "
+                                    "or what the lender contract's ERC-1271 `isValidSignature` accepts.")
+
+
+class PostedOffer(BaseModel):
+    offer: LoanOfferOut
+    signature: str = Field(description="The lender's signature, 0x hex: pass it as `lender_signature`.")
+    offer_hash: Bytes32Hex = Field(description="The offer's EIP-712 digest: what the borrower's `AcceptOffer` "
+                                   "names.")
+    posted_at: int = Field(description="Unix time the board received it.")
+
+
+class OfferList(BaseModel):
+    """The offers a certificate's holder can accept now."""
+
+    token_id: Uint256Out
+    lot_id: Uint256Out
+    block_number: int = Field(description="The block expiry, nonces and appraisal were checked at.")
+    certificate_state: CertificateState = Field(description="Offers can be accepted only while it is `active` "
+                                                "(not pledged, gifted, flagged or in redemption).")
+    offers: list[PostedOffer] = Field(description="Cheapest first (lowest repayment per unit of principal), "
+                                      "then largest principal.")
+
+
+class LoanAcceptanceRelayRequest(BaseModel):
+    """A borrower's signed `AcceptOffer` of a lender's signed offer, for
+    `accept_offer_with_signature`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    offer: LoanOfferIn
+    lender_signature: SignatureHex = Field(description="The lender's signature of `offer`.")
+    token_id: Uint256In = Field(description="The certificate pledged: the offer's, or any of its lot for a "
+                                "lot-wide offer.")
+    borrower: Address = Field(description="The holder, who signed the acceptance and receives the principal.")
+    deadline: Uint256In = Field(description="Unix time after which the acceptance is void.")
+    borrower_signature: SignatureHex = Field(description="The borrower's EIP-712 `AcceptOffer` signature.")
+
+
+class LoanExtensionRelayRequest(BaseModel):
+    """A `LoanExtension` signed by both the lender and the borrower."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    loan_id: Uint256In
+    due_at: Uint256In = Field(description="The new due date (unix time), later than the current one.")
+    repayment: Uint256In = Field(description="The new repayment amount, at least the principal.")
+    deadline: Uint256In = Field(description="Unix time after which the extension is void.")
+    lender_signature: SignatureHex
+    borrower_signature: SignatureHex
+
+
+class LendingTypedData(BaseModel):
+    """An `eth_signTypedData_v4` payload in PledgeLending's domain: pass it
+    unchanged to any EIP-712 signer. uint256 values are decimal strings."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    types: dict[str, list[TypedDataField]]
+    primary_type: Literal["LoanOffer", "AcceptOffer", "LoanExtension"] = Field(alias="primaryType")
     domain: TypedDataDomain
     message: dict[str, str] = Field(description="The message; numbers as decimal strings, bytes as 0x hex.")

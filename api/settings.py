@@ -52,6 +52,11 @@ class Settings(BaseSettings):
         description="SQLite file of verification scans, shared by workers and kept across restarts. "
         "Unset: an in-memory database (counts start afresh with the process).",
     )
+    offer_db: Path | None = Field(
+        default=None,
+        description="SQLite file of the loan offer board, shared by workers and kept across restarts. "
+        "Unset: an in-memory database (posted offers are lost with the process).",
+    )
     scan_window_seconds: int = Field(
         default=600, gt=0, description="Window, in seconds, in which scans of one certificate are counted "
         "for the `burst` anomaly.",

@@ -31,6 +31,15 @@ EXPECTED_ERRORS = {
     ("get", "/lots/{lot_id}/metadata.json"): {"404", "409", "422", "503"},
     ("get", "/accounts/{address}/balances"): {"422", "503"},
     ("get", "/points/settlement"): {"422", "503"},
+    ("get", "/collateral/{token_id}"): {"404", "422", "503"},
+    ("get", "/loans/{loan_id}"): {"404", "422", "503"},
+    ("post", "/offers"): {"409", "422", "503"},
+    ("get", "/offers"): {"404", "422", "503"},
+    ("post", "/relay/loan-acceptances"): {"409", "422", "503"},
+    ("post", "/relay/loan-extensions"): {"409", "422", "503"},
+    ("get", "/relay/typed-data/loan-offer"): {"422", "503"},
+    ("get", "/relay/typed-data/loan-acceptance"): {"422", "503"},
+    ("get", "/relay/typed-data/loan-extension"): {"422", "503"},
 }
 
 
@@ -87,6 +96,18 @@ def test_openapi__large_numbers__strings_out_integer_or_string_in(openapi):
     value_in = schemas["PointsTransferRelayRequest"]["properties"]["value"]["anyOf"]
     assert [t["type"] for t in value_in] == ["integer", "string"]
     assert schemas["AuthorizationMessage"]["properties"]["value"]["type"] == "string"
+    for field in ("loan_id", "principal", "repayment"):
+        assert schemas["LoanView"]["properties"][field]["type"] == "string"
+    assert schemas["CollateralSnapshot"]["properties"]["block_number"]["type"] == "integer"
+    principal_in = schemas["LoanOfferIn"]["properties"]["principal"]["anyOf"]
+    assert [t["type"] for t in principal_in] == ["integer", "string"]
+
+
+def test_openapi__lending_typed_data_routes__not_taken_by_the_lifecycle_action_route(openapi):
+    paths = list(openapi["paths"])
+
+    for name in ("loan-offer", "loan-acceptance", "loan-extension"):
+        assert paths.index(f"/relay/typed-data/{name}") < paths.index("/relay/typed-data/{action}")
 
 
 def test_openapi__settlement__answers_json_or_csv_and_documents_reconciliation(openapi):
@@ -103,7 +124,8 @@ def test_openapi__settlement__answers_json_or_csv_and_documents_reconciliation(o
 def test_openapi__tags__one_per_router(openapi):
     tags = {tag for item in openapi["paths"].values() for op in item.values() for tag in op["tags"]}
 
-    assert tags == {"health", "certificates", "verification page", "relay", "metadata", "accounts", "points"}
+    assert tags == {"health", "certificates", "verification page", "relay", "metadata", "accounts", "points",
+                    "lending"}
 
 
 def test_openapi__info__names_license_and_version(openapi):

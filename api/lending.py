@@ -1,0 +1,253 @@
+"""The lending services behind ``/collateral``, ``/loans`` and ``/offers``.
+
+The lender's view of a certificate is one call to ``PledgeLending.collateral``
+at one block, so every field of a snapshot describes the same moment. A
+snapshot can be signed by the service key (EIP-191 ``personal_sign`` of its
+canonical JSON), which lets a lender keep an offline-verifiable record of what
+the chain said at a block:
+
+>>> body = response.json()
+>>> signature = body.pop("signature")
+>>> canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+>>> Account.recover_message(encode_defunct(text=canonical), signature=signature) == body["signer"]
+
+The offer board checks a posted offer as far as it can without the borrower
+(signature, currency, amounts, expiry, nonce) and lists, for a certificate,
+the offers a holder could accept at the latest block.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from eth_account import Account
+from eth_account.messages import encode_defunct, encode_typed_data
+from eth_utils import to_checksum_address
+
+from amphora import eip712
+from amphora.lots import split_token_id
+from api.chain import LENDING, STABLECOIN, BlockRef, ChainService
+from api.errors import InvalidRequest, NotDeployed, NotFound, OfferUnusable
+from api.offers import OfferBook, StoredOffer
+from api.relayer import Relayer
+from api.schemas import (
+    LOAN_STATE_BY_NUMBER,
+    AppraisalView,
+    CollateralCertificate,
+    CollateralCustody,
+    CollateralSnapshot,
+    CreditRecordView,
+    LoanOfferIn,
+    LoanOfferOut,
+    LoanState,
+    LoanView,
+    OfferList,
+    OfferPost,
+    PostedOffer,
+    state_name,
+)
+
+BPS = 10_000
+#: ``WineCertificate`` state number of a redeemed certificate (burned, still on record).
+_REDEEMED = 4
+#: Bits of a loan id that are the token id (``loan_id = sequence << 96 | token_id``).
+_TOKEN_BITS = 96
+
+
+def _hex(value: bytes) -> str:
+    return "0x" + bytes(value).hex()
+
+
+def _address(value: str) -> str | None:
+    return None if int(value, 16) == 0 else to_checksum_address(value)
+
+
+def _snapshot(chain: ChainService, block: BlockRef, token_id: int, raw: dict[str, Any]) -> CollateralSnapshot:
+    loan = raw["loan"]
+    loan_view = None
+    if int(loan["state"]) != 0:
+        loan_view = LoanView(
+            loan_id=loan["loan_id"], token_id=loan["token_id"], lot_id=loan["lot_id"],
+            state=LOAN_STATE_BY_NUMBER.get(int(loan["state"]), LoanState.unknown),
+            lender=loan["lender"], borrower=loan["borrower"], principal=loan["principal"],
+            repayment=loan["repayment"], started_at=loan["started_at"], due_at=loan["due_at"],
+            grace_period=loan["grace_period"], grace_ends_at=loan["grace_ends_at"],
+            seconds_to_due=raw["seconds_to_due"], seconds_to_grace_end=raw["seconds_to_grace_end"])
+    flagged = bool(raw["flagged"])
+    attested, posted = int(raw["storage_attested_at"]), int(raw["reserve_posted_at"])
+    appraisal = raw["appraisal"]
+    valued = int(appraisal["value_per_bottle"]) != 0
+    credit = raw["borrower_credit"]
+    return CollateralSnapshot(
+        chain_id=chain.chain_id,
+        lending_contract=chain.lending_contract().address,
+        block_number=block.number, block_hash=_hex(block.hash), block_timestamp=block.timestamp,
+        token_id=token_id, lot_id=split_token_id(token_id)[0],
+        loan=loan_view,
+        certificate=CollateralCertificate(
+            exists=raw["certificate_exists"], state=state_name(int(raw["certificate_state"])),
+            owner=_address(raw["certificate_owner"]), flagged=flagged,
+            flag_reason_hash=_hex(raw["flag_reason_hash"]) if flagged else None),
+        custody=CollateralCustody(
+            custodian=_address(raw["custodian"]), custodian_active=raw["custodian_active"],
+            storage_document_hash=_hex(raw["storage_document_hash"]) if attested else None,
+            storage_attested_at=attested or None,
+            storage_attested_by=_address(raw["storage_attested_by"]) if attested else None,
+            reserve_root=_hex(raw["reserve_root"]) if posted else None,
+            reserve_posted_at=posted or None),
+        appraisal=AppraisalView(**appraisal) if valued else None,
+        ltv_bps=raw["ltv_bps"] if valued and loan_view is not None else None,
+        borrower_credit=CreditRecordView(**credit) if loan_view is not None else None,
+    )
+
+
+def _issued(raw: dict[str, Any]) -> bool:
+    return bool(raw["certificate_exists"]) or int(raw["certificate_state"]) == _REDEEMED or (
+        int(raw["custodian"], 16) != 0)
+
+
+def collateral_snapshot(chain: ChainService, token_id: int) -> CollateralSnapshot:
+    """The lender's view of certificate ``token_id``; :class:`NotFound` if it was never issued."""
+    block, raw = chain.collateral(token_id)
+    if not _issued(raw) and int(raw["loan"]["state"]) == 0:
+        raise NotFound(f"certificate {token_id} was never issued")
+    return _snapshot(chain, block, token_id, raw)
+
+
+def loan_snapshot(chain: ChainService, loan_id: int) -> CollateralSnapshot:
+    """The lender's view of the certificate of loan ``loan_id``; :class:`NotFound`
+    unless it is that certificate's latest loan."""
+    token_id = loan_id & ((1 << _TOKEN_BITS) - 1)
+    sequence = loan_id >> _TOKEN_BITS
+    block, raw = chain.collateral(token_id)
+    latest = int(raw["loan"]["loan_id"])
+    if sequence == 0 or latest >> _TOKEN_BITS < sequence or int(raw["loan"]["state"]) == 0:
+        raise NotFound(f"loan {loan_id} never existed")
+    if latest != loan_id:
+        raise NotFound(f"loan {loan_id} is closed and certificate {token_id} has had a newer loan since "
+                       f"({latest}); its terms remain in the `LoanStarted` event")
+    return _snapshot(chain, block, token_id, raw)
+
+
+def canonical_json(body: dict[str, Any]) -> str:
+    """What a snapshot's signature covers: ``body`` (the JSON response without
+    ``signature``) with keys sorted at every level and no whitespace."""
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def sign_snapshot(snapshot: CollateralSnapshot, relayer: Relayer) -> CollateralSnapshot:
+    """``snapshot`` with ``signer`` and an EIP-191 ``signature`` of its canonical JSON
+    by the service key (:class:`~api.errors.RelayUnavailable` without one)."""
+    signer = snapshot.model_copy(update={"signer": relayer.service_address(), "signature": None})
+    body = signer.model_dump(mode="json", exclude={"signature"})
+    signature = relayer.sign_text(canonical_json(body))
+    return signer.model_copy(update={"signature": _hex(signature)})
+
+
+def recover_snapshot_signer(body: dict[str, Any]) -> str:
+    """Who signed the snapshot ``body`` (a signed response's JSON): compare it with ``body["signer"]``
+    and with the service's published address."""
+    unsigned = {key: value for key, value in body.items() if key != "signature"}
+    return str(Account.recover_message(encode_defunct(text=canonical_json(unsigned)), signature=body["signature"]))
+
+
+# ------------------------------------------------------------------ offers
+
+
+def lending_typed_data(chain: ChainService, primary_type: str, message: dict[str, Any]) -> dict[str, Any]:
+    """The ``eth_signTypedData_v4`` payload of ``message`` in PledgeLending's own domain."""
+    domain = chain.eip712_domain(LENDING)
+    return eip712.typed_data(primary_type, message, domain.chain_id, domain.verifying_contract,
+                             name=domain.name, version=domain.version)
+
+
+def offer_hash(chain: ChainService, offer: LoanOfferIn) -> bytes:
+    """The offer's EIP-712 digest, as ``PledgeLending.offer_hash`` computes it."""
+    return eip712.digest(lending_typed_data(chain, "LoanOffer", offer.message()))
+
+
+def stablecoin_address(chain: ChainService) -> str:
+    token = chain.contract(STABLECOIN)
+    if token is None:
+        raise NotDeployed(f"the deploy manifest for chain {chain.chain_id} records no {STABLECOIN}")
+    return str(token.address)
+
+
+def post_offer(chain: ChainService, book: OfferBook, post: OfferPost) -> PostedOffer:
+    """Check a signed offer and put it on the board: :class:`InvalidRequest` for
+    one the contract would never accept (signature, currency, amounts,
+    collateral), :class:`OfferUnusable` for one it no longer accepts (expired,
+    nonce used or cancelled)."""
+    offer = post.offer
+    lending = chain.lending_contract("nonce_used")
+    digest = offer_hash(chain, offer)
+    data = encode_typed_data(full_message=lending_typed_data(chain, "LoanOffer", offer.message()))
+    try:
+        signer: str | None = str(Account.recover_message(data, signature=post.signature))
+    except Exception:  # not a 65-byte ECDSA signature: perhaps a contract wallet's
+        signer = None
+    if signer != offer.lender and not chain.erc1271_valid(offer.lender, digest, post.signature):
+        recovered = f"recovers {signer}" if signer else "is not an ECDSA signature"
+        raise InvalidRequest(f"signature: {recovered}, not the lender {offer.lender}'s, and the lender accepts "
+                             "it by no ERC-1271 isValidSignature")
+    currency = stablecoin_address(chain)
+    if offer.currency != currency:
+        raise InvalidRequest(f"offer.currency: loans are made in the stablecoin {currency}")
+    problems = []
+    if offer.principal == 0 or offer.repayment < offer.principal or offer.repayment >= 2**128:
+        problems.append("offer.repayment: must be at least a non-zero principal (and below 2**128)")
+    if offer.duration == 0 or offer.duration >= 2**40 or offer.grace_period >= 2**32:
+        problems.append("offer.duration, offer.grace_period: out of range")
+    if offer.token_id != 0 and offer.token_id >> 32 != offer.lot_id:
+        problems.append("offer.token_id: not a certificate of offer.lot_id (0 for any of the lot)")
+    if problems:
+        raise InvalidRequest("; ".join(problems))
+    block = chain.latest_block_ref()
+    if offer.expiry <= block.timestamp:
+        raise OfferUnusable(f"the offer expired at {offer.expiry} (latest block {block.number} is at "
+                            f"{block.timestamp})")
+    if chain.lending_nonce_used(offer.lender, offer.nonce, block.number):
+        raise OfferUnusable(f"nonce {offer.nonce} of {offer.lender} is used or cancelled at {lending.address}")
+    stored = book.add(_hex(digest), offer.model_dump(), _hex(post.signature))
+    return _posted(stored)
+
+
+def _posted(stored: StoredOffer) -> PostedOffer:
+    return PostedOffer(offer=LoanOfferOut(**stored.offer), signature=stored.signature,
+                       offer_hash=stored.offer_hash, posted_at=int(stored.posted_at))
+
+
+def _cost_key(stored: StoredOffer) -> tuple[float, int, float]:
+    offer = stored.offer
+    return offer["repayment"] / offer["principal"], -offer["principal"], stored.posted_at
+
+
+def matching_offers(chain: ChainService, book: OfferBook, token_id: int) -> OfferList:
+    """The board's offers that certificate ``token_id`` could be pledged for at the
+    latest block: for it or for any of its lot, not expired, nonce unused, and
+    within the offer's loan-to-value limit against a fresh appraisal.
+    :class:`NotFound` for a certificate never issued."""
+    block, raw = chain.collateral(token_id)
+    if not _issued(raw):
+        raise NotFound(f"certificate {token_id} was never issued")
+    lot_id = token_id >> 32
+    appraisal = raw["appraisal"]
+    value, stale = int(appraisal["value_per_bottle"]), bool(appraisal["stale"])
+    # The offer is accepted in a later block than this one: expiry must still hold then.
+    candidates = book.for_certificate(lot_id, token_id, block.timestamp + 1)
+    holder = _address(raw["certificate_owner"])
+    usable = []
+    for stored in candidates:
+        offer = stored.offer
+        if offer["lender"] == holder:  # "lending: borrower is the lender"
+            continue
+        if offer["max_ltv_bps"] and (value == 0 or stale or offer["principal"] * BPS > offer["max_ltv_bps"] * value):
+            continue
+        if chain.lending_nonce_used(offer["lender"], offer["nonce"], block.number):
+            continue
+        usable.append(stored)
+    usable.sort(key=_cost_key)
+    return OfferList(token_id=token_id, lot_id=lot_id, block_number=block.number,
+                     certificate_state=state_name(int(raw["certificate_state"])),
+                     offers=[_posted(stored) for stored in usable])

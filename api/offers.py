@@ -1,0 +1,94 @@
+"""The loan offer board: lenders post signed `LoanOffer`s, borrowers list the
+ones that match a certificate.
+
+An offer is only a signed message until a borrower accepts it on chain, so the
+board keeps it as the lender signed it, keyed by its EIP-712 digest (posting
+the same offer twice stores it once). Whether an offer is still acceptable
+(expiry, nonce, appraisal) changes with the chain, so the board stores
+everything and the listing checks against the chain at the time it is asked.
+
+SQLite, embedded: in memory by default, in a file when ``AMPHORA_OFFER_DB``
+names one, so several workers and restarts share it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS offers (
+    offer_hash TEXT PRIMARY KEY,
+    lender TEXT NOT NULL,
+    lot_id TEXT NOT NULL,
+    token_id TEXT NOT NULL,
+    expiry INTEGER NOT NULL,
+    offer TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    posted_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS offers_by_lot ON offers (lot_id, expiry);
+"""
+
+
+@dataclass(frozen=True)
+class StoredOffer:
+    offer_hash: str
+    #: The offer's fields by their API names (lender, currency, lot_id, ...), numbers as ints.
+    offer: dict[str, Any]
+    signature: str
+    posted_at: float
+
+
+class OfferBook:
+    """Signed loan offers in SQLite."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._lock = threading.Lock()
+        target = str(path) if path is not None else ":memory:"
+        self._db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
+        if path is not None:
+            self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+
+    def add(self, offer_hash: str, offer: dict[str, Any], signature: str, now: float | None = None) -> StoredOffer:
+        """Store ``offer`` (its fields by API name, ints); an offer already on the
+        board is kept as first posted and returned."""
+        at = time.time() if now is None else now
+        # Numbers are uint256: stored as decimal text (SQLite integers are 64-bit),
+        # except expiry, which is compared in SQL and clamped to fit.
+        text = json.dumps({k: (str(v) if isinstance(v, int) else v) for k, v in offer.items()})
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO offers (offer_hash, lender, lot_id, token_id, expiry, offer, signature, "
+                "posted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (offer_hash, offer["lender"], str(offer["lot_id"]), str(offer["token_id"]),
+                 min(int(offer["expiry"]), 2**63 - 1), text, signature, at))
+            row = self._db.execute("SELECT offer_hash, offer, signature, posted_at FROM offers WHERE offer_hash = ?",
+                                   (offer_hash,)).fetchone()
+        return _stored(row)
+
+    def for_certificate(self, lot_id: int, token_id: int, not_expired_at: int) -> list[StoredOffer]:
+        """Offers against ``token_id`` itself or any certificate of ``lot_id``,
+        whose expiry is at or after ``not_expired_at``, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT offer_hash, offer, signature, posted_at FROM offers WHERE lot_id = ? AND token_id IN (?, '0') "
+                "AND expiry >= ? ORDER BY posted_at, offer_hash",
+                (str(lot_id), str(token_id), min(not_expired_at, 2**63 - 1))).fetchall()
+        return [_stored(row) for row in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _stored(row: tuple[Any, ...]) -> StoredOffer:
+    offer_hash, text, signature, posted_at = row
+    offer = {k: (int(v) if k not in ("lender", "currency") else v) for k, v in json.loads(text).items()}
+    return StoredOffer(offer_hash, offer, signature, float(posted_at))

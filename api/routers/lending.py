@@ -1,0 +1,256 @@
+"""Lending: the lender's view of a certificate (`/collateral/{token_id}`,
+`/loans/{loan_id}`), the loan offer board (`/offers`), and the relayed
+PledgeLending actions (`/relay/loan-acceptances`, `/relay/loan-extensions`)
+with the typed data their signers sign."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, status
+
+from amphora import eip712
+from api import lending
+from api.deps import ChainDep, OffersDep, RelayerDep, SettingsDep
+from api.errors import (
+    InvalidRequest,
+    NotDeployed,
+    NotFound,
+    OfferUnusable,
+    RelayRefused,
+    RelayUnavailable,
+    UpstreamUnavailable,
+    WouldRevert,
+    error_responses,
+)
+from api.relayer import Relayer
+from api.routers.relay import _accepted, _stringified
+from api.schemas import (
+    ADDRESS_PATTERN,
+    BYTES32_PATTERN,
+    CollateralSnapshot,
+    LendingTypedData,
+    LoanAcceptanceRelayRequest,
+    LoanExtensionRelayRequest,
+    OfferList,
+    OfferPost,
+    PostedOffer,
+    RelayAccepted,
+    Uint256In,
+    checksum_address,
+)
+
+router = APIRouter(tags=["lending"])
+relay_router = APIRouter(prefix="/relay", tags=["relay"])
+
+SignedQuery = Annotated[bool, Query(description="Sign the snapshot with the service key (adds `signer` and "
+                                    "`signature`; 503 when the service has no key).")]
+_VIEW_ERRORS = (NotFound, InvalidRequest, UpstreamUnavailable, NotDeployed)
+_SIGNED_VIEW_ERRORS = (*_VIEW_ERRORS, RelayUnavailable)
+_RELAY_ERRORS = (InvalidRequest, WouldRevert, RelayRefused, RelayUnavailable, UpstreamUnavailable, NotDeployed)
+_TYPED_DATA_ERRORS = (InvalidRequest, UpstreamUnavailable, NotDeployed)
+
+_SNAPSHOT_DOC = """
+
+    Everything comes from one `PledgeLending.collateral` call at one block,
+    named in `block_number`, `block_hash` and `block_timestamp` (the `now` of
+    `seconds_to_due`, `seconds_to_grace_end` and the appraisal's `age`):
+    the loan's terms and state (`open`, `repaid`, `foreclosed`), the
+    certificate's lifecycle state and flag, its custodian with the lot's latest
+    storage attestation and the custodian's reserve root, the lot's latest
+    appraisal, the loan-to-value and the borrower's credit record.
+
+    **Signed snapshots.** With `?signed=true` the service key signs the
+    snapshot: `signature` is an EIP-191 `personal_sign` by `signer` of the
+    canonical JSON of the response without `signature` (keys sorted at every
+    level, no whitespace). A lender verifies it offline, e.g. in Python:
+
+        body = response.json()
+        signature = body.pop("signature")
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        assert Account.recover_message(encode_defunct(text=canonical), signature=signature) == body["signer"]
+
+    and checks that `signer` is the service's published address. Anyone can
+    also re-read `collateral(token_id)` at `block_hash` on an archive node."""
+
+
+def _maybe_signed(snapshot: CollateralSnapshot, signed: bool, relayer: Relayer) -> CollateralSnapshot:
+    return lending.sign_snapshot(snapshot, relayer) if signed else snapshot
+
+
+@router.get("/collateral/{token_id}", response_model=CollateralSnapshot,
+            summary="The lender's view of a certificate, at one block",
+            responses=error_responses(*_SIGNED_VIEW_ERRORS))
+def collateral(
+    token_id: Annotated[Uint256In, Path(description="Decimal token id.")],
+    chain: ChainDep, relayer: RelayerDep, signed: SignedQuery = False,
+) -> CollateralSnapshot:
+    return _maybe_signed(lending.collateral_snapshot(chain, token_id), signed, relayer)
+
+
+collateral.__doc__ = """The certificate's latest loan (null if it was never pledged) and what
+    stands behind it. 404 for a certificate never issued.""" + _SNAPSHOT_DOC
+
+
+@router.get("/loans/{loan_id}", response_model=CollateralSnapshot,
+            summary="A loan and its collateral, at one block",
+            responses=error_responses(*_SIGNED_VIEW_ERRORS))
+def loan(
+    loan_id: Annotated[Uint256In, Path(description="Decimal loan id (`sequence << 96 | token_id`).")],
+    chain: ChainDep, relayer: RelayerDep, signed: SignedQuery = False,
+) -> CollateralSnapshot:
+    return _maybe_signed(lending.loan_snapshot(chain, loan_id), signed, relayer)
+
+
+loan.__doc__ = """The same snapshot as `GET /collateral/{token_id}`, for the loan's
+    certificate. 404 for a loan id that never existed, and for a closed loan whose
+    certificate has had a newer loan since (its terms stay in the `LoanStarted`
+    event).""" + _SNAPSHOT_DOC
+
+
+# ------------------------------------------------------------------ offers
+
+
+@router.post("/offers", status_code=status.HTTP_201_CREATED, response_model=PostedOffer,
+             summary="Post a signed loan offer to the board",
+             responses=error_responses(InvalidRequest, OfferUnusable, UpstreamUnavailable, NotDeployed))
+def post_offer(body: OfferPost, chain: ChainDep, offers: OffersDep) -> PostedOffer:
+    """A lender posts a `LoanOffer` it signed (typed data from
+    `GET /relay/typed-data/loan-offer`). The board checks what it can before a
+    borrower comes: the signature recovers `offer.lender` (or, for a
+    contract lender, its ERC-1271 `isValidSignature` accepts it), `offer.currency` is the deployment's stablecoin,
+    the amounts, duration and collateral are in the contract's range (422
+    `invalid_request` otherwise), the offer has not expired and its nonce is
+    neither used nor cancelled (409 `offer_unusable`). Posting the same offer
+    again returns it as first posted. The lender must still hold and approve the
+    principal when a borrower accepts; the board does not check funds. Cancel
+    an offer on chain (`cancel_offer(nonce)`): the board then stops listing it."""
+    return lending.post_offer(chain, offers, body)
+
+
+@router.get("/offers", response_model=OfferList, summary="The offers a certificate can be pledged for now",
+            responses=error_responses(*_VIEW_ERRORS))
+def list_offers(
+    token_id: Annotated[Uint256In, Query(description="Decimal token id of the certificate to pledge.")],
+    chain: ChainDep, offers: OffersDep,
+) -> OfferList:
+    """The board's offers for this certificate or for any certificate of its
+    lot, that the contract would accept at the latest block: not expired, the
+    lender's nonce unused, the lender not the holder, and, for an offer with `max_ltv_bps`, within that
+    limit against a lot appraisal that is not stale. Cheapest first.
+    `certificate_state` says whether the certificate can be pledged now. Accept one
+    through `POST /relay/loan-acceptances` (or `accept_offer` directly).
+    404 for a certificate never issued."""
+    return lending.matching_offers(chain, offers, token_id)
+
+
+# ------------------------------------------------------------------- relay
+
+_RELAY_DOC = """
+
+    The transaction is first simulated (`eth_call`) from the relayer's
+    address: if it would revert the answer is **409 `would_revert`** with the
+    contract's reason (`lending: ...`) and nothing is sent. Malformed input is
+    422; a missing relayer key is 503.
+
+    202: the transaction was sent; poll `status_url` until it is `mined` or `failed`."""
+
+
+@relay_router.post("/loan-acceptances", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
+                   summary="Relay a borrower's signed acceptance of a loan offer",
+                   responses=error_responses(*_RELAY_ERRORS))
+def relay_loan_acceptance(body: LoanAcceptanceRelayRequest, relayer: RelayerDep,
+                          settings: SettingsDep) -> RelayAccepted:
+    return _accepted(relayer.relay_loan_acceptance(body), settings.public_base_url)
+
+
+relay_loan_acceptance.__doc__ = """Submit `accept_offer_with_signature`: the lender's
+    signed offer (from `GET /offers`) and the borrower's `AcceptOffer` signature
+    (typed data from `GET /relay/typed-data/loan-acceptance`). The certificate is
+    pledged and the principal goes from the lender to `borrower` in one
+    transaction; the borrower pays no gas. The acceptance names the offer, the
+    certificate and the borrower, so a copy can only make the same loan.""" + _RELAY_DOC
+
+
+@relay_router.post("/loan-extensions", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
+                   summary="Relay a loan extension signed by lender and borrower",
+                   responses=error_responses(*_RELAY_ERRORS))
+def relay_loan_extension(body: LoanExtensionRelayRequest, relayer: RelayerDep,
+                         settings: SettingsDep) -> RelayAccepted:
+    return _accepted(relayer.relay_loan_extension(body), settings.public_base_url)
+
+
+relay_loan_extension.__doc__ = """Submit `extend_loan`: both the lender and the borrower
+    signed the same `LoanExtension(loanId, dueAt, repayment, deadline)` (typed
+    data from `GET /relay/typed-data/loan-extension`). The due date moves later
+    and the repayment amount changes; the grace period stays.""" + _RELAY_DOC
+
+
+def _typed(chain: ChainDep, primary_type: str, message: dict) -> LendingTypedData:
+    return LendingTypedData.model_validate(_stringified(lending.lending_typed_data(chain, primary_type, message)))
+
+
+@relay_router.get("/typed-data/loan-offer", response_model=LendingTypedData,
+                  summary="The typed data a lender signs to offer a loan",
+                  responses=error_responses(*_TYPED_DATA_ERRORS))
+def loan_offer_typed_data(
+    chain: ChainDep,
+    lender: Annotated[str, Query(pattern=ADDRESS_PATTERN)],
+    lot_id: Annotated[Uint256In, Query()],
+    principal: Annotated[Uint256In, Query(description="Stablecoin units.")],
+    repayment: Annotated[Uint256In, Query(description="Stablecoin units; at least `principal`.")],
+    duration: Annotated[Uint256In, Query(description="Seconds to the due date.")],
+    grace_period: Annotated[Uint256In, Query(description="Seconds after the due date.")],
+    expiry: Annotated[Uint256In, Query(description="Unix time the offer expires.")],
+    nonce: Annotated[Uint256In, Query(description="The lender's offer nonce.")],
+    token_id: Annotated[Uint256In, Query(description="One certificate, or 0 for any of the lot.")] = 0,
+    max_ltv_bps: Annotated[Uint256In, Query(description="0 for no loan-to-value check.")] = 0,
+) -> LendingTypedData:
+    """The `eth_signTypedData_v4` payload of a `LoanOffer` in PledgeLending's
+    domain, in the deployment's stablecoin. Sign it and post the offer with the
+    signature to `POST /offers`."""
+    try:
+        who = checksum_address(lender)
+    except ValueError as err:
+        raise InvalidRequest(f"lender: {err}") from err
+    message = eip712.loan_offer_message(who, lending.stablecoin_address(chain), lot_id, token_id, principal,
+                                        repayment, duration, grace_period, max_ltv_bps, expiry, nonce)
+    return _typed(chain, "LoanOffer", message)
+
+
+@relay_router.get("/typed-data/loan-acceptance", response_model=LendingTypedData,
+                  summary="The typed data a borrower signs to accept an offer",
+                  responses=error_responses(*_TYPED_DATA_ERRORS))
+def loan_acceptance_typed_data(
+    chain: ChainDep,
+    offer_hash: Annotated[str, Query(pattern=BYTES32_PATTERN, description="The offer's `offer_hash` (from "
+                                     "`GET /offers`).")],
+    token_id: Annotated[Uint256In, Query(description="The certificate to pledge.")],
+    borrower: Annotated[str, Query(pattern=ADDRESS_PATTERN, description="The holder, who signs.")],
+    deadline: Annotated[Uint256In, Query(description="Unix time the acceptance expires.")],
+) -> LendingTypedData:
+    """The `eth_signTypedData_v4` payload of `AcceptOffer(offerHash, tokenId,
+    borrower, deadline)` in PledgeLending's domain. Sign it as the borrower and
+    post it with the offer to `POST /relay/loan-acceptances`."""
+    try:
+        who = checksum_address(borrower)
+    except ValueError as err:
+        raise InvalidRequest(f"borrower: {err}") from err
+    message = eip712.accept_offer_message(bytes.fromhex(offer_hash[2:]), token_id, who, deadline)
+    return _typed(chain, "AcceptOffer", message)
+
+
+@relay_router.get("/typed-data/loan-extension", response_model=LendingTypedData,
+                  summary="The typed data lender and borrower sign to extend a loan",
+                  responses=error_responses(*_TYPED_DATA_ERRORS))
+def loan_extension_typed_data(
+    chain: ChainDep,
+    loan_id: Annotated[Uint256In, Query()],
+    due_at: Annotated[Uint256In, Query(description="The new due date (unix time).")],
+    repayment: Annotated[Uint256In, Query(description="The new repayment amount.")],
+    deadline: Annotated[Uint256In, Query(description="Unix time the extension expires.")],
+) -> LendingTypedData:
+    """The `eth_signTypedData_v4` payload of `LoanExtension(loanId, dueAt,
+    repayment, deadline)` in PledgeLending's domain: the lender and the
+    borrower each sign it; post both signatures to `POST /relay/loan-extensions`."""
+    return _typed(chain, "LoanExtension", eip712.loan_extension_message(loan_id, due_at, repayment, deadline))
