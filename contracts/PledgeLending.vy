@@ -140,6 +140,20 @@ interface ICustodyRegistry:
     def custody(token_id: uint256) -> Custody: view
 
 
+interface IEIP3009:
+    def receiveWithAuthorization(
+        _from: address,
+        to: address,
+        amount: uint256,
+        validAfter: uint256,
+        validBefore: uint256,
+        nonce: bytes32,
+        v: uint8,
+        r: bytes32,
+        s: bytes32,
+    ): nonpayable
+
+
 # @notice A lender's offer, signed as the EIP-712 `LoanOffer`.
 struct LoanOffer:
     # The lender, who signs and pays the principal (it approves this
@@ -464,6 +478,74 @@ def repay(loan_id: uint256):
                      borrower's. The loan is marked repaid before the
                      external calls.
     """
+    lender: address = empty(address)
+    repayment: uint256 = 0
+    lender, repayment = self._close_repaid(loan_id, msg.sender)
+    assert extcall STABLECOIN.transferFrom(msg.sender, lender, repayment, default_return_value=True), (
+        "lending: repayment transfer failed"
+    )
+
+
+@external
+def repay_with_authorization(
+    loan_id: uint256, payer: address, valid_after: uint256, valid_before: uint256, v: uint8, r: bytes32, s: bytes32
+):
+    """
+    @notice `repay` with the payer's EIP-3009 `ReceiveWithAuthorization`
+            of the stablecoin instead of an allowance, so a borrower
+            without gas repays through the relayer. The payer signs, in
+            the stablecoin's domain: from `payer`, to this contract, value
+            the loan's repayment, the validity window, and the nonce
+            `repayment_nonce(loan_id)`. This contract receives the money
+            and passes it to the lender in the same transaction.
+    @dev Same rules as `repay` (anyone's money, the borrower's
+         certificate and credit record).
+    @custom:security Front-running: `receiveWithAuthorization` only lets
+                     its payee (this contract) submit the authorization,
+                     so nobody can spend it on a plain transfer that
+                     leaves the loan open. Replay and misuse: the nonce is
+                     bound to this contract and this loan id, so one
+                     authorization repays one loan once; the value must
+                     be the loan's current repayment (after an extension
+                     the payer signs the new amount, same nonce).
+                     Re-entrancy: the loan is closed before any external
+                     call and every entry point is non-reentrant.
+    """
+    lender: address = empty(address)
+    repayment: uint256 = 0
+    lender, repayment = self._close_repaid(loan_id, payer)
+    extcall IEIP3009(STABLECOIN.address).receiveWithAuthorization(
+        payer, self, repayment, valid_after, valid_before, self._repayment_nonce(loan_id), v, r, s
+    )
+    assert extcall STABLECOIN.transfer(lender, repayment, default_return_value=True), (
+        "lending: repayment transfer failed"
+    )
+
+
+@external
+@view
+def repayment_nonce(loan_id: uint256) -> bytes32:
+    """
+    @notice The EIP-3009 nonce a payer signs to repay `loan_id` with
+            `repay_with_authorization`: keccak256(abi.encode(this
+            contract, loan_id)).
+    """
+    return self._repayment_nonce(loan_id)
+
+
+@internal
+@view
+def _repayment_nonce(loan_id: uint256) -> bytes32:
+    return keccak256(abi_encode(self, loan_id))
+
+
+@internal
+def _close_repaid(loan_id: uint256, payer: address) -> (address, uint256):
+    """
+    @dev Marks an open loan repaid, unlocks the certificate for the
+         borrower and updates the credit record; returns the lender and
+         the repayment for the caller to move.
+    """
     token_id: uint256 = loan_id & _U96
     terms: uint256 = self._open_terms(loan_id)
     due_at: uint256 = (terms >> 160) & _U40
@@ -478,10 +560,8 @@ def repay(loan_id: uint256):
     else:
         self._credit[borrower] += 1 << 32
     self._credit_repaid[borrower] += money & _U128
-    log LoanRepaid(loan_id=loan_id, borrower=borrower, payer=msg.sender, repayment=repayment, late=late)
-    assert extcall STABLECOIN.transferFrom(
-        msg.sender, convert(terms & _ADDRESS_MASK, address), repayment, default_return_value=True
-    ), "lending: repayment transfer failed"
+    log LoanRepaid(loan_id=loan_id, borrower=borrower, payer=payer, repayment=repayment, late=late)
+    return convert(terms & _ADDRESS_MASK, address), repayment
 
 
 @external

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import ape
 import pytest
+from eip3009_behaviour import RECEIVE_AUTH, authorization_signer
 from erc721_behaviour import TRANSFERS, ZERO_ADDRESS, emitted
 from eth_utils import keccak
 
@@ -281,6 +282,128 @@ def test_repay__without_allowance__reverts_and_keeps_the_pledge(lending, cert, s
         lending.repay(loan[0], sender=borrower)
     assert cert.state_of(loan[1]) == PLEDGED
     assert lending.loan(loan[0]).state == LOAN_OPEN
+
+
+# ------------------------------------------------ repayment with an EIP-3009 authorization (no gas, no allowance)
+
+
+@pytest.fixture
+def authorize(stable, lending, chain_id):
+    """Builder: ``payer``'s ReceiveWithAuthorization of ``value`` to the lending
+    contract, by default with the nonce bound to ``loan_id``."""
+    sign = authorization_signer(stable, chain_id)
+
+    def _authorize(payer, loan_id: int, value: int = REPAYMENT, **kwargs):
+        kwargs.setdefault("nonce", bytes(lending.repayment_nonce(loan_id)))
+        kwargs.setdefault("primary", RECEIVE_AUTH)
+        return sign(payer, payer, lending, value, **kwargs)
+
+    return _authorize
+
+
+def repay_by_authorization(lending, loan_id, auth, sender):
+    return lending.repay_with_authorization(loan_id, auth.sender, auth.valid_after, auth.valid_before,
+                                            auth.v, auth.r, auth.s, sender=sender)
+
+
+def test_repay_with_authorization__relayed__pays_the_lender_without_allowance_or_gas(
+    lending, cert, stable, loan, lender, borrower, relayer, authorize
+):
+    loan_id, token_id, _ = loan
+    stable.approve(lending, 0, sender=borrower)  # no allowance needed
+    before = balances(stable, lender, borrower, relayer)
+    borrower_eth = borrower.balance
+
+    receipt = repay_by_authorization(lending, loan_id, authorize(borrower, loan_id), relayer)
+
+    assert balances(stable, lender, borrower, relayer, lending) == [
+        before[0] + REPAYMENT, before[1] - REPAYMENT, before[2], 0]
+    assert borrower.balance == borrower_eth, "the borrower paid no gas"
+    assert cert.state_of(token_id) == ACTIVE and cert.ownerOf(token_id) == borrower
+    assert credit(lending, borrower) == (1, 1, 0, 0, 0, PRINCIPAL, PRINCIPAL)
+    assert emitted(receipt, lending.LoanRepaid, lending) == [
+        (loan_id, borrower.address, borrower.address, REPAYMENT, False)]
+    assert stable.authorizationState(borrower, lending.repayment_nonce(loan_id))
+
+
+def test_repay_with_authorization__replayed__reverts(lending, loan, borrower, relayer, authorize):
+    auth = authorize(borrower, loan[0])
+    repay_by_authorization(lending, loan[0], auth, relayer)
+    with ape.reverts("lending: loan is not open"):
+        repay_by_authorization(lending, loan[0], auth, relayer)
+
+
+def test_repay_with_authorization__nonce_not_bound_to_the_loan__reverts(
+    lending, cert, loan, borrower, relayer, authorize
+):
+    with ape.reverts():
+        repay_by_authorization(lending, loan[0], authorize(borrower, loan[0], nonce=b"\x07" * 32), relayer)
+    assert cert.state_of(loan[1]) == PLEDGED
+
+
+def test_repay_with_authorization__for_another_loan__reverts(
+    lending, cert, bottles, make_offer, loan, borrower, relayer, authorize
+):
+    """Two loans with the same repayment: an authorization for one cannot repay the other."""
+    other_token = bottles.token(2)
+    offer = make_offer(bottles.lot_id, other_token, nonce=1)
+    other_loan = lending.accept_offer(offer.args, offer.signature, other_token, sender=borrower).return_value
+    with ape.reverts():
+        repay_by_authorization(lending, other_loan, authorize(borrower, loan[0]), relayer)
+    assert cert.state_of(other_token) == PLEDGED
+    assert lending.loan(other_loan).state == LOAN_OPEN
+
+
+def test_repay_with_authorization__value_other_than_the_repayment__reverts(
+    lending, cert, loan, borrower, relayer, authorize
+):
+    with ape.reverts():
+        repay_by_authorization(lending, loan[0], authorize(borrower, loan[0], value=REPAYMENT - 1), relayer)
+    assert cert.state_of(loan[1]) == PLEDGED
+
+
+def test_repay_with_authorization__signed_by_someone_else__reverts(
+    lending, cert, loan, borrower, attacker, relayer, stable, chain_id
+):
+    sign = authorization_signer(stable, chain_id)
+    forged = sign(attacker, borrower, lending, REPAYMENT, primary=RECEIVE_AUTH,
+                  nonce=bytes(lending.repayment_nonce(loan[0])))
+    with ape.reverts():
+        repay_by_authorization(lending, loan[0], forged, relayer)
+    assert cert.state_of(loan[1]) == PLEDGED
+
+
+def test_repay_with_authorization__front_runner_cannot_spend_it_elsewhere(
+    lending, stable, loan, lender, borrower, attacker, relayer, authorize
+):
+    """The authorization is a ReceiveWithAuthorization to the lending contract:
+    only the lending contract can submit it, so a front-runner cannot turn it
+    into a plain transfer that leaves the loan open."""
+    auth = authorize(borrower, loan[0])
+    with ape.reverts():
+        stable.receiveWithAuthorization(*auth.args, sender=attacker)
+    # As a TransferWithAuthorization the same fields are another signature: it does not verify.
+    with ape.reverts():
+        stable.transferWithAuthorization(*auth.args, sender=attacker)
+    repay_by_authorization(lending, loan[0], auth, relayer)
+    assert lending.loan(loan[0]).state == LOAN_REPAID
+
+
+def test_repay_with_authorization__after_grace__reverts_and_the_nonce_stays_unused(
+    lending, stable, loan, borrower, relayer, authorize, chain
+):
+    chain.pending_timestamp = lending.loan(loan[0]).grace_ends_at + 1
+    with ape.reverts("lending: loan is past its grace period"):
+        repay_by_authorization(lending, loan[0], authorize(borrower, loan[0]), relayer)
+    assert not stable.authorizationState(borrower, lending.repayment_nonce(loan[0]))
+
+
+def test_repayment_nonce__differs_per_loan_and_matches_its_definition(lending, loan):
+    from eth_abi import encode
+
+    assert bytes(lending.repayment_nonce(loan[0])) == keccak(encode(["address", "uint256"],
+                                                                     [lending.address, loan[0]]))
+    assert lending.repayment_nonce(loan[0]) != lending.repayment_nonce(loan[0] + 1)
 
 
 def test_foreclose__after_grace__moves_the_certificate_to_the_lender_unlocked(
