@@ -36,6 +36,7 @@ from api.schemas import (
     HolderActionRelayRequest,
     LoanAcceptanceRelayRequest,
     LoanExtensionRelayRequest,
+    LoanRepaymentRelayRequest,
     PointsTransferRelayRequest,
     RelayStatus,
     RelayTransaction,
@@ -164,6 +165,16 @@ class Relayer:
             request.loan_id, request.due_at, request.repayment, request.deadline, request.lender_signature,
             request.borrower_signature)
         return self._submit(account, call, f"extension of loan {request.loan_id} to {request.due_at}")
+
+    def relay_loan_repayment(self, request: LoanRepaymentRelayRequest) -> str:
+        """Simulate, then send ``repay_with_authorization``: the payer's
+        stablecoin goes to the lender through the lending contract, the
+        certificate unlocks for the borrower, and nobody but the relayer pays gas."""
+        account = self._require_account()
+        v, r, s = split_signature(request.signature)
+        call = self._chain.lending_contract("repay_with_authorization").functions.repay_with_authorization(
+            request.loan_id, request.payer, request.valid_after, request.valid_before, v, r, s)
+        return self._submit(account, call, f"repayment of loan {request.loan_id} by {request.payer}")
 
     def _submit(self, account: LocalAccount, call: ContractFunction, description: str) -> str:
         """The one submit path: simulate ``call`` from the relayer's address, check

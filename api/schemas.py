@@ -865,6 +865,32 @@ class LoanExtensionRelayRequest(BaseModel):
     borrower_signature: SignatureHex
 
 
+class LoanRepaymentRelayRequest(BaseModel):
+    """A payer's EIP-3009 `ReceiveWithAuthorization` of the loan's repayment to
+    the lending contract (typed data from `GET /relay/typed-data/loan-repayment`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    loan_id: Uint256In
+    payer: Address = Field(description="Who pays (usually the borrower); the signer of the authorization.")
+    valid_after: Uint256In = Field(default=0, description="The authorization's `validAfter` (unix time).")
+    valid_before: Uint256In = Field(description="The authorization's `validBefore` (unix time).")
+    signature: SignatureHex = Field(description="The payer's 65-byte EIP-712 signature.")
+
+
+class LoanRepaymentTypedData(BaseModel):
+    """An `eth_signTypedData_v4` payload of the stablecoin's EIP-3009
+    `ReceiveWithAuthorization` that repays one loan: pass it unchanged to any
+    EIP-712 signer. uint256 values are decimal strings."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    types: dict[str, list[TypedDataField]]
+    primary_type: Literal["ReceiveWithAuthorization"] = Field(alias="primaryType")
+    domain: TypedDataDomain
+    message: AuthorizationMessage
+
+
 class LendingTypedData(BaseModel):
     """An `eth_signTypedData_v4` payload in PledgeLending's domain: pass it
     unchanged to any EIP-712 signer. uint256 values are decimal strings."""

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Path, Query, status
 
 from amphora import eip712
 from api import lending
+from api.chain import LENDING, STABLECOIN, contract_label, node_errors
 from api.deps import ChainDep, OffersDep, RelayerDep, SettingsDep
 from api.errors import (
     InvalidRequest,
@@ -32,6 +33,9 @@ from api.schemas import (
     LendingTypedData,
     LoanAcceptanceRelayRequest,
     LoanExtensionRelayRequest,
+    LoanRepaymentRelayRequest,
+    LoanRepaymentTypedData,
+    LoanState,
     OfferList,
     OfferPost,
     PostedOffer,
@@ -186,6 +190,27 @@ relay_loan_extension.__doc__ = """Submit `extend_loan`: both the lender and the 
     and the repayment amount changes; the grace period stays.""" + _RELAY_DOC
 
 
+@relay_router.post("/loan-repayments", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
+                   summary="Relay a repayment paid by the payer's EIP-3009 authorization (no gas)",
+                   responses=error_responses(*_RELAY_ERRORS))
+def relay_loan_repayment(body: LoanRepaymentRelayRequest, relayer: RelayerDep,
+                         settings: SettingsDep) -> RelayAccepted:
+    return _accepted(relayer.relay_loan_repayment(body), settings.public_base_url)
+
+
+relay_loan_repayment.__doc__ = """Submit `repay_with_authorization`: the payer (usually the
+    borrower; anyone may repay) signed the stablecoin's EIP-3009
+    `ReceiveWithAuthorization` of the loan's repayment to the lending contract,
+    with the nonce `repayment_nonce(loan_id)` (typed data from
+    `GET /relay/typed-data/loan-repayment`). The lending contract takes the
+    money and passes it to the lender, and the certificate unlocks for the
+    borrower, in one transaction: the payer needs neither gas nor an
+    allowance. Only the lending contract can use the authorization, and only
+    for this loan, once. 409 `would_revert` also for a loan past its grace
+    period, already closed, or whose repayment changed (an extension) since
+    the payer signed.""" + _RELAY_DOC
+
+
 def _typed(chain: ChainDep, primary_type: str, message: dict) -> LendingTypedData:
     return LendingTypedData.model_validate(_stringified(lending.lending_typed_data(chain, primary_type, message)))
 
@@ -254,3 +279,42 @@ def loan_extension_typed_data(
     repayment, deadline)` in PledgeLending's domain: the lender and the
     borrower each sign it; post both signatures to `POST /relay/loan-extensions`."""
     return _typed(chain, "LoanExtension", eip712.loan_extension_message(loan_id, due_at, repayment, deadline))
+
+
+@relay_router.get("/typed-data/loan-repayment", response_model=LoanRepaymentTypedData,
+                  summary="The typed data a payer signs to repay a loan without gas",
+                  responses=error_responses(NotFound, *_TYPED_DATA_ERRORS))
+def loan_repayment_typed_data(
+    chain: ChainDep,
+    loan_id: Annotated[Uint256In, Query(description="The open loan to repay.")],
+    payer: Annotated[str, Query(pattern=ADDRESS_PATTERN, description="Who pays and signs (usually the "
+                                "borrower).")],
+    valid_before: Annotated[Uint256In, Query(description="Unix time before which the authorization must be "
+                                             "used.")],
+    valid_after: Annotated[Uint256In, Query(description="Unix time after which it is valid (default 0).")] = 0,
+) -> LoanRepaymentTypedData:
+    """The `eth_signTypedData_v4` payload of the stablecoin's
+    `ReceiveWithAuthorization` that repays `loan_id`, in the stablecoin's own
+    EIP-712 domain: from `payer`, to the lending contract, the loan's current
+    repayment amount, and the loan's nonce `repayment_nonce(loan_id)`. Sign it
+    and post the signature to `POST /relay/loan-repayments` with the same
+    `valid_after` and `valid_before`. 404 for a loan that is not open; 422 when
+    `valid_before` is not after `valid_after`."""
+    try:
+        who = checksum_address(payer)
+    except ValueError as err:
+        raise InvalidRequest(f"payer: {err}") from err
+    if valid_before <= valid_after:
+        raise InvalidRequest("valid_before: must be after valid_after")
+    contract = chain.lending_contract("repay_with_authorization")
+    loan = lending.loan_snapshot(chain, loan_id).loan
+    if loan is None or loan.state != LoanState.open:
+        raise NotFound(f"loan {loan_id} is not open")
+    with node_errors(contract_label(LENDING)):
+        nonce = bytes(contract.functions.repayment_nonce(loan_id).call())
+    repayment = int(loan.repayment)
+    domain = chain.eip712_domain(STABLECOIN)
+    message = eip712.authorization_message(who, contract.address, repayment, valid_after, valid_before, nonce)
+    data = eip712.typed_data("ReceiveWithAuthorization", {**message, "nonce": "0x" + nonce.hex()},
+                             domain.chain_id, domain.verifying_contract, name=domain.name, version=domain.version)
+    return LoanRepaymentTypedData.model_validate(data)

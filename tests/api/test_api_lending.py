@@ -500,6 +500,77 @@ def test_loan_extension__borrower_did_not_sign__409_nothing_sent(
     assert outbox(w3, relayer) == before
 
 
+def _repayment_body(client, payer, loan_id: int, valid_before: int) -> dict:
+    params = {"loan_id": loan_id, "payer": payer.address, "valid_before": valid_before}
+    return {**params, "signature": _sign(client, payer, "/relay/typed-data/loan-repayment", params)}
+
+
+def test_loan_repayment__relayed_authorization__lender_paid_borrower_needs_no_gas_nor_allowance(
+        client, w3, chain, deployed_lending, deployed_stablecoin, open_loan, lender, borrower):
+    loan_id, token_id = open_loan
+    deployed_stablecoin.approve(deployed_lending, 0, sender=borrower)
+    eth_before = w3.eth.get_balance(borrower.address)
+    lender_before = deployed_stablecoin.balanceOf(lender)
+
+    _mined(w3, client.post("/relay/loan-repayments",
+                           json=_repayment_body(client, borrower, loan_id, chain.pending_timestamp + 3_600)))
+
+    snapshot = client.get(f"/loans/{loan_id}").json()
+    assert snapshot["loan"]["state"] == "repaid"
+    assert snapshot["certificate"]["state"] == "active" and snapshot["certificate"]["owner"] == borrower.address
+    assert deployed_stablecoin.balanceOf(lender) == lender_before + REPAYMENT
+    assert w3.eth.get_balance(borrower.address) == eth_before
+
+
+def test_loan_repayment__typed_data__stablecoin_domain_loan_nonce_and_current_repayment(
+        client, chain, deployed_lending, deployed_stablecoin, open_loan, borrower):
+    loan_id, _ = open_loan
+    data = client.get("/relay/typed-data/loan-repayment", params={
+        "loan_id": loan_id, "payer": borrower.address, "valid_before": chain.pending_timestamp + 60}).json()
+    assert data["primaryType"] == "ReceiveWithAuthorization"
+    assert data["domain"]["verifyingContract"] == deployed_stablecoin.address
+    message = data["message"]
+    assert (message["from"], message["to"], message["value"]) == (
+        borrower.address, deployed_lending.address, str(REPAYMENT))
+    assert message["nonce"] == "0x" + bytes(deployed_lending.repayment_nonce(loan_id)).hex()
+
+
+def test_loan_repayment__signed_for_less_after_an_extension__409_nothing_sent(
+        client, w3, chain, deployed_lending, open_loan, lender, borrower, relayer):
+    """The payer signed the old amount; an extension raised the repayment."""
+    loan_id, token_id = open_loan
+    body = _repayment_body(client, borrower, loan_id, chain.pending_timestamp + 3_600)
+    _mined(w3, client.post("/relay/loan-extensions", json=_extension(
+        client, loan_id, deployed_lending.loan(loan_id).due_at + DAY, chain.pending_timestamp + 3_600,
+        lender, borrower)))
+    before = outbox(w3, relayer)
+
+    response = client.post("/relay/loan-repayments", json=body)
+
+    assert response.status_code == 409 and response.json()["error"] == "would_revert"
+    assert outbox(w3, relayer) == before
+    assert client.get(f"/loans/{loan_id}").json()["loan"]["state"] == "open"
+
+
+@pytest.mark.parametrize("case", ["closed", "never"])
+def test_loan_repayment__typed_data_for_a_loan_not_open__404(client, chain, deployed_lending, open_loan,
+                                                             borrower, case):
+    loan_id, _ = open_loan
+    if case == "closed":
+        deployed_lending.repay(loan_id, sender=borrower)
+    else:
+        loan_id += 1 << 96  # the next loan on the same bottle
+    response = client.get("/relay/typed-data/loan-repayment", params={
+        "loan_id": loan_id, "payer": borrower.address, "valid_before": chain.pending_timestamp + 60})
+    assert response.status_code == 404 and response.json()["error"] == "not_found"
+
+
+def test_loan_repayment__typed_data_empty_window__422(client, open_loan, borrower):
+    response = client.get("/relay/typed-data/loan-repayment", params={
+        "loan_id": open_loan[0], "payer": borrower.address, "valid_before": 5, "valid_after": 5})
+    assert response.status_code == 422 and "valid_before" in response.json()["detail"]
+
+
 def test_lending_relay__without_relayer_key__503(make_client, open_loan, lender, borrower, chain,
                                                  deployed_lending):
     loan_id, _ = open_loan

@@ -37,9 +37,11 @@ EXPECTED_ERRORS = {
     ("get", "/offers"): {"404", "422", "503"},
     ("post", "/relay/loan-acceptances"): {"409", "422", "503"},
     ("post", "/relay/loan-extensions"): {"409", "422", "503"},
+    ("post", "/relay/loan-repayments"): {"409", "422", "503"},
     ("get", "/relay/typed-data/loan-offer"): {"422", "503"},
     ("get", "/relay/typed-data/loan-acceptance"): {"422", "503"},
     ("get", "/relay/typed-data/loan-extension"): {"422", "503"},
+    ("get", "/relay/typed-data/loan-repayment"): {"404", "422", "503"},
 }
 
 
