@@ -14,12 +14,12 @@ names one, so several workers and restarts share it.
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from api.sqlite_store import SqliteStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS offers (
@@ -45,16 +45,11 @@ class StoredOffer:
     posted_at: float
 
 
-class OfferBook:
+class OfferBook(SqliteStore):
     """Signed loan offers in SQLite."""
 
     def __init__(self, path: Path | None) -> None:
-        self._lock = threading.Lock()
-        target = str(path) if path is not None else ":memory:"
-        self._db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
-        if path is not None:
-            self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        super().__init__(path, _SCHEMA)
 
     def add(self, offer_hash: str, offer: dict[str, Any], signature: str, now: float | None = None) -> StoredOffer:
         """Store ``offer`` (its fields by API name, ints); an offer already on the
@@ -82,10 +77,6 @@ class OfferBook:
                 "AND expiry >= ? ORDER BY posted_at, offer_hash",
                 (str(lot_id), str(token_id), min(not_expired_at, 2**63 - 1))).fetchall()
         return [_stored(row) for row in rows]
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
 
 
 def _stored(row: tuple[Any, ...]) -> StoredOffer:

@@ -21,11 +21,11 @@ restarts share it.
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from api.sqlite_store import SqliteStore
 
 #: Anomaly codes, in the order they are reported.
 BURST = "burst"
@@ -51,16 +51,11 @@ class ScanSummary:
     anomalies: list[str] = field(default_factory=list)
 
 
-class ScanLog:
+class ScanLog(SqliteStore):
     """Counts verification scans per certificate in SQLite."""
 
     def __init__(self, path: Path | None, window_seconds: int, burst_threshold: int) -> None:
-        self._lock = threading.Lock()
-        target = str(path) if path is not None else ":memory:"
-        self._db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
-        if path is not None:
-            self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        super().__init__(path, _SCHEMA)
         self.window_seconds = window_seconds
         self.burst_threshold = burst_threshold
 
@@ -82,7 +77,3 @@ class ScanLog:
         if flagged:
             anomalies.append(FLAGGED)
         return ScanSummary(int(total), int(recent), self.window_seconds, anomalies)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
