@@ -25,7 +25,7 @@ from api.errors import (
     error_responses,
 )
 from api.relayer import Relayer
-from api.routers.relay import _accepted, _stringified
+from api.routers.relay import _accepted, _stringified, authorization_typed_data
 from api.schemas import (
     ADDRESS_PATTERN,
     BYTES32_PATTERN,
@@ -314,7 +314,6 @@ def loan_repayment_typed_data(
         nonce = bytes(contract.functions.repayment_nonce(loan_id).call())
     repayment = int(loan.repayment)
     domain = chain.eip712_domain(STABLECOIN)
-    message = eip712.authorization_message(who, contract.address, repayment, valid_after, valid_before, nonce)
-    data = eip712.typed_data("ReceiveWithAuthorization", {**message, "nonce": "0x" + nonce.hex()},
-                             domain.chain_id, domain.verifying_contract, name=domain.name, version=domain.version)
+    data = authorization_typed_data(domain, "ReceiveWithAuthorization", who, contract.address, repayment,
+                                    valid_after, valid_before, nonce)
     return LoanRepaymentTypedData.model_validate(data)

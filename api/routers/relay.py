@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, status
 
 from amphora import eip712
-from api.chain import POINTS
+from api.chain import POINTS, Eip712Domain
 from api.deps import ChainDep, RelayerDep, SettingsDep
 from api.errors import (
     InvalidRequest,
@@ -175,9 +175,8 @@ def points_transfer_typed_data(
         nonce_bytes = bytes.fromhex(nonce[2:])
     else:
         nonce_bytes = chain.free_authorization_nonce(POINTS, payer, valid_before)
-    message = eip712.authorization_message(payer, payee, value, valid_after, valid_before, nonce_bytes)
-    data = eip712.typed_data("TransferWithAuthorization", {**message, "nonce": "0x" + nonce_bytes.hex()},
-                             domain.chain_id, domain.verifying_contract, name=domain.name, version=domain.version)
+    data = authorization_typed_data(domain, "TransferWithAuthorization", payer, payee, value, valid_after,
+                                    valid_before, nonce_bytes)
     return PointsTransferTypedData.model_validate(data)
 
 
@@ -308,6 +307,15 @@ def gift_claim_typed_data(
     data = eip712.typed_data("ClaimGift", eip712.claim_gift_message(token_id, to), domain.chain_id,
                              domain.verifying_contract, name=domain.name, version=domain.version)
     return HolderActionTypedData.model_validate(_stringified(data))
+
+
+def authorization_typed_data(domain: Eip712Domain, primary_type: str, payer: str, payee: str, value: int,
+                             valid_after: int, valid_before: int, nonce: bytes) -> dict:
+    """The ``eth_signTypedData_v4`` payload of an EIP-3009 authorization in a
+    token's own ``domain``, the nonce as 0x hex."""
+    message = eip712.authorization_message(payer, payee, value, valid_after, valid_before, nonce)
+    return eip712.typed_data(primary_type, {**message, "nonce": "0x" + nonce.hex()}, domain.chain_id,
+                             domain.verifying_contract, name=domain.name, version=domain.version)
 
 
 def _stringified(data: dict) -> dict:
