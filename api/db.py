@@ -1,0 +1,149 @@
+"""The relayer's database: SQLite by default, PostgreSQL when a URL names one.
+
+One small interface serves both, so the outbox, the accounts and the quotas are
+written once:
+
+* ``with db.transaction() as tx:`` runs its statements in one transaction,
+  committed when the block ends and rolled back when it raises.
+* ``tx.execute(sql, params)``, ``tx.one(...)``, ``tx.all(...)`` take SQL with
+  ``?`` placeholders (translated to ``%s`` for PostgreSQL) and return rows as
+  dicts.
+* ``db.skip_locked`` is ``" FOR UPDATE SKIP LOCKED"`` on PostgreSQL, where
+  several relayer instances claim outbox rows side by side, and empty on
+  SQLite, whose ``BEGIN IMMEDIATE`` already lets one writer in at a time.
+
+SQLite is for one instance: one connection in WAL mode, one lock around each
+transaction (FastAPI runs sync routes in a thread pool). Without a path it is
+an in-memory database that ends with the process. PostgreSQL connections come
+from a bounded pool.
+
+Schemas are portable DDL: ``TEXT``, ``BIGINT``, ``DOUBLE PRECISION`` and
+``INTEGER`` columns, text primary keys, no autoincrement. Amounts in wei or
+token units, which exceed 64 bits, are decimal ``TEXT``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+Row = dict[str, Any]
+
+
+class Transaction:
+    """Statements inside one transaction of :meth:`Database.transaction`."""
+
+    def __init__(self, cursor: Any, postgres: bool) -> None:
+        self._cursor = cursor
+        self._postgres = postgres
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run ``sql``; returns the number of rows it changed."""
+        self._cursor.execute(self._sql(sql), tuple(params))
+        return int(self._cursor.rowcount)
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        """The first row ``sql`` returns, or ``None``."""
+        self._cursor.execute(self._sql(sql), tuple(params))
+        row = self._cursor.fetchone()
+        return _as_dict(row) if row is not None else None
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Every row ``sql`` returns."""
+        self._cursor.execute(self._sql(sql), tuple(params))
+        return [_as_dict(row) for row in self._cursor.fetchall()]
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self._postgres else sql
+
+
+def _as_dict(row: Any) -> Row:
+    return dict(row)
+
+
+class Database:
+    """SQLite at ``sqlite_path`` (``None``: in memory) or, when ``url`` is a
+    ``postgresql://`` URL, that PostgreSQL database."""
+
+    def __init__(self, url: str | None = None, sqlite_path: Path | None = None, pool_size: int = 10) -> None:
+        self.postgres = bool(url) and str(url).startswith(("postgresql://", "postgres://"))
+        if url and not self.postgres:
+            raise ValueError("DATABASE_URL must be a postgresql:// URL")
+        self.skip_locked = " FOR UPDATE SKIP LOCKED" if self.postgres else ""
+        self.for_update = " FOR UPDATE" if self.postgres else ""
+        self._local = threading.local()
+        if self.postgres:
+            from psycopg.rows import dict_row
+            from psycopg_pool import ConnectionPool
+
+            self._pool = ConnectionPool(str(url), min_size=1, max_size=pool_size, open=True,
+                                        kwargs={"row_factory": dict_row, "autocommit": False})
+            self._sqlite: sqlite3.Connection | None = None
+        else:
+            target = str(sqlite_path) if sqlite_path is not None else ":memory:"
+            self._sqlite = sqlite3.connect(target, check_same_thread=False, isolation_level=None, timeout=30)
+            self._sqlite.row_factory = sqlite3.Row
+            if sqlite_path is not None:
+                self._sqlite.execute("PRAGMA journal_mode=WAL")
+                self._sqlite.execute("PRAGMA synchronous=NORMAL")
+            self._lock = threading.RLock()
+
+    @property
+    def description(self) -> str:
+        return "postgresql" if self.postgres else "sqlite"
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """One transaction; a transaction opened inside another on the same
+        thread joins it (commits with the outer one)."""
+        current = getattr(self._local, "tx", None)
+        if current is not None:
+            yield current
+            return
+        if self.postgres:
+            with self._pool.connection() as conn, conn.cursor() as cursor:
+                tx = Transaction(cursor, postgres=True)
+                self._local.tx = tx
+                try:
+                    yield tx
+                finally:
+                    self._local.tx = None
+                # the pool's context commits on success and rolls back on error
+            return
+        assert self._sqlite is not None
+        with self._lock:
+            cursor = self._sqlite.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            tx = Transaction(cursor, postgres=False)
+            self._local.tx = tx
+            try:
+                yield tx
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            else:
+                cursor.execute("COMMIT")
+            finally:
+                self._local.tx = None
+                cursor.close()
+
+    def migrate(self, schema: str) -> None:
+        """Apply ``schema`` (``;``-separated ``CREATE ... IF NOT EXISTS`` statements)."""
+        statements = [s.strip() for s in schema.split(";") if s.strip()]
+        with self.transaction() as tx:
+            if self.postgres:
+                # Instances starting together must not race on CREATE TABLE.
+                tx.execute("SELECT pg_advisory_xact_lock(7311)")
+            for statement in statements:
+                tx.execute(statement)
+
+    def close(self) -> None:
+        if self.postgres:
+            self._pool.close()
+        elif self._sqlite is not None:
+            with self._lock:
+                self._sqlite.close()
