@@ -12,6 +12,7 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 
 from api.chain import ChainService
+from api.db import Database
 from api.offers import OfferBook
 from api.relayer import Relayer
 from api.scans import ScanLog
@@ -24,6 +25,10 @@ def get_app_settings(request: Request) -> Settings:
 
 def get_chain(request: Request) -> ChainService:
     return cast(ChainService, request.app.state.chain)
+
+
+def get_db(request: Request) -> Database:
+    return cast(Database, request.app.state.db)
 
 
 def get_relayer(request: Request) -> Relayer:
@@ -40,6 +45,7 @@ def get_offers(request: Request) -> OfferBook:
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 ChainDep = Annotated[ChainService, Depends(get_chain)]
+DbDep = Annotated[Database, Depends(get_db)]
 RelayerDep = Annotated[Relayer, Depends(get_relayer)]
 ScansDep = Annotated[ScanLog, Depends(get_scans)]
 OffersDep = Annotated[OfferBook, Depends(get_offers)]

@@ -33,9 +33,11 @@ class AmphoraError(Exception):
     #: What this error means, for the OpenAPI document.
     meaning: ClassVar[str] = "Unexpected error."
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
+        #: Extra response headers (``WWW-Authenticate``, ``Retry-After``).
+        self.headers = headers or {}
 
 
 class NotFound(AmphoraError):
@@ -49,6 +51,41 @@ class InvalidRequest(AmphoraError):
     code = "invalid_request"
     meaning = ("A path, query or body value is malformed (token id, address, proof, signature, hash, nonce) "
                "or out of range (a block range that is inverted or reaches beyond the latest block).")
+
+
+class Unauthorized(AmphoraError):
+    status_code = 401
+    code = "unauthorized"
+    meaning = ("Credentials are missing, unknown, expired or revoked: send `Authorization: Bearer <token>` with "
+               "a session token from `POST /auth/login` or an API token from `POST /auth/api-tokens`.")
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, {"WWW-Authenticate": 'Bearer realm="amphora"'})
+
+
+class Forbidden(AmphoraError):
+    status_code = 403
+    code = "forbidden"
+    meaning = ("The credentials are valid but do not allow this: another account's resource, an operator "
+               "endpoint without the admin token, or a password that does not match on re-authentication.")
+
+
+class Conflict(AmphoraError):
+    status_code = 409
+    code = "conflict"
+    meaning = "The request conflicts with stored state (an identifier already taken, an idempotency key reused "\
+              "with a different request)."
+
+
+class TooManyRequests(AmphoraError):
+    status_code = 429
+    code = "rate_limited"
+    meaning = ("Too many requests, or a quota (actions or gas per day, per account or for the whole service) is "
+               "used up; `Retry-After` says how many seconds to wait.")
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail, {"Retry-After": str(max(1, int(retry_after)))})
+        self.retry_after = max(1, int(retry_after))
 
 
 class RelayRefused(AmphoraError):
@@ -138,7 +175,9 @@ async def _amphora_error(request: Request, exc: Exception) -> Response:
     level = logging.WARNING if exc.status_code >= 500 else logging.INFO
     logger.log(level, "%s %s -> %d %s: %s", request.method, request.url.path, exc.status_code, exc.code,
                exc.detail)
-    return _respond(request, exc.status_code, exc.code, exc.detail)
+    response = _respond(request, exc.status_code, exc.code, exc.detail)
+    response.headers.update(exc.headers)
+    return response
 
 
 def _location(loc: tuple[Any, ...]) -> str:

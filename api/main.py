@@ -15,6 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import FastAPI
 
 from api.chain import ChainService
+from api.db import Database
 from api.errors import install_exception_handlers
 from api.offers import OfferBook
 from api.relayer import Relayer
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """An API app for ``settings`` (default: from the environment)."""
     settings = settings or get_settings()
     chain = ChainService(settings)
+    db = Database(settings.database_url.get_secret_value() if settings.database_url else None, settings.relay_db)
     relayer = Relayer(chain, settings)
     scans = ScanLog(settings.scan_db, settings.scan_window_seconds, settings.scan_burst_threshold)
     offers = OfferBook(settings.offer_db)
@@ -74,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         scans.close()
         offers.close()
+        db.close()
 
     app = FastAPI(
         title="Amphora API",
@@ -85,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.chain = chain
+    app.state.db = db
     app.state.relayer = relayer
     app.state.scans = scans
     app.state.offers = offers

@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -63,6 +63,18 @@ class Settings(BaseSettings):
     )
     scan_burst_threshold: int = Field(
         default=20, gt=0, description="More scans than this within the window flag a `burst` (a copied code).",
+    )
+    database_url: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AMPHORA_DATABASE_URL", "DATABASE_URL"),
+        description="PostgreSQL URL (`postgresql://user:password@host:port/db`) of the relayer's "
+        "database: accounts, outbox, quotas. Several API instances may share it. Unset: SQLite "
+        "(`relay_db`), for one instance.",
+    )
+    relay_db: Path | None = Field(
+        default=None,
+        description="SQLite file of the relayer's database when `database_url` is unset. Unset too: an "
+        "in-memory database (accounts and queued requests end with the process; for tests only).",
     )
     log_block_range: int = Field(
         default=0,
