@@ -120,6 +120,9 @@ class DocumentMismatch(AmphoraError):
 class ServiceUnavailable(AmphoraError):
     status_code = 503
     code = "service_unavailable"
+    meaning = ("A part of the service is not configured or cannot use its configuration: custodial accounts "
+               "without a valid `AMPHORA_MASTER_KEY` (or with one that does not decrypt the stored key), "
+               "operator endpoints without `AMPHORA_ADMIN_TOKEN`.")
 
 
 class UpstreamUnavailable(ServiceUnavailable):

@@ -1,9 +1,11 @@
 """The API's configuration, read from ``AMPHORA_*`` environment variables.
 
-Every setting has a working default for a local anvil node except the relayer
-key: without it the read-only endpoints work and the relay endpoints answer
-503. The key is a :class:`~pydantic.SecretStr`, so it never shows in a repr,
-a log line or a response.
+Every setting has a working default for a local anvil node except the secrets:
+without the relayer key the read-only endpoints work and the relay endpoints
+answer 503; without the master key custodial accounts cannot be created or
+used; without the admin token the operator endpoints answer 503. Secrets are
+:class:`~pydantic.SecretStr`, so they never show in a repr, a log line or a
+response.
 """
 
 from __future__ import annotations
@@ -75,6 +77,31 @@ class Settings(BaseSettings):
         default=None,
         description="SQLite file of the relayer's database when `database_url` is unset. Unset too: an "
         "in-memory database (accounts and queued requests end with the process; for tests only).",
+    )
+    master_key: SecretStr | None = Field(
+        default=None,
+        description="Master key of the custodial accounts: at least 32 random bytes, as 64+ hex digits or "
+        "base64. Every account's Ethereum key is stored encrypted under a key derived from it. Unset or "
+        "invalid: signing up, key export and signing for an account answer 503. Losing it loses every "
+        "custodial key; changing it makes the stored keys undecryptable.",
+    )
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of the operator endpoints. Unset: they answer 503.",
+    )
+    session_ttl_seconds: int = Field(
+        default=86_400, gt=0, description="Seconds a session token from signup or login stays valid.",
+    )
+    password_time_cost: int = Field(
+        default=3, ge=1, description="Argon2id passes over memory when hashing a password (RFC 9106 "
+        "low-memory profile: 3). Stored hashes with other parameters are rehashed at the next login.",
+    )
+    password_memory_kib: int = Field(
+        default=65_536, ge=8, description="Argon2id memory per password hash, in KiB (RFC 9106 low-memory "
+        "profile: 65536, 64 MiB). Each concurrent login or signup uses this much.",
+    )
+    password_parallelism: int = Field(
+        default=4, ge=1, description="Argon2id lanes per password hash (RFC 9106 low-memory profile: 4).",
     )
     log_block_range: int = Field(
         default=0,
