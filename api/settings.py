@@ -13,7 +13,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -109,6 +109,13 @@ class Settings(BaseSettings):
         description="Blocks per eth_getLogs request when searching events (for nodes that limit "
         "the range); 0 searches from the deploy block to the latest block in one request.",
     )
+
+    @model_validator(mode="after")
+    def _argon2_memory_covers_lanes(self) -> Settings:
+        # Argon2 needs 8 KiB per lane; fail at startup rather than at the first signup.
+        if self.password_memory_kib < 8 * self.password_parallelism:
+            raise ValueError("password_memory_kib must be at least 8 * password_parallelism")
+        return self
 
 
 @lru_cache
