@@ -3,20 +3,45 @@
 The app built by :func:`api.main.create_app` keeps its settings and services on
 ``app.state``; routes reach them through these aliases, never through globals,
 so tests can build apps with their own settings side by side.
+
+Authentication is here too: :data:`UserDep` for routes a custodial account
+calls with its session or API token, :data:`AdminDep` for operator routes.
+Both read ``Authorization: Bearer <token>`` through FastAPI's ``HTTPBearer``
+(without its own errors), so the OpenAPI document lists the security scheme
+on exactly the routes that need it while the error bodies stay the API's.
 """
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated, cast
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.chain import ChainService
 from api.db import Database
+from api.errors import Forbidden, ServiceUnavailable, Unauthorized
 from api.offers import OfferBook
 from api.relayer import Relayer
 from api.scans import ScanLog
 from api.settings import Settings
+from api.users import User, UserStore
+
+#: Session tokens (`POST /auth/signup`, `POST /auth/login`) and API tokens (`POST /auth/api-tokens`).
+user_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="accountToken",
+    bearerFormat="amph_s_... (session) or amph_t_... (API token)",
+    description="A custodial account's session token from `POST /auth/signup` or `POST /auth/login`, or one "
+    "of its API tokens from `POST /auth/api-tokens`.",
+)
+#: The operator's token, `AMPHORA_ADMIN_TOKEN`.
+admin_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="adminToken",
+    description="The operator token set in `AMPHORA_ADMIN_TOKEN`.",
+)
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -43,9 +68,59 @@ def get_offers(request: Request) -> OfferBook:
     return cast(OfferBook, request.app.state.offers)
 
 
+def get_users(request: Request) -> UserStore:
+    return cast(UserStore, request.app.state.users)
+
+
+def _bearer(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str:
+    """The token of ``Authorization: Bearer <token>``; 401 saying whether the
+    header is missing or not of that form."""
+    header = request.headers.get("Authorization")
+    if not header:
+        raise Unauthorized("missing credentials: send Authorization: Bearer <token>")
+    if credentials is None or not credentials.credentials or any(ch.isspace() for ch in credentials.credentials):
+        raise Unauthorized("malformed Authorization header: expected Bearer <token>")
+    return credentials.credentials
+
+
+def require_token(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(user_bearer)],
+) -> str:
+    """The bearer token of the request (not yet checked against the store)."""
+    return _bearer(request, credentials)
+
+
+def require_user(token: Annotated[str, Depends(require_token)],
+                 users: Annotated[UserStore, Depends(get_users)]) -> User:
+    """The custodial account whose session or API token authenticates the
+    request; 401 when it is missing, malformed, unknown, expired or revoked."""
+    return users.authenticate(token)
+
+
+def require_admin(
+    request: Request, settings: Annotated[Settings, Depends(get_app_settings)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(admin_bearer)],
+) -> None:
+    """Admit the operator: 503 while `AMPHORA_ADMIN_TOKEN` is unset (no token
+    could be right), 401 without a bearer token, 403 with a wrong one. The
+    comparison takes the same time wherever the tokens differ."""
+    if settings.admin_token is None or not settings.admin_token.get_secret_value():
+        raise ServiceUnavailable("operator endpoints are not configured: set AMPHORA_ADMIN_TOKEN")
+    token = _bearer(request, credentials)
+    if not hmac.compare_digest(token.encode(), settings.admin_token.get_secret_value().encode()):
+        raise Forbidden("not the operator token")
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 ChainDep = Annotated[ChainService, Depends(get_chain)]
 DbDep = Annotated[Database, Depends(get_db)]
 RelayerDep = Annotated[Relayer, Depends(get_relayer)]
 ScansDep = Annotated[ScanLog, Depends(get_scans)]
 OffersDep = Annotated[OfferBook, Depends(get_offers)]
+UsersDep = Annotated[UserStore, Depends(get_users)]
+#: The bearer token itself, for the route that revokes it (`POST /auth/logout`).
+TokenDep = Annotated[str, Depends(require_token)]
+#: The authenticated custodial account: a route taking it refuses requests without valid credentials.
+UserDep = Annotated[User, Depends(require_user)]
+#: An operator route: add ``_: AdminDep`` to its parameters (or ``dependencies=[Depends(require_admin)]``).
+AdminDep = Annotated[None, Depends(require_admin)]

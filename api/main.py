@@ -22,6 +22,7 @@ from api.relayer import Relayer
 from api.routers import accounts, certificates, health, lending, metadata, points, relay
 from api.scans import ScanLog
 from api.settings import Settings, get_settings
+from api.users import UserStore
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     chain = ChainService(settings)
     db = Database(settings.database_url.get_secret_value() if settings.database_url else None, settings.relay_db)
+    users = UserStore(db, settings)
     relayer = Relayer(chain, settings)
     scans = ScanLog(settings.scan_db, settings.scan_window_seconds, settings.scan_burst_threshold)
     offers = OfferBook(settings.offer_db)
@@ -73,6 +75,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.info("Amphora API starting; relayer %s",
                     relayer.address or ("invalid key" if relayer.configured else "not configured"))
+        if not users.configured:
+            logger.warning("custodial accounts are not configured: signup, key export and signing answer 503 "
+                           "until AMPHORA_MASTER_KEY holds 32+ random bytes (hex or base64)")
         yield
         scans.close()
         offers.close()
@@ -89,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.chain = chain
     app.state.db = db
+    app.state.users = users
     app.state.relayer = relayer
     app.state.scans = scans
     app.state.offers = offers
