@@ -19,7 +19,7 @@ from api.db import Database
 from api.errors import install_exception_handlers
 from api.offers import OfferBook
 from api.relayer import Relayer
-from api.routers import accounts, certificates, health, lending, metadata, points, relay
+from api.routers import accounts, auth, certificates, health, lending, metadata, points, relay
 from api.scans import ScanLog
 from api.settings import Settings, get_settings
 from api.users import UserStore
@@ -45,6 +45,12 @@ certificates and points by signature.
   `/loans`), optionally signed by the service key with the block it was read
   at; the loan offer board (`/offers`); relayed loan acceptances and
   extensions (`/relay/loan-*`).
+* **auth**: custodial accounts for people without a wallet: signup and login
+  with an identifier and a password, session and API tokens
+  (`Authorization: Bearer <token>`), and export of the account's key. The
+  service holds each account's key (encrypted at rest) and signs the
+  account's actions with it, so on chain the account's own address acts;
+  exporting the key lets its owner leave with their certificates.
 * **metadata**: the NFT metadata each certificate's `tokenURI` points at, and
   each lot's metadata document, served only if it matches its on-chain hash.
 
@@ -109,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metadata.router)
     app.include_router(accounts.router)
     app.include_router(points.router)
+    app.include_router(auth.router)
     return app
 
 

@@ -901,3 +901,93 @@ class LendingTypedData(BaseModel):
     primary_type: Literal["LoanOffer", "AcceptOffer", "LoanExtension"] = Field(alias="primaryType")
     domain: TypedDataDomain
     message: dict[str, str] = Field(description="The message; numbers as decimal strings, bytes as 0x hex.")
+
+
+# ------------------------------------------------------------------ auth
+
+_IDENTIFIER_DESCRIPTION = ("An email address or a username, 3 to 254 characters, no spaces. Compared trimmed and "
+                           "case-folded: `Alice@Example.org` and `alice@example.org` are one account.")
+_TOKEN_DESCRIPTION = ("Send it as `Authorization: Bearer <token>`. Shown only in this response: the service "
+                      "stores only its SHA-256.")
+
+
+class SignupRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    identifier: str = Field(min_length=3, max_length=254, description=_IDENTIFIER_DESCRIPTION,
+                            examples=["alice@example.org"])
+    password: str = Field(min_length=10, max_length=1024, description="10 to 1,024 characters. Stored as an "
+                          "Argon2id hash; a passphrase of several words is easiest to remember.")
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    identifier: str = Field(max_length=1024, description="The identifier given at signup, in any case.",
+                            examples=["alice@example.org"])
+    password: str = Field(max_length=1024)
+
+
+class AccountSession(BaseModel):
+    """A custodial account and a new session token for it."""
+
+    user_id: str = Field(description="The account's id.")
+    identifier: str = Field(description="The identifier as stored: trimmed and case-folded.")
+    address: Address = Field(description="The account's own Ethereum address: the actor on chain of every "
+                             "action the service signs for it.")
+    token: str = Field(description="Session token (`amph_s_...`). " + _TOKEN_DESCRIPTION)
+    expires_at: int = Field(description="Unix time the session ends (`AMPHORA_SESSION_TTL_SECONDS` after "
+                            "it began); log in again after it.")
+
+
+class AccountView(BaseModel):
+    user_id: str
+    identifier: str = Field(description="The identifier as stored: trimmed and case-folded.")
+    address: Address = Field(description="The account's own Ethereum address, whose key the service holds.")
+    created_at: int = Field(description="Unix time of signup.")
+
+
+class ApiTokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, description="What the token is for, to recognise it in "
+                      "the list (e.g. `shop integration`).", examples=["shop integration"])
+
+
+class ApiTokenIssued(BaseModel):
+    """A new API token: valid until revoked, for scripts and integrations."""
+
+    id: str = Field(description="The token's id, for `DELETE /auth/api-tokens/{id}`.")
+    name: str
+    token: str = Field(description="API token (`amph_t_...`). " + _TOKEN_DESCRIPTION)
+    created_at: int = Field(description="Unix time of creation.")
+
+
+class ApiTokenView(BaseModel):
+    id: str
+    name: str
+    created_at: int = Field(description="Unix time of creation.")
+    last_used_at: int | None = Field(description="Unix time it last authenticated a request (to the minute); "
+                                     "null if never.")
+
+
+class ApiTokenList(BaseModel):
+    """The account's API tokens that are not revoked, oldest first; never the tokens themselves."""
+
+    tokens: list[ApiTokenView]
+
+
+class KeyExportRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    password: str = Field(max_length=1024, description="The account's password, typed again: a session "
+                          "token alone cannot take the key.")
+
+
+class KeyExport(BaseModel):
+    """The account's private key: import it into any Ethereum wallet to hold the
+    account's certificates and points yourself."""
+
+    address: Address
+    private_key: str = Field(pattern=r"^0x[0-9a-f]{64}$", description="The secp256k1 private key, 0x hex. "
+                             "Whoever has it controls the address: keep it offline.")

@@ -42,6 +42,14 @@ EXPECTED_ERRORS = {
     ("get", "/relay/typed-data/loan-acceptance"): {"422", "503"},
     ("get", "/relay/typed-data/loan-extension"): {"422", "503"},
     ("get", "/relay/typed-data/loan-repayment"): {"404", "422", "503"},
+    ("post", "/auth/signup"): {"409", "422", "503"},
+    ("post", "/auth/login"): {"401", "422"},
+    ("post", "/auth/logout"): {"401"},
+    ("get", "/me"): {"401"},
+    ("post", "/auth/api-tokens"): {"401", "422"},
+    ("get", "/auth/api-tokens"): {"401"},
+    ("delete", "/auth/api-tokens/{id}"): {"401", "404", "422"},
+    ("post", "/me/key-export"): {"401", "403", "422", "503"},
 }
 
 
@@ -127,7 +135,7 @@ def test_openapi__tags__one_per_router(openapi):
     tags = {tag for item in openapi["paths"].values() for op in item.values() for tag in op["tags"]}
 
     assert tags == {"health", "certificates", "verification page", "relay", "metadata", "accounts", "points",
-                    "lending"}
+                    "lending", "auth"}
 
 
 def test_openapi__info__names_license_and_version(openapi):
