@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Annotated, cast
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 
 from api.chain import ChainService
 from api.db import Database
 from api.offers import OfferBook
-from api.relayer import Relayer
+from api.policy import RateLimiter
+from api.relayer import Origin, Relayer
 from api.scans import ScanLog
 from api.settings import Settings
 
@@ -49,3 +50,28 @@ DbDep = Annotated[Database, Depends(get_db)]
 RelayerDep = Annotated[Relayer, Depends(get_relayer)]
 ScansDep = Annotated[ScanLog, Depends(get_scans)]
 OffersDep = Annotated[OfferBook, Depends(get_offers)]
+
+
+# ------------------------------------------------------------ relay origin
+# (built on require_user; see api.users)
+
+
+def get_rate_limiter(request: Request) -> RateLimiter:
+    return cast(RateLimiter, request.app.state.rate_limiter)
+
+
+def relay_origin(
+    request: Request,
+    user: UserDep,
+    idempotency_key: Annotated[str | None, Header(
+        alias="Idempotency-Key", min_length=1, max_length=200,
+        description="Any unique string of the client's (a UUID): a retry with the same key returns the first "
+        "request instead of relaying again; the same key with a different request is 409.")] = None,
+) -> Origin:
+    """Who asks for a relayed action: the authenticated account (charged for
+    it, rate-limited per account) and its idempotency key."""
+    get_rate_limiter(request).check(f"account:{user.id}", "relay requests")
+    return Origin(account=user.id, idempotency_key=idempotency_key)
+
+
+OriginDep = Annotated[Origin, Depends(relay_origin)]

@@ -18,6 +18,7 @@ from api.chain import ChainService
 from api.db import Database
 from api.errors import install_exception_handlers
 from api.offers import OfferBook
+from api.policy import RateLimiter
 from api.relayer import Relayer
 from api.routers import accounts, certificates, health, lending, metadata, points, relay
 from api.scans import ScanLog
@@ -65,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     chain = ChainService(settings)
     db = Database(settings.database_url.get_secret_value() if settings.database_url else None, settings.relay_db)
-    relayer = Relayer(chain, settings)
+    relayer = Relayer(chain, settings, db)
     scans = ScanLog(settings.scan_db, settings.scan_window_seconds, settings.scan_burst_threshold)
     offers = OfferBook(settings.offer_db)
 
@@ -73,7 +74,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.info("Amphora API starting; relayer %s",
                     relayer.address or ("invalid key" if relayer.configured else "not configured"))
+        relayer.start()
         yield
+        relayer.stop()
         scans.close()
         offers.close()
         db.close()
@@ -90,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.chain = chain
     app.state.db = db
     app.state.relayer = relayer
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
     app.state.scans = scans
     app.state.offers = offers
     install_exception_handlers(app)
