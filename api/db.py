@@ -6,7 +6,8 @@ written once:
 * ``with db.transaction() as tx:`` runs its statements in one transaction,
   committed when the block ends and rolled back when it raises.
 * ``tx.execute(sql, params)``, ``tx.one(...)``, ``tx.all(...)`` take SQL with
-  ``?`` placeholders (translated to ``%s`` for PostgreSQL) and return rows as
+  ``?`` placeholders (translated to ``%s`` for PostgreSQL, where a literal
+  ``%`` is doubled so that it means the same as on SQLite) and return rows as
   dicts.
 * ``db.skip_locked`` is ``" FOR UPDATE SKIP LOCKED"`` on PostgreSQL, where
   several relayer instances claim outbox rows side by side, and empty on
@@ -58,7 +59,8 @@ class Transaction:
         return [_as_dict(row) for row in self._cursor.fetchall()]
 
     def _sql(self, sql: str) -> str:
-        return sql.replace("?", "%s") if self._postgres else sql
+        # psycopg reads every ``%`` as the start of a placeholder (``LIKE 'tx-%'``, ``a % b``).
+        return sql.replace("%", "%%").replace("?", "%s") if self._postgres else sql
 
 
 def _as_dict(row: Any) -> Row:
