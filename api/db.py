@@ -118,20 +118,20 @@ class Database:
             return
         assert self._sqlite is not None
         with self._lock:
-            cursor = self._sqlite.cursor()
-            cursor.execute("BEGIN IMMEDIATE")
-            tx = Transaction(cursor, postgres=False)
+            lite_cursor = self._sqlite.cursor()
+            lite_cursor.execute("BEGIN IMMEDIATE")
+            tx = Transaction(lite_cursor, postgres=False)
             self._local.tx = tx
             try:
                 yield tx
             except BaseException:
-                cursor.execute("ROLLBACK")
+                lite_cursor.execute("ROLLBACK")
                 raise
             else:
-                cursor.execute("COMMIT")
+                lite_cursor.execute("COMMIT")
             finally:
                 self._local.tx = None
-                cursor.close()
+                lite_cursor.close()
 
     def migrate(self, schema: str) -> None:
         """Apply ``schema`` (``;``-separated ``CREATE ... IF NOT EXISTS`` statements)."""
