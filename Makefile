@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 # Ape keeps its data (compiler caches, accounts) inside the project.
 export APE_DATA_FOLDER ?= $(CURDIR)/.cache/ape
 
-.PHONY: install demo test bench lint lock clean
+.PHONY: install postgres demo test bench lint lock clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -24,10 +24,20 @@ node_modules/.installed: package.json package-lock.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The relayer's shared-outbox tests start a throwaway PostgreSQL server; they never
+# skip, so a machine without one gets Debian's package (the server binaries live in
+# /usr/lib/postgresql/<version>/bin, outside PATH). Nothing happens when it is there.
+postgres:
+	@if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update -qq && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql; \
+	fi
+
 demo: install
 	ape run demo
 
-test: install
+test: install postgres
 	ape test $(PYTEST_ARGS)
 
 bench: install

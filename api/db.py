@@ -6,7 +6,8 @@ written once:
 * ``with db.transaction() as tx:`` runs its statements in one transaction,
   committed when the block ends and rolled back when it raises.
 * ``tx.execute(sql, params)``, ``tx.one(...)``, ``tx.all(...)`` take SQL with
-  ``?`` placeholders (translated to ``%s`` for PostgreSQL) and return rows as
+  ``?`` placeholders (translated to ``%s`` for PostgreSQL, where a literal
+  ``%`` is doubled so that it means the same as on SQLite) and return rows as
   dicts.
 * ``db.skip_locked`` is ``" FOR UPDATE SKIP LOCKED"`` on PostgreSQL, where
   several relayer instances claim outbox rows side by side, and empty on
@@ -58,7 +59,8 @@ class Transaction:
         return [_as_dict(row) for row in self._cursor.fetchall()]
 
     def _sql(self, sql: str) -> str:
-        return sql.replace("?", "%s") if self._postgres else sql
+        # psycopg reads every ``%`` as the start of a placeholder (``LIKE 'tx-%'``, ``a % b``).
+        return sql.replace("%", "%%").replace("?", "%s") if self._postgres else sql
 
 
 def _as_dict(row: Any) -> Row:
@@ -116,20 +118,20 @@ class Database:
             return
         assert self._sqlite is not None
         with self._lock:
-            cursor = self._sqlite.cursor()
-            cursor.execute("BEGIN IMMEDIATE")
-            tx = Transaction(cursor, postgres=False)
+            lite_cursor = self._sqlite.cursor()
+            lite_cursor.execute("BEGIN IMMEDIATE")
+            tx = Transaction(lite_cursor, postgres=False)
             self._local.tx = tx
             try:
                 yield tx
             except BaseException:
-                cursor.execute("ROLLBACK")
+                lite_cursor.execute("ROLLBACK")
                 raise
             else:
-                cursor.execute("COMMIT")
+                lite_cursor.execute("COMMIT")
             finally:
                 self._local.tx = None
-                cursor.close()
+                lite_cursor.close()
 
     def migrate(self, schema: str) -> None:
         """Apply ``schema`` (``;``-separated ``CREATE ... IF NOT EXISTS`` statements)."""

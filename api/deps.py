@@ -16,14 +16,15 @@ from __future__ import annotations
 import hmac
 from typing import Annotated, cast
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.chain import ChainService
 from api.db import Database
 from api.errors import Forbidden, ServiceUnavailable, Unauthorized
 from api.offers import OfferBook
-from api.relayer import Relayer
+from api.policy import RateLimiter
+from api.relayer import Origin, Relayer
 from api.scans import ScanLog
 from api.settings import Settings
 from api.users import User, UserStore
@@ -124,3 +125,28 @@ TokenDep = Annotated[str, Depends(require_token)]
 UserDep = Annotated[User, Depends(require_user)]
 #: An operator route: add ``_: AdminDep`` to its parameters (or ``dependencies=[Depends(require_admin)]``).
 AdminDep = Annotated[None, Depends(require_admin)]
+
+
+# ------------------------------------------------------------ relay origin
+# (built on require_user above)
+
+
+def get_rate_limiter(request: Request) -> RateLimiter:
+    return cast(RateLimiter, request.app.state.rate_limiter)
+
+
+def relay_origin(
+    request: Request,
+    user: UserDep,
+    idempotency_key: Annotated[str | None, Header(
+        alias="Idempotency-Key", min_length=1, max_length=200,
+        description="Any unique string of the client's (a UUID): a retry with the same key returns the first "
+        "request instead of relaying again; the same key with a different request is 409.")] = None,
+) -> Origin:
+    """Who asks for a relayed action: the authenticated account (charged for
+    it, rate-limited per account) and its idempotency key."""
+    get_rate_limiter(request).check(f"account:{user.id}", "relay requests")
+    return Origin(account=user.id, idempotency_key=idempotency_key)
+
+
+OriginDep = Annotated[Origin, Depends(relay_origin)]

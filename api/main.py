@@ -18,6 +18,7 @@ from api.chain import ChainService
 from api.db import Database
 from api.errors import install_exception_handlers
 from api.offers import OfferBook
+from api.policy import RateLimiter
 from api.relayer import Relayer
 from api.routers import accounts, auth, certificates, health, lending, metadata, points, relay
 from api.scans import ScanLog
@@ -73,7 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     chain = ChainService(settings)
     db = Database(settings.database_url.get_secret_value() if settings.database_url else None, settings.relay_db)
     users = UserStore(db, settings)
-    relayer = Relayer(chain, settings)
+    relayer = Relayer(chain, settings, db)
     scans = ScanLog(settings.scan_db, settings.scan_window_seconds, settings.scan_burst_threshold)
     offers = OfferBook(settings.offer_db)
 
@@ -84,7 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not users.configured:
             logger.warning("custodial accounts are not configured: signup, key export and signing answer 503 "
                            "until AMPHORA_MASTER_KEY holds 32+ random bytes (hex or base64)")
+        relayer.start()
         yield
+        relayer.stop()
         scans.close()
         offers.close()
         db.close()
@@ -102,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.db = db
     app.state.users = users
     app.state.relayer = relayer
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
     app.state.scans = scans
     app.state.offers = offers
     install_exception_handlers(app)

@@ -1,35 +1,38 @@
-"""The relayer: submits holders' signed transfers and pays their gas.
+"""The relayer: submits holders' signed actions and pays their gas.
 
-Two kinds of signed transfer go through one submit path: certificate
-transfers (the WineCertificate's ``transfer_with_signature``) and points
-transfers (the PointsToken's EIP-3009 ``transferWithAuthorization``). Before
-sending anything the relayer simulates the call from its own address on the
-node's pending state; a transfer that would revert is refused with the
-contract's reason and costs nothing. Sending holds a lock, so concurrent relays
-from this process take consecutive nonces (the node assigns the ``pending``
-nonce). Several relayer processes sharing one key need their own coordination
-(the database-backed relayer); this one is for a single process.
+Every relayed action (certificate transfers and lifecycle actions, points
+transfers, gift claims, loan acceptances, extensions and repayments) goes
+through one path, :meth:`Relayer._submit`: the allow-list, the relayer key's
+minimum balance, then the persistent outbox (:mod:`api.outbox`), which
+simulates, charges the quotas (:mod:`api.policy`), stores, signs, sends and
+follows the transaction to its confirmations. Each request is owned by the
+account that asked (:class:`Origin`); an ``Idempotency-Key`` makes a retried
+request return the first one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import queue
 import threading
-from collections import OrderedDict
-from typing import Any
+from dataclasses import dataclass
 
+import httpx
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
-from hexbytes import HexBytes
 from web3.contract.contract import ContractFunction
-from web3.exceptions import TransactionNotFound, Web3RPCError
 
 from amphora import eip712
 from amphora.eip712 import split_signature
-from api.chain import POINTS, ChainService, node_errors
-from api.errors import InvalidRequest, NotFound, RelayRefused, RelayUnavailable
+from api.chain import POINTS, ChainService
+from api.db import Database
+from api.errors import InvalidRequest, RelayUnavailable
 from api.lifecycle import HolderAction
+from api.outbox import Outbox, RelayRecord, Submission, record_json
+from api.policy import AllowList, BalanceGuard, Quotas
 from api.schemas import (
     GiftClaimBySecretRequest,
     GiftClaimRelayRequest,
@@ -38,38 +41,102 @@ from api.schemas import (
     LoanExtensionRelayRequest,
     LoanRepaymentRelayRequest,
     PointsTransferRelayRequest,
-    RelayStatus,
-    RelayTransaction,
     TransferRelayRequest,
 )
 from api.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-#: How many sent transaction hashes the relayer remembers (for the `unknown` status).
-_REMEMBERED = 10_000
-#: Gas limit headroom over the node's estimate, in percent.
-_GAS_HEADROOM_PERCENT = 20
+
+@dataclass(frozen=True)
+class Origin:
+    """Who asked for a relayed action: the account charged for it, and the
+    client's idempotency key, if any."""
+
+    account: str
+    idempotency_key: str | None = None
+
+
+class Webhook:
+    """Pushes each status change to ``url`` from a background thread: a JSON
+    body, signed with HMAC-SHA256 in ``X-Amphora-Signature: sha256=<hex>``.
+    Best effort (three tries, then logged): the outbox is the record."""
+
+    def __init__(self, url: str, secret: bytes | None) -> None:
+        self._url = url
+        self._secret = secret
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="relay-webhook", daemon=True)
+        self._thread.start()
+
+    def push(self, record: RelayRecord) -> None:
+        self._queue.put(record_json(record))
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=5.0) as client:
+            while (body := self._queue.get()) is not None:
+                headers = {"Content-Type": "application/json"}
+                if self._secret is not None:
+                    mac = hmac.new(self._secret, body.encode(), hashlib.sha256).hexdigest()
+                    headers["X-Amphora-Signature"] = f"sha256={mac}"
+                for _attempt in range(3):
+                    try:
+                        if client.post(self._url, content=body, headers=headers).status_code < 500:
+                            break
+                    except httpx.HTTPError as err:
+                        logger.warning("webhook %s: %s", self._url, type(err).__name__)
+                else:
+                    logger.error("webhook %s: gave up on %s", self._url, body)
 
 
 class Relayer:
-    def __init__(self, chain: ChainService, settings: Settings) -> None:
+    def __init__(self, chain: ChainService, settings: Settings, db: Database) -> None:
         self._chain = chain
-        self._gas_cap = settings.relay_gas_limit_cap
+        self._settings = settings
+        self._db = db
         self._account: LocalAccount | None = None
+        self._pool: list[LocalAccount] = []
         self._key_error: str | None = None
-        self._send_lock = threading.Lock()
-        self._sent: OrderedDict[str, None] = OrderedDict()
+        self._outbox: Outbox | None = None
+        self._webhook: Webhook | None = None
+        self.allow_list = AllowList(chain)
+        self.quotas = Quotas(db, settings)
+        self.balances = BalanceGuard(chain, settings.relayer_min_balance_wei)
         secret = settings.relayer_private_key
         self._configured = secret is not None
         if secret is None:
             self._key_error = "the relayer is not configured: set AMPHORA_RELAYER_PRIVATE_KEY"
-        else:
-            try:
-                self._account = Account.from_key(secret.get_secret_value().strip())
-            except Exception:  # the message could quote the key: never pass it on
-                self._key_error = "AMPHORA_RELAYER_PRIVATE_KEY is not a valid private key"
-                logger.error(self._key_error)
+            return
+        try:
+            self._account = Account.from_key(secret.get_secret_value().strip())
+        except Exception:  # the message could quote the key: never pass it on
+            self._key_error = "AMPHORA_RELAYER_PRIVATE_KEY is not a valid private key"
+            logger.error(self._key_error)
+            return
+        self._pool = [self._account]
+        if settings.relayer_pool_keys is not None:
+            for position, key in enumerate(settings.relayer_pool_keys.get_secret_value().split(","), start=1):
+                if not key.strip():
+                    continue
+                try:
+                    extra = Account.from_key(key.strip())
+                except Exception:  # never quote the key
+                    self._key_error = f"AMPHORA_RELAYER_POOL_KEYS: key {position} is not a valid private key"
+                    logger.error(self._key_error)
+                    self._account, self._pool = None, []
+                    return
+                if extra.address not in {k.address for k in self._pool}:
+                    self._pool.append(extra)
+        if settings.relay_webhook_url:
+            secret_bytes = (settings.relay_webhook_secret.get_secret_value().encode()
+                            if settings.relay_webhook_secret else None)
+            self._webhook = Webhook(settings.relay_webhook_url, secret_bytes)
+        self._outbox = Outbox(db, chain, self._pool, settings, admit=self._admit,
+                              on_change=self._webhook.push if self._webhook else None)
 
     @property
     def configured(self) -> bool:
@@ -81,8 +148,34 @@ class Relayer:
         return self._account.address if self._account else None
 
     @property
+    def addresses(self) -> list[str]:
+        """Every key of the pool, the service key first."""
+        return [k.address for k in self._pool]
+
+    @property
+    def database(self) -> str:
+        return self._db.description
+
+    @property
     def key_error(self) -> str | None:
         return self._key_error
+
+    @property
+    def outbox(self) -> Outbox:
+        if self._outbox is None:
+            raise RelayUnavailable(self._key_error or "the relayer is not configured")
+        return self._outbox
+
+    def start(self) -> None:
+        """Start the outbox worker (if this instance runs one)."""
+        if self._outbox is not None and self._settings.relay_worker:
+            self._outbox.start()
+
+    def stop(self) -> None:
+        if self._outbox is not None:
+            self._outbox.stop()
+        if self._webhook is not None:
+            self._webhook.close()
 
     def _require_account(self) -> LocalAccount:
         if self._account is None:
@@ -97,42 +190,42 @@ class Relayer:
         """An EIP-191 ``personal_sign`` of ``text`` by the service key, 65 bytes."""
         return bytes(self._require_account().sign_message(encode_defunct(text=text)).signature)
 
-    def relay_transfer(self, request: TransferRelayRequest) -> str:
-        """Simulate, then send ``transfer_with_signature``; returns the tx hash."""
-        account = self._require_account()
+    def relay_transfer(self, request: TransferRelayRequest, origin: Origin) -> RelayRecord:
+        """Relay ``transfer_with_signature``."""
         call = self._chain.certificate_contract.functions.transfer_with_signature(
             request.sender, request.to, request.token_id, request.nonce, request.deadline, request.signature)
-        return self._submit(account, call, f"transfer of certificate {request.token_id} from {request.sender} "
-                                           f"to {request.to}")
+        return self._submit(origin, "transfer", request.sender, call,
+                            f"transfer of certificate {request.token_id} from {request.sender} to {request.to}",
+                            actor_nonce=request.nonce)
 
-    def relay_points_transfer(self, request: PointsTransferRelayRequest) -> str:
-        """Simulate, then send the PointsToken's EIP-3009 ``transferWithAuthorization``;
-        returns the tx hash."""
-        account = self._require_account()
+    def relay_points_transfer(self, request: PointsTransferRelayRequest, origin: Origin) -> RelayRecord:
+        """Relay the PointsToken's EIP-3009 ``transferWithAuthorization``."""
         v, r, s = split_signature(request.signature)
         call = self._chain.authorization_token(POINTS).functions.transferWithAuthorization(
             request.sender, request.to, request.value, request.valid_after, request.valid_before,
             bytes.fromhex(request.nonce[2:]), v, r, s)
-        return self._submit(account, call, f"transfer of {request.value} points units from {request.sender} "
-                                           f"to {request.to} (authorization {request.nonce})")
+        return self._submit(origin, "points-transfer", request.sender, call,
+                            f"transfer of {request.value} points units from {request.sender} to {request.to} "
+                            f"(authorization {request.nonce})")
 
-    def relay_holder_action(self, action: HolderAction, request: HolderActionRelayRequest) -> str:
-        """Simulate, then send a holder's signed lifecycle action (gift, gift
-        revocation, redemption request, flag); returns the tx hash."""
-        account = self._require_account()
+    def relay_holder_action(self, action: HolderAction, request: HolderActionRelayRequest,
+                            origin: Origin) -> RelayRecord:
+        """Relay a holder's signed lifecycle action (gift, gift revocation,
+        redemption request, flag)."""
         function = self._chain.certificate_contract.get_function_by_name(action.function)
         call = function(*action.call_args(request))
-        return self._submit(account, call, action.summary.format(token_id=request.token_id,
-                                                                 holder=request.holder))
+        return self._submit(origin, action.function.removesuffix("_with_signature"), request.holder, call,
+                            action.summary.format(token_id=request.token_id, holder=request.holder),
+                            actor_nonce=request.nonce)
 
-    def relay_gift_claim(self, request: GiftClaimRelayRequest) -> str:
-        """Simulate, then send ``claim_gift`` with the claim key's signature."""
-        account = self._require_account()
+    def relay_gift_claim(self, request: GiftClaimRelayRequest, origin: Origin) -> RelayRecord:
+        """Relay ``claim_gift`` with the claim key's signature."""
         call = self._chain.certificate_contract.functions.claim_gift(
             request.token_id, request.recipient, request.signature)
-        return self._submit(account, call, f"claim of gift {request.token_id} for {request.recipient}")
+        return self._submit(origin, "gift-claim", request.recipient, call,
+                            f"claim of gift {request.token_id} for {request.recipient}")
 
-    def relay_gift_claim_by_secret(self, request: GiftClaimBySecretRequest) -> str:
+    def relay_gift_claim_by_secret(self, request: GiftClaimBySecretRequest, origin: Origin) -> RelayRecord:
         """Sign the claim with the claim link's secret, then relay it. The secret
         is used for this one signature and never stored or logged."""
         try:
@@ -145,98 +238,53 @@ class Relayer:
                                  version=domain.version)
         signature = eip712.sign(data, key.key)
         return self.relay_gift_claim(GiftClaimRelayRequest.model_validate(
-            {"token_id": request.token_id, "recipient": request.recipient, "signature": "0x" + signature.hex()}))
+            {"token_id": request.token_id, "recipient": request.recipient, "signature": "0x" + signature.hex()}),
+            origin)
 
-    def relay_loan_acceptance(self, request: LoanAcceptanceRelayRequest) -> str:
-        """Simulate, then send ``accept_offer_with_signature``: the certificate is
-        pledged and the principal paid to the borrower, who pays no gas."""
-        account = self._require_account()
+    def relay_loan_acceptance(self, request: LoanAcceptanceRelayRequest, origin: Origin) -> RelayRecord:
+        """Relay ``accept_offer_with_signature``: the certificate is pledged and
+        the principal paid to the borrower, who pays no gas."""
         offer = eip712.loan_offer_args(request.offer.message())
         call = self._chain.lending_contract("accept_offer_with_signature").functions.accept_offer_with_signature(
             offer, request.lender_signature, request.token_id, request.borrower, request.deadline,
             request.borrower_signature)
-        return self._submit(account, call, f"acceptance by {request.borrower} of {request.offer.lender}'s offer "
-                                           f"{request.offer.nonce} on certificate {request.token_id}")
+        return self._submit(origin, "loan-acceptance", request.borrower, call,
+                            f"acceptance by {request.borrower} of {request.offer.lender}'s offer "
+                            f"{request.offer.nonce} on certificate {request.token_id}")
 
-    def relay_loan_extension(self, request: LoanExtensionRelayRequest) -> str:
-        """Simulate, then send ``extend_loan`` with both parties' signatures."""
-        account = self._require_account()
+    def relay_loan_extension(self, request: LoanExtensionRelayRequest, origin: Origin) -> RelayRecord:
+        """Relay ``extend_loan`` with both parties' signatures."""
         call = self._chain.lending_contract("extend_loan").functions.extend_loan(
             request.loan_id, request.due_at, request.repayment, request.deadline, request.lender_signature,
             request.borrower_signature)
-        return self._submit(account, call, f"extension of loan {request.loan_id} to {request.due_at}")
+        return self._submit(origin, "loan-extension", f"loan:{request.loan_id}", call,
+                            f"extension of loan {request.loan_id} to {request.due_at}")
 
-    def relay_loan_repayment(self, request: LoanRepaymentRelayRequest) -> str:
-        """Simulate, then send ``repay_with_authorization``: the payer's
-        stablecoin goes to the lender through the lending contract, the
-        certificate unlocks for the borrower, and nobody but the relayer pays gas."""
-        account = self._require_account()
+    def relay_loan_repayment(self, request: LoanRepaymentRelayRequest, origin: Origin) -> RelayRecord:
+        """Relay ``repay_with_authorization``: the payer's stablecoin goes to the
+        lender through the lending contract, the certificate unlocks for the
+        borrower, and nobody but the relayer pays gas."""
         v, r, s = split_signature(request.signature)
         call = self._chain.lending_contract("repay_with_authorization").functions.repay_with_authorization(
             request.loan_id, request.payer, request.valid_after, request.valid_before, v, r, s)
-        return self._submit(account, call, f"repayment of loan {request.loan_id} by {request.payer}")
+        return self._submit(origin, "loan-repayment", request.payer, call,
+                            f"repayment of loan {request.loan_id} by {request.payer}")
 
-    def _submit(self, account: LocalAccount, call: ContractFunction, description: str) -> str:
-        """The one submit path: simulate ``call`` from the relayer's address, check
-        its gas against the cap, sign and send it; returns the tx hash. Nothing is
-        sent when the simulation reverts or the gas is above the cap, nor when the
-        contract has no code (a call to an empty address would "succeed")."""
+    def _submit(self, origin: Origin, kind: str, actor: str, call: ContractFunction, description: str,
+                actor_nonce: int | None = None) -> RelayRecord:
+        """The one submit path: allow-list, contract code, the chosen key's
+        balance, then the outbox (simulation, quotas, storage, sending)."""
+        outbox = self.outbox
         self._chain.require_code(call.address)
-        with self._send_lock:
-            self._chain.simulate(call, account.address)
-            estimate = self._chain.estimate_gas(call, account.address)
-            if estimate > self._gas_cap:
-                raise RelayRefused(f"the transaction needs {estimate} gas, above the relayer's cap of "
-                                   f"{self._gas_cap}")
-            gas = min(self._gas_cap, estimate * (100 + _GAS_HEADROOM_PERCENT) // 100)
-            tx: dict[str, Any] = {
-                "chainId": self._chain.chain_id,
-                "from": account.address,
-                "to": call.address,
-                "data": call._encode_transaction_data(),
-                "value": 0,
-                "gas": gas,
-                "nonce": self._chain.pending_nonce(account.address),
-                **self._chain.fee_fields(),
-            }
-            signed = account.sign_transaction(tx)
-            with node_errors():
-                try:
-                    tx_hash = self._chain.w3.eth.send_raw_transaction(signed.raw_transaction)
-                except Web3RPCError as err:
-                    logger.error("node refused relayed transaction: %s", err.message)
-                    raise RelayUnavailable(
-                        f"the node refused the relayed transaction: {err.message}") from err
-            tx_hex = _hex32(tx_hash)
-            self._remember(tx_hex)
-        logger.info("relayed %s: %s (gas limit %d)", description, tx_hex, gas)
-        return tx_hex
+        self.allow_list.check(call.address, call._encode_transaction_data())
+        self.balances.require(outbox.key_for(actor))
+        return outbox.submit(Submission(account=origin.account, kind=kind, actor=actor, call=call,
+                                        description=description, idempotency_key=origin.idempotency_key,
+                                        actor_nonce=actor_nonce))
 
-    def _remember(self, tx_hash: str) -> None:
-        self._sent[tx_hash] = None
-        while len(self._sent) > _REMEMBERED:
-            self._sent.popitem(last=False)
+    def _admit(self, tx: object, submission: Submission, gas: int) -> None:
+        self.quotas.charge(tx, submission.account, gas)
 
-    def status(self, tx_hash: str) -> RelayTransaction:
-        """Where a transaction stands on the node."""
-        tx_hash = tx_hash.lower()
-        w3 = self._chain.w3
-        with node_errors():
-            try:
-                tx = w3.eth.get_transaction(HexBytes(tx_hash))
-            except TransactionNotFound as err:
-                if tx_hash in self._sent:
-                    return RelayTransaction(tx_hash=tx_hash, status=RelayStatus.unknown,
-                                            block_number=None, gas_used=None)
-                raise NotFound(f"the node knows no transaction {tx_hash}") from err
-            if tx.get("blockNumber") is None:
-                return RelayTransaction(tx_hash=tx_hash, status=RelayStatus.pending,
-                                        block_number=None, gas_used=None)
-            receipt = w3.eth.get_transaction_receipt(HexBytes(tx_hash))
-        status = RelayStatus.mined if receipt["status"] == 1 else RelayStatus.failed
-        return RelayTransaction(tx_hash=tx_hash, status=status, block_number=int(receipt["blockNumber"]),
-                                gas_used=int(receipt["gasUsed"]))
-
-
-def _hex32(value: bytes) -> str:
-    return "0x" + bytes(value).hex()
+    def status(self, request_id: str) -> RelayRecord:
+        """A request by its id or the hash of one of its transactions."""
+        return self.outbox.get(request_id)

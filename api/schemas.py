@@ -165,10 +165,22 @@ class ErrorBody(BaseModel):
 # ------------------------------------------------------------------ health
 
 
+class RelayerKeyHealth(BaseModel):
+    address: Address
+    balance_wei: Uint256Out
+    low_balance: bool
+
+
 class RelayerHealth(BaseModel):
     address: Address | None = Field(description="The relayer's address; null if its key is invalid.")
     balance_wei: Uint256Out | None = Field(description="The relayer's ETH balance in wei (decimal string).")
     error: str | None = Field(default=None, description="Why the relayer cannot send, if it cannot.")
+    keys: list[RelayerKeyHealth] = Field(default_factory=list, description="Every key of the relayer's pool.")
+    low_balance: bool = Field(default=False, description="True when a key is below `min_balance_wei`: that key "
+                              "refuses new relays (503) until it is funded, and an ALERT is logged.")
+    min_balance_wei: Uint256Out | None = Field(default=None, description="The minimum balance of a key.")
+    requests: dict[str, int] = Field(default_factory=dict, description="Outbox requests by status.")
+    database: str | None = Field(default=None, description="`sqlite` or `postgresql`.")
 
 
 class Health(BaseModel):
@@ -460,26 +472,51 @@ class TransferRelayRequest(BaseModel):
 
 
 class RelayStatus(StrEnum):
-    pending = "pending"
+    queued = "queued"
+    sent = "sent"
     mined = "mined"
+    confirmed = "confirmed"
     failed = "failed"
-    unknown = "unknown"
+
+
+_STATUS_DOC = (
+    "`queued`: stored, signed and holding its relayer nonce, not yet taken by the node (the worker keeps "
+    "sending it); `sent`: in the node's pool; `mined`: in a block, waiting for its confirmations; "
+    "`confirmed`: succeeded with `relay_confirmations` blocks on top (final); `failed`: reverted on chain or "
+    "refused for good (final; `error` says why). A reorganised block sends a `mined` request back to `sent`."
+)
 
 
 class RelayAccepted(BaseModel):
-    tx_hash: Bytes32Hex
-    status: RelayStatus = Field(description="`pending`: sent to the node; poll `status_url`.")
+    request_id: str = Field(description="The outbox's id of this request; `GET /relay/{request_id}` follows it.")
+    status: RelayStatus = Field(description=_STATUS_DOC)
+    tx_hash: Bytes32Hex | None = Field(
+        description="Hash of the transaction as signed (a fee bump replaces it; the status shows the latest).")
+    relayer: Address = Field(description="The relayer key that sends it.")
+    nonce: int | None = Field(description="That key's nonce for this request.")
     status_url: str
 
 
 class RelayTransaction(BaseModel):
-    tx_hash: Bytes32Hex
-    status: RelayStatus = Field(
-        description="`pending`: in the node's pool; `mined`: succeeded; `failed`: mined and reverted; "
-        "`unknown`: sent by this relayer but no longer known to the node (dropped; re-sign to retry)."
-    )
+    request_id: str
+    kind: str = Field(description="What was relayed: `transfer`, `points-transfer`, `create_gift`, "
+                      "`loan-acceptance`, ...")
+    description: str
+    actor: str = Field(description="The on-chain actor (the holder, payer or borrower).")
+    status: RelayStatus = Field(description=_STATUS_DOC)
+    tx_hash: Bytes32Hex | None = Field(description="The latest transaction sent for the request (after a fee "
+                                       "bump, the replacement), or the one that was mined.")
+    relayer: Address
+    nonce: int | None
+    replacements: int = Field(description="How many times a stuck transaction was replaced with higher fees.")
     block_number: int | None
+    block_hash: Bytes32Hex | None
+    confirmations: int = Field(description="Blocks from the transaction's block to the latest, inclusive; 0 "
+                               "before it is mined.")
     gas_used: int | None
+    error: str | None = Field(description="Why it failed, or the node's last refusal while `queued`.")
+    created_at: float = Field(description="Unix time the request was stored.")
+    updated_at: float
 
 
 class TypedDataField(BaseModel):

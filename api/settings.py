@@ -35,6 +35,61 @@ class Settings(BaseSettings):
         description="Hex private key of the account that pays gas for relayed transactions. "
         "Unset: the relay endpoints answer 503.",
     )
+    relayer_pool_keys: SecretStr | None = Field(
+        default=None,
+        description="More relayer keys, comma-separated hex, to relay beyond one key's nonce sequence. Each "
+        "on-chain actor always goes through the same key, so its actions keep their order.",
+    )
+    relayer_min_balance_wei: int = Field(
+        default=10**16, ge=0,
+        description="Below this balance a relayer key refuses new relays (503), logs an ALERT and shows "
+        "`low_balance` in /health.",
+    )
+    relay_max_fee_per_gas: int = Field(
+        default=500 * 10**9, gt=0,
+        description="Fee cap in wei per gas: no relayed transaction, first or replacement, offers more.",
+    )
+    relay_confirmations: int = Field(
+        default=1, ge=1,
+        description="Blocks (the transaction's own included) before a mined request is `confirmed`.",
+    )
+    relay_poll_seconds: float = Field(
+        default=0.25, gt=0, description="How often the outbox worker checks sent transactions.",
+    )
+    relay_stuck_seconds: float = Field(
+        default=30.0, gt=0,
+        description="Seconds without a receipt before a sent transaction is replaced with higher fees.",
+    )
+    relay_worker: bool = Field(
+        default=True, description="Run the outbox worker in this process (at least one instance must).",
+    )
+    relay_webhook_url: str | None = Field(
+        default=None,
+        description="URL that gets a POST of each request's status change (JSON, signed with "
+        "`relay_webhook_secret` in `X-Amphora-Signature`). Best effort: polling GET /relay/{request_id} "
+        "is the record.",
+    )
+    relay_webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key for the webhook's `X-Amphora-Signature` header.",
+    )
+    quota_account_actions_per_day: int = Field(
+        default=500, ge=0, description="Relayed actions per account per UTC day (operators can change it).",
+    )
+    quota_account_gas_per_day: int = Field(
+        default=50_000_000, ge=0, description="Relayed gas per account per UTC day.",
+    )
+    quota_global_actions_per_day: int = Field(
+        default=1_000_000, ge=0, description="Relayed actions per UTC day for the whole service.",
+    )
+    quota_global_gas_per_day: int = Field(
+        default=100_000_000_000, ge=0, description="Relayed gas per UTC day for the whole service.",
+    )
+    rate_limit_per_second: float = Field(
+        default=20.0, gt=0, description="Sustained requests a second per account on state-changing endpoints.",
+    )
+    rate_limit_burst: int = Field(
+        default=100, gt=0, description="Requests an account may send at once before the rate limit applies.",
+    )
     public_base_url: str = Field(
         default="http://127.0.0.1:8000",
         description="Public address of this API, used to build verification URLs.",

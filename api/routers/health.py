@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter
 
 from api.deps import ChainDep, RelayerDep
 from api.errors import NotDeployed, UpstreamUnavailable, error_responses
-from api.schemas import Health, RelayerHealth
+from api.schemas import Health, RelayerHealth, RelayerKeyHealth
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/health", tags=["health"])
 
@@ -20,16 +24,32 @@ router = APIRouter(prefix="/health", tags=["health"])
 def get_health(chain: ChainDep, relayer: RelayerDep) -> Health:
     """200 when the node answers and the manifest's certificate contract has code
     on it; 503 otherwise. Reports the relayer's address and ETH balance when a
-    relayer key is configured (never the key)."""
+    relayer key is configured (never the key), each key of its pool with
+    `low_balance` when it is below the minimum, and the outbox's requests by
+    status."""
     latest = chain.latest_block()
     chain.require_deployed()
     relayer_health = None
     if relayer.configured:
         address = relayer.address
+        keys = []
+        for key in relayer.addresses:
+            balance = relayer.balances.balance(key, fresh=True)
+            keys.append(RelayerKeyHealth(address=key, balance_wei=balance,
+                                         low_balance=balance < relayer.balances.minimum_wei))
+        low = any(k.low_balance for k in keys)
+        if low:
+            logger.error("ALERT relayer balance below the minimum of %d wei: %s", relayer.balances.minimum_wei,
+                         ", ".join(k.address for k in keys if k.low_balance))
         relayer_health = RelayerHealth(
             address=address,
             balance_wei=chain.balance(address) if address else None,
             error=relayer.key_error,
+            keys=keys,
+            low_balance=low,
+            min_balance_wei=relayer.balances.minimum_wei,
+            requests=relayer.outbox.counts() if address else {},
+            database=relayer.database,
         )
     return Health(
         node_reachable=True,

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path, Query, status
 from amphora import eip712
 from api import lending
 from api.chain import LENDING, STABLECOIN, contract_label, node_errors
-from api.deps import ChainDep, OffersDep, RelayerDep, SettingsDep
+from api.deps import ChainDep, OffersDep, OriginDep, RelayerDep, SettingsDep
 from api.errors import (
     InvalidRequest,
     NotDeployed,
@@ -25,7 +25,8 @@ from api.errors import (
     error_responses,
 )
 from api.relayer import Relayer
-from api.routers.relay import _accepted, _stringified, authorization_typed_data
+from api.routers.relay import RELAY_ERRORS, _stringified, authorization_typed_data
+from api.routers.relay import accepted as _accepted
 from api.schemas import (
     ADDRESS_PATTERN,
     BYTES32_PATTERN,
@@ -51,7 +52,7 @@ SignedQuery = Annotated[bool, Query(description="Sign the snapshot with the serv
                                     "`signature`; 503 when the service has no key).")]
 _VIEW_ERRORS = (NotFound, InvalidRequest, UpstreamUnavailable, NotDeployed)
 _SIGNED_VIEW_ERRORS = (*_VIEW_ERRORS, RelayUnavailable)
-_RELAY_ERRORS = (InvalidRequest, WouldRevert, RelayRefused, RelayUnavailable, UpstreamUnavailable, NotDeployed)
+_RELAY_ERRORS = RELAY_ERRORS
 _TYPED_DATA_ERRORS = (InvalidRequest, UpstreamUnavailable, NotDeployed)
 
 _SNAPSHOT_DOC = """
@@ -157,15 +158,17 @@ _RELAY_DOC = """
     contract's reason (`lending: ...`) and nothing is sent. Malformed input is
     422; a missing relayer key is 503.
 
-    202: the transaction was sent; poll `status_url` until it is `mined` or `failed`."""
+    202: the request is stored in the outbox (and normally already sent); poll
+    `status_url` until it is `confirmed` or `failed`. Send an `Idempotency-Key`
+    header to make a retry safe: the same key returns the first request."""
 
 
 @relay_router.post("/loan-acceptances", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
                    summary="Relay a borrower's signed acceptance of a loan offer",
                    responses=error_responses(*_RELAY_ERRORS))
 def relay_loan_acceptance(body: LoanAcceptanceRelayRequest, relayer: RelayerDep,
-                          settings: SettingsDep) -> RelayAccepted:
-    return _accepted(relayer.relay_loan_acceptance(body), settings.public_base_url)
+                          settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
+    return _accepted(relayer.relay_loan_acceptance(body, origin), settings.public_base_url)
 
 
 relay_loan_acceptance.__doc__ = """Submit `accept_offer_with_signature`: the lender's
@@ -180,8 +183,8 @@ relay_loan_acceptance.__doc__ = """Submit `accept_offer_with_signature`: the len
                    summary="Relay a loan extension signed by lender and borrower",
                    responses=error_responses(*_RELAY_ERRORS))
 def relay_loan_extension(body: LoanExtensionRelayRequest, relayer: RelayerDep,
-                         settings: SettingsDep) -> RelayAccepted:
-    return _accepted(relayer.relay_loan_extension(body), settings.public_base_url)
+                         settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
+    return _accepted(relayer.relay_loan_extension(body, origin), settings.public_base_url)
 
 
 relay_loan_extension.__doc__ = """Submit `extend_loan`: both the lender and the borrower
@@ -194,8 +197,8 @@ relay_loan_extension.__doc__ = """Submit `extend_loan`: both the lender and the 
                    summary="Relay a repayment paid by the payer's EIP-3009 authorization (no gas)",
                    responses=error_responses(*_RELAY_ERRORS))
 def relay_loan_repayment(body: LoanRepaymentRelayRequest, relayer: RelayerDep,
-                         settings: SettingsDep) -> RelayAccepted:
-    return _accepted(relayer.relay_loan_repayment(body), settings.public_base_url)
+                         settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
+    return _accepted(relayer.relay_loan_repayment(body, origin), settings.public_base_url)
 
 
 relay_loan_repayment.__doc__ = """Submit `repay_with_authorization`: the payer (usually the

@@ -11,8 +11,11 @@ from fastapi import APIRouter, Path, Query, status
 
 from amphora import eip712
 from api.chain import POINTS, Eip712Domain
-from api.deps import ChainDep, RelayerDep, SettingsDep
+from api.deps import ChainDep, OriginDep, RelayerDep, SettingsDep
 from api.errors import (
+    Conflict,
+    TooManyRequests,
+    Unauthorized,
     InvalidRequest,
     NotDeployed,
     NotFound,
@@ -23,6 +26,9 @@ from api.errors import (
     error_responses,
 )
 from api.lifecycle import ACTIONS, ActionName
+from api.outbox import RelayRecord
+from api.relayer import Origin, Relayer
+from api.settings import Settings
 from api.schemas import (
     ADDRESS_PATTERN,
     BYTES32_PATTERN,
@@ -46,12 +52,20 @@ from api.schemas import (
 
 router = APIRouter(prefix="/relay", tags=["relay"])
 
-_RELAY_ERRORS = (InvalidRequest, WouldRevert, RelayRefused, RelayUnavailable, UpstreamUnavailable, NotDeployed)
+#: What a relay submission may answer besides 202.
+RELAY_ERRORS = (InvalidRequest, Unauthorized, WouldRevert, RelayRefused, Conflict, TooManyRequests,
+                RelayUnavailable, UpstreamUnavailable, NotDeployed)
+_RELAY_ERRORS = RELAY_ERRORS
 
 
-def _accepted(tx_hash: str, public_base_url: str) -> RelayAccepted:
-    return RelayAccepted(tx_hash=tx_hash, status=RelayStatus.pending,
-                         status_url=f"{public_base_url.rstrip('/')}/relay/{tx_hash}")
+def accepted(record: RelayRecord, public_base_url: str) -> RelayAccepted:
+    """The 202 body for a stored request."""
+    return RelayAccepted(request_id=record.request_id, status=RelayStatus(record.status), tx_hash=record.tx_hash,
+                         relayer=record.relayer, nonce=record.nonce,
+                         status_url=f"{public_base_url.rstrip('/')}/relay/{record.request_id}")
+
+
+_accepted = accepted
 
 
 @router.post(
@@ -61,7 +75,7 @@ def _accepted(tx_hash: str, public_base_url: str) -> RelayAccepted:
     summary="Relay a signed certificate transfer",
     responses=error_responses(*_RELAY_ERRORS),
 )
-def relay_transfer(body: TransferRelayRequest, relayer: RelayerDep, settings: SettingsDep) -> RelayAccepted:
+def relay_transfer(body: TransferRelayRequest, relayer: RelayerDep, settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
     """Submit a holder's EIP-712 `Transfer` signature through
     `transfer_with_signature`; the relayer pays the gas and the holder stays the
     actor (the `Transfer` event names the holder as sender).
@@ -73,8 +87,10 @@ def relay_transfer(body: TransferRelayRequest, relayer: RelayerDep, settings: Se
     sent: 409 because the request is well-formed but conflicts with the chain's
     current state. Malformed input is 422; a missing relayer key is 503.
 
-    202: the transaction was sent; poll `status_url` until it is `mined` or `failed`."""
-    return _accepted(relayer.relay_transfer(body), settings.public_base_url)
+    202: the request is stored in the outbox (and normally already sent); poll
+    `status_url` until it is `confirmed` or `failed`. Send an `Idempotency-Key`
+    header to make a retry safe: the same key returns the first request."""
+    return _accepted(relayer.relay_transfer(body, origin), settings.public_base_url)
 
 
 @router.post(
@@ -100,8 +116,10 @@ def relay_points_transfer(
     nothing is sent. Malformed input is 422; a missing relayer key is 503, as is
     a PointsToken without EIP-3009.
 
-    202: the transaction was sent; poll `status_url` until it is `mined` or `failed`."""
-    return _accepted(relayer.relay_points_transfer(body), settings.public_base_url)
+    202: the request is stored in the outbox (and normally already sent); poll
+    `status_url` until it is `confirmed` or `failed`. Send an `Idempotency-Key`
+    header to make a retry safe: the same key returns the first request."""
+    return _accepted(relayer.relay_points_transfer(body, origin), settings.public_base_url)
 
 
 @router.get(
@@ -193,18 +211,21 @@ _LIFECYCLE_DOC = """
     which names the certificate's current state, and nothing is sent. Malformed
     input is 422; a missing relayer key is 503.
 
-    202: the transaction was sent; poll `status_url` until it is `mined` or `failed`."""
+    202: the request is stored in the outbox (and normally already sent); poll
+    `status_url` until it is `confirmed` or `failed`. Send an `Idempotency-Key`
+    header to make a retry safe: the same key returns the first request."""
 
 
-def _relay_action(name: ActionName, body: HolderActionRelayRequest, relayer, settings) -> RelayAccepted:
-    return _accepted(relayer.relay_holder_action(ACTIONS[name], body), settings.public_base_url)
+def _relay_action(name: ActionName, body: HolderActionRelayRequest, relayer: Relayer, settings: Settings,
+                  origin: Origin) -> RelayAccepted:
+    return _accepted(relayer.relay_holder_action(ACTIONS[name], body, origin), settings.public_base_url)
 
 
 @router.post("/gifts", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
              summary="Relay a signed gift (lock a certificate to a claim key)",
              responses=error_responses(*_RELAY_ERRORS))
-def relay_gift(body: GiftRelayRequest, relayer: RelayerDep, settings: SettingsDep) -> RelayAccepted:
-    return _relay_action(ActionName.gift, body, relayer, settings)
+def relay_gift(body: GiftRelayRequest, relayer: RelayerDep, settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
+    return _relay_action(ActionName.gift, body, relayer, settings, origin)
 
 
 relay_gift.__doc__ = """Submit a holder's `CreateGift` signature through
@@ -217,8 +238,8 @@ relay_gift.__doc__ = """Submit a holder's `CreateGift` signature through
 @router.post("/gift-revocations", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
              summary="Relay a signed gift revocation", responses=error_responses(*_RELAY_ERRORS))
 def relay_gift_revocation(body: HolderActionRelayRequest, relayer: RelayerDep,
-                          settings: SettingsDep) -> RelayAccepted:
-    return _relay_action(ActionName.gift_revocation, body, relayer, settings)
+                          settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
+    return _relay_action(ActionName.gift_revocation, body, relayer, settings, origin)
 
 
 relay_gift_revocation.__doc__ = """Submit a holder's `RevokeGift` signature through
@@ -228,8 +249,8 @@ relay_gift_revocation.__doc__ = """Submit a holder's `RevokeGift` signature thro
 
 @router.post("/redemptions", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
              summary="Relay a signed redemption request", responses=error_responses(*_RELAY_ERRORS))
-def relay_redemption(body: RedemptionRelayRequest, relayer: RelayerDep, settings: SettingsDep) -> RelayAccepted:
-    return _relay_action(ActionName.redemption, body, relayer, settings)
+def relay_redemption(body: RedemptionRelayRequest, relayer: RelayerDep, settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
+    return _relay_action(ActionName.redemption, body, relayer, settings, origin)
 
 
 relay_redemption.__doc__ = """Submit a holder's `RequestRedemption` signature through
@@ -240,8 +261,8 @@ relay_redemption.__doc__ = """Submit a holder's `RequestRedemption` signature th
 
 @router.post("/flags", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
              summary="Relay a signed lost/stolen flag", responses=error_responses(*_RELAY_ERRORS))
-def relay_flag(body: FlagRelayRequest, relayer: RelayerDep, settings: SettingsDep) -> RelayAccepted:
-    return _relay_action(ActionName.flag, body, relayer, settings)
+def relay_flag(body: FlagRelayRequest, relayer: RelayerDep, settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
+    return _relay_action(ActionName.flag, body, relayer, settings, origin)
 
 
 relay_flag.__doc__ = """Submit a holder's `Flag` signature through `flag_with_signature`:
@@ -251,7 +272,7 @@ relay_flag.__doc__ = """Submit a holder's `Flag` signature through `flag_with_si
 
 @router.post("/gift-claims", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
              summary="Relay a gift claim signed with the claim key", responses=error_responses(*_RELAY_ERRORS))
-def relay_gift_claim(body: GiftClaimRelayRequest, relayer: RelayerDep, settings: SettingsDep) -> RelayAccepted:
+def relay_gift_claim(body: GiftClaimRelayRequest, relayer: RelayerDep, settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
     """For a recipient who holds the claim link's secret and signs themselves:
     submit the claim key's `ClaimGift(tokenId, recipient)` signature (typed data
     from `GET /relay/typed-data/gift-claim`) through `claim_gift`. The relayer
@@ -261,15 +282,15 @@ def relay_gift_claim(body: GiftClaimRelayRequest, relayer: RelayerDep, settings:
     revoked or already claimed gift, or a contract recipient that refuses
     ERC-721 tokens; 422 for malformed input; 503 without a relayer key.
 
-    202: the transaction was sent; poll `status_url`."""
-    return _accepted(relayer.relay_gift_claim(body), settings.public_base_url)
+    202: the request is stored in the outbox; poll `status_url`."""
+    return _accepted(relayer.relay_gift_claim(body, origin), settings.public_base_url)
 
 
 @router.post("/gift-claims/by-secret", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
              summary="Claim a gift with the claim link's secret (wallet-less)",
              responses=error_responses(*_RELAY_ERRORS))
 def relay_gift_claim_by_secret(body: GiftClaimBySecretRequest, relayer: RelayerDep,
-                               settings: SettingsDep) -> RelayAccepted:
+                               settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
     """For a recipient without a wallet: send the secret from the claim link and
     the address that should receive the certificate; the API signs the claim
     with the secret and relays it.
@@ -282,7 +303,7 @@ def relay_gift_claim_by_secret(body: GiftClaimBySecretRequest, relayer: RelayerD
 
     Errors as for `POST /relay/gift-claims`; 422 also for a secret that is not a
     valid private key."""
-    return _accepted(relayer.relay_gift_claim_by_secret(body), settings.public_base_url)
+    return _accepted(relayer.relay_gift_claim_by_secret(body, origin), settings.public_base_url)
 
 
 @router.get(
@@ -374,16 +395,28 @@ def holder_action_typed_data(
 
 
 @router.get(
-    "/{tx_hash}",
+    "/{request_id}",
     response_model=RelayTransaction,
-    summary="Status of a relayed transaction",
-    responses=error_responses(NotFound, InvalidRequest, UpstreamUnavailable),
+    summary="Status of a relayed request",
+    responses=error_responses(NotFound, InvalidRequest, RelayUnavailable, UpstreamUnavailable),
 )
 def relay_status(
-    tx_hash: Annotated[str, Path(pattern=BYTES32_PATTERN, description="0x-prefixed transaction hash.")],
+    request_id: Annotated[str, Path(pattern=r"^([0-9a-f]{32}|0x[0-9a-fA-F]{64})$",
+                                    description="The `request_id` of a 202 answer, or the hash of any "
+                                    "transaction sent for it.")],
     relayer: RelayerDep,
 ) -> RelayTransaction:
-    """`pending` (in the node's pool), `mined` (succeeded), `failed` (mined and
-    reverted), or `unknown` (sent by this relayer but no longer known to the node).
-    404 for a hash neither the node nor this relayer knows."""
-    return relayer.status(tx_hash)
+    """Where a relayed request stands in the outbox: `queued`, `sent`,
+    `mined`, then `confirmed` or `failed` (final), with its transaction, block
+    and confirmations. A request id is not a secret to guard: it reveals what
+    the chain will show anyway. 404 for an id this relayer never stored."""
+    return _status_body(relayer.status(request_id))
+
+
+def _status_body(record: RelayRecord) -> RelayTransaction:
+    return RelayTransaction(
+        request_id=record.request_id, kind=record.kind, description=record.description, actor=record.actor,
+        status=RelayStatus(record.status), tx_hash=record.tx_hash, relayer=record.relayer, nonce=record.nonce,
+        replacements=record.replacements, block_number=record.block_number, block_hash=record.block_hash,
+        confirmations=record.confirmations, gas_used=record.gas_used, error=record.error,
+        created_at=record.created_at, updated_at=record.updated_at)

@@ -9,6 +9,8 @@ Each API test module imports the fixtures it uses from here."""
 from __future__ import annotations
 
 import json
+import secrets
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,6 +23,10 @@ from api.main import create_app
 from api.settings import Settings
 
 PUBLIC_BASE_URL = "https://verify.amphora.example"
+#: Test-only secrets of the custodial accounts and the operator endpoints.
+MASTER_KEY = "6d" * 32
+ADMIN_TOKEN = "test-admin-token-" + "0" * 16
+PASSWORD = "correct horse battery staple"
 
 #: One stablecoin unit per 10**6 (6 decimals); points have 18, so one stablecoin
 #: unit issues SCALE points units.
@@ -60,18 +66,56 @@ def api_settings(rpc_url, manifest, relayer, public_base_url) -> Settings:
         relayer_private_key=SecretStr(relayer.private_key),
         public_base_url=public_base_url,
         relay_gas_limit_cap=500_000,
+        master_key=SecretStr(MASTER_KEY),
+        admin_token=SecretStr(ADMIN_TOKEN),
+        # Cheap Argon2id for tests; the defaults are RFC 9106's low-memory profile.
+        password_time_cost=1, password_memory_kib=64, password_parallelism=1,
+        relay_poll_seconds=0.05,
     )
+
+
+def sign_up(client: TestClient, identifier: str | None = None, password: str = PASSWORD) -> dict:
+    """A new custodial account on ``client``'s app: the signup answer (with its
+    session ``token`` and ``address``)."""
+    response = client.post("/auth/signup", json={"identifier": identifier or f"user-{secrets.token_hex(6)}",
+                                                 "password": password})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def wait_for_status(client: TestClient, request_id: str, *statuses: str, timeout: float = 15.0) -> dict:
+    """Poll ``GET /relay/{request_id}`` until its status is one of ``statuses``;
+    the last body. Fails the test on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.get(f"/relay/{request_id}")
+        assert response.status_code == 200, response.text
+        body = response.json()
+        if body["status"] in statuses:
+            return body
+        if time.monotonic() > deadline:
+            pytest.fail(f"request {request_id} still {body['status']} after {timeout} s (wanted {statuses}): {body}")
+        time.sleep(0.05)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture
 def make_client(api_settings) -> Iterator[Callable[..., TestClient]]:
-    """Builder: a client of an app with the test settings, ``overrides`` applied."""
+    """Builder: a client of an app with the test settings, ``overrides`` applied,
+    signed in as a fresh account (``auth=False``: anonymous)."""
     clients: list[TestClient] = []
 
-    def _make(**overrides) -> TestClient:
+    def _make(auth: bool = True, **overrides) -> TestClient:
         client = TestClient(create_app(api_settings.model_copy(update=overrides)))
         client.__enter__()
         clients.append(client)
+        if auth:
+            account = sign_up(client)
+            client.headers["Authorization"] = f"Bearer {account['token']}"
+            client.account = account  # type: ignore[attr-defined]
         return client
 
     yield _make

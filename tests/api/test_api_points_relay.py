@@ -8,7 +8,7 @@ import re
 import secrets
 
 import pytest
-from api_fixtures import SCALE, USD, outbox
+from api_fixtures import SCALE, USD, outbox, wait_for_status
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 
@@ -90,8 +90,8 @@ def test_relay_points__valid_authorization__moves_points_relayer_pays_and_logs_a
 
     assert response.status_code == 202
     accepted = response.json()
-    assert accepted["status"] == "pending"
-    assert accepted["status_url"] == f"{public_base_url}/relay/{accepted['tx_hash']}"
+    assert accepted["status"] == "sent"
+    assert accepted["status_url"] == f"{public_base_url}/relay/{accepted['request_id']}"
     receipt = w3.eth.wait_for_transaction_receipt(accepted["tx_hash"], timeout=10)
     assert receipt["status"] == 1
     assert receipt["from"] == relayer.address
@@ -109,14 +109,15 @@ def test_relay_points__valid_authorization__moves_points_relayer_pays_and_logs_a
     assert [(t.sender, t.receiver, t.value) for t in transfers] == [(customer.address, recipient.address, VALUE)]
 
 
-def test_relay_status__relayed_points_transfer__mined(client, w3, customer_points, customer, recipient,
-                                                     authorization_body):
+def test_relay_status__relayed_points_transfer__confirmed(client, w3, customer_points, customer, recipient,
+                                                         authorization_body):
     tx_hash = _relay(client, w3, authorization_body(customer, recipient))
 
-    response = client.get(f"/relay/{tx_hash}")
+    body = wait_for_status(client, tx_hash, "confirmed")
 
-    assert response.status_code == 200
-    assert response.json()["status"] == "mined"
+    assert body["kind"] == "points-transfer"
+    assert body["tx_hash"] == tx_hash
+    assert body["block_number"] == w3.eth.get_transaction_receipt(tx_hash)["blockNumber"]
 
 
 def test_relay_points__replayed_nonce__409_and_nothing_sent(

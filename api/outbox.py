@@ -1,0 +1,657 @@
+"""The relayer's transaction engine: a persistent outbox that loses nothing and
+sends nothing twice.
+
+A relayed action's life:
+
+1. **Admission** (:meth:`Outbox.submit`, in the HTTP request). An idempotency
+   key seen before returns the first request, never a second transaction. The
+   call is simulated (``eth_estimateGas`` on the pending state, which reverts
+   with the contract's reason); a reverting call is refused before anything is
+   written. Quotas are charged, a relayer key is chosen (the same key for the
+   same on-chain actor, so one holder's signed actions keep their order), its
+   next nonce is taken from the database, and the transaction is signed. The
+   row, the nonce and the signed bytes are committed in **one** database
+   transaction: status ``queued``.
+2. **Broadcast**, right after the commit. Only then is anything sent, and what
+   is sent is exactly the committed bytes, so a crash between the two leaves a
+   ``queued`` row that the worker broadcasts again (resending identical bytes
+   cannot make a second transaction: same nonce, same hash). Status ``sent``.
+3. **Tracking** (:meth:`Outbox.process`, a background worker; any number of
+   instances may run it against one PostgreSQL, each row leased to one of them
+   with ``SKIP LOCKED``): the receipt makes it ``mined``; enough confirmations
+   on the canonical chain make it ``confirmed`` (or ``failed`` if it reverted).
+   A transaction with no receipt after ``relay_stuck_seconds`` is replaced by
+   the same nonce with fees raised by 1/8 (never above the fee cap); one the
+   node no longer knows is broadcast again; one whose block was reorganised
+   away goes back to ``sent`` and is broadcast again.
+
+Nonces come from the database (``relay_nonces``), never from the node's
+``pending`` count, so two instances sharing a key never pick the same nonce,
+and a request never holds a nonce without its signed bytes being stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+from web3.contract.contract import ContractFunction
+
+from api.chain import ChainService, node_errors
+from api.db import Database, Row
+from api.errors import Conflict, InvalidRequest, NotFound, RelayRefused
+from api.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS relay_requests (
+    id TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    idempotency_key TEXT,
+    fingerprint TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    actor_nonce BIGINT,
+    description TEXT NOT NULL,
+    to_address TEXT NOT NULL,
+    data TEXT NOT NULL,
+    gas_limit BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    relayer TEXT NOT NULL,
+    nonce BIGINT,
+    tx_hash TEXT,
+    raw_tx TEXT,
+    max_fee BIGINT,
+    priority_fee BIGINT,
+    broadcasts INTEGER NOT NULL DEFAULT 0,
+    replacements INTEGER NOT NULL DEFAULT 0,
+    block_number BIGINT,
+    block_hash TEXT,
+    gas_used BIGINT,
+    error TEXT,
+    created_at DOUBLE PRECISION NOT NULL,
+    sent_at DOUBLE PRECISION,
+    updated_at DOUBLE PRECISION NOT NULL,
+    next_check_at DOUBLE PRECISION NOT NULL,
+    lease_owner TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS relay_requests_idempotency ON relay_requests (account, idempotency_key);
+CREATE INDEX IF NOT EXISTS relay_requests_due ON relay_requests (status, next_check_at);
+CREATE INDEX IF NOT EXISTS relay_requests_tx_hash ON relay_requests (tx_hash);
+CREATE TABLE IF NOT EXISTS relay_attempts (
+    tx_hash TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    max_fee BIGINT,
+    priority_fee BIGINT,
+    created_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX IF NOT EXISTS relay_attempts_request ON relay_attempts (request_id);
+CREATE TABLE IF NOT EXISTS relay_nonces (
+    address TEXT PRIMARY KEY,
+    next_nonce BIGINT NOT NULL
+)
+"""
+
+#: Statuses, in order. ``confirmed`` and ``failed`` are final.
+QUEUED, SENT, MINED, CONFIRMED, FAILED = "queued", "sent", "mined", "confirmed", "failed"
+OPEN_STATUSES = (QUEUED, SENT, MINED)
+#: Gas limit headroom over the node's estimate, in percent.
+GAS_HEADROOM_PERCENT = 20
+#: How long a worker holds a claimed row before another may take it over.
+LEASE_SECONDS = 30.0
+#: Node answers that mean "this exact transaction is already there".
+_ALREADY_KNOWN = ("already known", "already imported", "known transaction", "transaction already exists")
+_NONCE_TOO_LOW = ("nonce too low", "nonce is too low", "nonce has already been used")
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One action to relay: who asked, what to call, and for whom on chain."""
+
+    account: str
+    kind: str
+    actor: str
+    call: ContractFunction
+    description: str
+    idempotency_key: str | None = None
+    actor_nonce: int | None = None
+
+
+@dataclass(frozen=True)
+class RelayRecord:
+    """A request as the outbox stores it."""
+
+    request_id: str
+    account: str
+    kind: str
+    actor: str
+    description: str
+    status: str
+    relayer: str
+    nonce: int | None
+    tx_hash: str | None
+    block_number: int | None
+    block_hash: str | None
+    gas_used: int | None
+    confirmations: int
+    replacements: int
+    error: str | None
+    created_at: float
+    updated_at: float
+    actor_nonce: int | None = None
+
+    @classmethod
+    def from_row(cls, row: Row, latest_block: int | None = None) -> RelayRecord:
+        confirmations = 0
+        if row["block_number"] is not None and latest_block is not None:
+            confirmations = max(0, latest_block - int(row["block_number"]) + 1)
+        return cls(
+            request_id=row["id"], account=row["account"], kind=row["kind"], actor=row["actor"],
+            description=row["description"], status=row["status"], relayer=row["relayer"],
+            nonce=_int(row["nonce"]), tx_hash=row["tx_hash"], block_number=_int(row["block_number"]),
+            block_hash=row["block_hash"], gas_used=_int(row["gas_used"]), confirmations=confirmations,
+            replacements=int(row["replacements"]), error=row["error"], created_at=float(row["created_at"]),
+            updated_at=float(row["updated_at"]), actor_nonce=_int(row["actor_nonce"]),
+        )
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if value is not None else None
+
+
+def fingerprint(to: str, data: str) -> str:
+    """What makes two submissions "the same request" for an idempotency key."""
+    return hashlib.sha256(f"{to.lower()}:{data.lower()}".encode()).hexdigest()
+
+
+class Outbox:
+    """The outbox over ``db``, sending with the key pool ``keys`` through ``chain``.
+
+    ``admit`` is called inside the admission transaction with the transaction,
+    the submission and the gas estimate: the policy charges quotas there, so a
+    refused request leaves no row and no charge behind. ``on_change`` is called
+    with each record whose status changed (the webhook)."""
+
+    def __init__(self, db: Database, chain: ChainService, keys: Sequence[LocalAccount], settings: Settings,
+                 admit: Callable[[Any, Submission, int], None] | None = None,
+                 on_change: Callable[[RelayRecord], None] | None = None) -> None:
+        if not keys:
+            raise ValueError("the outbox needs at least one relayer key")
+        self._db = db
+        self._chain = chain
+        self._keys = {k.address: k for k in keys}
+        self._key_order = [k.address for k in keys]
+        self._settings = settings
+        self._admit = admit
+        self._on_change = on_change
+        self._owner = uuid.uuid4().hex
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._fees: tuple[float, dict[str, int]] | None = None
+        self._fee_lock = threading.Lock()
+        self._nonces_ready = False
+        self._nonce_lock = threading.Lock()
+        self._http = requests.Session()
+        db.migrate(SCHEMA)
+
+    # ------------------------------------------------------------ admission
+
+    def key_for(self, actor: str) -> str:
+        """The relayer key for ``actor``: always the same one, so an actor's
+        actions are sent in order on one nonce sequence."""
+        digest = hashlib.sha256(actor.lower().encode()).digest()
+        return self._key_order[int.from_bytes(digest[:8], "big") % len(self._key_order)]
+
+    def submit(self, submission: Submission) -> RelayRecord:
+        """Admit, persist, sign and broadcast ``submission``; see the module docstring."""
+        call = submission.call
+        to = to_checksum_address(call.address)
+        data = call._encode_transaction_data()
+        print_ = fingerprint(to, data)
+        if submission.idempotency_key is not None:
+            existing = self._by_idempotency_key(submission.account, submission.idempotency_key)
+            if existing is not None:
+                return self._replay(existing, print_)
+        relayer = self.key_for(submission.actor)
+        self._ensure_nonces()
+        estimate = self._chain.estimate_gas(call, relayer)
+        cap = self._settings.relay_gas_limit_cap
+        if estimate > cap:
+            raise RelayRefused(f"the transaction needs {estimate} gas, above the relayer's cap of {cap}")
+        gas_limit = min(cap, estimate * (100 + GAS_HEADROOM_PERCENT) // 100)
+        fees = self._fee_fields()
+        now = time.time()
+        request_id = uuid.uuid4().hex
+        try:
+            with self._db.transaction() as tx:
+                if self._admit is not None:
+                    self._admit(tx, submission, estimate)
+                nonce = self._take_nonce(tx, relayer)
+                raw, tx_hash = self._sign(relayer, to, data, gas_limit, nonce, fees)
+                tx.execute(
+                    "INSERT INTO relay_requests (id, account, idempotency_key, fingerprint, kind, actor, actor_nonce,"
+                    " description, to_address, data, gas_limit, status, relayer, nonce, tx_hash, raw_tx, max_fee,"
+                    " priority_fee, created_at, updated_at, next_check_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (request_id, submission.account, submission.idempotency_key, print_, submission.kind,
+                     submission.actor, submission.actor_nonce, submission.description, to, data, gas_limit,
+                     QUEUED, relayer, nonce, tx_hash, raw, fees["maxFeePerGas"], fees["maxPriorityFeePerGas"],
+                     now, now, now + self._settings.relay_poll_seconds))
+                tx.execute("INSERT INTO relay_attempts (tx_hash, request_id, max_fee, priority_fee, created_at)"
+                           " VALUES (?, ?, ?, ?, ?)",
+                           (tx_hash, request_id, fees["maxFeePerGas"], fees["maxPriorityFeePerGas"], now))
+        except Exception as err:
+            if submission.idempotency_key is not None and _is_unique_violation(err):
+                # The same key raced in from a second request; the first one won.
+                existing = self._by_idempotency_key(submission.account, submission.idempotency_key)
+                if existing is not None:
+                    return self._replay(existing, print_)
+            raise
+        logger.info("queued %s as %s: %s nonce %d (gas limit %d)", submission.description, request_id, relayer,
+                    nonce, gas_limit)
+        self._broadcast(request_id, raw, tx_hash)
+        return self.get(request_id)
+
+    def _replay(self, row: Row, print_: str) -> RelayRecord:
+        if row["fingerprint"] != print_:
+            raise Conflict("Idempotency-Key: already used for a different request "
+                           f"({row['id']}); use a new key for a new request")
+        return RelayRecord.from_row(row, self._latest_block_or_none())
+
+    def _by_idempotency_key(self, account: str, key: str) -> Row | None:
+        with self._db.transaction() as tx:
+            return tx.one("SELECT * FROM relay_requests WHERE account = ? AND idempotency_key = ?", (account, key))
+
+    def _ensure_nonces(self) -> None:
+        """Start each key's sequence at the node's count, once per process, and
+        move it forward when the key was used elsewhere (never backwards: a
+        stored request may hold a nonce the node has not seen yet)."""
+        if self._nonces_ready:
+            return
+        with self._nonce_lock:
+            if self._nonces_ready:
+                return
+            for address in self._key_order:
+                self._resync_nonce(address)
+            self._nonces_ready = True
+
+    def _resync_nonce(self, address: str) -> None:
+        on_chain = self._chain.pending_nonce(address)
+        with self._db.transaction() as tx:
+            row = tx.one("SELECT next_nonce FROM relay_nonces WHERE address = ?" + self._db.for_update, (address,))
+            if row is None:
+                tx.execute("INSERT INTO relay_nonces (address, next_nonce) VALUES (?, ?)", (address, on_chain))
+            elif int(row["next_nonce"]) < on_chain:
+                logger.warning("relayer %s: nonce moved from %s to %d outside this relayer", address,
+                               row["next_nonce"], on_chain)
+                tx.execute("UPDATE relay_nonces SET next_nonce = ? WHERE address = ?", (on_chain, address))
+
+    def _take_nonce(self, tx: Any, address: str) -> int:
+        row = tx.one("UPDATE relay_nonces SET next_nonce = next_nonce + 1 WHERE address = ? RETURNING next_nonce",
+                     (address,))
+        if row is None:
+            raise RuntimeError(f"relayer {address} has no nonce row")
+        return int(row["next_nonce"]) - 1
+
+    def _sign(self, relayer: str, to: str, data: str, gas_limit: int, nonce: int,
+              fees: dict[str, int]) -> tuple[str, str]:
+        signed = self._keys[relayer].sign_transaction({
+            "chainId": self._chain.chain_id, "to": to, "data": data, "value": 0, "gas": gas_limit,
+            "nonce": nonce, "type": 2, **fees,
+        })
+        return "0x" + bytes(signed.raw_transaction).hex(), "0x" + bytes(signed.hash).hex()
+
+    def _fee_fields(self) -> dict[str, int]:
+        """EIP-1559 fees for a new transaction: twice the base fee plus the
+        node's tip, never above the fee cap. Read at most once a second."""
+        with self._fee_lock:
+            if self._fees is not None and time.monotonic() - self._fees[0] < 1.0:
+                return dict(self._fees[1])
+        fields = self._chain.fee_fields()
+        cap = self._settings.relay_max_fee_per_gas
+        if "gasPrice" in fields:  # a node without EIP-1559: express its price as 1559 fields
+            fields = {"maxFeePerGas": fields["gasPrice"], "maxPriorityFeePerGas": fields["gasPrice"]}
+        max_fee = min(cap, fields["maxFeePerGas"])
+        fees = {"maxFeePerGas": max_fee, "maxPriorityFeePerGas": min(fields["maxPriorityFeePerGas"], max_fee)}
+        with self._fee_lock:
+            self._fees = (time.monotonic(), fees)
+        return dict(fees)
+
+    # ------------------------------------------------------------ broadcast
+
+    def _broadcast(self, request_id: str, raw: str, tx_hash: str) -> bool:
+        """Send ``raw``; ``sent`` on success (or when the node already has it).
+        A refusal leaves the row as it is for the worker to retry."""
+        try:
+            result = self._rpc("eth_sendRawTransaction", [raw])
+        except Exception as err:  # node down: the worker retries
+            logger.warning("broadcast of %s failed: %s", request_id, err)
+            self._note_error(request_id, f"broadcast failed: {err}")
+            return False
+        error = result.get("error")
+        if error is not None:
+            message = str(error.get("message", error))
+            if any(text in message.lower() for text in _ALREADY_KNOWN):
+                self._mark_sent(request_id, tx_hash)
+                return True
+            if any(text in message.lower() for text in _NONCE_TOO_LOW):
+                # Either this very transaction was mined already (the receipt will say), or
+                # another transaction took the nonce; the worker tells which.
+                self._note_error(request_id, f"node: {message}")
+                return False
+            logger.warning("node refused %s: %s", request_id, message)
+            self._note_error(request_id, f"node refused the transaction: {message}")
+            return False
+        self._mark_sent(request_id, tx_hash)
+        return True
+
+    def _mark_sent(self, request_id: str, tx_hash: str) -> None:
+        now = time.time()
+        with self._db.transaction() as tx:
+            changed = tx.execute(
+                "UPDATE relay_requests SET status = ?, sent_at = ?, updated_at = ?, broadcasts = broadcasts + 1,"
+                " error = NULL WHERE id = ? AND status = ?", (SENT, now, now, request_id, QUEUED))
+            if not changed:
+                tx.execute("UPDATE relay_requests SET sent_at = ?, broadcasts = broadcasts + 1 WHERE id = ?",
+                           (now, request_id))
+        if changed:
+            self._changed(request_id)
+
+    def _note_error(self, request_id: str, message: str) -> None:
+        with self._db.transaction() as tx:
+            tx.execute("UPDATE relay_requests SET error = ?, updated_at = ? WHERE id = ?",
+                       (message[:500], time.time(), request_id))
+
+    def _rpc(self, method: str, params: list[Any]) -> dict[str, Any]:
+        """One JSON-RPC call, answering the raw response (errors included)."""
+        response = self._http.post(self._settings.rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": method,
+                                                                 "params": params},
+                                   timeout=self._settings.rpc_timeout)
+        response.raise_for_status()
+        return dict(response.json())
+
+    def _rpc_batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+        """Several JSON-RPC calls in one HTTP request; answers the results in
+        order (``None`` for a call that failed or found nothing)."""
+        if not calls:
+            return []
+        payload = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(calls)]
+        response = self._http.post(self._settings.rpc_url, json=payload, timeout=self._settings.rpc_timeout)
+        response.raise_for_status()
+        answers = {item["id"]: item.get("result") for item in response.json()}
+        return [answers.get(i) for i in range(len(calls))]
+
+    # ------------------------------------------------------------ reading
+
+    def get(self, request_id: str) -> RelayRecord:
+        """A request by its id, or by the hash of any transaction sent for it."""
+        with self._db.transaction() as tx:
+            if request_id.startswith("0x"):
+                row = tx.one("SELECT r.* FROM relay_requests r JOIN relay_attempts a ON a.request_id = r.id"
+                             " WHERE a.tx_hash = ?", (request_id.lower(),))
+            else:
+                row = tx.one("SELECT * FROM relay_requests WHERE id = ?", (request_id,))
+        if row is None:
+            raise NotFound(f"the relayer has no request {request_id}")
+        return RelayRecord.from_row(row, self._latest_block_or_none())
+
+    def _latest_block_or_none(self) -> int | None:
+        try:
+            return self._chain.latest_block()
+        except Exception:
+            return None
+
+    def next_actor_nonce(self, actor: str) -> int:
+        """One past the highest certificate nonce ``actor`` signed in a request
+        still open in the outbox (0 if none): a custodial account's next
+        action must not reuse a nonce that is queued but not yet mined."""
+        with self._db.transaction() as tx:
+            row = tx.one("SELECT MAX(actor_nonce) AS n FROM relay_requests WHERE actor = ? AND status IN (?, ?, ?)",
+                         (actor, *OPEN_STATUSES))
+        return int(row["n"]) + 1 if row is not None and row["n"] is not None else 0
+
+    def counts(self) -> dict[str, int]:
+        """How many requests are in each status."""
+        with self._db.transaction() as tx:
+            rows = tx.all("SELECT status, COUNT(*) AS n FROM relay_requests GROUP BY status")
+        return {row["status"]: int(row["n"]) for row in rows}
+
+    # ------------------------------------------------------------ the worker
+
+    def start(self) -> None:
+        """Run :meth:`process` in a background thread until :meth:`stop`."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="relay-outbox", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self.process()
+            except Exception:
+                logger.exception("relay worker pass failed")
+                busy = 0
+            if not busy:
+                self._stop.wait(self._settings.relay_poll_seconds)
+
+    def _claim(self, limit: int = 200) -> list[Row]:
+        """Lease up to ``limit`` due rows to this worker (``SKIP LOCKED``:
+        rows another instance is claiming right now are left to it)."""
+        now = time.time()
+        with self._db.transaction() as tx:
+            rows = tx.all("SELECT * FROM relay_requests WHERE status IN (?, ?, ?) AND next_check_at <= ?"
+                          " ORDER BY next_check_at LIMIT ?" + self._db.skip_locked,
+                          (QUEUED, SENT, MINED, now, limit))
+            for row in rows:
+                tx.execute("UPDATE relay_requests SET next_check_at = ?, lease_owner = ? WHERE id = ?",
+                           (now + LEASE_SECONDS, self._owner, row["id"]))
+        return rows
+
+    def process(self) -> int:
+        """One pass over the due rows; returns how many were looked at."""
+        rows = self._claim()
+        if not rows:
+            return 0
+        self._ensure_nonces()
+        hashes: dict[str, list[str]] = {}
+        with self._db.transaction() as tx:
+            for row in rows:
+                attempts = tx.all("SELECT tx_hash FROM relay_attempts WHERE request_id = ? ORDER BY created_at",
+                                  (row["id"],))
+                hashes[row["id"]] = [a["tx_hash"] for a in attempts]
+        calls: list[tuple[str, list[Any]]] = [("eth_blockNumber", [])]
+        index: list[tuple[str, str]] = []
+        for row in rows:
+            for tx_hash in hashes[row["id"]]:
+                calls.append(("eth_getTransactionReceipt", [tx_hash]))
+                index.append((row["id"], tx_hash))
+        with node_errors():
+            results = self._rpc_batch(calls)
+        latest = int(results[0], 16)
+        receipts: dict[str, dict[str, Any]] = {}
+        for (request_id, _tx_hash), receipt in zip(index, results[1:], strict=True):
+            if receipt:
+                receipts[request_id] = receipt
+        for row in rows:
+            try:
+                self._advance(row, receipts.get(row["id"]), latest)
+            except Exception:
+                logger.exception("relay request %s: worker step failed", row["id"])
+        return len(rows)
+
+    def _advance(self, row: Row, receipt: dict[str, Any] | None, latest: int) -> None:
+        request_id = row["id"]
+        now = time.time()
+        poll = self._settings.relay_poll_seconds
+        if receipt is not None:
+            block_number = int(receipt["blockNumber"], 16)
+            block_hash = receipt["blockHash"]
+            confirmations = latest - block_number + 1
+            succeeded = int(receipt["status"], 16) == 1
+            if confirmations >= self._settings.relay_confirmations:
+                if not self._still_canonical(block_number, block_hash):
+                    self._reorged(row)
+                    return
+                final = CONFIRMED if succeeded else FAILED
+                error = None if succeeded else "the transaction reverted on chain"
+                self._update(request_id, final, now, tx_hash=receipt["transactionHash"], block_number=block_number,
+                             block_hash=block_hash, gas_used=int(receipt["gasUsed"], 16), error=error)
+                return
+            self._update(request_id, MINED, now + poll, tx_hash=receipt["transactionHash"],
+                         block_number=block_number, block_hash=block_hash, gas_used=int(receipt["gasUsed"], 16))
+            return
+        if row["status"] == MINED:
+            # Its receipt is gone: the block was reorganised away.
+            self._reorged(row)
+            return
+        if row["status"] == QUEUED:
+            if self._broadcast(request_id, row["raw_tx"], row["tx_hash"]):
+                self._reschedule(request_id, now + poll)
+            else:
+                self._after_failed_broadcast(row, now)
+            return
+        # SENT, no receipt yet.
+        sent_at = float(row["sent_at"] or row["created_at"])
+        if now - sent_at >= self._settings.relay_stuck_seconds:
+            self._replace(row, now)
+        else:
+            self._reschedule(request_id, now + poll)
+
+    def _after_failed_broadcast(self, row: Row, now: float) -> None:
+        """A ``queued`` row the node would not take. If the node's count has
+        passed its nonce while none of its transactions has a receipt, the
+        nonce went to something else: sign the request again on a new nonce."""
+        relayer, nonce = row["relayer"], int(row["nonce"])
+        try:
+            mined_count = int(self._rpc("eth_getTransactionCount", [relayer, "latest"])["result"], 16)
+        except Exception:
+            mined_count = -1
+        if mined_count > nonce:
+            self._resync_nonce(relayer)
+            fees = self._fee_fields()
+            with self._db.transaction() as tx:
+                new_nonce = self._take_nonce(tx, relayer)
+                raw, tx_hash = self._sign(relayer, row["to_address"], row["data"], int(row["gas_limit"]), new_nonce,
+                                          fees)
+                tx.execute("UPDATE relay_requests SET nonce = ?, raw_tx = ?, tx_hash = ?, max_fee = ?,"
+                           " priority_fee = ?, updated_at = ?, next_check_at = ? WHERE id = ?",
+                           (new_nonce, raw, tx_hash, fees["maxFeePerGas"], fees["maxPriorityFeePerGas"], now, now,
+                            row["id"]))
+                tx.execute("INSERT INTO relay_attempts (tx_hash, request_id, max_fee, priority_fee, created_at)"
+                           " VALUES (?, ?, ?, ?, ?)",
+                           (tx_hash, row["id"], fees["maxFeePerGas"], fees["maxPriorityFeePerGas"], now))
+            logger.warning("request %s: nonce %d was taken outside the relayer; re-signed on nonce %d", row["id"],
+                           nonce, new_nonce)
+            return
+        backoff = min(30.0, self._settings.relay_poll_seconds * 2 ** min(int(row["broadcasts"]) + 1, 8))
+        self._reschedule(row["id"], now + backoff)
+
+    def _still_canonical(self, block_number: int, block_hash: str) -> bool:
+        answer = self._rpc("eth_getBlockByNumber", [hex(block_number), False]).get("result")
+        return bool(answer) and str(answer.get("hash", "")).lower() == block_hash.lower()
+
+    def _reorged(self, row: Row) -> None:
+        """The block holding the request's transaction left the chain: back to
+        ``sent`` and broadcast again (the node may have dropped it)."""
+        logger.warning("request %s: block %s reorganised away; sending %s again", row["id"], row["block_number"],
+                       row["tx_hash"])
+        now = time.time()
+        with self._db.transaction() as tx:
+            tx.execute("UPDATE relay_requests SET status = ?, block_number = NULL, block_hash = NULL,"
+                       " gas_used = NULL, sent_at = ?, updated_at = ?, next_check_at = ? WHERE id = ?",
+                       (SENT, now, now, now + self._settings.relay_poll_seconds, row["id"]))
+        self._changed(row["id"])
+        self._resend(row["raw_tx"])
+
+    def _resend(self, raw: str) -> None:
+        try:
+            self._rpc("eth_sendRawTransaction", [raw])
+        except Exception as err:
+            logger.warning("re-send failed: %s", err)
+
+    def _replace(self, row: Row, now: float) -> None:
+        """No receipt for ``relay_stuck_seconds``: if the node lost the
+        transaction, send it again; otherwise replace it on the same nonce with
+        fees raised by 1/8 (the minimum replacement bump nodes accept is 10%),
+        never above the fee cap. At the cap, only re-send."""
+        cap = self._settings.relay_max_fee_per_gas
+        old_max, old_tip = int(row["max_fee"]), int(row["priority_fee"])
+        current = self._fee_fields()
+        new_max = min(cap, max(old_max + old_max // 8 + 1, current["maxFeePerGas"]))
+        new_tip = min(new_max, max(old_tip + old_tip // 8 + 1, current["maxPriorityFeePerGas"]))
+        if new_max <= old_max:
+            self._resend(row["raw_tx"])
+            with self._db.transaction() as tx:
+                tx.execute("UPDATE relay_requests SET sent_at = ?, next_check_at = ?, updated_at = ? WHERE id = ?",
+                           (now, now + self._settings.relay_poll_seconds, now, row["id"]))
+            return
+        fees = {"maxFeePerGas": new_max, "maxPriorityFeePerGas": new_tip}
+        raw, tx_hash = self._sign(row["relayer"], row["to_address"], row["data"], int(row["gas_limit"]),
+                                  int(row["nonce"]), fees)
+        with self._db.transaction() as tx:
+            tx.execute("INSERT INTO relay_attempts (tx_hash, request_id, max_fee, priority_fee, created_at)"
+                       " VALUES (?, ?, ?, ?, ?)", (tx_hash, row["id"], new_max, new_tip, now))
+            tx.execute("UPDATE relay_requests SET raw_tx = ?, tx_hash = ?, max_fee = ?, priority_fee = ?,"
+                       " replacements = replacements + 1, sent_at = ?, updated_at = ?, next_check_at = ?"
+                       " WHERE id = ?",
+                       (raw, tx_hash, new_max, new_tip, now, now, now + self._settings.relay_poll_seconds,
+                        row["id"]))
+        logger.info("request %s: replaced stuck transaction with %s (max fee %d -> %d wei)", row["id"], tx_hash,
+                    old_max, new_max)
+        self._resend(raw)
+
+    def _reschedule(self, request_id: str, at: float) -> None:
+        with self._db.transaction() as tx:
+            tx.execute("UPDATE relay_requests SET next_check_at = ? WHERE id = ?", (at, request_id))
+
+    def _update(self, request_id: str, status: str, next_check_at: float, **fields: Any) -> None:
+        now = time.time()
+        columns = ", ".join(f"{name} = ?" for name in fields)
+        with self._db.transaction() as tx:
+            before = tx.one("SELECT status FROM relay_requests WHERE id = ?", (request_id,))
+            tx.execute(f"UPDATE relay_requests SET status = ?, updated_at = ?, next_check_at = ?, {columns}"
+                       " WHERE id = ?", (status, now, next_check_at, *fields.values(), request_id))
+        if before is None or before["status"] != status:
+            self._changed(request_id)
+
+    def _changed(self, request_id: str) -> None:
+        if self._on_change is None:
+            return
+        try:
+            self._on_change(self.get(request_id))
+        except Exception:
+            logger.exception("status change hook failed for %s", request_id)
+
+
+def _is_unique_violation(err: Exception) -> bool:
+    name = type(err).__name__
+    return name in ("IntegrityError", "UniqueViolation") or "UNIQUE constraint" in str(err)
+
+
+def record_json(record: RelayRecord) -> str:
+    """A record as the webhook sends it."""
+    return json.dumps({"request_id": record.request_id, "status": record.status, "kind": record.kind,
+                       "tx_hash": record.tx_hash, "block_number": record.block_number,
+                       "error": record.error}, sort_keys=True)
+
+
+__all__ = ["Outbox", "RelayRecord", "Submission", "InvalidRequest", "fingerprint", "record_json"]
