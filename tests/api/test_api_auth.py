@@ -7,10 +7,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 
 import pytest
+from api_fixtures import bearer
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils import to_checksum_address
@@ -22,8 +24,8 @@ from api.deps import AdminDep
 from api.errors import ServiceUnavailable
 from api.users import UNDECRYPTABLE, WRONG_LOGIN
 
-#: The API fixtures (apps and clients on the test deployment).
-pytest_plugins = ["api_fixtures"]
+#: The API fixtures (apps and clients on the test deployment) and the throwaway PostgreSQL server.
+pytest_plugins = ["api_fixtures", "pg"]
 
 MASTER_KEY = "5e" * 16 + "c7" * 16  # 32 bytes as 64 hex digits
 OTHER_MASTER_KEY = "a1" * 32
@@ -36,17 +38,13 @@ CHEAP_ARGON2 = {"password_time_cost": 1, "password_memory_kib": 8, "password_par
 ADMIN_TOKEN = "operator-token-that-is-long-enough"
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 @pytest.fixture
 def make_auth_client(make_client) -> Callable[..., TestClient]:
-    """Builder: a client of an app with custodial accounts (the test master
-    key, cheap Argon2id), ``overrides`` applied."""
+    """Builder: an anonymous client (no account signed in) of an app with
+    custodial accounts (this module's master key, cheap Argon2id), ``overrides`` applied."""
 
     def _make(**overrides) -> TestClient:
-        return make_client(**{"master_key": SecretStr(MASTER_KEY), **CHEAP_ARGON2, **overrides})
+        return make_client(auth=False, **{"master_key": SecretStr(MASTER_KEY), **CHEAP_ARGON2, **overrides})
 
     return _make
 
@@ -491,6 +489,48 @@ def test_sign_typed_data__signed_by_the_accounts_own_key(auth_client, holder_acc
     other = users.sign_typed_data(attacker, data)
     assert Account.recover_message(encode_typed_data(full_message=data), signature=other) == \
         attacker_account["address"]
+
+
+# -------------------------------------------------------------- PostgreSQL
+
+
+def test_postgresql__accounts_tokens_and_export__as_on_sqlite(make_auth_client, signup, postgres_url):
+    client = make_auth_client(database_url=SecretStr(postgres_url))
+    account = signup(client=client)
+    assert client.app.state.db.postgres
+
+    taken = client.post("/auth/signup", json={"identifier": HOLDER.upper(), "password": PASSWORD})
+    login = client.post("/auth/login", json={"identifier": HOLDER, "password": PASSWORD})
+    token = client.post("/auth/api-tokens", json={"name": "ci"}, headers=bearer(account["token"])).json()
+    revoked = client.delete(f"/auth/api-tokens/{token['id']}", headers=bearer(account["token"]))
+    export = client.post("/me/key-export", json={"password": PASSWORD}, headers=bearer(login.json()["token"]))
+
+    assert taken.status_code == 409
+    assert login.json()["user_id"] == account["user_id"]
+    assert revoked.status_code == 204
+    assert client.get("/me", headers=bearer(token["token"])).json()["detail"] == "API token revoked"
+    assert Account.from_key(export.json()["private_key"]).address == account["address"]
+
+
+def test_postgresql__two_instances_sign_up_one_identifier_at_once__one_account_one_409(make_auth_client,
+                                                                                        postgres_url):
+    first, second = (make_auth_client(database_url=SecretStr(postgres_url)) for _ in range(2))
+    barrier = threading.Barrier(2)
+    answers: list[int] = []
+
+    def sign_up(client: TestClient) -> None:
+        barrier.wait()
+        answers.append(client.post("/auth/signup", json={"identifier": HOLDER, "password": PASSWORD}).status_code)
+
+    threads = [threading.Thread(target=sign_up, args=(c,)) for c in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(answers) == [201, 409]
+    with first.app.state.db.transaction() as tx:
+        assert tx.one("SELECT COUNT(*) AS n FROM users WHERE identifier = ?", (HOLDER,))["n"] == 1
 
 
 # --------------------------------------------------------------- operator
