@@ -20,7 +20,7 @@ from api.errors import install_exception_handlers
 from api.offers import OfferBook
 from api.policy import RateLimiter
 from api.relayer import Relayer
-from api.routers import accounts, auth, certificates, health, lending, metadata, points, relay
+from api.routers import accounts, admin, auth, certificates, custodial, health, lending, metadata, points, relay
 from api.scans import ScanLog
 from api.settings import Settings, get_settings
 from api.users import UserStore
@@ -120,6 +120,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(accounts.router)
     app.include_router(points.router)
     app.include_router(auth.router)
+    app.include_router(custodial.router)
+    app.include_router(admin.router)
     return app
 
 

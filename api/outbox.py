@@ -190,7 +190,7 @@ class Outbox:
             raise ValueError("the outbox needs at least one relayer key")
         self._db = db
         self._chain = chain
-        self._keys = {k.address: k for k in keys}
+        self._keys: dict[str, LocalAccount] = {k.address: k for k in keys}
         self._key_order = [k.address for k in keys]
         self._settings = settings
         self._admit = admit
@@ -306,10 +306,11 @@ class Outbox:
 
     def _sign(self, relayer: str, to: str, data: str, gas_limit: int, nonce: int,
               fees: dict[str, int]) -> tuple[str, str]:
-        signed = self._keys[relayer].sign_transaction({
+        transaction: dict[str, Any] = {
             "chainId": self._chain.chain_id, "to": to, "data": data, "value": 0, "gas": gas_limit,
             "nonce": nonce, "type": 2, **fees,
-        })
+        }
+        signed = self._keys[to_checksum_address(relayer)].sign_transaction(transaction)
         return "0x" + bytes(signed.raw_transaction).hex(), "0x" + bytes(signed.hash).hex()
 
     def _fee_fields(self) -> dict[str, int]:
@@ -567,7 +568,7 @@ class Outbox:
 
     def _still_canonical(self, block_number: int, block_hash: str) -> bool:
         answer = self._rpc("eth_getBlockByNumber", [hex(block_number), False]).get("result")
-        return bool(answer) and str(answer.get("hash", "")).lower() == block_hash.lower()
+        return isinstance(answer, dict) and str(answer.get("hash", "")).lower() == block_hash.lower()
 
     def _reorged(self, row: Row) -> None:
         """The block holding the request's transaction left the chain: back to

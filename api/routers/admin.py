@@ -15,7 +15,7 @@ from api.policy import Limit
 
 router = APIRouter(prefix="/admin", tags=["operator"])
 
-_ADMIN_ERRORS = (Unauthorized, Forbidden, ServiceUnavailable)
+_ADMIN_ERRORS = (Unauthorized, Forbidden, InvalidRequest, ServiceUnavailable)
 _ACCOUNT_DOC = "An account id, `default` (accounts without their own quota) or `*` (the whole service)."
 
 
@@ -44,7 +44,7 @@ class UsageReport(BaseModel):
 
 
 @router.get("/usage", response_model=UsageReport, summary="Relayed actions and gas per account",
-            responses=error_responses(*_ADMIN_ERRORS, InvalidRequest, RelayUnavailable))
+            responses=error_responses(*_ADMIN_ERRORS, RelayUnavailable))
 def get_usage(
     _: AdminDep, relayer: RelayerDep,
     day: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}$", description="UTC day (default today).")] = None,
@@ -76,7 +76,7 @@ def get_quota(_: AdminDep, relayer: RelayerDep,
 
 
 @router.put("/quotas/{account}", response_model=Quota, summary="Set an account's daily quota",
-            responses=error_responses(*_ADMIN_ERRORS, InvalidRequest))
+            responses=error_responses(*_ADMIN_ERRORS))
 def put_quota(_: AdminDep, relayer: RelayerDep, body: QuotaBody,
               account: Annotated[str, Path(min_length=1, max_length=64, description=_ACCOUNT_DOC)]) -> Quota:
     """Set the daily limits of `account`, of `default` (every account without

@@ -18,10 +18,8 @@ from api.errors import (
     NotDeployed,
     NotFound,
     OfferUnusable,
-    RelayRefused,
     RelayUnavailable,
     UpstreamUnavailable,
-    WouldRevert,
     error_responses,
 )
 from api.relayer import Relayer

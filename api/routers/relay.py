@@ -14,13 +14,13 @@ from api.chain import POINTS, Eip712Domain
 from api.deps import ChainDep, OriginDep, RelayerDep, SettingsDep
 from api.errors import (
     Conflict,
-    TooManyRequests,
-    Unauthorized,
     InvalidRequest,
     NotDeployed,
     NotFound,
     RelayRefused,
     RelayUnavailable,
+    TooManyRequests,
+    Unauthorized,
     UpstreamUnavailable,
     WouldRevert,
     error_responses,
@@ -28,7 +28,6 @@ from api.errors import (
 from api.lifecycle import ACTIONS, ActionName
 from api.outbox import RelayRecord
 from api.relayer import Origin, Relayer
-from api.settings import Settings
 from api.schemas import (
     ADDRESS_PATTERN,
     BYTES32_PATTERN,
@@ -49,6 +48,7 @@ from api.schemas import (
     Uint256In,
     checksum_address,
 )
+from api.settings import Settings
 
 router = APIRouter(prefix="/relay", tags=["relay"])
 
@@ -75,7 +75,8 @@ _accepted = accepted
     summary="Relay a signed certificate transfer",
     responses=error_responses(*_RELAY_ERRORS),
 )
-def relay_transfer(body: TransferRelayRequest, relayer: RelayerDep, settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
+def relay_transfer(body: TransferRelayRequest, relayer: RelayerDep, settings: SettingsDep,
+        origin: OriginDep) -> RelayAccepted:
     """Submit a holder's EIP-712 `Transfer` signature through
     `transfer_with_signature`; the relayer pays the gas and the holder stays the
     actor (the `Transfer` event names the holder as sender).
@@ -101,7 +102,7 @@ def relay_transfer(body: TransferRelayRequest, relayer: RelayerDep, settings: Se
     responses=error_responses(*_RELAY_ERRORS),
 )
 def relay_points_transfer(
-    body: PointsTransferRelayRequest, relayer: RelayerDep, settings: SettingsDep,
+    body: PointsTransferRelayRequest, relayer: RelayerDep, settings: SettingsDep, origin: OriginDep,
 ) -> RelayAccepted:
     """Submit a holder's EIP-712 `TransferWithAuthorization` signature through the
     PointsToken's `transferWithAuthorization` (EIP-3009); the relayer pays the gas
@@ -224,7 +225,8 @@ def _relay_action(name: ActionName, body: HolderActionRelayRequest, relayer: Rel
 @router.post("/gifts", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
              summary="Relay a signed gift (lock a certificate to a claim key)",
              responses=error_responses(*_RELAY_ERRORS))
-def relay_gift(body: GiftRelayRequest, relayer: RelayerDep, settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
+def relay_gift(body: GiftRelayRequest, relayer: RelayerDep, settings: SettingsDep,
+        origin: OriginDep) -> RelayAccepted:
     return _relay_action(ActionName.gift, body, relayer, settings, origin)
 
 
@@ -238,7 +240,8 @@ relay_gift.__doc__ = """Submit a holder's `CreateGift` signature through
 @router.post("/gift-revocations", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
              summary="Relay a signed gift revocation", responses=error_responses(*_RELAY_ERRORS))
 def relay_gift_revocation(body: HolderActionRelayRequest, relayer: RelayerDep,
-                          settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
+                          settings: SettingsDep,
+        origin: OriginDep) -> RelayAccepted:
     return _relay_action(ActionName.gift_revocation, body, relayer, settings, origin)
 
 
@@ -249,7 +252,8 @@ relay_gift_revocation.__doc__ = """Submit a holder's `RevokeGift` signature thro
 
 @router.post("/redemptions", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
              summary="Relay a signed redemption request", responses=error_responses(*_RELAY_ERRORS))
-def relay_redemption(body: RedemptionRelayRequest, relayer: RelayerDep, settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
+def relay_redemption(body: RedemptionRelayRequest, relayer: RelayerDep, settings: SettingsDep,
+        origin: OriginDep) -> RelayAccepted:
     return _relay_action(ActionName.redemption, body, relayer, settings, origin)
 
 
@@ -261,7 +265,8 @@ relay_redemption.__doc__ = """Submit a holder's `RequestRedemption` signature th
 
 @router.post("/flags", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
              summary="Relay a signed lost/stolen flag", responses=error_responses(*_RELAY_ERRORS))
-def relay_flag(body: FlagRelayRequest, relayer: RelayerDep, settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
+def relay_flag(body: FlagRelayRequest, relayer: RelayerDep, settings: SettingsDep,
+        origin: OriginDep) -> RelayAccepted:
     return _relay_action(ActionName.flag, body, relayer, settings, origin)
 
 
@@ -272,7 +277,8 @@ relay_flag.__doc__ = """Submit a holder's `Flag` signature through `flag_with_si
 
 @router.post("/gift-claims", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
              summary="Relay a gift claim signed with the claim key", responses=error_responses(*_RELAY_ERRORS))
-def relay_gift_claim(body: GiftClaimRelayRequest, relayer: RelayerDep, settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
+def relay_gift_claim(body: GiftClaimRelayRequest, relayer: RelayerDep, settings: SettingsDep,
+        origin: OriginDep) -> RelayAccepted:
     """For a recipient who holds the claim link's secret and signs themselves:
     submit the claim key's `ClaimGift(tokenId, recipient)` signature (typed data
     from `GET /relay/typed-data/gift-claim`) through `claim_gift`. The relayer
@@ -290,7 +296,8 @@ def relay_gift_claim(body: GiftClaimRelayRequest, relayer: RelayerDep, settings:
              summary="Claim a gift with the claim link's secret (wallet-less)",
              responses=error_responses(*_RELAY_ERRORS))
 def relay_gift_claim_by_secret(body: GiftClaimBySecretRequest, relayer: RelayerDep,
-                               settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
+                               settings: SettingsDep,
+        origin: OriginDep) -> RelayAccepted:
     """For a recipient without a wallet: send the secret from the claim link and
     the address that should receive the certificate; the API signs the claim
     with the secret and relays it.

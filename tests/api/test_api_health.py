@@ -25,7 +25,10 @@ def test_health__node_up__reports_chain_contract_and_relayer(client, chain, cert
     assert body["chain_id"] == chain.chain_id
     assert body["latest_block"] == chain.blocks.head.number
     assert body["certificate_address"] == cert.address
-    assert body["relayer"] == {"address": relayer.address, "balance_wei": str(relayer.balance), "error": None}
+    assert body["relayer"] == {
+        "address": relayer.address, "balance_wei": str(relayer.balance), "error": None,
+        "keys": [{"address": relayer.address, "balance_wei": str(relayer.balance), "low_balance": False}],
+        "low_balance": False, "min_balance_wei": str(10**16), "requests": {}, "database": "sqlite"}
 
 
 def test_health__without_relayer_key__reports_no_relayer(make_client):
@@ -44,6 +47,7 @@ def test_health__invalid_relayer_key__reports_error_and_never_the_key(make_clien
     assert response.json()["relayer"] == {
         "address": None, "balance_wei": None,
         "error": "AMPHORA_RELAYER_PRIVATE_KEY is not a valid private key",
+        "keys": [], "low_balance": False, "min_balance_wei": str(10**16), "requests": {}, "database": "sqlite",
     }
     assert "still-secret" not in response.text
 

@@ -7,24 +7,28 @@ import pytest
 from api.main import create_app
 from api.settings import Settings
 
+#: What a relay submission can answer besides 202: bad input, no or bad
+#: credentials, would revert / refused / idempotency conflict, rate or quota, no relayer.
+RELAY = {"401", "409", "422", "429", "503"}
+
 #: (method, path) => the error statuses the route can answer.
 EXPECTED_ERRORS = {
     ("get", "/health"): {"503"},
     ("get", "/certificates/{token_id}"): {"404", "422", "503"},
     ("get", "/verify/{token_id}"): {"404", "422", "503"},
-    ("post", "/relay/transfers"): {"409", "422", "503"},
+    ("post", "/relay/transfers"): RELAY,
     ("get", "/relay/typed-data/transfer"): {"422", "503"},
-    ("post", "/relay/points-transfers"): {"409", "422", "503"},
+    ("post", "/relay/points-transfers"): RELAY,
     ("get", "/relay/typed-data/points-transfer"): {"422", "503"},
-    ("get", "/relay/{tx_hash}"): {"404", "422", "503"},
+    ("get", "/relay/{request_id}"): {"404", "422", "503"},
     ("post", "/certificates/{token_id}/challenge"): {"404", "422", "503"},
     ("get", "/certificates/{token_id}/verify-tag"): {"404", "422", "503"},
-    ("post", "/relay/gifts"): {"409", "422", "503"},
-    ("post", "/relay/gift-revocations"): {"409", "422", "503"},
-    ("post", "/relay/redemptions"): {"409", "422", "503"},
-    ("post", "/relay/flags"): {"409", "422", "503"},
-    ("post", "/relay/gift-claims"): {"409", "422", "503"},
-    ("post", "/relay/gift-claims/by-secret"): {"409", "422", "503"},
+    ("post", "/relay/gifts"): RELAY,
+    ("post", "/relay/gift-revocations"): RELAY,
+    ("post", "/relay/redemptions"): RELAY,
+    ("post", "/relay/flags"): RELAY,
+    ("post", "/relay/gift-claims"): RELAY,
+    ("post", "/relay/gift-claims/by-secret"): RELAY,
     ("get", "/relay/typed-data/gift-claim"): {"422", "503"},
     ("get", "/relay/typed-data/{action}"): {"422", "503"},
     ("get", "/metadata/{token_id}"): {"404", "422", "503"},
@@ -35,9 +39,9 @@ EXPECTED_ERRORS = {
     ("get", "/loans/{loan_id}"): {"404", "422", "503"},
     ("post", "/offers"): {"409", "422", "503"},
     ("get", "/offers"): {"404", "422", "503"},
-    ("post", "/relay/loan-acceptances"): {"409", "422", "503"},
-    ("post", "/relay/loan-extensions"): {"409", "422", "503"},
-    ("post", "/relay/loan-repayments"): {"409", "422", "503"},
+    ("post", "/relay/loan-acceptances"): RELAY,
+    ("post", "/relay/loan-extensions"): RELAY,
+    ("post", "/relay/loan-repayments"): RELAY,
     ("get", "/relay/typed-data/loan-offer"): {"422", "503"},
     ("get", "/relay/typed-data/loan-acceptance"): {"422", "503"},
     ("get", "/relay/typed-data/loan-extension"): {"422", "503"},
@@ -50,6 +54,13 @@ EXPECTED_ERRORS = {
     ("get", "/auth/api-tokens"): {"401"},
     ("delete", "/auth/api-tokens/{id}"): {"401", "404", "422"},
     ("post", "/me/key-export"): {"401", "403", "422", "503"},
+    **{("post", f"/me/relay/{name}"): RELAY for name in (
+        "transfers", "points-transfers", "gifts", "gift-revocations", "redemptions", "flags", "gift-claims",
+        "loan-acceptances")},
+    ("post", "/me/relay/loan-repayments"): RELAY | {"404"},
+    ("get", "/admin/usage"): {"401", "403", "422", "503"},
+    ("get", "/admin/quotas/{account}"): {"401", "403", "422", "503"},
+    ("put", "/admin/quotas/{account}"): {"401", "403", "422", "503"},
 }
 
 
@@ -135,7 +146,7 @@ def test_openapi__tags__one_per_router(openapi):
     tags = {tag for item in openapi["paths"].values() for op in item.values() for tag in op["tags"]}
 
     assert tags == {"health", "certificates", "verification page", "relay", "metadata", "accounts", "points",
-                    "lending", "auth"}
+                    "lending", "auth", "custodial", "operator"}
 
 
 def test_openapi__info__names_license_and_version(openapi):
