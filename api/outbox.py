@@ -108,8 +108,9 @@ QUEUED, SENT, MINED, CONFIRMED, FAILED = "queued", "sent", "mined", "confirmed",
 OPEN_STATUSES = (QUEUED, SENT, MINED)
 #: Gas limit headroom over the node's estimate, in percent.
 GAS_HEADROOM_PERCENT = 20
-#: How long a worker holds a claimed row before another may take it over.
-LEASE_SECONDS = 30.0
+#: How long a worker holds a claimed row before another may take it over (a
+#: worker that died holding rows delays them by at most this long).
+LEASE_SECONDS = 10.0
 #: Node answers that mean "this exact transaction is already there".
 _ALREADY_KNOWN = ("already known", "already imported", "known transaction", "transaction already exists")
 _NONCE_TOO_LOW = ("nonce too low", "nonce is too low", "nonce has already been used")
@@ -434,6 +435,11 @@ class Outbox:
         """Run :meth:`process` in a background thread until :meth:`stop`."""
         if self._thread is not None:
             return
+        if not self._db.postgres:
+            # SQLite serves one instance: any lease in the file is a dead predecessor's.
+            with self._db.transaction() as tx:
+                tx.execute("UPDATE relay_requests SET next_check_at = ?, lease_owner = NULL WHERE status IN (?, ?, ?)",
+                           (time.time(), *OPEN_STATUSES))
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="relay-outbox", daemon=True)
         self._thread.start()
