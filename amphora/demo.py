@@ -3,7 +3,9 @@ transfer, so that `make demo` shows a living system."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import secrets
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from amphora import custody, eip712, lots
@@ -34,6 +36,11 @@ class DemoWorld:
     merchants: dict[str, str]
     settlement: Statement
     settlement_files: tuple[Path, Path]
+    #: The custodial accounts' master key and the operator token of this demo
+    #: run (random each run unless AMPHORA_MASTER_KEY / AMPHORA_ADMIN_TOKEN are set).
+    master_key: str = field(default_factory=lambda: os.environ.get("AMPHORA_MASTER_KEY") or secrets.token_hex(32))
+    admin_token: str = field(default_factory=lambda: os.environ.get("AMPHORA_ADMIN_TOKEN")
+                             or secrets.token_urlsafe(24))
 
 
 def seed_points(manifest: Manifest, out_dir: Path) -> tuple[dict[str, str], Statement, tuple[Path, Path]]:
@@ -160,9 +167,10 @@ def describe(world: DemoWorld, base_url: str, rpc_url: str) -> str:
         f"  with its tag proof    {base_url}/certificates/{sample}?tag={first.tag_address}&proof={proof}",
         f"  a flagged bottle      {base_url}/verify/{world.flagged_token}",
         f"  a redeemed bottle     {base_url}/verify/{world.redeemed_token}",
-        f"  a pending gift        {base_url}/verify/{world.gift_token} (claim it: POST {base_url}/relay/"
-        f"gift-claims/by-secret with token_id {world.gift_token}, your address as recipient and "
-        f"claim_secret {world.gift_secret})",
+        f"  a pending gift        {base_url}/verify/{world.gift_token} (claim it into a new account: "
+        f"POST {base_url}/auth/signup, then POST {base_url}/me/relay/gift-claims with token_id "
+        f"{world.gift_token} and claim_secret {world.gift_secret})",
+        f"  operator              {base_url}/admin/usage (Authorization: Bearer {world.admin_token})",
         f"  reserve proofs        {base_url}/demo/{world.reserve_file.name}",
         f"  health                {base_url}/health",
         f"  holders               {', '.join(f'{k} {v}' for k, v in world.holders.items())}",
@@ -185,8 +193,15 @@ def serve(world: DemoWorld, rpc_url: str, host: str, port: int) -> None:
     from api.main import create_app
     from api.settings import Settings
 
+    # A fresh relayer database per demo: the node is fresh too, and an old
+    # outbox would hold relayer nonces this chain never saw.
+    relay_db = world.reserve_file.parent.parent / "relay.sqlite"
+    for stale in relay_db.parent.glob(relay_db.name + "*"):
+        stale.unlink()
     settings = Settings(rpc_url=rpc_url, manifest_path=world.manifest.path,
-                        relayer_private_key=SecretStr(world.relayer_key), public_base_url=f"http://{host}:{port}")
+                        relayer_private_key=SecretStr(world.relayer_key), public_base_url=f"http://{host}:{port}",
+                        relay_db=relay_db, master_key=SecretStr(world.master_key),
+                        admin_token=SecretStr(world.admin_token))
     app = create_app(settings)
     # The custodian's published documents, at the URIs attested on chain.
     app.mount("/demo", StaticFiles(directory=world.reserve_file.parent), name="demo")
