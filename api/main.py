@@ -106,6 +106,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.users = users
     app.state.relayer = relayer
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+    app.state.password_limiter = RateLimiter(settings.password_attempts_per_minute / 60,
+                                             settings.password_attempts_per_minute)
     app.state.scans = scans
     app.state.offers = offers
     install_exception_handlers(app)

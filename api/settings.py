@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     rate_limit_per_second: float = Field(
         default=20.0, gt=0, description="Sustained requests a second per account on state-changing endpoints.",
     )
+    password_attempts_per_minute: int = Field(
+        default=10, gt=0, description="Password attempts (login, key export) per minute per identifier and per "
+        "client address; more get 429.",
+    )
     rate_limit_burst: int = Field(
         default=100, gt=0, description="Requests an account may send at once before the rate limit applies.",
     )

@@ -11,10 +11,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response
 
 from api.deps import TokenDep, UserDep, UsersDep
-from api.errors import Conflict, Forbidden, InvalidRequest, NotFound, ServiceUnavailable, Unauthorized, error_responses
+from api.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+    error_responses,
+)
+from api.policy import RateLimiter
 from api.schemas import (
     AccountSession,
     AccountView,
@@ -48,9 +58,9 @@ def _session(user: User, session: IssuedToken) -> AccountSession:
     status_code=201,
     response_model=AccountSession,
     summary="Create a custodial account",
-    responses=error_responses(Conflict, InvalidRequest, ServiceUnavailable),
+    responses=error_responses(Conflict, InvalidRequest, TooManyRequests, ServiceUnavailable),
 )
-def signup(body: SignupRequest, users: UsersDep, response: Response) -> AccountSession:
+def signup(body: SignupRequest, users: UsersDep, response: Response, request: Request) -> AccountSession:
     """Create an account for a person without a wallet, and log it in.
 
     The service generates a fresh Ethereum key for the account and keeps it
@@ -66,6 +76,7 @@ def signup(body: SignupRequest, users: UsersDep, response: Response) -> AccountS
     is taken. The password (10 to 1,024 characters) is stored as an Argon2id
     hash. Answers a session token valid until `expires_at`. 503 when the
     master key is not configured."""
+    _limiter(request, "rate_limiter").check(f"signup:{_client(request)}", "sign-ups")
     user, session = users.signup(body.identifier, body.password)
     _no_store(response)
     return _session(user, session)
@@ -75,14 +86,17 @@ def signup(body: SignupRequest, users: UsersDep, response: Response) -> AccountS
     "/auth/login",
     response_model=AccountSession,
     summary="Log in: a new session token",
-    responses=error_responses(Unauthorized, InvalidRequest),
+    responses=error_responses(Unauthorized, InvalidRequest, TooManyRequests),
 )
-def login(body: LoginRequest, users: UsersDep, response: Response) -> AccountSession:
+def login(body: LoginRequest, users: UsersDep, response: Response, request: Request) -> AccountSession:
     """A new session token for the account, valid until `expires_at`
     (`AMPHORA_SESSION_TTL_SECONDS`, a day by default). An unknown identifier
     and a wrong password get the same 401 after the same work, so a login
     does not reveal which identifiers have accounts. Earlier sessions stay
-    valid until they expire or log out."""
+    valid until they expire or log out. Password guessing is slowed: at most
+    `AMPHORA_PASSWORD_ATTEMPTS_PER_MINUTE` attempts per identifier and per
+    client address (429 with `Retry-After`)."""
+    _limit_password_attempts(request, f"login:{body.identifier.strip().casefold()}")
     user, session = users.login(body.identifier, body.password)
     _no_store(response)
     return _session(user, session)
@@ -172,9 +186,10 @@ def revoke_api_token(
     "/me/key-export",
     response_model=KeyExport,
     summary="Export the account's private key",
-    responses=error_responses(Unauthorized, Forbidden, InvalidRequest, ServiceUnavailable),
+    responses=error_responses(Unauthorized, Forbidden, InvalidRequest, TooManyRequests, ServiceUnavailable),
 )
-def export_key(body: KeyExportRequest, user: UserDep, users: UsersDep, response: Response) -> KeyExport:
+def export_key(body: KeyExportRequest, user: UserDep, users: UsersDep, response: Response,
+               request: Request) -> KeyExport:
     """The private key of the account's address, so its owner can leave: import
     it into any Ethereum wallet and the certificates, points and loans of the
     address are theirs to use without this service.
@@ -186,6 +201,23 @@ def export_key(body: KeyExportRequest, user: UserDep, users: UsersDep, response:
     The service keeps its copy: exporting does not close the account, and
     anyone holding the exported key controls the address. 503 when the master
     key is not configured or does not decrypt the stored key."""
+    _limit_password_attempts(request, f"export:{user.id}")
     private_key = users.export_key(user, body.password)
     _no_store(response)
     return KeyExport(address=user.address, private_key=private_key)
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _limiter(request: Request, name: str) -> RateLimiter:
+    limiter: RateLimiter = getattr(request.app.state, name)
+    return limiter
+
+
+def _limit_password_attempts(request: Request, key: str) -> None:
+    """Slow down password guessing, per target and per client address."""
+    limiter = _limiter(request, "password_limiter")
+    limiter.check(key, "password attempts")
+    limiter.check(f"client:{_client(request)}", "password attempts")

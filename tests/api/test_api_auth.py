@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from api_fixtures import bearer
+from api_fixtures import bearer, sign_up
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils import to_checksum_address
@@ -597,3 +597,15 @@ def test_openapi__account_routes__declare_the_bearer_scheme(auth_client):
         assert "security" not in document["paths"][path][method]
     assert "the service holds the key" in document["paths"]["/auth/signup"]["post"]["description"]
     assert "re-authentication" in document["paths"]["/me/key-export"]["post"]["description"].lower()
+
+
+def test_login__password_guessing__429_with_retry_after_after_the_allowance(make_client):
+    client = make_client(auth=False, password_attempts_per_minute=3)
+    sign_up(client, identifier="guessed@example.org")
+
+    answers = [client.post("/auth/login", json={"identifier": "guessed@example.org", "password": f"guess-{i}-xxxx"})
+               for i in range(4)]
+
+    assert [a.status_code for a in answers] == [401, 401, 401, 429]
+    assert answers[-1].json()["error"] == "rate_limited"
+    assert int(answers[-1].headers["Retry-After"]) >= 1
