@@ -199,3 +199,23 @@ def issue_points(deployed_points, points_merchants, merchant) -> Callable[..., o
         return deployed_points.issue(customer, stablecoin_amount, sender=issuer or merchant)
 
     return _issue
+
+
+# ---------------------------------------------------------------- relay
+
+
+@pytest.fixture
+def deadline(chain) -> int:
+    return chain.pending_timestamp + 3_600
+
+
+@pytest.fixture
+def transfer_body(sign_transfer, deadline):
+    """Builder: a relay request body signed by ``signer`` (default: the sender)."""
+
+    def _body(sender, to, token_id: int, nonce: int = 0, deadline: int = deadline, signer=None) -> dict:
+        signature = sign_transfer(signer or sender, sender.address, to.address, token_id, nonce, deadline)
+        return {"from": sender.address, "to": to.address, "token_id": token_id, "nonce": nonce,
+                "deadline": deadline, "signature": "0x" + signature.hex()}
+
+    return _body

@@ -25,23 +25,6 @@ from api.relayer import Origin
 pytest_plugins = ["api_fixtures"]
 
 
-@pytest.fixture
-def deadline(chain) -> int:
-    return chain.pending_timestamp + 3_600
-
-
-@pytest.fixture
-def transfer_body(sign_transfer, deadline):
-    """Builder: a relay body for ``sender``'s signed transfer of ``token_id``."""
-
-    def _body(sender, to, token_id: int, nonce: int = 0) -> dict:
-        signature = sign_transfer(sender, sender.address, to.address, token_id, nonce, deadline)
-        return {"from": sender.address, "to": to.address, "token_id": token_id, "nonce": nonce,
-                "deadline": deadline, "signature": "0x" + signature.hex()}
-
-    return _body
-
-
 def _rpc(w3, method: str, *params):
     answer = w3.provider.make_request(method, list(params))
     assert "error" not in answer, answer

@@ -15,23 +15,6 @@ from amphora import eip712
 pytest_plugins = ["api_fixtures"]
 
 
-@pytest.fixture
-def deadline(chain) -> int:
-    return chain.pending_timestamp + 3_600
-
-
-@pytest.fixture
-def transfer_body(sign_transfer, deadline):
-    """Builder: a relay request body signed by ``signer`` (default: the sender)."""
-
-    def _body(sender, to, token_id: int, nonce: int = 0, deadline: int = deadline, signer=None) -> dict:
-        signature = sign_transfer(signer or sender, sender.address, to.address, token_id, nonce, deadline)
-        return {"from": sender.address, "to": to.address, "token_id": token_id, "nonce": nonce,
-                "deadline": deadline, "signature": "0x" + signature.hex()}
-
-    return _body
-
-
 def _relay(client, w3, body: dict) -> str:
     """Relay ``body``, expect 202, and wait until the node has mined it."""
     response = client.post("/relay/transfers", json=body)
