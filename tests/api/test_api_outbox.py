@@ -22,7 +22,7 @@ from api.errors import RelayRefused
 from api.relayer import Origin
 
 #: The API fixtures (apps and clients on the test deployment).
-pytest_plugins = ["api_fixtures"]
+pytest_plugins = ["api_fixtures", "pg"]
 
 
 def _rpc(w3, method: str, *params):
@@ -411,3 +411,20 @@ def test_webhook__status_changes_pushed_with_a_valid_signature(
     assert statuses[0] == "sent" and statuses[-1] == "confirmed"
     for _, signature, raw in _Hook.received:
         assert signature == "sha256=" + hmac.new(b"hook-secret", raw, hashlib.sha256).hexdigest()
+
+
+def test_postgresql__relay_idempotency_and_confirmation_on_a_shared_database(
+        make_client, postgres_url, w3, cert, relayer, held_token, holder, recipient, transfer_body):
+    client = make_client(database_url=SecretStr(postgres_url))
+    body = transfer_body(holder, recipient, held_token)
+    nonce_before = w3.eth.get_transaction_count(relayer.address)
+
+    first = client.post("/relay/transfers", json=body, headers={"Idempotency-Key": "pg-1"})
+    again = client.post("/relay/transfers", json=body, headers={"Idempotency-Key": "pg-1"})
+    done = wait_for_status(client, first.json()["request_id"], "confirmed")
+
+    assert client.get("/health").json()["relayer"]["database"] == "postgresql"
+    assert again.json()["request_id"] == first.json()["request_id"]
+    assert done["nonce"] == nonce_before
+    assert w3.eth.get_transaction_count(relayer.address) == nonce_before + 1
+    assert cert.ownerOf(held_token) == recipient
