@@ -149,3 +149,18 @@ class Database:
         elif self._sqlite is not None:
             with self._lock:
                 self._sqlite.close()
+
+
+class Store:
+    """A table kept in a :class:`Database`: the shared one when given one (the
+    relayer's, PostgreSQL across instances), else its own SQLite at a path
+    (``None``: in memory), closed with the store."""
+
+    def __init__(self, where: Database | Path | None, schema: str) -> None:
+        self._owned = not isinstance(where, Database)
+        self._db = where if isinstance(where, Database) else Database(sqlite_path=where)
+        self._db.migrate(schema)
+
+    def close(self) -> None:
+        if self._owned:
+            self._db.close()

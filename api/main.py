@@ -75,8 +75,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     db = Database(settings.database_url.get_secret_value() if settings.database_url else None, settings.relay_db)
     users = UserStore(db, settings)
     relayer = Relayer(chain, settings, db)
-    scans = ScanLog(settings.scan_db, settings.scan_window_seconds, settings.scan_burst_threshold)
-    offers = OfferBook(settings.offer_db)
+    # On PostgreSQL every instance shares the scans and the offer board too.
+    scans = ScanLog(db if db.postgres else settings.scan_db, settings.scan_window_seconds,
+                    settings.scan_burst_threshold)
+    offers = OfferBook(db if db.postgres else settings.offer_db)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

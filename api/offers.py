@@ -7,8 +7,9 @@ the same offer twice stores it once). Whether an offer is still acceptable
 (expiry, nonce, appraisal) changes with the chain, so the board stores
 everything and the listing checks against the chain at the time it is asked.
 
-SQLite, embedded: in memory by default, in a file when ``AMPHORA_OFFER_DB``
-names one, so several workers and restarts share it.
+Kept in the relayer's PostgreSQL database when ``DATABASE_URL`` names one, else
+in SQLite: in memory by default, in a file when ``AMPHORA_OFFER_DB`` names one,
+so several workers and restarts share it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from api.sqlite_store import SqliteStore
+from api.db import Database, Row, Store
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS offers (
@@ -27,10 +28,10 @@ CREATE TABLE IF NOT EXISTS offers (
     lender TEXT NOT NULL,
     lot_id TEXT NOT NULL,
     token_id TEXT NOT NULL,
-    expiry INTEGER NOT NULL,
+    expiry BIGINT NOT NULL,
     offer TEXT NOT NULL,
     signature TEXT NOT NULL,
-    posted_at REAL NOT NULL
+    posted_at DOUBLE PRECISION NOT NULL
 );
 CREATE INDEX IF NOT EXISTS offers_by_lot ON offers (lot_id, expiry);
 """
@@ -45,11 +46,11 @@ class StoredOffer:
     posted_at: float
 
 
-class OfferBook(SqliteStore):
-    """Signed loan offers in SQLite."""
+class OfferBook(Store):
+    """Signed loan offers."""
 
-    def __init__(self, path: Path | None) -> None:
-        super().__init__(path, _SCHEMA)
+    def __init__(self, where: Database | Path | None) -> None:
+        super().__init__(where, _SCHEMA)
 
     def add(self, offer_hash: str, offer: dict[str, Any], signature: str, now: float | None = None) -> StoredOffer:
         """Store ``offer`` (its fields by API name, ints); an offer already on the
@@ -58,28 +59,29 @@ class OfferBook(SqliteStore):
         # Numbers are uint256: stored as decimal text (SQLite integers are 64-bit),
         # except expiry, which is compared in SQL and clamped to fit.
         text = json.dumps({k: (str(v) if isinstance(v, int) else v) for k, v in offer.items()})
-        with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO offers (offer_hash, lender, lot_id, token_id, expiry, offer, signature, "
-                "posted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        with self._db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO offers (offer_hash, lender, lot_id, token_id, expiry, offer, signature, "
+                "posted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (offer_hash) DO NOTHING",
                 (offer_hash, offer["lender"], str(offer["lot_id"]), str(offer["token_id"]),
                  min(int(offer["expiry"]), 2**63 - 1), text, signature, at))
-            row = self._db.execute("SELECT offer_hash, offer, signature, posted_at FROM offers WHERE offer_hash = ?",
-                                   (offer_hash,)).fetchone()
+            row = tx.one("SELECT offer_hash, offer, signature, posted_at FROM offers WHERE offer_hash = ?",
+                         (offer_hash,))
+        assert row is not None
         return _stored(row)
 
     def for_certificate(self, lot_id: int, token_id: int, not_expired_at: int) -> list[StoredOffer]:
         """Offers against ``token_id`` itself or any certificate of ``lot_id``,
         whose expiry is at or after ``not_expired_at``, oldest first."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._db.transaction() as tx:
+            rows = tx.all(
                 "SELECT offer_hash, offer, signature, posted_at FROM offers WHERE lot_id = ? AND token_id IN (?, '0') "
                 "AND expiry >= ? ORDER BY posted_at, offer_hash",
-                (str(lot_id), str(token_id), min(not_expired_at, 2**63 - 1))).fetchall()
+                (str(lot_id), str(token_id), min(not_expired_at, 2**63 - 1)))
         return [_stored(row) for row in rows]
 
 
-def _stored(row: tuple[Any, ...]) -> StoredOffer:
-    offer_hash, text, signature, posted_at = row
+def _stored(row: Row) -> StoredOffer:
+    offer_hash, text, signature, posted_at = row["offer_hash"], row["offer"], row["signature"], row["posted_at"]
     offer = {k: (int(v) if k not in ("lender", "currency") else v) for k, v in json.loads(text).items()}
     return StoredOffer(offer_hash, offer, signature, float(posted_at))

@@ -14,9 +14,10 @@ count and these anomalies:
 ``flagged``
     the certificate is reported lost or stolen.
 
-The log is SQLite, embedded: in memory by default (counts start afresh with the
-process), in a file when ``AMPHORA_SCAN_DB`` names one, so several workers and
-restarts share it.
+The log is kept in the relayer's PostgreSQL database when ``DATABASE_URL``
+names one (every instance sees every scan), else in SQLite: in memory by
+default (counts start afresh with the process), in a file when
+``AMPHORA_SCAN_DB`` names one, so several workers and restarts share it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from api.sqlite_store import SqliteStore
+from api.db import Database, Store
 
 #: Anomaly codes, in the order they are reported.
 BURST = "burst"
@@ -35,7 +36,7 @@ FLAGGED = "flagged"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS scans (
     token_id TEXT NOT NULL,
-    scanned_at REAL NOT NULL
+    scanned_at DOUBLE PRECISION NOT NULL
 );
 CREATE INDEX IF NOT EXISTS scans_by_token ON scans (token_id, scanned_at);
 """
@@ -51,11 +52,11 @@ class ScanSummary:
     anomalies: list[str] = field(default_factory=list)
 
 
-class ScanLog(SqliteStore):
-    """Counts verification scans per certificate in SQLite."""
+class ScanLog(Store):
+    """Counts verification scans per certificate."""
 
-    def __init__(self, path: Path | None, window_seconds: int, burst_threshold: int) -> None:
-        super().__init__(path, _SCHEMA)
+    def __init__(self, where: Database | Path | None, window_seconds: int, burst_threshold: int) -> None:
+        super().__init__(where, _SCHEMA)
         self.window_seconds = window_seconds
         self.burst_threshold = burst_threshold
 
@@ -63,12 +64,15 @@ class ScanLog(SqliteStore):
         """Record one scan of ``token_id`` and summarise its scans so far."""
         at = time.time() if now is None else now
         key = str(token_id)
-        with self._lock:
-            self._db.execute("INSERT INTO scans (token_id, scanned_at) VALUES (?, ?)", (key, at))
-            total, recent = self._db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(scanned_at > ?), 0) FROM scans WHERE token_id = ?",
+        with self._db.transaction() as tx:
+            tx.execute("INSERT INTO scans (token_id, scanned_at) VALUES (?, ?)", (key, at))
+            row = tx.one(
+                "SELECT COUNT(*) AS total, COALESCE(SUM(CASE WHEN scanned_at > ? THEN 1 ELSE 0 END), 0) AS recent"
+                " FROM scans WHERE token_id = ?",
                 (at - self.window_seconds, key),
-            ).fetchone()
+            )
+        assert row is not None
+        total, recent = int(row["total"]), int(row["recent"])
         anomalies = []
         if recent > self.burst_threshold:
             anomalies.append(BURST)

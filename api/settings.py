@@ -110,12 +110,14 @@ class Settings(BaseSettings):
     )
     scan_db: Path | None = Field(
         default=None,
-        description="SQLite file of verification scans, shared by workers and kept across restarts. "
+        description="SQLite file of verification scans, shared by workers and kept across restarts (with "
+        "`database_url`, scans are kept there instead). "
         "Unset: an in-memory database (counts start afresh with the process).",
     )
     offer_db: Path | None = Field(
         default=None,
-        description="SQLite file of the loan offer board, shared by workers and kept across restarts. "
+        description="SQLite file of the loan offer board, shared by workers and kept across restarts (with "
+        "`database_url`, offers are kept there instead). "
         "Unset: an in-memory database (posted offers are lost with the process).",
     )
     scan_window_seconds: int = Field(

@@ -1,11 +1,15 @@
-"""The verification scan log (api/scans.py) on a real SQLite database: counts
+"""The verification scan log (api/scans.py) on real SQLite and PostgreSQL databases: counts
 per certificate, the burst window, and the redeemed/flagged anomalies."""
 
 from __future__ import annotations
 
 import threading
 
+from api.db import Database
 from api.scans import BURST, FLAGGED, REDEEMED, ScanLog
+
+#: A throwaway PostgreSQL server for the shared-database case.
+pytest_plugins = ["pg"]
 
 
 def test_record__counts_per_certificate(tmp_path):
@@ -60,3 +64,17 @@ def test_record__concurrent_threads__no_scan_lost(tmp_path):
     for t in threads:
         t.join()
     assert log.record(3, redeemed=False, flagged=False).total == 401
+
+
+def test_scan_log__two_instances_on_postgresql__share_the_counts(postgres_url):
+    first, second = Database(postgres_url), Database(postgres_url)
+    try:
+        ScanLog(first, 60, 2).record(7, redeemed=False, flagged=False, now=1_000)
+        ScanLog(second, 60, 2).record(7, redeemed=False, flagged=False, now=1_001)
+
+        summary = ScanLog(first, 60, 2).record(7, redeemed=False, flagged=False, now=1_002)
+    finally:
+        first.close()
+        second.close()
+
+    assert (summary.total, summary.recent, summary.anomalies) == (3, 3, ["burst"])
