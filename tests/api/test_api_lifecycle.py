@@ -11,6 +11,7 @@ import secrets
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
+from eth_keys.constants import SECPK1_N
 from eth_utils import keccak
 
 from amphora import eip712
@@ -259,6 +260,27 @@ def test_verify_tag__stale_challenge__invalid(client, chain, lot):
         "block_number": challenge["block_number"], "signature": signature, "proof": _proof(lot, 3)}).json()
 
     assert answer["valid"] is False and "new challenge" in answer["reason"]
+
+
+@pytest.mark.parametrize("malformed, reason", [
+    ("all zero", "ecdsa: invalid signature"),
+    ("high s", "ecdsa: invalid signature `s` value"),
+])
+def test_verify_tag__signature_the_contract_refuses__422_not_500(client, lot, malformed, reason):
+    challenge, signature = _answer(client, lot, 3, lot.keys[2])
+    raw = bytes.fromhex(signature[2:])
+    if malformed == "all zero":
+        raw = bytes(65)
+    else:  # the same signature in its malleable twin: s -> n - s, v flipped
+        s = SECPK1_N - int.from_bytes(raw[32:64], "big")
+        raw = raw[:32] + s.to_bytes(32, "big") + bytes([55 - raw[64]])
+
+    response = client.get(f"/certificates/{lot.token(3)}/verify-tag", params={
+        "block_number": challenge["block_number"], "signature": "0x" + raw.hex(), "proof": _proof(lot, 3)})
+
+    assert response.status_code == 422
+    assert response.json() == {"error": "invalid_request",
+                               "detail": f"signature: malformed, the certificate contract refuses it ({reason})"}
 
 
 def test_challenge__never_issued__404(client):
