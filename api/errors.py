@@ -195,14 +195,27 @@ def _message(error: dict[str, Any]) -> str:
     return message.removeprefix("Value error, ")
 
 
+def _error_text(error: dict[str, Any]) -> str:
+    if error.get("type") == "json_invalid":  # loc is ("body", character offset)
+        position = error.get("loc", ("body", "?"))[-1]
+        return f"body: not valid JSON ({error.get('ctx', {}).get('error', 'decode error')} at character {position})"
+    return f"{_location(tuple(error.get('loc', ())))}: {_message(error)}"
+
+
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    messages = [f"{_location(tuple(e.get('loc', ())))}: {_message(e)}" for e in exc.errors()]
+    messages = [_error_text(e) for e in exc.errors()]
     return _respond(request, InvalidRequest.status_code, InvalidRequest.code, "; ".join(messages))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        # FastAPI's answer to a body it cannot read at all (bytes that are not UTF-8; text that is not JSON
+        # is already a validation error). To the API that is one more malformed request: the 422 that every
+        # route with a body declares, not a 400 that none does.
+        return _respond(request, InvalidRequest.status_code, InvalidRequest.code,
+                        "body: cannot be read: send JSON in UTF-8")
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     response = _respond(request, exc.status_code, code, str(exc.detail))
     if exc.headers:

@@ -157,6 +157,21 @@ def test_relay_transfer__malformed_body__422_and_nothing_sent(
     assert outbox(w3, relayer) == before
 
 
+@pytest.mark.parametrize("path", ["/relay/transfers", "/auth/login", "/offers", "/me/relay/transfers"])
+@pytest.mark.parametrize("raw, detail", [
+    (b'{"to": "\xe9"}', "body: cannot be read: send JSON in UTF-8"),
+    (b'{"to": ', "body: not valid JSON (Expecting value at character 7)"),
+])
+def test_post__body_not_utf8_or_not_json__422_invalid_request(client, w3, relayer, path, raw, detail):
+    before = outbox(w3, relayer)
+
+    response = client.post(path, content=raw, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 422
+    assert response.json() == {"error": "invalid_request", "detail": detail}
+    assert outbox(w3, relayer) == before
+
+
 def test_relay_transfer__without_relayer_key__503(make_client, held_token, holder, recipient, transfer_body):
     client = make_client(relayer_private_key=None)
 
