@@ -912,7 +912,8 @@ class LoanRepaymentRelayRequest(BaseModel):
     payer: Address = Field(description="Who pays (usually the borrower); the signer of the authorization.")
     valid_after: Uint256In = Field(default=0, description="The authorization's `validAfter` (unix time).")
     valid_before: Uint256In = Field(description="The authorization's `validBefore` (unix time).")
-    signature: SignatureHex = Field(description="The payer's 65-byte EIP-712 signature.")
+    signature: EcdsaSignatureHex = Field(description="The payer's 65-byte EIP-712 signature `r || s || v` (EIP-3009 "
+                                         "takes `v, r, s`, so an ERC-1271 wallet cannot pay this way).")
 
 
 class LoanRepaymentTypedData(BaseModel):

@@ -522,6 +522,22 @@ def test_loan_repayment__relayed_authorization__lender_paid_borrower_needs_no_ga
     assert w3.eth.get_balance(borrower.address) == eth_before
 
 
+@pytest.mark.parametrize("length", [1, 64, 66])
+def test_loan_repayment__signature_not_65_bytes__422_nothing_sent(client, w3, chain, open_loan, borrower, relayer,
+                                                                 length):
+    """EIP-3009 takes ``v, r, s``: only a 65-byte ECDSA signature can be split into them."""
+    body = _repayment_body(client, borrower, open_loan[0], chain.pending_timestamp + 3_600)
+    body["signature"] = (body["signature"] + "00")[:2 + 2 * length]
+    before = outbox(w3, relayer)
+
+    response = client.post("/relay/loan-repayments", json=body)
+
+    assert response.status_code == 422
+    assert response.json()["error"] == "invalid_request"
+    assert response.json()["detail"].startswith(f"signature: is {length} bytes")
+    assert outbox(w3, relayer) == before
+
+
 def test_loan_repayment__typed_data__stablecoin_domain_loan_nonce_and_current_repayment(
         client, chain, deployed_lending, deployed_stablecoin, open_loan, borrower):
     loan_id, _ = open_loan
