@@ -267,7 +267,8 @@ def custodial_loan_acceptance(body: CustodialLoanAcceptance, user: UserDep, user
                                       eip712.accept_offer_message(offer_hash, body.token_id, user.address,
                                                                   deadline))
     request = LoanAcceptanceRelayRequest.model_validate({
-        "offer": body.offer.model_dump(), "lender_signature": body.lender_signature, "token_id": body.token_id,
+        "offer": body.offer.model_dump(), "lender_signature": "0x" + body.lender_signature.hex(),
+        "token_id": body.token_id,
         "borrower": user.address, "deadline": deadline, "borrower_signature": _sign(users, user, data)})
     return accepted(relayer.relay_loan_acceptance(request, origin), settings.public_base_url)
 

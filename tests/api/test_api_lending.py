@@ -9,7 +9,7 @@ import json
 from collections.abc import Callable
 
 import pytest
-from api_fixtures import USD, outbox
+from api_fixtures import USD, outbox, wait_for_status
 from eth_account import Account
 from eth_account.messages import encode_defunct, encode_typed_data
 
@@ -437,6 +437,26 @@ def test_loan_acceptance__relayed__pledged_and_paid_borrower_pays_no_gas(
     assert w3.eth.get_balance(borrower.address) == eth_before
     assert stored["offer_hash"] == offer["offer_hash"]
     assert client.get("/offers", params={"token_id": token_id}).json()["offers"] == []  # nonce now used
+
+
+def test_custodial_loan_acceptance__account_pledges_its_certificate_and_is_paid(
+        client, w3, cert, deployed_stablecoin, make_offer, bottles, winery, lender):
+    """``POST /me/relay/loan-acceptances``: the service signs the `AcceptOffer`
+    with the account's own key and relays it."""
+    account = client.account["address"]
+    token_id = bottles.token(4)  # still the winery's
+    cert.transferFrom(winery, account, token_id, sender=winery)
+    posted = make_offer(bottles.lot_id, token_id)
+
+    response = client.post("/me/relay/loan-acceptances", json={
+        "offer": posted["offer"], "lender_signature": posted["signature"], "token_id": token_id})
+
+    wait_for_status(client, response.json()["request_id"], "confirmed")
+    loan = client.get(f"/collateral/{token_id}").json()["loan"]
+    assert (loan["state"], loan["borrower"], loan["lender"]) == ("open", account, lender.address)
+    assert deployed_stablecoin.balanceOf(account) == PRINCIPAL
+    assert cert.ownerOf(token_id) == account and cert.locked(token_id) is True
+    assert w3.eth.get_balance(account) == 0
 
 
 def test_loan_acceptance__signed_by_another__409_nothing_sent(
