@@ -75,11 +75,6 @@ def _relayed(client, path: str, body: dict) -> dict:
 
 
 @pytest.fixture
-def deadline(chain) -> int:
-    return chain.pending_timestamp + 3_600
-
-
-@pytest.fixture
 def claim_key():
     return Account.create()
 
