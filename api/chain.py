@@ -642,9 +642,12 @@ class ChainService:
                 raise WouldRevert(revert_reason(err)) from err
 
     def estimate_gas(self, call: ContractFunction, sender: str) -> int:
+        """The gas ``call`` needs from ``sender`` on the pending state (the block
+        it would be mined in: deadlines and expiries are judged by its time);
+        raise :class:`WouldRevert` with the contract's reason if it would fail."""
         with node_errors():
             try:
-                return int(call.estimate_gas({"from": to_checksum_address(sender)}))
+                return int(call.estimate_gas({"from": to_checksum_address(sender)}, block_identifier="pending"))
             except ContractLogicError as err:
                 raise WouldRevert(revert_reason(err)) from err
 
