@@ -26,7 +26,6 @@ from eth_account.signers.local import LocalAccount
 from web3.contract.contract import ContractFunction
 
 from amphora import eip712
-from amphora.eip712 import split_signature
 from api.chain import POINTS, ChainService
 from api.db import Database
 from api.errors import InvalidRequest, RelayUnavailable
@@ -200,7 +199,7 @@ class Relayer:
 
     def relay_points_transfer(self, request: PointsTransferRelayRequest, origin: Origin) -> RelayRecord:
         """Relay the PointsToken's EIP-3009 ``transferWithAuthorization``."""
-        v, r, s = split_signature(request.signature)
+        v, r, s = _vrs(request.signature)
         call = self._chain.authorization_token(POINTS).functions.transferWithAuthorization(
             request.sender, request.to, request.value, request.valid_after, request.valid_before,
             bytes.fromhex(request.nonce[2:]), v, r, s)
@@ -264,7 +263,7 @@ class Relayer:
         """Relay ``repay_with_authorization``: the payer's stablecoin goes to the
         lender through the lending contract, the certificate unlocks for the
         borrower, and nobody but the relayer pays gas."""
-        v, r, s = split_signature(request.signature)
+        v, r, s = _vrs(request.signature)
         call = self._chain.lending_contract("repay_with_authorization").functions.repay_with_authorization(
             request.loan_id, request.payer, request.valid_after, request.valid_before, v, r, s)
         return self._submit(origin, "loan-repayment", request.payer, call,
@@ -288,3 +287,11 @@ class Relayer:
     def status(self, request_id: str) -> RelayRecord:
         """A request by its id or the hash of one of its transactions."""
         return self.outbox.get(request_id)
+
+
+def _vrs(signature: bytes) -> tuple[int, bytes, bytes]:
+    """``(v, r, s)`` of a 65-byte signature; 422 for any other length."""
+    try:
+        return eip712.split_signature(signature)
+    except ValueError as err:
+        raise InvalidRequest(f"signature: {err}") from err
