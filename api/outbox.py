@@ -553,16 +553,22 @@ class Outbox:
         except Exception:
             mined_count = -1
         if mined_count > nonce:
+            if self._any_receipt(row["id"]):
+                # Its own transaction took the nonce: the submitting request broadcast it and it was
+                # mined after this pass read the receipts. The next pass confirms it; signing again
+                # would take a nonce that nothing ever uses, and every later nonce would wait behind it.
+                self._reschedule(row["id"], now)
+                return
             self._resync_nonce(relayer)
             fees = self._fee_fields()
             with self._db.transaction() as tx:
                 new_nonce = self._take_nonce(tx, relayer)
                 raw, tx_hash = self._sign(relayer, row["to_address"], row["data"], int(row["gas_limit"]), new_nonce,
                                           fees)
-                tx.execute("UPDATE relay_requests SET nonce = ?, raw_tx = ?, tx_hash = ?, max_fee = ?,"
+                tx.execute("UPDATE relay_requests SET status = ?, nonce = ?, raw_tx = ?, tx_hash = ?, max_fee = ?,"
                            " priority_fee = ?, updated_at = ?, next_check_at = ? WHERE id = ?",
-                           (new_nonce, raw, tx_hash, fees["maxFeePerGas"], fees["maxPriorityFeePerGas"], now, now,
-                            row["id"]))
+                           (QUEUED, new_nonce, raw, tx_hash, fees["maxFeePerGas"], fees["maxPriorityFeePerGas"], now,
+                            now, row["id"]))
                 tx.execute("INSERT INTO relay_attempts (tx_hash, request_id, max_fee, priority_fee, created_at)"
                            " VALUES (?, ?, ?, ?, ?)",
                            (tx_hash, row["id"], fees["maxFeePerGas"], fees["maxPriorityFeePerGas"], now))
@@ -571,6 +577,14 @@ class Outbox:
             return
         backoff = min(30.0, self._settings.relay_poll_seconds * 2 ** min(int(row["broadcasts"]) + 1, 8))
         self._reschedule(row["id"], now + backoff)
+
+    def _any_receipt(self, request_id: str) -> bool:
+        """Whether any transaction sent for ``request_id`` has a receipt now."""
+        with self._db.transaction() as tx:
+            attempts = tx.all("SELECT tx_hash FROM relay_attempts WHERE request_id = ?", (request_id,))
+        with node_errors():
+            receipts = self._rpc_batch([("eth_getTransactionReceipt", [a["tx_hash"]]) for a in attempts])
+        return any(receipts)
 
     def _still_canonical(self, block_number: int, block_hash: str) -> bool:
         answer = self._rpc("eth_getBlockByNumber", [hex(block_number), False]).get("result")
