@@ -200,6 +200,16 @@ def node_errors(subject: str = "the certificate contract") -> Iterator[None]:
                           "no contract on this chain (was the node reset? redeploy)") from err
 
 
+def node_session() -> requests.Session:
+    """An HTTP session for the node that skips, on every request, the proxy
+    variables and ``~/.netrc`` lookup of ``requests`` (a file system stat and a
+    scan of the environment per call; under load, a large share of the
+    relayer's time). Put credentials for the node in its URL."""
+    session = requests.Session()
+    session.trust_env = False
+    return session
+
+
 class ChainService:
     """Reads the WineCertificate and the node for the API."""
 
@@ -209,8 +219,14 @@ class ChainService:
             settings.rpc_url,
             request_kwargs={"timeout": settings.rpc_timeout},
             exception_retry_configuration=None,
+            session=node_session(),
         )
         self.w3 = Web3(provider)
+        # Per call, web3's validation middleware asks the node for its chain id (an extra
+        # round trip for every eth_call and gas estimate) and the ENS middleware scans the
+        # arguments for names; the API sends no transactions through web3 and takes no ENS names.
+        self.w3.middleware_onion.remove("validation")
+        self.w3.middleware_onion.remove("ens_name_to_address")
         self._load_lock = threading.Lock()
         self._chain_id: int | None = None
         self._manifest: Manifest | None = None
@@ -340,14 +356,16 @@ class ChainService:
             return secrets.token_bytes(32)
         owner = to_checksum_address(payer)
         now = time.time()
-        with self._nonce_lock:
-            reserved = self._reserved_nonces.setdefault((name, owner), {})
-            for nonce, until in list(reserved.items()):
-                if until <= now:
-                    del reserved[nonce]
-            for word in range(NONCE_WORDS_SCANNED):
-                with node_errors(f"the {name}"):
-                    bits = int(contract.functions.authorization_bitmap(owner, word).call())
+        for word in range(NONCE_WORDS_SCANNED):
+            # Read the word without holding the lock: every payer's requests share it.
+            with node_errors(f"the {name}"):
+                bits = int(contract.functions.authorization_bitmap(owner, word).call())
+            with self._nonce_lock:
+                reserved = self._reserved_nonces.setdefault((name, owner), {})
+                if word == 0:
+                    for nonce, until in list(reserved.items()):
+                        if until <= now:
+                            del reserved[nonce]
                 free = [word * 256 + bit for bit in range(256)
                         if not (bits >> bit) & 1 and word * 256 + bit not in reserved]
                 if free:

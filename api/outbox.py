@@ -42,12 +42,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import requests
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 from web3.contract.contract import ContractFunction
 
-from api.chain import ChainService, node_errors
+from api.chain import ChainService, node_errors, node_session
 from api.db import Database, Row
 from api.errors import Conflict, InvalidRequest, NotFound, RelayRefused
 from api.settings import Settings
@@ -203,7 +202,7 @@ class Outbox:
         self._fee_lock = threading.Lock()
         self._nonces_ready = False
         self._nonce_lock = threading.Lock()
-        self._http = requests.Session()
+        self._http = node_session()
         db.migrate(SCHEMA)
 
     # ------------------------------------------------------------ admission

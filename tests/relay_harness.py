@@ -69,7 +69,7 @@ def server_env(rpc_url: str, manifest_path: Path | str, relayer_keys: Sequence[s
     ``AMPHORA_<NAME>`` settings by lower-case name."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AMPHORA_") and k != "DATABASE_URL"}
     env.update({
-        "PYTHONPATH": str(REPO),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
         "AMPHORA_RPC_URL": rpc_url,
         "AMPHORA_MANIFEST_PATH": str(manifest_path),
         "AMPHORA_RELAYER_PRIVATE_KEY": relayer_keys[0],
