@@ -14,7 +14,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -338,7 +338,8 @@ class ChainService:
                               "in its ABI: redeploy it with `ape run deploy`")
         return contract
 
-    def free_authorization_nonce(self, name: str, payer: str, valid_before: int) -> bytes:
+    def free_authorization_nonce(self, name: str, payer: str, valid_before: int,
+                                 claim: Callable[[int, float], bool] | None = None) -> bytes:
         """A nonce for a new EIP-3009 authorization of ``payer`` on token ``name``.
 
         The token keeps used nonces as a bitmap, 256 to a storage word: a nonce
@@ -349,6 +350,10 @@ class ChainService:
         day). Random rather than lowest-first, so that two API instances
         answering the same payer at once rarely pick the same nonce; if they
         do, the second relay is refused as used and the holder signs again.
+        ``claim(nonce, until)``, when given, reserves the nonce in a store
+        shared by every instance and across restarts (the outbox's database)
+        and answers False when another request holds it: then another nonce is
+        picked, so two instances never hand out the same one.
         Falls back to a random 32-byte nonce when the token has no
         ``authorization_bitmap`` or the scanned words are full."""
         contract = self.authorization_token(name)
@@ -356,21 +361,24 @@ class ChainService:
             return secrets.token_bytes(32)
         owner = to_checksum_address(payer)
         now = time.time()
+        until = min(float(valid_before), now + NONCE_RESERVATION_SECONDS)
         for word in range(NONCE_WORDS_SCANNED):
             # Read the word without holding the lock: every payer's requests share it.
             with node_errors(f"the {name}"):
                 bits = int(contract.functions.authorization_bitmap(owner, word).call())
-            with self._nonce_lock:
-                reserved = self._reserved_nonces.setdefault((name, owner), {})
-                if word == 0:
-                    for nonce, until in list(reserved.items()):
-                        if until <= now:
+            while True:
+                with self._nonce_lock:
+                    reserved = self._reserved_nonces.setdefault((name, owner), {})
+                    for nonce, expiry in list(reserved.items()):
+                        if expiry <= now:
                             del reserved[nonce]
-                free = [word * 256 + bit for bit in range(256)
-                        if not (bits >> bit) & 1 and word * 256 + bit not in reserved]
-                if free:
+                    free = [word * 256 + bit for bit in range(256)
+                            if not (bits >> bit) & 1 and word * 256 + bit not in reserved]
+                    if not free:
+                        break
                     nonce = secrets.choice(free)
-                    reserved[nonce] = min(float(valid_before), now + NONCE_RESERVATION_SECONDS)
+                    reserved[nonce] = until
+                if claim is None or claim(nonce, until):
                     return nonce.to_bytes(32, "big")
         return secrets.token_bytes(32)
 

@@ -99,6 +99,12 @@ CREATE INDEX IF NOT EXISTS relay_attempts_request ON relay_attempts (request_id)
 CREATE TABLE IF NOT EXISTS relay_nonces (
     address TEXT PRIMARY KEY,
     next_nonce BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS relay_nonce_claims (
+    scope TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (scope, nonce)
 )
 """
 
@@ -126,6 +132,10 @@ class Submission:
     description: str
     idempotency_key: str | None = None
     actor_nonce: int | None = None
+    #: What makes a retry under the same idempotency key "the same request", when not the
+    #: call itself: a request the service signs anew on each try (a custodial action gets a
+    #: fresh nonce and deadline) is identified by what the client asked for.
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -175,6 +185,12 @@ def fingerprint(to: str, data: str) -> str:
     return hashlib.sha256(f"{to.lower()}:{data.lower()}".encode()).hexdigest()
 
 
+def request_fingerprint(kind: str, fields: dict[str, Any]) -> str:
+    """The fingerprint of a request the service signs itself: its kind and the
+    client's fields, whatever nonce and deadline each try signs."""
+    return hashlib.sha256(json.dumps({"kind": kind, **fields}, sort_keys=True, default=str).encode()).hexdigest()
+
+
 class Outbox:
     """The outbox over ``db``, sending with the key pool ``keys`` through ``chain``.
 
@@ -218,7 +234,7 @@ class Outbox:
         call = submission.call
         to = to_checksum_address(call.address)
         data = call._encode_transaction_data()
-        print_ = fingerprint(to, data)
+        print_ = submission.fingerprint or fingerprint(to, data)
         if submission.idempotency_key is not None:
             existing = self._by_idempotency_key(submission.account, submission.idempotency_key)
             if existing is not None:
@@ -421,6 +437,16 @@ class Outbox:
             row = tx.one("SELECT MAX(actor_nonce) AS n FROM relay_requests WHERE actor = ? AND status IN (?, ?, ?)",
                          (actor, *OPEN_STATUSES))
         return int(row["n"]) + 1 if row is not None and row["n"] is not None else 0
+
+    def claim_nonce(self, scope: str, nonce: int, until: float) -> bool:
+        """Reserve ``nonce`` in ``scope`` (say, one payer's EIP-3009 nonces on
+        one token) until ``until``, for every instance sharing this database
+        and across restarts; False when a live claim holds it already."""
+        now = time.time()
+        with self._db.transaction() as tx:
+            tx.execute("DELETE FROM relay_nonce_claims WHERE scope = ? AND expires_at <= ?", (scope, now))
+            return tx.execute("INSERT INTO relay_nonce_claims (scope, nonce, expires_at) VALUES (?, ?, ?)"
+                              " ON CONFLICT (scope, nonce) DO NOTHING", (scope, str(nonce), until)) == 1
 
     def counts(self) -> dict[str, int]:
         """How many requests are in each status."""
@@ -674,4 +700,5 @@ def record_json(record: RelayRecord) -> str:
                        "error": record.error}, sort_keys=True)
 
 
-__all__ = ["Outbox", "RelayRecord", "Submission", "InvalidRequest", "fingerprint", "record_json"]
+__all__ = ["Outbox", "RelayRecord", "Submission", "InvalidRequest", "fingerprint", "record_json",
+           "request_fingerprint"]
