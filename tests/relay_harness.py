@@ -444,7 +444,7 @@ def outbox_rows(relay_db: Path | None = None, database_url: str | None = None) -
     try:
         with db.transaction() as tx:
             return tx.all("SELECT id, account, idempotency_key, actor, status, relayer, nonce, tx_hash, error,"
-                          " created_at, updated_at, replacements, broadcasts FROM relay_requests")
+                          " created_at, updated_at, replacements, broadcasts, lease_owner FROM relay_requests")
     finally:
         db.close()
 
