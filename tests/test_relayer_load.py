@@ -22,6 +22,7 @@ import httpx
 import pytest
 from eth_account import Account
 from relay_harness import (
+    SCALE,
     ApiServer,
     Audit,
     Client,
@@ -84,7 +85,7 @@ def ring_jobs(clients: list[Client], values: Iterator[int], n: int) -> list[Job]
 
 def assert_balances_add_up(raw_chain: RawChain, clients: list[Client], jobs: list[Job]) -> None:
     points = raw_chain.contract("PointsToken")
-    expected = {c.address: FUNDS * 10**12 for c in clients}
+    expected = {c.address: FUNDS * SCALE for c in clients}
     for job in jobs:
         value = int(job.body["value"])
         expected[job.client.address] -= value
