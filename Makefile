@@ -42,6 +42,7 @@ test: install postgres
 
 bench: install
 	python bench/gas.py
+	python bench/relayer.py
 
 lint: install
 	ruff check amphora api scripts tests bench

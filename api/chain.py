@@ -14,7 +14,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,6 +200,16 @@ def node_errors(subject: str = "the certificate contract") -> Iterator[None]:
                           "no contract on this chain (was the node reset? redeploy)") from err
 
 
+def node_session() -> requests.Session:
+    """An HTTP session for the node that skips, on every request, the proxy
+    variables and ``~/.netrc`` lookup of ``requests`` (a file system stat and a
+    scan of the environment per call; under load, a large share of the
+    relayer's time). Put credentials for the node in its URL."""
+    session = requests.Session()
+    session.trust_env = False
+    return session
+
+
 class ChainService:
     """Reads the WineCertificate and the node for the API."""
 
@@ -209,8 +219,14 @@ class ChainService:
             settings.rpc_url,
             request_kwargs={"timeout": settings.rpc_timeout},
             exception_retry_configuration=None,
+            session=node_session(),
         )
         self.w3 = Web3(provider)
+        # Per call, web3's validation middleware asks the node for its chain id (an extra
+        # round trip for every eth_call and gas estimate) and the ENS middleware scans the
+        # arguments for names; the API sends no transactions through web3 and takes no ENS names.
+        self.w3.middleware_onion.remove("validation")
+        self.w3.middleware_onion.remove("ens_name_to_address")
         self._load_lock = threading.Lock()
         self._chain_id: int | None = None
         self._manifest: Manifest | None = None
@@ -322,7 +338,8 @@ class ChainService:
                               "in its ABI: redeploy it with `ape run deploy`")
         return contract
 
-    def free_authorization_nonce(self, name: str, payer: str, valid_before: int) -> bytes:
+    def free_authorization_nonce(self, name: str, payer: str, valid_before: int,
+                                 claim: Callable[[int, float], bool] | None = None) -> bytes:
         """A nonce for a new EIP-3009 authorization of ``payer`` on token ``name``.
 
         The token keeps used nonces as a bitmap, 256 to a storage word: a nonce
@@ -333,6 +350,10 @@ class ChainService:
         day). Random rather than lowest-first, so that two API instances
         answering the same payer at once rarely pick the same nonce; if they
         do, the second relay is refused as used and the holder signs again.
+        ``claim(nonce, until)``, when given, reserves the nonce in a store
+        shared by every instance and across restarts (the outbox's database)
+        and answers False when another request holds it: then another nonce is
+        picked, so two instances never hand out the same one.
         Falls back to a random 32-byte nonce when the token has no
         ``authorization_bitmap`` or the scanned words are full."""
         contract = self.authorization_token(name)
@@ -340,19 +361,24 @@ class ChainService:
             return secrets.token_bytes(32)
         owner = to_checksum_address(payer)
         now = time.time()
-        with self._nonce_lock:
-            reserved = self._reserved_nonces.setdefault((name, owner), {})
-            for nonce, until in list(reserved.items()):
-                if until <= now:
-                    del reserved[nonce]
-            for word in range(NONCE_WORDS_SCANNED):
-                with node_errors(f"the {name}"):
-                    bits = int(contract.functions.authorization_bitmap(owner, word).call())
-                free = [word * 256 + bit for bit in range(256)
-                        if not (bits >> bit) & 1 and word * 256 + bit not in reserved]
-                if free:
+        until = min(float(valid_before), now + NONCE_RESERVATION_SECONDS)
+        for word in range(NONCE_WORDS_SCANNED):
+            # Read the word without holding the lock: every payer's requests share it.
+            with node_errors(f"the {name}"):
+                bits = int(contract.functions.authorization_bitmap(owner, word).call())
+            while True:
+                with self._nonce_lock:
+                    reserved = self._reserved_nonces.setdefault((name, owner), {})
+                    for nonce, expiry in list(reserved.items()):
+                        if expiry <= now:
+                            del reserved[nonce]
+                    free = [word * 256 + bit for bit in range(256)
+                            if not (bits >> bit) & 1 and word * 256 + bit not in reserved]
+                    if not free:
+                        break
                     nonce = secrets.choice(free)
-                    reserved[nonce] = min(float(valid_before), now + NONCE_RESERVATION_SECONDS)
+                    reserved[nonce] = until
+                if claim is None or claim(nonce, until):
                     return nonce.to_bytes(32, "big")
         return secrets.token_bytes(32)
 

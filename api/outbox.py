@@ -42,12 +42,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import requests
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 from web3.contract.contract import ContractFunction
 
-from api.chain import ChainService, node_errors
+from api.chain import ChainService, node_errors, node_session
 from api.db import Database, Row
 from api.errors import Conflict, InvalidRequest, NotFound, RelayRefused
 from api.settings import Settings
@@ -100,6 +99,12 @@ CREATE INDEX IF NOT EXISTS relay_attempts_request ON relay_attempts (request_id)
 CREATE TABLE IF NOT EXISTS relay_nonces (
     address TEXT PRIMARY KEY,
     next_nonce BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS relay_nonce_claims (
+    scope TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (scope, nonce)
 )
 """
 
@@ -127,6 +132,10 @@ class Submission:
     description: str
     idempotency_key: str | None = None
     actor_nonce: int | None = None
+    #: What makes a retry under the same idempotency key "the same request", when not the
+    #: call itself: a request the service signs anew on each try (a custodial action gets a
+    #: fresh nonce and deadline) is identified by what the client asked for.
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -176,6 +185,12 @@ def fingerprint(to: str, data: str) -> str:
     return hashlib.sha256(f"{to.lower()}:{data.lower()}".encode()).hexdigest()
 
 
+def request_fingerprint(kind: str, fields: dict[str, Any]) -> str:
+    """The fingerprint of a request the service signs itself: its kind and the
+    client's fields, whatever nonce and deadline each try signs."""
+    return hashlib.sha256(json.dumps({"kind": kind, **fields}, sort_keys=True, default=str).encode()).hexdigest()
+
+
 class Outbox:
     """The outbox over ``db``, sending with the key pool ``keys`` through ``chain``.
 
@@ -203,7 +218,7 @@ class Outbox:
         self._fee_lock = threading.Lock()
         self._nonces_ready = False
         self._nonce_lock = threading.Lock()
-        self._http = requests.Session()
+        self._http = node_session()
         db.migrate(SCHEMA)
 
     # ------------------------------------------------------------ admission
@@ -219,7 +234,7 @@ class Outbox:
         call = submission.call
         to = to_checksum_address(call.address)
         data = call._encode_transaction_data()
-        print_ = fingerprint(to, data)
+        print_ = submission.fingerprint or fingerprint(to, data)
         if submission.idempotency_key is not None:
             existing = self._by_idempotency_key(submission.account, submission.idempotency_key)
             if existing is not None:
@@ -423,6 +438,16 @@ class Outbox:
                          (actor, *OPEN_STATUSES))
         return int(row["n"]) + 1 if row is not None and row["n"] is not None else 0
 
+    def claim_nonce(self, scope: str, nonce: int, until: float) -> bool:
+        """Reserve ``nonce`` in ``scope`` (say, one payer's EIP-3009 nonces on
+        one token) until ``until``, for every instance sharing this database
+        and across restarts; False when a live claim holds it already."""
+        now = time.time()
+        with self._db.transaction() as tx:
+            tx.execute("DELETE FROM relay_nonce_claims WHERE scope = ? AND expires_at <= ?", (scope, now))
+            return tx.execute("INSERT INTO relay_nonce_claims (scope, nonce, expires_at) VALUES (?, ?, ?)"
+                              " ON CONFLICT (scope, nonce) DO NOTHING", (scope, str(nonce), until)) == 1
+
     def counts(self) -> dict[str, int]:
         """How many requests are in each status."""
         with self._db.transaction() as tx:
@@ -553,16 +578,22 @@ class Outbox:
         except Exception:
             mined_count = -1
         if mined_count > nonce:
+            if self._any_receipt(row["id"]):
+                # Its own transaction took the nonce: the submitting request broadcast it and it was
+                # mined after this pass read the receipts. The next pass confirms it; signing again
+                # would take a nonce that nothing ever uses, and every later nonce would wait behind it.
+                self._reschedule(row["id"], now)
+                return
             self._resync_nonce(relayer)
             fees = self._fee_fields()
             with self._db.transaction() as tx:
                 new_nonce = self._take_nonce(tx, relayer)
                 raw, tx_hash = self._sign(relayer, row["to_address"], row["data"], int(row["gas_limit"]), new_nonce,
                                           fees)
-                tx.execute("UPDATE relay_requests SET nonce = ?, raw_tx = ?, tx_hash = ?, max_fee = ?,"
+                tx.execute("UPDATE relay_requests SET status = ?, nonce = ?, raw_tx = ?, tx_hash = ?, max_fee = ?,"
                            " priority_fee = ?, updated_at = ?, next_check_at = ? WHERE id = ?",
-                           (new_nonce, raw, tx_hash, fees["maxFeePerGas"], fees["maxPriorityFeePerGas"], now, now,
-                            row["id"]))
+                           (QUEUED, new_nonce, raw, tx_hash, fees["maxFeePerGas"], fees["maxPriorityFeePerGas"], now,
+                            now, row["id"]))
                 tx.execute("INSERT INTO relay_attempts (tx_hash, request_id, max_fee, priority_fee, created_at)"
                            " VALUES (?, ?, ?, ?, ?)",
                            (tx_hash, row["id"], fees["maxFeePerGas"], fees["maxPriorityFeePerGas"], now))
@@ -571,6 +602,14 @@ class Outbox:
             return
         backoff = min(30.0, self._settings.relay_poll_seconds * 2 ** min(int(row["broadcasts"]) + 1, 8))
         self._reschedule(row["id"], now + backoff)
+
+    def _any_receipt(self, request_id: str) -> bool:
+        """Whether any transaction sent for ``request_id`` has a receipt now."""
+        with self._db.transaction() as tx:
+            attempts = tx.all("SELECT tx_hash FROM relay_attempts WHERE request_id = ?", (request_id,))
+        with node_errors():
+            receipts = self._rpc_batch([("eth_getTransactionReceipt", [a["tx_hash"]]) for a in attempts])
+        return any(receipts)
 
     def _still_canonical(self, block_number: int, block_hash: str) -> bool:
         answer = self._rpc("eth_getBlockByNumber", [hex(block_number), False]).get("result")
@@ -661,4 +700,5 @@ def record_json(record: RelayRecord) -> str:
                        "error": record.error}, sort_keys=True)
 
 
-__all__ = ["Outbox", "RelayRecord", "Submission", "InvalidRequest", "fingerprint", "record_json"]
+__all__ = ["Outbox", "RelayRecord", "Submission", "InvalidRequest", "fingerprint", "record_json",
+           "request_fingerprint"]

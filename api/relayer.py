@@ -54,6 +54,8 @@ class Origin:
 
     account: str
     idempotency_key: str | None = None
+    #: Set by routes that sign for the account: see :attr:`api.outbox.Submission.fingerprint`.
+    fingerprint: str | None = None
 
 
 class Webhook:
@@ -279,7 +281,7 @@ class Relayer:
         self.balances.require(outbox.key_for(actor))
         return outbox.submit(Submission(account=origin.account, kind=kind, actor=actor, call=call,
                                         description=description, idempotency_key=origin.idempotency_key,
-                                        actor_nonce=actor_nonce))
+                                        actor_nonce=actor_nonce, fingerprint=origin.fingerprint))
 
     def _admit(self, tx: object, submission: Submission, gas: int) -> None:
         self.quotas.charge(tx, submission.account, gas)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, status
@@ -23,6 +25,7 @@ from api.chain import LENDING, POINTS, STABLECOIN, contract_label, node_errors
 from api.deps import ChainDep, OriginDep, RelayerDep, SettingsDep, UserDep, UsersDep
 from api.errors import NotFound, error_responses
 from api.lifecycle import ACTIONS, ActionName
+from api.outbox import request_fingerprint
 from api.relayer import Origin, Relayer
 from api.routers.relay import RELAY_ERRORS, accepted, authorization_typed_data
 from api.schemas import (
@@ -129,6 +132,15 @@ class CustodialLoanRepayment(BaseModel):
     loan_id: Uint256In
 
 
+def _as_asked(origin: Origin, action: str, body: BaseModel) -> Origin:
+    """``origin`` with the request identified by what the client asked for:
+    each try of a custodial action is signed anew (a fresh nonce and
+    deadline), so a retry under the same ``Idempotency-Key`` must be
+    recognised by its body, not by the signed call, to return the first
+    request instead of a 409."""
+    return replace(origin, fingerprint=request_fingerprint(f"custodial/{action}", body.model_dump(mode="json")))
+
+
 def _sign(users: UserStore, user: User, data: dict[str, Any]) -> str:
     return "0x" + users.sign_typed_data(user, data).hex()
 
@@ -137,6 +149,7 @@ def _sign(users: UserStore, user: User, data: dict[str, Any]) -> str:
              summary="Transfer one of my certificates", responses=error_responses(*RELAY_ERRORS))
 def custodial_transfer(body: CustodialTransfer, user: UserDep, users: UsersDep, chain: ChainDep,
                        relayer: RelayerDep, settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
+    origin = _as_asked(origin, "transfers", body)
     with _account_lock(user):
         nonce, deadline = _holder_nonce(relayer, chain, user.address), _deadline()
         domain = chain.eip712_domain()
@@ -158,9 +171,13 @@ custodial_transfer.__doc__ = """Sign the certificate contract's `Transfer` for
              summary="Pay points to someone", responses=error_responses(*RELAY_ERRORS))
 def custodial_points_transfer(body: CustodialPointsTransfer, user: UserDep, users: UsersDep, chain: ChainDep,
                               relayer: RelayerDep, settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
-    chain.authorization_token(POINTS)  # 503 for a points token without EIP-3009
+    origin = _as_asked(origin, "points-transfers", body)
+    token = chain.authorization_token(POINTS)  # 503 for a points token without EIP-3009
     valid_before = _deadline()
-    nonce = chain.free_authorization_nonce(POINTS, user.address, valid_before)
+    # Claimed in the outbox's database: another instance, or this one after a restart, never
+    # signs the same nonce for this account while the first request may still be relayed.
+    nonce = chain.free_authorization_nonce(POINTS, user.address, valid_before,
+                                           claim=partial(relayer.outbox.claim_nonce, f"{token.address}:{user.address}"))
     domain = chain.eip712_domain(POINTS)
     data = authorization_typed_data(domain, "TransferWithAuthorization", user.address, body.to, body.value, 0,
                                     valid_before, nonce)
@@ -193,6 +210,7 @@ def _holder_action(name: ActionName, token_id: int, extra: tuple[Any, ...], fiel
              summary="Gift one of my certificates (claim link)", responses=error_responses(*RELAY_ERRORS))
 def custodial_gift(body: CustodialGift, user: UserDep, users: UsersDep, chain: ChainDep, relayer: RelayerDep,
                    settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
+    origin = _as_asked(origin, "gifts", body)
     return _holder_action(ActionName.gift, body.token_id, (body.claim_key, body.expiry),
                           {"claim_key": body.claim_key, "expiry": body.expiry}, user, users, chain, relayer,
                           origin, settings.public_base_url)
@@ -207,6 +225,7 @@ custodial_gift.__doc__ = """Lock the certificate to a one-time claim key
              summary="Revoke my pending gift", responses=error_responses(*RELAY_ERRORS))
 def custodial_gift_revocation(body: CustodialToken, user: UserDep, users: UsersDep, chain: ChainDep,
                               relayer: RelayerDep, settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
+    origin = _as_asked(origin, "gift-revocations", body)
     return _holder_action(ActionName.gift_revocation, body.token_id, (), {}, user, users, chain, relayer, origin,
                           settings.public_base_url)
 
@@ -219,6 +238,7 @@ custodial_gift_revocation.__doc__ = """Cancel the account's pending gift of
              summary="Ask for my bottle", responses=error_responses(*RELAY_ERRORS))
 def custodial_redemption(body: CustodialRedemption, user: UserDep, users: UsersDep, chain: ChainDep,
                          relayer: RelayerDep, settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
+    origin = _as_asked(origin, "redemptions", body)
     order = bytes.fromhex(body.order_hash[2:])
     return _holder_action(ActionName.redemption, body.token_id, (order,), {"order_hash": body.order_hash}, user,
                           users, chain, relayer, origin, settings.public_base_url)
@@ -233,6 +253,7 @@ custodial_redemption.__doc__ = """Request redemption of `token_id`
              summary="Report my certificate lost or stolen", responses=error_responses(*RELAY_ERRORS))
 def custodial_flag(body: CustodialFlag, user: UserDep, users: UsersDep, chain: ChainDep, relayer: RelayerDep,
                    settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
+    origin = _as_asked(origin, "flags", body)
     reason = bytes.fromhex(body.reason_hash[2:])
     return _holder_action(ActionName.flag, body.token_id, (reason,), {"reason_hash": body.reason_hash}, user,
                           users, chain, relayer, origin, settings.public_base_url)
@@ -261,6 +282,7 @@ custodial_gift_claim.__doc__ = """For a gift recipient without a wallet: sign up
              summary="Borrow against my certificate", responses=error_responses(*RELAY_ERRORS))
 def custodial_loan_acceptance(body: CustodialLoanAcceptance, user: UserDep, users: UsersDep, chain: ChainDep,
                               relayer: RelayerDep, settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
+    origin = _as_asked(origin, "loan-acceptances", body)
     offer_hash = lending.offer_hash(chain, body.offer)
     deadline = _deadline()
     data = lending.lending_typed_data(chain, "AcceptOffer",
@@ -282,6 +304,7 @@ custodial_loan_acceptance.__doc__ = """Accept a lender's signed offer (from
              summary="Repay a loan from my stablecoin", responses=error_responses(*RELAY_ERRORS, NotFound))
 def custodial_loan_repayment(body: CustodialLoanRepayment, user: UserDep, users: UsersDep, chain: ChainDep,
                              relayer: RelayerDep, settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
+    origin = _as_asked(origin, "loan-repayments", body)
     contract = chain.lending_contract("repay_with_authorization")
     loan = lending.loan_snapshot(chain, body.loan_id).loan
     if loan is None or loan.state != LoanState.open:
