@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_typing import ChecksumAddress
-from eth_utils import to_checksum_address
+from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
@@ -34,7 +35,7 @@ from web3.exceptions import (
     ProviderConnectionError,
     Web3RPCError,
 )
-from web3.types import BlockIdentifier
+from web3.types import BlockIdentifier, RPCEndpoint
 
 from amphora import eip712
 from amphora.manifest import Manifest, ManifestError, manifest_path
@@ -55,6 +56,8 @@ LENDING = "PledgeLending"
 TOKEN_EVENTS = ("GiftCreated", "GiftClaimed", "GiftRevoked", "RedemptionRequested", "RedemptionRejected",
                 "CertificateRedeemed", "CertificateFlagged", "FlagCleared")
 _REVERT_PREFIX = "execution reverted"
+#: How long a contract seen with code is not checked again (a node reset is the only way to lose it).
+CODE_CHECK_SECONDS = 30.0
 #: ERC-1271: what ``isValidSignature`` returns for a valid signature.
 ERC1271_MAGIC = bytes.fromhex("1626ba7e")
 _ERC1271_ABI = [{
@@ -155,6 +158,14 @@ def revert_reason(err: ContractLogicError) -> str:
     return message or "the transaction would revert (no reason given)"
 
 
+def abi_type(param: dict[str, Any]) -> str:
+    """The canonical ABI type of an input or output (structs as tuples)."""
+    kind = str(param["type"])
+    if kind.startswith("tuple"):
+        return "(" + ",".join(abi_type(c) for c in param["components"]) + ")" + kind[len("tuple"):]
+    return kind
+
+
 def _named(output: dict[str, Any], value: Any) -> Any:
     """A decoded ABI value with its structs (tuples) as dicts by component name, nested."""
     if not str(output.get("type", "")).startswith("tuple"):
@@ -234,6 +245,8 @@ class ChainService:
         self._tokens: dict[str, Token] = {}
         self._certificate_symbol: str | None = None
         self._domains: dict[str, Eip712Domain] = {}
+        self._layouts: dict[tuple[str, str], tuple[bytes, list[str]]] = {}
+        self._code_seen: dict[str, float] = {}
         self._lot_text: dict[tuple[int, bytes, bytes], LotText] = {}
         self._nonce_lock = threading.Lock()
         self._reserved_nonces: dict[tuple[str, str], dict[int, float]] = {}
@@ -364,8 +377,7 @@ class ChainService:
         until = min(float(valid_before), now + NONCE_RESERVATION_SECONDS)
         for word in range(NONCE_WORDS_SCANNED):
             # Read the word without holding the lock: every payer's requests share it.
-            with node_errors(f"the {name}"):
-                bits = int(contract.functions.authorization_bitmap(owner, word).call())
+            bits = self.read_uint(contract, "authorization_bitmap", owner, word)
             while True:
                 with self._nonce_lock:
                     reserved = self._reserved_nonces.setdefault((name, owner), {})
@@ -397,9 +409,43 @@ class ChainService:
         with node_errors():
             return len(self.w3.eth.get_code(to_checksum_address(address))) > 0
 
+    def read_uint(self, contract: Contract, function: str, *args: Any) -> int:
+        """A view function's one ``uint256`` result at the latest block, read
+        with one plain ``eth_call`` (no web3 contract machinery)."""
+        to, data = self.calldata(contract, function, *args)
+        with node_errors(f"the contract at {to}"):
+            answer = self.w3.provider.make_request(RPCEndpoint("eth_call"), [{"to": to, "data": data}, "latest"])
+        if "error" in answer:
+            raise UpstreamUnavailable(f"the blockchain node answered with an error: {answer['error']}")
+        result = str(answer["result"])
+        if result in ("0x", ""):
+            raise NotDeployed(f"the contract at {to} answered nothing to {function}: no code there?")
+        return int(result, 16)
+
+    def calldata(self, contract: Contract, function: str, *args: Any) -> tuple[str, str]:
+        """``(address, calldata)`` of ``contract.function(*args)``, encoded with the
+        function's selector and input types computed once per process (web3's
+        contract objects hash the signature again on every call; the relayer's
+        hot path cannot afford that)."""
+        key = (contract.address, function)
+        layout = self._layouts.get(key)
+        if layout is None:
+            abi = contract.get_function_by_name(function).abi
+            types = [abi_type(i) for i in abi["inputs"]]
+            selector = function_signature_to_4byte_selector(f"{function}({','.join(types)})")
+            layout = self._layouts[key] = (selector, types)
+        selector, types = layout
+        return contract.address, "0x" + (selector + abi_encode(types, list(args))).hex()
+
     def require_code(self, address: str) -> None:
-        """Raise :class:`NotDeployed` unless the manifest's contract at ``address`` has code."""
-        if not self.has_code(address):
+        """Raise :class:`NotDeployed` unless the manifest's contract at ``address`` has
+        code. A contract seen with code is believed for ``CODE_CHECK_SECONDS``."""
+        seen = self._code_seen.get(address)
+        if seen is not None and time.monotonic() - seen < CODE_CHECK_SECONDS:
+            return
+        if self.has_code(address):
+            self._code_seen[address] = time.monotonic()
+        else:
             raise NotDeployed(f"no contract at {address} on chain {self.chain_id}: "
                               "the manifest is stale (was the node reset? redeploy)")
 

@@ -42,13 +42,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import requests
+from eth_abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
-from web3.contract.contract import ContractFunction
 
 from api.chain import ChainService, node_errors, node_session
 from api.db import Database, Row
-from api.errors import Conflict, InvalidRequest, NotFound, RelayRefused
+from api.errors import Conflict, InvalidRequest, NotFound, RelayRefused, UpstreamUnavailable, WouldRevert
 from api.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -128,7 +129,9 @@ class Submission:
     account: str
     kind: str
     actor: str
-    call: ContractFunction
+    #: The contract called and the calldata (see :meth:`api.chain.ChainService.calldata`).
+    to: str
+    data: str
     description: str
     idempotency_key: str | None = None
     actor_nonce: int | None = None
@@ -231,9 +234,7 @@ class Outbox:
 
     def submit(self, submission: Submission) -> RelayRecord:
         """Admit, persist, sign and broadcast ``submission``; see the module docstring."""
-        call = submission.call
-        to = to_checksum_address(call.address)
-        data = call._encode_transaction_data()
+        to, data = submission.to, submission.data
         print_ = submission.fingerprint or fingerprint(to, data)
         if submission.idempotency_key is not None:
             existing = self._by_idempotency_key(submission.account, submission.idempotency_key)
@@ -241,7 +242,7 @@ class Outbox:
                 return self._replay(existing, print_)
         relayer = self.key_for(submission.actor)
         self._ensure_nonces()
-        estimate = self._chain.estimate_gas(call, relayer)
+        estimate = self._estimate(relayer, to, data)
         cap = self._settings.relay_gas_limit_cap
         if estimate > cap:
             raise RelayRefused(f"the transaction needs {estimate} gas, above the relayer's cap of {cap}")
@@ -278,6 +279,22 @@ class Outbox:
                     nonce, gas_limit)
         self._broadcast(request_id, raw, tx_hash)
         return self.get(request_id)
+
+    def _estimate(self, relayer: str, to: str, data: str) -> int:
+        """``eth_estimateGas`` of the call from ``relayer`` on the pending state
+        (the block it would be mined in: deadlines are judged by its time), as
+        one plain JSON-RPC request; :class:`WouldRevert` with the contract's
+        reason when it would fail."""
+        try:
+            answer = self._rpc("eth_estimateGas", [{"from": relayer, "to": to, "data": data}, "pending"])
+        except requests.RequestException as err:
+            raise UpstreamUnavailable("the blockchain node cannot be reached") from err
+        error = answer.get("error")
+        if error is not None:
+            if _is_revert(error):
+                raise WouldRevert(rpc_revert_reason(error))
+            raise UpstreamUnavailable(f"the blockchain node answered with an error: {error.get('message', error)}")
+        return int(answer["result"], 16)
 
     def _replay(self, row: Row, print_: str) -> RelayRecord:
         if row["fingerprint"] != print_:
@@ -686,6 +703,35 @@ class Outbox:
             self._on_change(self.get(request_id))
         except Exception:
             logger.exception("status change hook failed for %s", request_id)
+
+
+def _is_revert(error: dict[str, Any]) -> bool:
+    message = str(error.get("message", "")).lower()
+    return "revert" in message or error.get("code") == 3
+
+
+def rpc_revert_reason(error: dict[str, Any]) -> str:
+    """The contract's reason from a JSON-RPC error: the ``Error(string)`` in its
+    data, a ``Panic(uint256)`` code, or the node's message without its
+    ``execution reverted`` prefix."""
+    data = error.get("data")
+    if isinstance(data, dict):  # some nodes nest it
+        data = data.get("data")
+    if isinstance(data, str) and data.startswith("0x08c379a0") and len(data) >= 138:
+        try:
+            (reason,) = abi_decode(["string"], bytes.fromhex(data[10:]))
+            return str(reason) or _NO_REASON
+        except Exception:  # malformed: fall back to the message
+            pass
+    if isinstance(data, str) and data.startswith("0x4e487b71") and len(data) >= 74:
+        return f"panic 0x{int(data[10:74], 16):02x}"
+    message = str(error.get("message", "")).strip()
+    if message.startswith("execution reverted"):
+        message = message[len("execution reverted"):].lstrip(": ").strip()
+    return message or _NO_REASON
+
+
+_NO_REASON = "the transaction would revert (no reason given)"
 
 
 def _is_unique_violation(err: Exception) -> bool:

@@ -26,7 +26,7 @@ from typing import Any
 
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 
-from api.chain import ChainService
+from api.chain import ChainService, abi_type
 from api.db import Database
 from api.errors import RelayRefused, RelayUnavailable, TooManyRequests
 from api.settings import Settings
@@ -83,7 +83,7 @@ class AllowList:
                     abi = contract.get_function_by_name(function).abi
                 except ValueError:
                     continue  # an older deployment without it
-                signature = f"{function}({','.join(_abi_type(i) for i in abi['inputs'])})"
+                signature = f"{function}({','.join(abi_type(i) for i in abi['inputs'])})"
                 allowed[(contract.address.lower(), function_signature_to_4byte_selector(signature))] = \
                     f"{contract_name}.{function}"
         return allowed
@@ -105,13 +105,6 @@ class AllowList:
             if self._allowed is None:
                 self._allowed = self._build()
             return sorted(self._allowed.values())
-
-
-def _abi_type(param: dict[str, Any]) -> str:
-    kind = str(param["type"])
-    if kind.startswith("tuple"):
-        return "(" + ",".join(_abi_type(c) for c in param["components"]) + ")" + kind[len("tuple"):]
-    return kind
 
 
 @dataclass(frozen=True)

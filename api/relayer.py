@@ -23,7 +23,6 @@ import httpx
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
-from web3.contract.contract import ContractFunction
 
 from amphora import eip712
 from api.chain import POINTS, ChainService
@@ -193,7 +192,7 @@ class Relayer:
 
     def relay_transfer(self, request: TransferRelayRequest, origin: Origin) -> RelayRecord:
         """Relay ``transfer_with_signature``."""
-        call = self._chain.certificate_contract.functions.transfer_with_signature(
+        call = self._chain.calldata(self._chain.certificate_contract, "transfer_with_signature",
             request.sender, request.to, request.token_id, request.nonce, request.deadline, request.signature)
         return self._submit(origin, "transfer", request.sender, call,
                             f"transfer of certificate {request.token_id} from {request.sender} to {request.to}",
@@ -202,7 +201,7 @@ class Relayer:
     def relay_points_transfer(self, request: PointsTransferRelayRequest, origin: Origin) -> RelayRecord:
         """Relay the PointsToken's EIP-3009 ``transferWithAuthorization``."""
         v, r, s = _vrs(request.signature)
-        call = self._chain.authorization_token(POINTS).functions.transferWithAuthorization(
+        call = self._chain.calldata(self._chain.authorization_token(POINTS), "transferWithAuthorization",
             request.sender, request.to, request.value, request.valid_after, request.valid_before,
             bytes.fromhex(request.nonce[2:]), v, r, s)
         return self._submit(origin, "points-transfer", request.sender, call,
@@ -213,15 +212,14 @@ class Relayer:
                             origin: Origin) -> RelayRecord:
         """Relay a holder's signed lifecycle action (gift, gift revocation,
         redemption request, flag)."""
-        function = self._chain.certificate_contract.get_function_by_name(action.function)
-        call = function(*action.call_args(request))
+        call = self._chain.calldata(self._chain.certificate_contract, action.function, *action.call_args(request))
         return self._submit(origin, action.function.removesuffix("_with_signature"), request.holder, call,
                             action.summary.format(token_id=request.token_id, holder=request.holder),
                             actor_nonce=request.nonce)
 
     def relay_gift_claim(self, request: GiftClaimRelayRequest, origin: Origin) -> RelayRecord:
         """Relay ``claim_gift`` with the claim key's signature."""
-        call = self._chain.certificate_contract.functions.claim_gift(
+        call = self._chain.calldata(self._chain.certificate_contract, "claim_gift",
             request.token_id, request.recipient, request.signature)
         return self._submit(origin, "gift-claim", request.recipient, call,
                             f"claim of gift {request.token_id} for {request.recipient}")
@@ -246,18 +244,18 @@ class Relayer:
         """Relay ``accept_offer_with_signature``: the certificate is pledged and
         the principal paid to the borrower, who pays no gas."""
         offer = eip712.loan_offer_args(request.offer.message())
-        call = self._chain.lending_contract("accept_offer_with_signature").functions.accept_offer_with_signature(
-            offer, request.lender_signature, request.token_id, request.borrower, request.deadline,
-            request.borrower_signature)
+        call = self._chain.calldata(self._chain.lending_contract("accept_offer_with_signature"),
+                                    "accept_offer_with_signature", offer, request.lender_signature,
+                                    request.token_id, request.borrower, request.deadline, request.borrower_signature)
         return self._submit(origin, "loan-acceptance", request.borrower, call,
                             f"acceptance by {request.borrower} of {request.offer.lender}'s offer "
                             f"{request.offer.nonce} on certificate {request.token_id}")
 
     def relay_loan_extension(self, request: LoanExtensionRelayRequest, origin: Origin) -> RelayRecord:
         """Relay ``extend_loan`` with both parties' signatures."""
-        call = self._chain.lending_contract("extend_loan").functions.extend_loan(
-            request.loan_id, request.due_at, request.repayment, request.deadline, request.lender_signature,
-            request.borrower_signature)
+        call = self._chain.calldata(self._chain.lending_contract("extend_loan"), "extend_loan",
+                                    request.loan_id, request.due_at, request.repayment, request.deadline,
+                                    request.lender_signature, request.borrower_signature)
         return self._submit(origin, "loan-extension", f"loan:{request.loan_id}", call,
                             f"extension of loan {request.loan_id} to {request.due_at}")
 
@@ -266,20 +264,23 @@ class Relayer:
         lender through the lending contract, the certificate unlocks for the
         borrower, and nobody but the relayer pays gas."""
         v, r, s = _vrs(request.signature)
-        call = self._chain.lending_contract("repay_with_authorization").functions.repay_with_authorization(
-            request.loan_id, request.payer, request.valid_after, request.valid_before, v, r, s)
+        call = self._chain.calldata(self._chain.lending_contract("repay_with_authorization"),
+                                    "repay_with_authorization", request.loan_id, request.payer,
+                                    request.valid_after, request.valid_before, v, r, s)
         return self._submit(origin, "loan-repayment", request.payer, call,
                             f"repayment of loan {request.loan_id} by {request.payer}")
 
-    def _submit(self, origin: Origin, kind: str, actor: str, call: ContractFunction, description: str,
+    def _submit(self, origin: Origin, kind: str, actor: str, call: tuple[str, str], description: str,
                 actor_nonce: int | None = None) -> RelayRecord:
-        """The one submit path: allow-list, contract code, the chosen key's
-        balance, then the outbox (simulation, quotas, storage, sending)."""
+        """The one submit path for ``call`` (address, calldata): allow-list,
+        contract code, the chosen key's balance, then the outbox (simulation,
+        quotas, storage, sending)."""
         outbox = self.outbox
-        self._chain.require_code(call.address)
-        self.allow_list.check(call.address, call._encode_transaction_data())
+        to, data = call
+        self._chain.require_code(to)
+        self.allow_list.check(to, data)
         self.balances.require(outbox.key_for(actor))
-        return outbox.submit(Submission(account=origin.account, kind=kind, actor=actor, call=call,
+        return outbox.submit(Submission(account=origin.account, kind=kind, actor=actor, to=to, data=data,
                                         description=description, idempotency_key=origin.idempotency_key,
                                         actor_nonce=actor_nonce, fingerprint=origin.fingerprint))
 

@@ -300,7 +300,8 @@ def test_allow_list__function_not_relayed__refused_before_anything_is_sent(clien
     before = outbox(w3, relayer)
 
     with pytest.raises(RelayRefused, match="not on its allow-list"):
-        service._submit(Origin("someone"), "pause", relayer.address, contract.functions.pause(), "pause")
+        service._submit(Origin("someone"), "pause", relayer.address, service._chain.calldata(contract, "pause"),
+                        "pause")
 
     assert outbox(w3, relayer) == before
     assert "WineCertificate.transfer_with_signature" in service.allow_list.functions()
