@@ -278,7 +278,7 @@ class Outbox:
         logger.info("queued %s as %s: %s nonce %d (gas limit %d)", submission.description, request_id, relayer,
                     nonce, gas_limit)
         self._broadcast(request_id, raw, tx_hash)
-        return self.get(request_id)
+        return self.get(request_id, count_confirmations=False)
 
     def _estimate(self, relayer: str, to: str, data: str) -> int:
         """``eth_estimateGas`` of the call from ``relayer`` on the pending state
@@ -428,8 +428,10 @@ class Outbox:
 
     # ------------------------------------------------------------ reading
 
-    def get(self, request_id: str) -> RelayRecord:
-        """A request by its id, or by the hash of any transaction sent for it."""
+    def get(self, request_id: str, count_confirmations: bool = True) -> RelayRecord:
+        """A request by its id, or by the hash of any transaction sent for it,
+        its confirmations counted to the node's latest block (not counted, and
+        no node call, with ``count_confirmations`` false: a new request)."""
         with self._db.transaction() as tx:
             if request_id.startswith("0x"):
                 row = tx.one("SELECT r.* FROM relay_requests r JOIN relay_attempts a ON a.request_id = r.id"
@@ -438,7 +440,7 @@ class Outbox:
                 row = tx.one("SELECT * FROM relay_requests WHERE id = ?", (request_id,))
         if row is None:
             raise NotFound(f"the relayer has no request {request_id}")
-        return RelayRecord.from_row(row, self._latest_block_or_none())
+        return RelayRecord.from_row(row, self._latest_block_or_none() if count_confirmations else None)
 
     def _latest_block_or_none(self) -> int | None:
         try:
