@@ -138,7 +138,18 @@ def _as_asked(origin: Origin, action: str, body: BaseModel) -> Origin:
     deadline), so a retry under the same ``Idempotency-Key`` must be
     recognised by its body, not by the signed call, to return the first
     request instead of a 409."""
-    return replace(origin, fingerprint=request_fingerprint(f"custodial/{action}", body.model_dump(mode="json")))
+    return replace(origin, fingerprint=request_fingerprint(f"custodial/{action}", _plain(body.model_dump())))
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with its bytes (signatures) as 0x hex, for a JSON fingerprint."""
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
 
 
 def _sign(users: UserStore, user: User, data: dict[str, Any]) -> str:
