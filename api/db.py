@@ -93,6 +93,10 @@ class Database:
                 self._sqlite.execute("PRAGMA journal_mode=WAL")
                 self._sqlite.execute("PRAGMA synchronous=NORMAL")
             self._lock = threading.RLock()
+            # A file in WAL mode lets readers run beside the writer: each thread
+            # reads on its own connection, without the write lock.
+            self._read_path = str(sqlite_path) if sqlite_path is not None else None
+            self._readers: list[sqlite3.Connection] = []
 
     @property
     def description(self) -> str:
@@ -133,6 +137,28 @@ class Database:
                 self._local.tx = None
                 lite_cursor.close()
 
+    @contextmanager
+    def read(self) -> Iterator[Transaction]:
+        """Statements that only read. On a SQLite file they run on this
+        thread's own connection, beside the writer (WAL), so reads never
+        queue behind writes; elsewhere (PostgreSQL, in-memory SQLite, or
+        inside a transaction) this is :meth:`transaction`."""
+        if self.postgres or self._read_path is None or getattr(self._local, "tx", None) is not None:
+            with self.transaction() as tx:
+                yield tx
+            return
+        connection = getattr(self._local, "reader", None)
+        if connection is None:
+            connection = sqlite3.connect(self._read_path, isolation_level=None, timeout=30, check_same_thread=False)
+            connection.row_factory = sqlite3.Row
+            self._local.reader = connection
+            self._readers.append(connection)
+        cursor = connection.cursor()
+        try:
+            yield Transaction(cursor, postgres=False)
+        finally:
+            cursor.close()
+
     def migrate(self, schema: str) -> None:
         """Apply ``schema`` (``;``-separated ``CREATE ... IF NOT EXISTS`` statements)."""
         statements = [s.strip() for s in schema.split(";") if s.strip()]
@@ -149,6 +175,8 @@ class Database:
         elif self._sqlite is not None:
             with self._lock:
                 self._sqlite.close()
+                for reader in self._readers:
+                    reader.close()
 
 
 class Store:

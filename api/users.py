@@ -313,20 +313,22 @@ class UserStore:
             raise Unauthorized(f"malformed token: expected a session token ({SESSION_PREFIX}...) or an API "
                                f"token ({API_TOKEN_PREFIX}...)")
         now = time.time()
-        with self._db.transaction() as tx:
+        with self._db.read() as tx:
             row = tx.one(
                 "SELECT c.id AS credential_id, c.kind, c.expires_at, c.revoked_at, c.last_used_at, "
                 "u.id, u.identifier, u.address, u.created_at "
                 "FROM credentials c JOIN users u ON u.id = c.user_id WHERE c.token_hash = ?",
                 (_token_hash(token),))
-            if row is None:
-                raise Unauthorized("unknown token")
-            what = "session" if row["kind"] == "session" else "API token"
-            if row["revoked_at"] is not None:
-                raise Unauthorized(f"{what} revoked" + (" (logged out): log in again" if what == "session" else ""))
-            if row["expires_at"] is not None and row["expires_at"] <= now:
-                raise Unauthorized("session expired: log in again")
-            if row["last_used_at"] is None or now - row["last_used_at"] >= LAST_USED_RESOLUTION:
+        if row is None:
+            raise Unauthorized("unknown token")
+        what = "session" if row["kind"] == "session" else "API token"
+        if row["revoked_at"] is not None:
+            raise Unauthorized(f"{what} revoked" + (" (logged out): log in again" if what == "session" else ""))
+        if row["expires_at"] is not None and row["expires_at"] <= now:
+            raise Unauthorized("session expired: log in again")
+        if row["last_used_at"] is None or now - row["last_used_at"] >= LAST_USED_RESOLUTION:
+            # Written at most once a resolution period, so most requests only read.
+            with self._db.transaction() as tx:
                 tx.execute("UPDATE credentials SET last_used_at = ? WHERE id = ?", (now, row["credential_id"]))
         return _user(row)
 
@@ -435,11 +437,11 @@ class UserStore:
         return self._dummy_hash
 
     def _row_by_identifier(self, identifier: str) -> Row | None:
-        with self._db.transaction() as tx:
+        with self._db.read() as tx:
             return tx.one("SELECT * FROM users WHERE identifier = ?", (identifier,))
 
     def _row_by_id(self, user_id: str) -> Row:
-        with self._db.transaction() as tx:
+        with self._db.read() as tx:
             row = tx.one("SELECT * FROM users WHERE id = ?", (user_id,))
         if row is None:
             raise Unauthorized("unknown account")
