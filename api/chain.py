@@ -28,7 +28,6 @@ from eth_typing import ChecksumAddress
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 from web3 import Web3
 from web3.contract import Contract
-from web3.contract.contract import ContractFunction
 from web3.exceptions import (
     BadFunctionCallOutput,
     ContractLogicError,
@@ -40,7 +39,7 @@ from web3.types import BlockIdentifier, RPCEndpoint
 from amphora import eip712
 from amphora.manifest import Manifest, ManifestError, manifest_path
 from amphora.settlement import SettlementError, Statement, statement
-from api.errors import InvalidRequest, NotDeployed, UpstreamUnavailable, WouldRevert
+from api.errors import InvalidRequest, NotDeployed, UpstreamUnavailable
 from api.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -427,6 +426,12 @@ class ChainService:
         function's selector and input types computed once per process (web3's
         contract objects hash the signature again on every call; the relayer's
         hot path cannot afford that)."""
+        selector, types = self.function_layout(contract, function)
+        return contract.address, "0x" + (selector + abi_encode(types, list(args))).hex()
+
+    def function_layout(self, contract: Contract, function: str) -> tuple[bytes, list[str]]:
+        """The 4-byte selector and input ABI types of ``contract.function``,
+        computed once per process (ValueError if the ABI has no such function)."""
         key = (contract.address, function)
         layout = self._layouts.get(key)
         if layout is None:
@@ -434,8 +439,7 @@ class ChainService:
             types = [abi_type(i) for i in abi["inputs"]]
             selector = function_signature_to_4byte_selector(f"{function}({','.join(types)})")
             layout = self._layouts[key] = (selector, types)
-        selector, types = layout
-        return contract.address, "0x" + (selector + abi_encode(types, list(args))).hex()
+        return layout
 
     def require_code(self, address: str) -> None:
         """Raise :class:`NotDeployed` unless the manifest's contract at ``address`` has
@@ -703,25 +707,6 @@ class ChainService:
                 upper = lower - 1
 
     # -------------------------------------------------------- transactions
-
-    def simulate(self, call: ContractFunction, sender: str) -> None:
-        """``eth_call`` the transaction from ``sender`` on the pending state;
-        raise :class:`WouldRevert` with the contract's reason if it would fail."""
-        with node_errors():
-            try:
-                call.call({"from": to_checksum_address(sender)}, block_identifier="pending")
-            except ContractLogicError as err:
-                raise WouldRevert(revert_reason(err)) from err
-
-    def estimate_gas(self, call: ContractFunction, sender: str) -> int:
-        """The gas ``call`` needs from ``sender`` on the pending state (the block
-        it would be mined in: deadlines and expiries are judged by its time);
-        raise :class:`WouldRevert` with the contract's reason if it would fail."""
-        with node_errors():
-            try:
-                return int(call.estimate_gas({"from": to_checksum_address(sender)}, block_identifier="pending"))
-            except ContractLogicError as err:
-                raise WouldRevert(revert_reason(err)) from err
 
     def fee_fields(self) -> dict[str, int]:
         """EIP-1559 fee fields from the node (legacy ``gasPrice`` where it has no base fee)."""

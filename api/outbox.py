@@ -49,7 +49,7 @@ from eth_utils import to_checksum_address
 
 from api.chain import ChainService, node_errors, node_session
 from api.db import Database, Row
-from api.errors import Conflict, InvalidRequest, NotFound, RelayRefused, UpstreamUnavailable, WouldRevert
+from api.errors import Conflict, NotFound, RelayRefused, UpstreamUnavailable, WouldRevert
 from api.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -744,5 +744,5 @@ def record_json(record: RelayRecord) -> str:
                        "error": record.error}, sort_keys=True)
 
 
-__all__ = ["Outbox", "RelayRecord", "Submission", "InvalidRequest", "fingerprint", "record_json",
+__all__ = ["Outbox", "RelayRecord", "Submission", "fingerprint", "record_json",
            "request_fingerprint"]

@@ -24,9 +24,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from eth_utils import function_signature_to_4byte_selector, to_checksum_address
+from eth_utils import to_checksum_address
 
-from api.chain import ChainService, abi_type
+from api.chain import ChainService
 from api.db import Database
 from api.errors import RelayRefused, RelayUnavailable, TooManyRequests
 from api.settings import Settings
@@ -80,12 +80,10 @@ class AllowList:
                 continue
             for function in functions:
                 try:
-                    abi = contract.get_function_by_name(function).abi
+                    selector, _ = self._chain.function_layout(contract, function)
                 except ValueError:
                     continue  # an older deployment without it
-                signature = f"{function}({','.join(abi_type(i) for i in abi['inputs'])})"
-                allowed[(contract.address.lower(), function_signature_to_4byte_selector(signature))] = \
-                    f"{contract_name}.{function}"
+                allowed[(contract.address.lower(), selector)] = f"{contract_name}.{function}"
         return allowed
 
     def check(self, to: str, data: str) -> str:
@@ -251,4 +249,4 @@ class BalanceGuard:
                                    "the operator has been alerted")
 
 
-__all__ = ["AllowList", "BalanceGuard", "Limit", "Quotas", "RateLimiter", "RelayRefused", "Usage"]
+__all__ = ["AllowList", "BalanceGuard", "Limit", "Quotas", "RateLimiter", "Usage"]

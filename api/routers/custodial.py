@@ -192,7 +192,6 @@ def custodial_points_transfer(body: CustodialPointsTransfer, user: UserDep, user
     domain = chain.eip712_domain(POINTS)
     data = authorization_typed_data(domain, "TransferWithAuthorization", user.address, body.to, body.value, 0,
                                     valid_before, nonce)
-    data = {**data, "message": {**data["message"], "nonce": nonce}}
     request = PointsTransferRelayRequest.model_validate({
         "from": user.address, "to": body.to, "value": body.value, "valid_after": 0, "valid_before": valid_before,
         "nonce": "0x" + nonce.hex(), "signature": _sign(users, user, data)})
@@ -325,7 +324,6 @@ def custodial_loan_repayment(body: CustodialLoanRepayment, user: UserDep, users:
     valid_before = _deadline()
     data = authorization_typed_data(chain.eip712_domain(STABLECOIN), "ReceiveWithAuthorization", user.address,
                                     contract.address, int(loan.repayment), 0, valid_before, nonce)
-    data = {**data, "message": {**data["message"], "nonce": nonce}}
     request = LoanRepaymentRelayRequest.model_validate({
         "loan_id": body.loan_id, "payer": user.address, "valid_after": 0, "valid_before": valid_before,
         "signature": _sign(users, user, data)})

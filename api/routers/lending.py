@@ -23,8 +23,7 @@ from api.errors import (
     error_responses,
 )
 from api.relayer import Relayer
-from api.routers.relay import RELAY_ERRORS, _stringified, authorization_typed_data
-from api.routers.relay import accepted as _accepted
+from api.routers.relay import RELAY_ERRORS, _stringified, accepted, authorization_typed_data
 from api.schemas import (
     ADDRESS_PATTERN,
     BYTES32_PATTERN,
@@ -50,7 +49,6 @@ SignedQuery = Annotated[bool, Query(description="Sign the snapshot with the serv
                                     "`signature`; 503 when the service has no key).")]
 _VIEW_ERRORS = (NotFound, InvalidRequest, UpstreamUnavailable, NotDeployed)
 _SIGNED_VIEW_ERRORS = (*_VIEW_ERRORS, RelayUnavailable)
-_RELAY_ERRORS = RELAY_ERRORS
 _TYPED_DATA_ERRORS = (InvalidRequest, UpstreamUnavailable, NotDeployed)
 
 _SNAPSHOT_DOC = """
@@ -163,10 +161,10 @@ _RELAY_DOC = """
 
 @relay_router.post("/loan-acceptances", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
                    summary="Relay a borrower's signed acceptance of a loan offer",
-                   responses=error_responses(*_RELAY_ERRORS))
+                   responses=error_responses(*RELAY_ERRORS))
 def relay_loan_acceptance(body: LoanAcceptanceRelayRequest, relayer: RelayerDep,
                           settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
-    return _accepted(relayer.relay_loan_acceptance(body, origin), settings.public_base_url)
+    return accepted(relayer.relay_loan_acceptance(body, origin), settings.public_base_url)
 
 
 relay_loan_acceptance.__doc__ = """Submit `accept_offer_with_signature`: the lender's
@@ -179,10 +177,10 @@ relay_loan_acceptance.__doc__ = """Submit `accept_offer_with_signature`: the len
 
 @relay_router.post("/loan-extensions", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
                    summary="Relay a loan extension signed by lender and borrower",
-                   responses=error_responses(*_RELAY_ERRORS))
+                   responses=error_responses(*RELAY_ERRORS))
 def relay_loan_extension(body: LoanExtensionRelayRequest, relayer: RelayerDep,
                          settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
-    return _accepted(relayer.relay_loan_extension(body, origin), settings.public_base_url)
+    return accepted(relayer.relay_loan_extension(body, origin), settings.public_base_url)
 
 
 relay_loan_extension.__doc__ = """Submit `extend_loan`: both the lender and the borrower
@@ -193,10 +191,10 @@ relay_loan_extension.__doc__ = """Submit `extend_loan`: both the lender and the 
 
 @relay_router.post("/loan-repayments", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
                    summary="Relay a repayment paid by the payer's EIP-3009 authorization (no gas)",
-                   responses=error_responses(*_RELAY_ERRORS))
+                   responses=error_responses(*RELAY_ERRORS))
 def relay_loan_repayment(body: LoanRepaymentRelayRequest, relayer: RelayerDep,
                          settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
-    return _accepted(relayer.relay_loan_repayment(body, origin), settings.public_base_url)
+    return accepted(relayer.relay_loan_repayment(body, origin), settings.public_base_url)
 
 
 relay_loan_repayment.__doc__ = """Submit `repay_with_authorization`: the payer (usually the

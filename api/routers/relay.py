@@ -55,7 +55,6 @@ router = APIRouter(prefix="/relay", tags=["relay"])
 #: What a relay submission may answer besides 202.
 RELAY_ERRORS = (InvalidRequest, Unauthorized, WouldRevert, RelayRefused, Conflict, TooManyRequests,
                 RelayUnavailable, UpstreamUnavailable, NotDeployed)
-_RELAY_ERRORS = RELAY_ERRORS
 
 
 def accepted(record: RelayRecord, public_base_url: str) -> RelayAccepted:
@@ -65,15 +64,13 @@ def accepted(record: RelayRecord, public_base_url: str) -> RelayAccepted:
                          status_url=f"{public_base_url.rstrip('/')}/relay/{record.request_id}")
 
 
-_accepted = accepted
-
 
 @router.post(
     "/transfers",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=RelayAccepted,
     summary="Relay a signed certificate transfer",
-    responses=error_responses(*_RELAY_ERRORS),
+    responses=error_responses(*RELAY_ERRORS),
 )
 def relay_transfer(body: TransferRelayRequest, relayer: RelayerDep, settings: SettingsDep,
         origin: OriginDep) -> RelayAccepted:
@@ -91,7 +88,7 @@ def relay_transfer(body: TransferRelayRequest, relayer: RelayerDep, settings: Se
     202: the request is stored in the outbox (and normally already sent); poll
     `status_url` until it is `confirmed` or `failed`. Send an `Idempotency-Key`
     header to make a retry safe: the same key returns the first request."""
-    return _accepted(relayer.relay_transfer(body, origin), settings.public_base_url)
+    return accepted(relayer.relay_transfer(body, origin), settings.public_base_url)
 
 
 @router.post(
@@ -99,7 +96,7 @@ def relay_transfer(body: TransferRelayRequest, relayer: RelayerDep, settings: Se
     status_code=status.HTTP_202_ACCEPTED,
     response_model=RelayAccepted,
     summary="Relay a signed points transfer (EIP-3009)",
-    responses=error_responses(*_RELAY_ERRORS),
+    responses=error_responses(*RELAY_ERRORS),
 )
 def relay_points_transfer(
     body: PointsTransferRelayRequest, relayer: RelayerDep, settings: SettingsDep, origin: OriginDep,
@@ -120,7 +117,7 @@ def relay_points_transfer(
     202: the request is stored in the outbox (and normally already sent); poll
     `status_url` until it is `confirmed` or `failed`. Send an `Idempotency-Key`
     header to make a retry safe: the same key returns the first request."""
-    return _accepted(relayer.relay_points_transfer(body, origin), settings.public_base_url)
+    return accepted(relayer.relay_points_transfer(body, origin), settings.public_base_url)
 
 
 @router.get(
@@ -219,12 +216,12 @@ _LIFECYCLE_DOC = """
 
 def _relay_action(name: ActionName, body: HolderActionRelayRequest, relayer: Relayer, settings: Settings,
                   origin: Origin) -> RelayAccepted:
-    return _accepted(relayer.relay_holder_action(ACTIONS[name], body, origin), settings.public_base_url)
+    return accepted(relayer.relay_holder_action(ACTIONS[name], body, origin), settings.public_base_url)
 
 
 @router.post("/gifts", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
              summary="Relay a signed gift (lock a certificate to a claim key)",
-             responses=error_responses(*_RELAY_ERRORS))
+             responses=error_responses(*RELAY_ERRORS))
 def relay_gift(body: GiftRelayRequest, relayer: RelayerDep, settings: SettingsDep,
         origin: OriginDep) -> RelayAccepted:
     return _relay_action(ActionName.gift, body, relayer, settings, origin)
@@ -238,7 +235,7 @@ relay_gift.__doc__ = """Submit a holder's `CreateGift` signature through
 
 
 @router.post("/gift-revocations", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
-             summary="Relay a signed gift revocation", responses=error_responses(*_RELAY_ERRORS))
+             summary="Relay a signed gift revocation", responses=error_responses(*RELAY_ERRORS))
 def relay_gift_revocation(body: HolderActionRelayRequest, relayer: RelayerDep,
                           settings: SettingsDep,
         origin: OriginDep) -> RelayAccepted:
@@ -251,7 +248,7 @@ relay_gift_revocation.__doc__ = """Submit a holder's `RevokeGift` signature thro
 
 
 @router.post("/redemptions", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
-             summary="Relay a signed redemption request", responses=error_responses(*_RELAY_ERRORS))
+             summary="Relay a signed redemption request", responses=error_responses(*RELAY_ERRORS))
 def relay_redemption(body: RedemptionRelayRequest, relayer: RelayerDep, settings: SettingsDep,
         origin: OriginDep) -> RelayAccepted:
     return _relay_action(ActionName.redemption, body, relayer, settings, origin)
@@ -264,7 +261,7 @@ relay_redemption.__doc__ = """Submit a holder's `RequestRedemption` signature th
 
 
 @router.post("/flags", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
-             summary="Relay a signed lost/stolen flag", responses=error_responses(*_RELAY_ERRORS))
+             summary="Relay a signed lost/stolen flag", responses=error_responses(*RELAY_ERRORS))
 def relay_flag(body: FlagRelayRequest, relayer: RelayerDep, settings: SettingsDep,
         origin: OriginDep) -> RelayAccepted:
     return _relay_action(ActionName.flag, body, relayer, settings, origin)
@@ -276,7 +273,7 @@ relay_flag.__doc__ = """Submit a holder's `Flag` signature through `flag_with_si
 
 
 @router.post("/gift-claims", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
-             summary="Relay a gift claim signed with the claim key", responses=error_responses(*_RELAY_ERRORS))
+             summary="Relay a gift claim signed with the claim key", responses=error_responses(*RELAY_ERRORS))
 def relay_gift_claim(body: GiftClaimRelayRequest, relayer: RelayerDep, settings: SettingsDep,
         origin: OriginDep) -> RelayAccepted:
     """For a recipient who holds the claim link's secret and signs themselves:
@@ -289,12 +286,12 @@ def relay_gift_claim(body: GiftClaimRelayRequest, relayer: RelayerDep, settings:
     ERC-721 tokens; 422 for malformed input; 503 without a relayer key.
 
     202: the request is stored in the outbox; poll `status_url`."""
-    return _accepted(relayer.relay_gift_claim(body, origin), settings.public_base_url)
+    return accepted(relayer.relay_gift_claim(body, origin), settings.public_base_url)
 
 
 @router.post("/gift-claims/by-secret", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
              summary="Claim a gift with the claim link's secret (wallet-less)",
-             responses=error_responses(*_RELAY_ERRORS))
+             responses=error_responses(*RELAY_ERRORS))
 def relay_gift_claim_by_secret(body: GiftClaimBySecretRequest, relayer: RelayerDep,
                                settings: SettingsDep,
         origin: OriginDep) -> RelayAccepted:
@@ -310,7 +307,7 @@ def relay_gift_claim_by_secret(body: GiftClaimBySecretRequest, relayer: RelayerD
 
     Errors as for `POST /relay/gift-claims`; 422 also for a secret that is not a
     valid private key."""
-    return _accepted(relayer.relay_gift_claim_by_secret(body, origin), settings.public_base_url)
+    return accepted(relayer.relay_gift_claim_by_secret(body, origin), settings.public_base_url)
 
 
 @router.get(
