@@ -459,6 +459,34 @@ def test_custodial_loan_acceptance__account_pledges_its_certificate_and_is_paid(
     assert w3.eth.get_balance(account) == 0
 
 
+def test_custodial_loan_repayment__account_repays_from_its_stablecoin_without_gas(
+        client, w3, cert, deployed_stablecoin, mint_stablecoin, make_offer, bottles, winery, lender):
+    """``POST /me/relay/loan-repayments``: the service signs the EIP-3009
+    `ReceiveWithAuthorization` of the loan's repayment with the account's key."""
+    account = client.account["address"]
+    token_id = bottles.token(4)
+    cert.transferFrom(winery, account, token_id, sender=winery)
+    posted = make_offer(bottles.lot_id, token_id)
+    accepted = client.post("/me/relay/loan-acceptances", json={
+        "offer": posted["offer"], "lender_signature": posted["signature"], "token_id": token_id})
+    wait_for_status(client, accepted.json()["request_id"], "confirmed")
+    loan_id = int(client.get(f"/collateral/{token_id}").json()["loan"]["loan_id"])
+    mint_stablecoin(account, REPAYMENT - PRINCIPAL)
+    lender_before = deployed_stablecoin.balanceOf(lender)
+
+    response = client.post("/me/relay/loan-repayments", json={"loan_id": loan_id})
+
+    done = wait_for_status(client, response.json()["request_id"], "confirmed")
+    assert done["actor"] == account
+    assert client.get(f"/loans/{loan_id}").json()["loan"]["state"] == "repaid"
+    assert deployed_stablecoin.balanceOf(account) == 0
+    assert deployed_stablecoin.balanceOf(lender) - lender_before == REPAYMENT
+    assert cert.ownerOf(token_id) == account and cert.locked(token_id) is False
+    assert w3.eth.get_balance(account) == 0
+    again = client.post("/me/relay/loan-repayments", json={"loan_id": loan_id})
+    assert again.status_code == 404  # closed: nothing to sign, nothing sent
+
+
 def test_loan_acceptance__signed_by_another__409_nothing_sent(
         client, w3, chain, make_offer, bottles, borrower, attacker, relayer):
     posted = make_offer(bottles.lot_id)
