@@ -149,7 +149,7 @@ def list_offers(
 
 _RELAY_DOC = """
 
-    The transaction is first simulated (`eth_call`) from the relayer's
+    The transaction is first simulated (`eth_estimateGas` on the pending block) from the relayer's
     address: if it would revert the answer is **409 `would_revert`** with the
     contract's reason (`lending: ...`) and nothing is sent. Malformed input is
     422; a missing relayer key is 503.

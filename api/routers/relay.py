@@ -78,7 +78,7 @@ def relay_transfer(body: TransferRelayRequest, relayer: RelayerDep, settings: Se
     `transfer_with_signature`; the relayer pays the gas and the holder stays the
     actor (the `Transfer` event names the holder as sender).
 
-    The transfer is first simulated (`eth_call`) from the relayer's address. If it
+    The transfer is first simulated (`eth_estimateGas` on the pending block) from the relayer's address. If it
     would revert (invalid signature, wrong nonce, expired deadline, a locked token,
     a sender who does not hold it, a paused contract) the answer is **409
     `would_revert`** with the contract's revert reason in `detail`, and nothing is
@@ -107,7 +107,7 @@ def relay_points_transfer(
     sender; `AuthorizationUsed` names the holder and the nonce). The 65-byte
     signature is split into the contract's `v, r, s` here.
 
-    As for certificates, the transfer is first simulated (`eth_call`) from the
+    As for certificates, the transfer is first simulated (`eth_estimateGas` on the pending block) from the
     relayer's address. If it would revert (invalid signature, nonce already used
     or canceled, outside `valid_after`..`valid_before`, balance too low) the answer
     is **409 `would_revert`** with the contract's revert reason in `detail`, and
@@ -202,7 +202,7 @@ _LIFECYCLE_DOC = """
 
     The holder signs the typed data from `GET /relay/typed-data/{action}` (the
     holder's current nonce filled in); the relayer pays the gas and the holder
-    stays the on-chain actor. The action is first simulated (`eth_call`) from the
+    stays the on-chain actor. The action is first simulated (`eth_estimateGas` on the pending block) from the
     relayer's address: if it would revert (invalid signature, wrong nonce,
     expired deadline, a certificate not in the state the action needs, a paused
     contract) the answer is **409 `would_revert`** with the contract's reason,
