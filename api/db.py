@@ -9,6 +9,10 @@ written once:
   ``?`` placeholders (translated to ``%s`` for PostgreSQL, where a literal
   ``%`` is doubled so that it means the same as on SQLite) and return rows as
   dicts.
+* ``with db.lock(name):`` holds a named lock for the block, for every
+  instance sharing the database (PostgreSQL: a transaction-scoped advisory
+  lock on a connection of its own; SQLite, one instance: a lock in the
+  process).
 * ``db.skip_locked`` is ``" FOR UPDATE SKIP LOCKED"`` on PostgreSQL, where
   several relayer instances claim outbox rows side by side, and empty on
   SQLite, whose ``BEGIN IMMEDIATE`` already lets one writer in at a time.
@@ -25,6 +29,7 @@ token units, which exceed 64 bits, are decimal ``TEXT``.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -78,6 +83,11 @@ class Database:
         self.skip_locked = " FOR UPDATE SKIP LOCKED" if self.postgres else ""
         self.for_update = " FOR UPDATE" if self.postgres else ""
         self._local = threading.local()
+        self._url = str(url) if url else None
+        self._pool_size = pool_size
+        self._lock_pool: Any = None
+        self._named: dict[str, threading.Lock] = {}
+        self._named_guard = threading.Lock()
         if self.postgres:
             from psycopg.rows import dict_row
             from psycopg_pool import ConnectionPool
@@ -159,6 +169,48 @@ class Database:
         finally:
             cursor.close()
 
+    @contextmanager
+    def lock(self, name: str, timeout: float = 30.0) -> Iterator[None]:
+        """Hold the lock ``name`` for the block, against every instance sharing
+        this database and every thread of this one; :class:`TimeoutError`
+        after ``timeout`` seconds of waiting.
+
+        On PostgreSQL it is ``pg_advisory_xact_lock`` in a transaction on a
+        connection from a pool of its own (so lock holders never wait for the
+        connections their work needs), released when the block ends or the
+        process dies. The block's own statements run in their own
+        transactions, committed before the lock is released, so the next
+        holder sees them. SQLite serves one instance: a lock in the process."""
+        if self.postgres:
+            from psycopg import errors
+
+            key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+            with self._lock_connections().connection() as conn:
+                conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{int(timeout * 1000)}ms",))
+                try:
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+                except errors.LockNotAvailable as err:
+                    raise TimeoutError(f"lock {name!r} still held after {timeout:g} s") from err
+                yield
+            return
+        with self._named_guard:
+            named = self._named.setdefault(name, threading.Lock())
+        if not named.acquire(timeout=timeout):
+            raise TimeoutError(f"lock {name!r} still held after {timeout:g} s")
+        try:
+            yield
+        finally:
+            named.release()
+
+    def _lock_connections(self) -> Any:
+        with self._named_guard:
+            if self._lock_pool is None:
+                from psycopg_pool import ConnectionPool
+
+                self._lock_pool = ConnectionPool(str(self._url), min_size=1, max_size=self._pool_size, open=True,
+                                                 kwargs={"autocommit": False}, name="locks")
+            return self._lock_pool
+
     def migrate(self, schema: str) -> None:
         """Apply ``schema`` (``;``-separated ``CREATE ... IF NOT EXISTS`` statements)."""
         statements = [s.strip() for s in schema.split(";") if s.strip()]
@@ -172,6 +224,8 @@ class Database:
     def close(self) -> None:
         if self.postgres:
             self._pool.close()
+            if self._lock_pool is not None:
+                self._lock_pool.close()
         elif self._sqlite is not None:
             with self._lock:
                 self._sqlite.close()

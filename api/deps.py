@@ -150,3 +150,22 @@ def relay_origin(
 
 
 OriginDep = Annotated[Origin, Depends(relay_origin)]
+
+
+def custodial_origin(
+    request: Request,
+    user: UserDep,
+    idempotency_key: Annotated[str, Header(
+        alias="Idempotency-Key", min_length=1, max_length=200,
+        description="Required on custodial actions: any unique string of the client's (a UUID), the same on "
+        "every retry of one action. The service signs each try anew, so without it a retried action would be "
+        "a second action, paid twice; with it a retry returns the first request (422 when missing, 409 when "
+        "the same key comes with a different body).")],
+) -> Origin:
+    """Who asks for a custodial action: as :func:`relay_origin`, the
+    idempotency key required."""
+    get_rate_limiter(request).check(f"account:{user.id}", "relay requests")
+    return Origin(account=user.id, idempotency_key=idempotency_key)
+
+
+CustodialOriginDep = Annotated[Origin, Depends(custodial_origin)]

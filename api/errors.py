@@ -77,6 +77,13 @@ class Conflict(AmphoraError):
               "with a different request)."
 
 
+class InFlight(Conflict):
+    code = "in_flight"
+    meaning = ("The same signed call is already in the relayer's outbox and not yet final (sent under another "
+               "idempotency key or by another account); `detail` names that request: follow it at "
+               "`GET /relay/{request_id}`. Nothing was sent again.")
+
+
 class TooManyRequests(AmphoraError):
     status_code = 429
     code = "rate_limited"
@@ -185,7 +192,7 @@ async def _amphora_error(request: Request, exc: Exception) -> Response:
 
 def _location(loc: tuple[Any, ...]) -> str:
     # ("path", "token_id") -> "token_id"; ("body", "signature") -> "signature"
-    parts = [str(p) for p in loc[1:]] if len(loc) > 1 and loc[0] in ("path", "query", "body") else [
+    parts = [str(p) for p in loc[1:]] if len(loc) > 1 and loc[0] in ("path", "query", "header", "body") else [
         str(p) for p in loc]
     return ".".join(parts) or "request"
 

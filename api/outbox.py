@@ -39,6 +39,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +50,15 @@ from eth_utils import to_checksum_address
 
 from api.chain import ChainService, node_errors, node_session
 from api.db import Database, Row
-from api.errors import Conflict, NotFound, RelayRefused, UpstreamUnavailable, WouldRevert
+from api.errors import (
+    Conflict,
+    InFlight,
+    NotFound,
+    RelayRefused,
+    RelayUnavailable,
+    UpstreamUnavailable,
+    WouldRevert,
+)
 from api.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -106,6 +115,16 @@ CREATE TABLE IF NOT EXISTS relay_nonce_claims (
     nonce TEXT NOT NULL,
     expires_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (scope, nonce)
+);
+CREATE TABLE IF NOT EXISTS relay_in_flight (
+    call TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS relay_key_faults (
+    address TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    nonce BIGINT NOT NULL,
+    since DOUBLE PRECISION NOT NULL
 )
 """
 
@@ -119,6 +138,11 @@ GAS_HEADROOM_PERCENT = 20
 LEASE_SECONDS = 10.0
 #: Node answers that mean "this exact transaction is already there".
 _ALREADY_KNOWN = ("already known", "already imported", "known transaction", "transaction already exists")
+#: Node answers that mean "this key cannot pay": nothing it sends gets in until it is funded.
+_INSUFFICIENT_FUNDS = ("insufficient funds", "insufficient balance")
+#: How a cancelled request's error starts; a cancellation's gas limit (a plain transfer).
+CANCELLED = "cancelled:"
+CANCEL_GAS = 21_000
 _NONCE_TOO_LOW = ("nonce too low", "nonce is too low", "nonce has already been used")
 
 
@@ -235,14 +259,25 @@ class Outbox:
     def submit(self, submission: Submission) -> RelayRecord:
         """Admit, persist, sign and broadcast ``submission``; see the module docstring."""
         to, data = submission.to, submission.data
-        print_ = submission.fingerprint or fingerprint(to, data)
+        call = fingerprint(to, data)
+        print_ = submission.fingerprint or call
         if submission.idempotency_key is not None:
             existing = self._by_idempotency_key(submission.account, submission.idempotency_key)
             if existing is not None:
                 return self._replay(existing, print_)
+        self._refuse_in_flight(call)
         relayer = self.key_for(submission.actor)
+        self._refuse_unpaid_key(relayer)
         self._ensure_nonces()
-        estimate = self._estimate(relayer, to, data)
+        try:
+            estimate = self._estimate(relayer, to, data)
+        except WouldRevert:
+            # It may revert only because the same call is in flight already: a retry that
+            # raced its first try gets the first request, a twin the in-flight answer.
+            replayed = self._replay_or_refuse_in_flight(submission, print_, call)
+            if replayed is not None:
+                return replayed
+            raise
         cap = self._settings.relay_gas_limit_cap
         if estimate > cap:
             raise RelayRefused(f"the transaction needs {estimate} gas, above the relayer's cap of {cap}")
@@ -254,6 +289,9 @@ class Outbox:
             with self._db.transaction() as tx:
                 if self._admit is not None:
                     self._admit(tx, submission, estimate)
+                # At most one request in flight per call: the unique key refuses a twin that
+                # raced past the check above (another idempotency key, another account).
+                tx.execute("INSERT INTO relay_in_flight (call, request_id) VALUES (?, ?)", (call, request_id))
                 nonce = self._take_nonce(tx, relayer)
                 raw, tx_hash = self._sign(relayer, to, data, gas_limit, nonce, fees)
                 tx.execute(
@@ -269,11 +307,11 @@ class Outbox:
                            " VALUES (?, ?, ?, ?, ?)",
                            (tx_hash, request_id, fees["maxFeePerGas"], fees["maxPriorityFeePerGas"], now))
         except Exception as err:
-            if submission.idempotency_key is not None and _is_unique_violation(err):
-                # The same key raced in from a second request; the first one won.
-                existing = self._by_idempotency_key(submission.account, submission.idempotency_key)
-                if existing is not None:
-                    return self._replay(existing, print_)
+            if _is_unique_violation(err):
+                # The same key, or the same call under another key, raced in; the first one won.
+                replayed = self._replay_or_refuse_in_flight(submission, print_, call)
+                if replayed is not None:
+                    return replayed
             raise
         logger.info("queued %s as %s: %s nonce %d (gas limit %d)", submission.description, request_id, relayer,
                     nonce, gas_limit)
@@ -301,6 +339,75 @@ class Outbox:
             raise Conflict("Idempotency-Key: already used for a different request "
                            f"({row['id']}); use a new key for a new request")
         return RelayRecord.from_row(row, self._latest_block_or_none())
+
+    def _replay_or_refuse_in_flight(self, submission: Submission, print_: str, call: str) -> RelayRecord | None:
+        """The first request when ``submission`` is a retry of a stored one (its
+        idempotency key); :class:`InFlight` when the same call is in flight under
+        another request; None when neither (the caller raises its own error)."""
+        if submission.idempotency_key is not None:
+            existing = self._by_idempotency_key(submission.account, submission.idempotency_key)
+            if existing is not None:
+                return self._replay(existing, print_)
+        self._refuse_in_flight(call)
+        return None
+
+    def _refuse_in_flight(self, call: str) -> None:
+        """:class:`InFlight` naming the request that holds ``call`` while it is not final."""
+        with self._db.read() as tx:
+            row = tx.one("SELECT request_id FROM relay_in_flight WHERE call = ?", (call,))
+        if row is not None:
+            raise InFlight(f"the same signed call is already in flight as request {row['request_id']}; follow "
+                           f"it at /relay/{row['request_id']} (nothing was sent again)")
+
+    # ------------------------------------------------------------ key health
+
+    def _refuse_unpaid_key(self, relayer: str) -> None:
+        """503 while the node refuses ``relayer``'s transactions for lack of
+        funds: new work would only queue behind its stuck nonce."""
+        with self._db.read() as tx:
+            fault = tx.one("SELECT reason FROM relay_key_faults WHERE address = ?", (relayer,))
+            stuck = fault is not None and tx.one(
+                "SELECT id FROM relay_requests WHERE relayer = ? AND status = ? LIMIT 1", (relayer, QUEUED))
+        if fault is None:
+            return
+        if not stuck:  # nothing waits on the key any more: the fault is history
+            self._clear_fault(relayer)
+            return
+        logger.error("ALERT relayer %s cannot pay for gas (%s): refusing new relays through it", relayer,
+                     fault["reason"])
+        raise RelayUnavailable(f"the relayer key {relayer} cannot pay for gas (the node refused its transaction: "
+                               f"{fault['reason']}); new relays through it are refused until it is funded, and "
+                               "the operator has been alerted")
+
+    def key_faults(self) -> dict[str, str]:
+        """Relayer keys whose transactions the node refuses for good (no funds),
+        with the node's reason: they refuse new work and show in ``/health``."""
+        with self._db.read() as tx:
+            rows = tx.all("SELECT address, reason FROM relay_key_faults")
+        return {row["address"]: row["reason"] for row in rows}
+
+    def _note_fault(self, request_id: str, reason: str) -> None:
+        with self._db.transaction() as tx:
+            row = tx.one("SELECT relayer, nonce FROM relay_requests WHERE id = ?", (request_id,))
+            if row is None:
+                return
+            added = tx.execute("INSERT INTO relay_key_faults (address, reason, nonce, since) VALUES (?, ?, ?, ?)"
+                               " ON CONFLICT (address) DO NOTHING",
+                               (row["relayer"], reason[:200], int(row["nonce"]), time.time()))
+        if added:
+            logger.error("ALERT relayer %s cannot pay for gas (%s): its nonce %s is stuck and new relays through "
+                         "it are refused until it is funded", row["relayer"], reason, row["nonce"])
+
+    def _clear_fault(self, relayer: str) -> None:
+        """``relayer`` pays again: forget its fault and look at its waiting
+        requests now rather than at their next back-off."""
+        with self._db.transaction() as tx:
+            cleared = tx.execute("DELETE FROM relay_key_faults WHERE address = ?", (relayer,))
+            if cleared:
+                tx.execute("UPDATE relay_requests SET next_check_at = ? WHERE relayer = ? AND status = ?",
+                           (time.time(), relayer, QUEUED))
+        if cleared:
+            logger.warning("relayer %s pays for gas again: its stuck requests go out now", relayer)
 
     def _by_idempotency_key(self, account: str, key: str) -> Row | None:
         with self._db.read() as tx:
@@ -386,6 +493,8 @@ class Outbox:
                 return False
             logger.warning("node refused %s: %s", request_id, message)
             self._note_error(request_id, f"node refused the transaction: {message}")
+            if _refused_for_funds(message):
+                self._note_fault(request_id, message)
             return False
         self._mark_sent(request_id, tx_hash)
         return True
@@ -395,17 +504,25 @@ class Outbox:
         with self._db.transaction() as tx:
             changed = tx.execute(
                 "UPDATE relay_requests SET status = ?, sent_at = ?, updated_at = ?, broadcasts = broadcasts + 1,"
-                " error = NULL WHERE id = ? AND status = ?", (SENT, now, now, request_id, QUEUED))
+                " error = CASE WHEN error LIKE ? THEN error ELSE NULL END WHERE id = ? AND status = ?",
+                (SENT, now, now, CANCELLED + "%", request_id, QUEUED))
             if not changed:
                 tx.execute("UPDATE relay_requests SET sent_at = ?, broadcasts = broadcasts + 1 WHERE id = ?",
                            (now, request_id))
+            row = tx.one("SELECT relayer FROM relay_requests WHERE id = ?", (request_id,))
+            faulted = row is not None and tx.one("SELECT address FROM relay_key_faults WHERE address = ?",
+                                                 (row["relayer"],)) is not None
+        if faulted:
+            assert row is not None
+            self._clear_fault(row["relayer"])
         if changed:
             self._changed(request_id)
 
     def _note_error(self, request_id: str, message: str) -> None:
         with self._db.transaction() as tx:
-            tx.execute("UPDATE relay_requests SET error = ?, updated_at = ? WHERE id = ?",
-                       (message[:500], time.time(), request_id))
+            # A cancellation keeps its reason: it is what the request ends with.
+            tx.execute("UPDATE relay_requests SET error = CASE WHEN error LIKE ? THEN error ELSE ? END,"
+                       " updated_at = ? WHERE id = ?", (CANCELLED + "%", message[:500], time.time(), request_id))
 
     def _rpc(self, method: str, params: list[Any]) -> dict[str, Any]:
         """One JSON-RPC call, answering the raw response (errors included)."""
@@ -456,6 +573,12 @@ class Outbox:
             row = tx.one("SELECT MAX(actor_nonce) AS n FROM relay_requests WHERE actor = ? AND status IN (?, ?, ?)",
                          (actor, *OPEN_STATUSES))
         return int(row["n"]) + 1 if row is not None and row["n"] is not None else 0
+
+    def actor_lock(self, actor: str) -> AbstractContextManager[None]:
+        """Held around "read the actor's next certificate nonce, sign, queue"
+        when the service signs for ``actor`` (a custodial account): in the
+        database, so two instances never sign the same nonce."""
+        return self._db.lock(f"actor-nonce:{actor.lower()}")
 
     def claim_nonce(self, scope: str, nonce: int, until: float) -> bool:
         """Reserve ``nonce`` in ``scope`` (say, one payer's EIP-3009 nonces on
@@ -558,12 +681,14 @@ class Outbox:
             block_hash = receipt["blockHash"]
             confirmations = latest - block_number + 1
             succeeded = int(receipt["status"], 16) == 1
+            # A cancellation (a transfer to the relayer itself) ends the request failed, whatever its receipt.
+            cancelled = str(row["to_address"]).lower() == str(row["relayer"]).lower()
             if confirmations >= self._settings.relay_confirmations:
                 # The receipt was read in the same batch as the head: it is the
                 # canonical chain's (a reorganised-away transaction has none, or
                 # one in its new block), so no separate block check is needed.
-                final = CONFIRMED if succeeded else FAILED
-                error = None if succeeded else "the transaction reverted on chain"
+                final = CONFIRMED if succeeded and not cancelled else FAILED
+                error = row["error"] if cancelled else None if succeeded else "the transaction reverted on chain"
                 self._update(request_id, final, now, tx_hash=receipt["transactionHash"], block_number=block_number,
                              block_hash=block_hash, gas_used=int(receipt["gasUsed"], 16), error=error)
                 return
@@ -575,6 +700,8 @@ class Outbox:
             self._reorged(row)
             return
         if row["status"] == QUEUED:
+            if _refused_for_funds(row["error"] or "") and self._cancel_if_void(row, now):
+                return
             if self._broadcast(request_id, row["raw_tx"], row["tx_hash"]):
                 self._reschedule(request_id, now + poll)
             else:
@@ -621,6 +748,40 @@ class Outbox:
             return
         backoff = min(30.0, self._settings.relay_poll_seconds * 2 ** min(int(row["broadcasts"]) + 1, 8))
         self._reschedule(row["id"], now + backoff)
+
+    def _cancel_if_void(self, row: Row, now: float) -> bool:
+        """A request stuck because the node refused its key for lack of funds:
+        if it holds the key's next nonce and its call would now revert (its
+        deadline passed meanwhile, its token moved), replace it with a
+        cancellation, a 0-value transfer to the relayer itself on the same
+        nonce (21,000 gas), so the key is unblocked without paying for a
+        revert. True when cancelled."""
+        relayer, nonce = row["relayer"], int(row["nonce"])
+        try:
+            if int(self._rpc("eth_getTransactionCount", [relayer, "pending"])["result"], 16) != nonce:
+                return False
+            self._estimate(relayer, row["to_address"], row["data"])
+            return False
+        except WouldRevert as err:
+            reason = err.detail
+        except Exception:  # the node cannot tell now: try again later
+            return False
+        fees = self._fee_fields()
+        raw, tx_hash = self._sign(relayer, relayer, "0x", CANCEL_GAS, nonce, fees)
+        error = f"{CANCELLED} the relayer could not pay for gas, and by the time it could the call would revert: " \
+                f"{reason}"
+        with self._db.transaction() as tx:
+            tx.execute("INSERT INTO relay_attempts (tx_hash, request_id, max_fee, priority_fee, created_at)"
+                       " VALUES (?, ?, ?, ?, ?)", (tx_hash, row["id"], fees["maxFeePerGas"],
+                                                   fees["maxPriorityFeePerGas"], now))
+            tx.execute("UPDATE relay_requests SET to_address = ?, data = ?, gas_limit = ?, raw_tx = ?, tx_hash = ?,"
+                       " max_fee = ?, priority_fee = ?, error = ?, updated_at = ?, next_check_at = ? WHERE id = ?",
+                       (relayer, "0x", CANCEL_GAS, raw, tx_hash, fees["maxFeePerGas"], fees["maxPriorityFeePerGas"],
+                        error[:500], now, now + self._settings.relay_poll_seconds, row["id"]))
+            tx.execute("DELETE FROM relay_in_flight WHERE request_id = ?", (row["id"],))
+        logger.warning("request %s: cancelled on nonce %d with %s: %s", row["id"], nonce, tx_hash, error)
+        self._broadcast(row["id"], raw, tx_hash)
+        return True
 
     def _any_receipt(self, request_id: str) -> bool:
         """Whether any transaction sent for ``request_id`` has a receipt now."""
@@ -691,6 +852,8 @@ class Outbox:
             before = tx.one("SELECT status FROM relay_requests WHERE id = ?", (request_id,))
             tx.execute(f"UPDATE relay_requests SET status = ?, updated_at = ?, next_check_at = ?, {columns}"
                        " WHERE id = ?", (status, now, next_check_at, *fields.values(), request_id))
+            if status in (CONFIRMED, FAILED):  # no longer in flight: the same call may be asked for again
+                tx.execute("DELETE FROM relay_in_flight WHERE request_id = ?", (request_id,))
         if before is None or before["status"] != status:
             self._changed(request_id)
 
@@ -701,6 +864,10 @@ class Outbox:
             self._on_change(self.get(request_id))
         except Exception:
             logger.exception("status change hook failed for %s", request_id)
+
+
+def _refused_for_funds(message: str) -> bool:
+    return any(text in message.lower() for text in _INSUFFICIENT_FUNDS)
 
 
 def _is_revert(error: dict[str, Any]) -> bool:

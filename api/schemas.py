@@ -169,6 +169,10 @@ class RelayerKeyHealth(BaseModel):
     address: Address
     balance_wei: Uint256Out
     low_balance: bool
+    fault: str | None = Field(default=None, description="Set when the node refuses this key's transactions for "
+                              "good (no funds for gas): the node's reason. The key's new relays are refused (503) "
+                              "until a transaction of it gets in again; its stuck nonce is then sent, or "
+                              "cancelled if its call would revert by then.")
 
 
 class RelayerHealth(BaseModel):
@@ -184,7 +188,9 @@ class RelayerHealth(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok"] = "ok"
+    status: Literal["ok", "degraded"] = Field(default="ok", description="`degraded` while a relayer key is below "
+                                              "its minimum balance or cannot pay for gas (see `relayer.keys`): "
+                                              "reads work, relays through that key answer 503.")
     node_reachable: bool = Field(description="Always true in a 200 answer; 503 when the node is down.")
     chain_id: int
     latest_block: int

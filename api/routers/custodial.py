@@ -10,8 +10,9 @@ address, so one account cannot move another's certificates or points.
 
 from __future__ import annotations
 
-import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -22,8 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from amphora import eip712
 from api import lending
 from api.chain import LENDING, POINTS, STABLECOIN, contract_label, node_errors
-from api.deps import ChainDep, OriginDep, RelayerDep, SettingsDep, UserDep, UsersDep
-from api.errors import NotFound, error_responses
+from api.deps import ChainDep, CustodialOriginDep, RelayerDep, SettingsDep, UserDep, UsersDep
+from api.errors import NotFound, TooManyRequests, error_responses
 from api.lifecycle import ACTIONS, ActionName
 from api.outbox import request_fingerprint
 from api.relayer import Origin, Relayer
@@ -51,15 +52,20 @@ router = APIRouter(prefix="/me/relay", tags=["custodial"])
 #: signature that somehow escaped is soon void.
 SIGNATURE_LIFETIME = 3600
 
-#: One lock per account around "read the holder nonce, sign, queue": two actions
-#: of one account in flight at once must not sign the same certificate nonce.
-_nonce_locks: dict[str, threading.Lock] = {}
-_nonce_locks_guard = threading.Lock()
 
 
-def _account_lock(user: User) -> threading.Lock:
-    with _nonce_locks_guard:
-        return _nonce_locks.setdefault(user.id, threading.Lock())
+@contextmanager
+def _account_lock(relayer: Relayer, user: User) -> Iterator[None]:
+    """Held around "read the holder nonce, sign, queue": two actions of one
+    account in flight at once, on any instance sharing the database, must not
+    sign the same certificate nonce. 429 when another action of the account
+    holds it too long."""
+    try:
+        with relayer.outbox.actor_lock(user.address):
+            yield
+    except TimeoutError as err:
+        raise TooManyRequests("another action of this account is still being signed; retry in a moment",
+                              1) from err
 
 
 def _deadline() -> int:
@@ -79,7 +85,14 @@ _CUSTODIAL_DOC = """
     first: **409 `would_revert`** with the contract's reason if it would fail
     (nothing sent, nothing charged). 401 without valid credentials, 429 over
     the rate limit or a daily quota, 503 when custodial keys or the relayer are
-    not configured. 202: stored in the outbox; follow `status_url`."""
+    not configured. 202: stored in the outbox; follow `status_url`.
+
+    **`Idempotency-Key` is required** (422 without it): each try is signed
+    anew (a fresh nonce and deadline), so a retry without the key would be a
+    second action, paid twice. Send one unique key per action and the same
+    key on every retry of it: a retry gets the first request's answer, even
+    while the first is still in flight; the same key with a different body is
+    409 `conflict`."""
 
 
 class CustodialTransfer(BaseModel):
@@ -159,9 +172,9 @@ def _sign(users: UserStore, user: User, data: dict[str, Any]) -> str:
 @router.post("/transfers", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
              summary="Transfer one of my certificates", responses=error_responses(*RELAY_ERRORS))
 def custodial_transfer(body: CustodialTransfer, user: UserDep, users: UsersDep, chain: ChainDep,
-                       relayer: RelayerDep, settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
+                       relayer: RelayerDep, settings: SettingsDep, origin: CustodialOriginDep) -> RelayAccepted:
     origin = _as_asked(origin, "transfers", body)
-    with _account_lock(user):
+    with _account_lock(relayer, user):
         nonce, deadline = _holder_nonce(relayer, chain, user.address), _deadline()
         domain = chain.eip712_domain()
         data = eip712.typed_data("Transfer", eip712.transfer_message(user.address, body.to, body.token_id, nonce,
@@ -181,7 +194,7 @@ custodial_transfer.__doc__ = """Sign the certificate contract's `Transfer` for
 @router.post("/points-transfers", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
              summary="Pay points to someone", responses=error_responses(*RELAY_ERRORS))
 def custodial_points_transfer(body: CustodialPointsTransfer, user: UserDep, users: UsersDep, chain: ChainDep,
-                              relayer: RelayerDep, settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
+                              relayer: RelayerDep, settings: SettingsDep, origin: CustodialOriginDep) -> RelayAccepted:
     origin = _as_asked(origin, "points-transfers", body)
     token = chain.authorization_token(POINTS)  # 503 for a points token without EIP-3009
     valid_before = _deadline()
@@ -205,7 +218,7 @@ custodial_points_transfer.__doc__ = """Sign an EIP-3009 `TransferWithAuthorizati
 def _holder_action(name: ActionName, token_id: int, extra: tuple[Any, ...], fields: dict[str, Any], user: User,
                    users: UserStore, chain: Any, relayer: Relayer, origin: Origin, base_url: str) -> RelayAccepted:
     action = ACTIONS[name]
-    with _account_lock(user):
+    with _account_lock(relayer, user):
         nonce, deadline = _holder_nonce(relayer, chain, user.address), _deadline()
         domain = chain.eip712_domain()
         data = action.typed_data(user.address, token_id, extra, nonce, deadline, domain.chain_id,
@@ -219,7 +232,7 @@ def _holder_action(name: ActionName, token_id: int, extra: tuple[Any, ...], fiel
 @router.post("/gifts", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
              summary="Gift one of my certificates (claim link)", responses=error_responses(*RELAY_ERRORS))
 def custodial_gift(body: CustodialGift, user: UserDep, users: UsersDep, chain: ChainDep, relayer: RelayerDep,
-                   settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
+                   settings: SettingsDep, origin: CustodialOriginDep) -> RelayAccepted:
     origin = _as_asked(origin, "gifts", body)
     return _holder_action(ActionName.gift, body.token_id, (body.claim_key, body.expiry),
                           {"claim_key": body.claim_key, "expiry": body.expiry}, user, users, chain, relayer,
@@ -234,7 +247,7 @@ custodial_gift.__doc__ = """Lock the certificate to a one-time claim key
 @router.post("/gift-revocations", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
              summary="Revoke my pending gift", responses=error_responses(*RELAY_ERRORS))
 def custodial_gift_revocation(body: CustodialToken, user: UserDep, users: UsersDep, chain: ChainDep,
-                              relayer: RelayerDep, settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
+                              relayer: RelayerDep, settings: SettingsDep, origin: CustodialOriginDep) -> RelayAccepted:
     origin = _as_asked(origin, "gift-revocations", body)
     return _holder_action(ActionName.gift_revocation, body.token_id, (), {}, user, users, chain, relayer, origin,
                           settings.public_base_url)
@@ -247,7 +260,7 @@ custodial_gift_revocation.__doc__ = """Cancel the account's pending gift of
 @router.post("/redemptions", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
              summary="Ask for my bottle", responses=error_responses(*RELAY_ERRORS))
 def custodial_redemption(body: CustodialRedemption, user: UserDep, users: UsersDep, chain: ChainDep,
-                         relayer: RelayerDep, settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
+                         relayer: RelayerDep, settings: SettingsDep, origin: CustodialOriginDep) -> RelayAccepted:
     origin = _as_asked(origin, "redemptions", body)
     order = bytes.fromhex(body.order_hash[2:])
     return _holder_action(ActionName.redemption, body.token_id, (order,), {"order_hash": body.order_hash}, user,
@@ -262,7 +275,7 @@ custodial_redemption.__doc__ = """Request redemption of `token_id`
 @router.post("/flags", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
              summary="Report my certificate lost or stolen", responses=error_responses(*RELAY_ERRORS))
 def custodial_flag(body: CustodialFlag, user: UserDep, users: UsersDep, chain: ChainDep, relayer: RelayerDep,
-                   settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
+                   settings: SettingsDep, origin: CustodialOriginDep) -> RelayAccepted:
     origin = _as_asked(origin, "flags", body)
     reason = bytes.fromhex(body.reason_hash[2:])
     return _holder_action(ActionName.flag, body.token_id, (reason,), {"reason_hash": body.reason_hash}, user,
@@ -276,7 +289,7 @@ custodial_flag.__doc__ = """Flag `token_id` lost or stolen (`Flag`); only its
 @router.post("/gift-claims", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
              summary="Claim a gift into my account", responses=error_responses(*RELAY_ERRORS))
 def custodial_gift_claim(body: CustodialGiftClaim, user: UserDep, relayer: RelayerDep, settings: SettingsDep,
-                         origin: OriginDep) -> RelayAccepted:
+                         origin: CustodialOriginDep) -> RelayAccepted:
     request = GiftClaimBySecretRequest.model_validate({"token_id": body.token_id, "recipient": user.address,
                                                        "claim_secret": body.claim_secret})
     return accepted(relayer.relay_gift_claim_by_secret(request, origin), settings.public_base_url)
@@ -291,7 +304,7 @@ custodial_gift_claim.__doc__ = """For a gift recipient without a wallet: sign up
 @router.post("/loan-acceptances", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
              summary="Borrow against my certificate", responses=error_responses(*RELAY_ERRORS))
 def custodial_loan_acceptance(body: CustodialLoanAcceptance, user: UserDep, users: UsersDep, chain: ChainDep,
-                              relayer: RelayerDep, settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
+                              relayer: RelayerDep, settings: SettingsDep, origin: CustodialOriginDep) -> RelayAccepted:
     origin = _as_asked(origin, "loan-acceptances", body)
     offer_hash = lending.offer_hash(chain, body.offer)
     deadline = _deadline()
@@ -313,7 +326,7 @@ custodial_loan_acceptance.__doc__ = """Accept a lender's signed offer (from
 @router.post("/loan-repayments", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
              summary="Repay a loan from my stablecoin", responses=error_responses(*RELAY_ERRORS, NotFound))
 def custodial_loan_repayment(body: CustodialLoanRepayment, user: UserDep, users: UsersDep, chain: ChainDep,
-                             relayer: RelayerDep, settings: SettingsDep, origin: OriginDep) -> RelayAccepted:
+                             relayer: RelayerDep, settings: SettingsDep, origin: CustodialOriginDep) -> RelayAccepted:
     origin = _as_asked(origin, "loan-repayments", body)
     contract = chain.lending_contract("repay_with_authorization")
     loan = lending.loan_snapshot(chain, body.loan_id).loan

@@ -14,6 +14,7 @@ from api.chain import POINTS, Eip712Domain
 from api.deps import ChainDep, OriginDep, RelayerDep, SettingsDep
 from api.errors import (
     Conflict,
+    InFlight,
     InvalidRequest,
     NotDeployed,
     NotFound,
@@ -53,7 +54,7 @@ from api.settings import Settings
 router = APIRouter(prefix="/relay", tags=["relay"])
 
 #: What a relay submission may answer besides 202.
-RELAY_ERRORS = (InvalidRequest, Unauthorized, WouldRevert, RelayRefused, Conflict, TooManyRequests,
+RELAY_ERRORS = (InvalidRequest, Unauthorized, WouldRevert, RelayRefused, Conflict, InFlight, TooManyRequests,
                 RelayUnavailable, UpstreamUnavailable, NotDeployed)
 
 
