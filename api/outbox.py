@@ -265,7 +265,9 @@ class Outbox:
             existing = self._by_idempotency_key(submission.account, submission.idempotency_key)
             if existing is not None:
                 return self._replay(existing, print_)
-        self._refuse_in_flight(call)
+        replayed = self._replay_or_refuse_in_flight(submission, print_, call, look_up_key=False)
+        if replayed is not None:  # the first try landed since the lookup above
+            return replayed
         relayer = self.key_for(submission.actor)
         self._refuse_unpaid_key(relayer)
         self._ensure_nonces()
@@ -340,24 +342,26 @@ class Outbox:
                            f"({row['id']}); use a new key for a new request")
         return RelayRecord.from_row(row, self._latest_block_or_none())
 
-    def _replay_or_refuse_in_flight(self, submission: Submission, print_: str, call: str) -> RelayRecord | None:
+    def _replay_or_refuse_in_flight(self, submission: Submission, print_: str, call: str,
+                                    look_up_key: bool = True) -> RelayRecord | None:
         """The first request when ``submission`` is a retry of a stored one (its
-        idempotency key); :class:`InFlight` when the same call is in flight under
-        another request; None when neither (the caller raises its own error)."""
-        if submission.idempotency_key is not None:
-            existing = self._by_idempotency_key(submission.account, submission.idempotency_key)
+        idempotency key), in flight or not; :class:`InFlight` when the same
+        call is in flight under another request; None when neither (the
+        caller goes on, or raises its own error)."""
+        with self._db.read() as tx:
+            holder = tx.one("SELECT r.* FROM relay_in_flight f JOIN relay_requests r ON r.id = f.request_id"
+                            " WHERE f.call = ?", (call,))
+        key = submission.idempotency_key
+        if holder is not None:
+            if key is not None and (holder["account"], holder["idempotency_key"]) == (submission.account, key):
+                return self._replay(holder, print_)
+            raise InFlight(f"the same signed call is already in flight as request {holder['id']}; follow it at "
+                           f"/relay/{holder['id']} (nothing was sent again)")
+        if look_up_key and key is not None:
+            existing = self._by_idempotency_key(submission.account, key)
             if existing is not None:
                 return self._replay(existing, print_)
-        self._refuse_in_flight(call)
         return None
-
-    def _refuse_in_flight(self, call: str) -> None:
-        """:class:`InFlight` naming the request that holds ``call`` while it is not final."""
-        with self._db.read() as tx:
-            row = tx.one("SELECT request_id FROM relay_in_flight WHERE call = ?", (call,))
-        if row is not None:
-            raise InFlight(f"the same signed call is already in flight as request {row['request_id']}; follow "
-                           f"it at /relay/{row['request_id']} (nothing was sent again)")
 
     # ------------------------------------------------------------ key health
 
