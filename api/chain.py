@@ -14,6 +14,7 @@ import logging
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -67,8 +68,9 @@ _ERC1271_ABI = [{
 #: How many bitmap words (256 nonces each) of a payer's EIP-3009 nonces the API
 #: reads looking for a free one before it falls back to a random nonce.
 NONCE_WORDS_SCANNED = 8
-#: The longest a handed-out EIP-3009 nonce stays reserved in this process.
-NONCE_RESERVATION_SECONDS = 86_400
+#: At most this many (token, payer, caller) reservation lists are kept in memory;
+#: the least recently used goes first.
+NONCE_RESERVATION_LISTS = 10_000
 
 
 @dataclass(frozen=True)
@@ -248,7 +250,8 @@ class ChainService:
         self._code_seen: dict[str, float] = {}
         self._lot_text: dict[tuple[int, bytes, bytes], LotText] = {}
         self._nonce_lock = threading.Lock()
-        self._reserved_nonces: dict[tuple[str, str], dict[int, float]] = {}
+        #: (token, payer, caller) -> {nonce: expiry}, oldest first; least recently used first.
+        self._reserved_nonces: OrderedDict[tuple[str, str, str], dict[int, float]] = OrderedDict()
 
     # ------------------------------------------------------------ bindings
 
@@ -351,17 +354,23 @@ class ChainService:
         return contract
 
     def free_authorization_nonce(self, name: str, payer: str, valid_before: int,
-                                 claim: Callable[[int, float], bool] | None = None) -> bytes:
+                                 claim: Callable[[int, float], bool] | None = None,
+                                 caller: str = "anonymous") -> bytes:
         """A nonce for a new EIP-3009 authorization of ``payer`` on token ``name``.
 
         The token keeps used nonces as a bitmap, 256 to a storage word: a nonce
         in a word the payer already used costs 5,000 gas to consume, a nonce in
         a new word 22,100. So this picks a clear bit, at random, in the lowest
-        word that has one, skipping nonces this process handed out that may
-        still be signed and relayed (reserved until ``valid_before``, at most a
-        day). Random rather than lowest-first, so that two API instances
-        answering the same payer at once rarely pick the same nonce; if they
-        do, the second relay is refused as used and the holder signs again.
+        word that has one, skipping nonces this process handed out to the same
+        ``caller`` (an account, or a client address) that may still be signed
+        and relayed. Those reservations are the caller's own, so one caller
+        cannot make another's nonces dearer; they are few (at most
+        ``relay_nonce_reservations_per_caller`` per caller and payer, the
+        oldest dropped first) and short (``relay_nonce_reservation_seconds``,
+        or until ``valid_before`` if sooner). Random rather than lowest-first,
+        so that two callers (or instances) answering the same payer at once
+        rarely pick the same nonce; if they do, the second relay is refused as
+        used and the holder signs again.
         ``claim(nonce, until)``, when given, reserves the nonce in a store
         shared by every instance and across restarts (the outbox's database)
         and answers False when another request holds it: then another nonce is
@@ -373,25 +382,43 @@ class ChainService:
             return secrets.token_bytes(32)
         owner = to_checksum_address(payer)
         now = time.time()
-        until = min(float(valid_before), now + NONCE_RESERVATION_SECONDS)
+        until = min(float(valid_before), now + self._settings.relay_nonce_reservation_seconds)
+        bound = self._settings.relay_nonce_reservations_per_caller
         for word in range(NONCE_WORDS_SCANNED):
             # Read the word without holding the lock: every payer's requests share it.
             bits = self.read_uint(contract, "authorization_bitmap", owner, word)
             while True:
                 with self._nonce_lock:
-                    reserved = self._reserved_nonces.setdefault((name, owner), {})
-                    for nonce, expiry in list(reserved.items()):
-                        if expiry <= now:
-                            del reserved[nonce]
+                    reserved = self._reservations((name, owner, caller), now)
                     free = [word * 256 + bit for bit in range(256)
                             if not (bits >> bit) & 1 and word * 256 + bit not in reserved]
                     if not free:
                         break
                     nonce = secrets.choice(free)
                     reserved[nonce] = until
+                    while len(reserved) > bound:
+                        del reserved[next(iter(reserved))]
                 if claim is None or claim(nonce, until):
                     return nonce.to_bytes(32, "big")
         return secrets.token_bytes(32)
+
+    def _reservations(self, key: tuple[str, str, str], now: float) -> dict[int, float]:
+        """The live reservations of ``key`` (the lock held), made the most
+        recently used; the least recently used lists beyond the bound go."""
+        reserved = self._reserved_nonces.pop(key, {})
+        for nonce in [n for n, expiry in reserved.items() if expiry <= now]:
+            del reserved[nonce]
+        self._reserved_nonces[key] = reserved
+        while len(self._reserved_nonces) > NONCE_RESERVATION_LISTS:
+            self._reserved_nonces.popitem(last=False)
+        return reserved
+
+    def reserved_nonce_count(self) -> int:
+        """How many EIP-3009 nonce reservations are live in this process."""
+        now = time.time()
+        with self._nonce_lock:
+            return sum(1 for reserved in self._reserved_nonces.values() for expiry in reserved.values()
+                       if expiry > now)
 
     # --------------------------------------------------------------- node
 

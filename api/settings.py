@@ -72,6 +72,16 @@ class Settings(BaseSettings):
     relay_webhook_secret: SecretStr | None = Field(
         default=None, description="HMAC-SHA256 key for the webhook's `X-Amphora-Signature` header.",
     )
+    relay_nonce_reservations_per_caller: int = Field(
+        default=16, ge=1,
+        description="EIP-3009 nonces the API keeps reserved per caller (account or client address) and payer "
+        "after handing them out in typed data (the oldest is dropped first).",
+    )
+    relay_nonce_reservation_seconds: float = Field(
+        default=900.0, gt=0,
+        description="How long a handed-out EIP-3009 nonce stays reserved for its caller (or until the "
+        "authorization's valid_before, if sooner).",
+    )
     quota_account_actions_per_day: int = Field(
         default=500, ge=0, description="Relayed actions per account per UTC day (operators can change it).",
     )

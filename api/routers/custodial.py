@@ -201,7 +201,8 @@ def custodial_points_transfer(body: CustodialPointsTransfer, user: UserDep, user
     # Claimed in the outbox's database: another instance, or this one after a restart, never
     # signs the same nonce for this account while the first request may still be relayed.
     nonce = chain.free_authorization_nonce(POINTS, user.address, valid_before,
-                                           claim=partial(relayer.outbox.claim_nonce, f"{token.address}:{user.address}"))
+                                           claim=partial(relayer.outbox.claim_nonce, f"{token.address}:{user.address}"),
+                                           caller=f"account:{user.id}")
     domain = chain.eip712_domain(POINTS)
     data = authorization_typed_data(domain, "TransferWithAuthorization", user.address, body.to, body.value, 0,
                                     valid_before, nonce)

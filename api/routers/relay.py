@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Path, Query, Request, status
 
 from amphora import eip712
 from api.chain import POINTS, Eip712Domain
@@ -156,6 +156,7 @@ def transfer_typed_data(
     responses=error_responses(InvalidRequest, UpstreamUnavailable, NotDeployed),
 )
 def points_transfer_typed_data(
+    request: Request,
     chain: ChainDep,
     sender: Annotated[str, Query(alias="from", pattern=ADDRESS_PATTERN, description="The payer.")],
     to: Annotated[str, Query(pattern=ADDRESS_PATTERN, description="The payee.")],
@@ -174,7 +175,10 @@ def points_transfer_typed_data(
     picks one and returns it in `message.nonce`: a nonce the payer has not used,
     in the same 256-nonce bitmap word as nonces it used before, which makes
     the relayed transfer about 17,000 gas cheaper than a random nonce would, and
-    not one it handed out for another pending authorization. Sign the payload
+    not one it handed out to the same caller (client address) for another
+    pending authorization. Such a reservation is the caller's own (it never
+    changes what another caller gets), short (15 minutes by default, or until
+    `valid_before`) and bounded (16 per caller and payer by default). Sign the payload
     with any standard signer and post the signature to
     `POST /relay/points-transfers` with the same values (`validAfter` as
     `valid_after`, `validBefore` as `valid_before`). 422 when `valid_before` is
@@ -191,7 +195,8 @@ def points_transfer_typed_data(
     if nonce is not None:
         nonce_bytes = bytes.fromhex(nonce[2:])
     else:
-        nonce_bytes = chain.free_authorization_nonce(POINTS, payer, valid_before)
+        caller = f"client:{request.client.host}" if request.client else "client:unknown"
+        nonce_bytes = chain.free_authorization_nonce(POINTS, payer, valid_before, caller=caller)
     data = authorization_typed_data(domain, "TransferWithAuthorization", payer, payee, value, valid_after,
                                     valid_before, nonce_bytes)
     return PointsTransferTypedData.model_validate(data)
