@@ -73,7 +73,7 @@ class Settings(BaseSettings):
         default=None, description="HMAC-SHA256 key for the webhook's `X-Amphora-Signature` header.",
     )
     relay_nonce_reservations_per_caller: int = Field(
-        default=16, ge=1,
+        default=32, ge=1,
         description="EIP-3009 nonces the API keeps reserved per caller (account or client address) and payer "
         "after handing them out in typed data (the oldest is dropped first).",
     )

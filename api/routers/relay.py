@@ -178,7 +178,7 @@ def points_transfer_typed_data(
     not one it handed out to the same caller (client address) for another
     pending authorization. Such a reservation is the caller's own (it never
     changes what another caller gets), short (15 minutes by default, or until
-    `valid_before`) and bounded (16 per caller and payer by default). Sign the payload
+    `valid_before`) and bounded (32 per caller and payer by default). Sign the payload
     with any standard signer and post the signature to
     `POST /relay/points-transfers` with the same values (`validAfter` as
     `valid_after`, `validBefore` as `valid_before`). 422 when `valid_before` is

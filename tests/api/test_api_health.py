@@ -27,7 +27,8 @@ def test_health__node_up__reports_chain_contract_and_relayer(client, chain, cert
     assert body["certificate_address"] == cert.address
     assert body["relayer"] == {
         "address": relayer.address, "balance_wei": str(relayer.balance), "error": None,
-        "keys": [{"address": relayer.address, "balance_wei": str(relayer.balance), "low_balance": False}],
+        "keys": [{"address": relayer.address, "balance_wei": str(relayer.balance), "low_balance": False,
+                  "fault": None}],
         "low_balance": False, "min_balance_wei": str(10**16), "requests": {}, "database": "sqlite"}
 
 

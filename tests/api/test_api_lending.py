@@ -449,7 +449,8 @@ def test_custodial_loan_acceptance__account_pledges_its_certificate_and_is_paid(
     posted = make_offer(bottles.lot_id, token_id)
 
     response = client.post("/me/relay/loan-acceptances", json={
-        "offer": posted["offer"], "lender_signature": posted["signature"], "token_id": token_id})
+        "offer": posted["offer"], "lender_signature": posted["signature"], "token_id": token_id},
+        headers={"Idempotency-Key": "accept-1"})
 
     wait_for_status(client, response.json()["request_id"], "confirmed")
     loan = client.get(f"/collateral/{token_id}").json()["loan"]
@@ -468,13 +469,15 @@ def test_custodial_loan_repayment__account_repays_from_its_stablecoin_without_ga
     cert.transferFrom(winery, account, token_id, sender=winery)
     posted = make_offer(bottles.lot_id, token_id)
     accepted = client.post("/me/relay/loan-acceptances", json={
-        "offer": posted["offer"], "lender_signature": posted["signature"], "token_id": token_id})
+        "offer": posted["offer"], "lender_signature": posted["signature"], "token_id": token_id},
+        headers={"Idempotency-Key": "accept-1"})
     wait_for_status(client, accepted.json()["request_id"], "confirmed")
     loan_id = int(client.get(f"/collateral/{token_id}").json()["loan"]["loan_id"])
     mint_stablecoin(account, REPAYMENT - PRINCIPAL)
     lender_before = deployed_stablecoin.balanceOf(lender)
 
-    response = client.post("/me/relay/loan-repayments", json={"loan_id": loan_id})
+    response = client.post("/me/relay/loan-repayments", json={"loan_id": loan_id},
+                           headers={"Idempotency-Key": "repay-1"})
 
     done = wait_for_status(client, response.json()["request_id"], "confirmed")
     assert done["actor"] == account
@@ -483,7 +486,8 @@ def test_custodial_loan_repayment__account_repays_from_its_stablecoin_without_ga
     assert deployed_stablecoin.balanceOf(lender) - lender_before == REPAYMENT
     assert cert.ownerOf(token_id) == account and cert.locked(token_id) is False
     assert w3.eth.get_balance(account) == 0
-    again = client.post("/me/relay/loan-repayments", json={"loan_id": loan_id})
+    again = client.post("/me/relay/loan-repayments", json={"loan_id": loan_id},
+                        headers={"Idempotency-Key": "repay-2"})
     assert again.status_code == 404  # closed: nothing to sign, nothing sent
 
 

@@ -154,7 +154,8 @@ def test_api__success_answers_generated_data_cannot_reach__match_their_schemas(
     # The account's own certificate, moved by the service's signature.
     token = lot.token(3)
     cert.transferFrom(winery, account["address"], token, sender=winery)
-    accepted = _call(app, "POST", "/me/relay/transfers", 202, body={"token_id": token, "to": holder.address})
+    accepted = _call(app, "POST", "/me/relay/transfers", 202, body={"token_id": token, "to": holder.address},
+                     headers={"Idempotency-Key": "fuzz-custodial-transfer"})
     _confirmed(app, accepted["request_id"])
     assert cert.ownerOf(token) == holder.address
 
