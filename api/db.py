@@ -40,6 +40,10 @@ from typing import Any
 Row = dict[str, Any]
 
 
+class LockBusy(TimeoutError):
+    """A named lock of :meth:`Database.lock` was still held by another holder when the wait ran out."""
+
+
 class Transaction:
     """Statements inside one transaction of :meth:`Database.transaction`."""
 
@@ -172,7 +176,7 @@ class Database:
     @contextmanager
     def lock(self, name: str, timeout: float = 30.0) -> Iterator[None]:
         """Hold the lock ``name`` for the block, against every instance sharing
-        this database and every thread of this one; :class:`TimeoutError`
+        this database and every thread of this one; :class:`LockBusy`
         after ``timeout`` seconds of waiting.
 
         On PostgreSQL it is ``pg_advisory_xact_lock`` in a transaction on a
@@ -190,13 +194,13 @@ class Database:
                 try:
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
                 except errors.LockNotAvailable as err:
-                    raise TimeoutError(f"lock {name!r} still held after {timeout:g} s") from err
+                    raise LockBusy(f"lock {name!r} still held after {timeout:g} s") from err
                 yield
             return
         with self._named_guard:
             named = self._named.setdefault(name, threading.Lock())
         if not named.acquire(timeout=timeout):
-            raise TimeoutError(f"lock {name!r} still held after {timeout:g} s")
+            raise LockBusy(f"lock {name!r} still held after {timeout:g} s")
         try:
             yield
         finally:

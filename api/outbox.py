@@ -513,12 +513,10 @@ class Outbox:
             if not changed:
                 tx.execute("UPDATE relay_requests SET sent_at = ?, broadcasts = broadcasts + 1 WHERE id = ?",
                            (now, request_id))
-            row = tx.one("SELECT relayer FROM relay_requests WHERE id = ?", (request_id,))
-            faulted = row is not None and tx.one("SELECT address FROM relay_key_faults WHERE address = ?",
-                                                 (row["relayer"],)) is not None
-        if faulted:
-            assert row is not None
-            self._clear_fault(row["relayer"])
+            fault = tx.one("SELECT f.address FROM relay_key_faults f JOIN relay_requests r ON r.relayer = f.address"
+                           " WHERE r.id = ?", (request_id,))
+        if fault is not None:  # the node takes the key's transactions again
+            self._clear_fault(fault["address"])
         if changed:
             self._changed(request_id)
 

@@ -18,6 +18,8 @@ import httpx
 import pytest
 from relay_harness import ApiServer, RawChain, server_env, sign_up, wait_final
 
+from api.db import Database, LockBusy
+
 pytest_plugins = ["pg"]
 
 #: Certificates of the one account, each transferred by its own request.
@@ -60,3 +62,35 @@ def test_custodial_nonce__two_instances_on_one_postgresql__concurrent_actions_of
         assert sorted(body["status"] for body in finals.values()) == ["confirmed"] * ACTIONS, logs
         assert cert.nonces(account.address) == ACTIONS
         assert all(cert.ownerOf(token) == recipient for token in tokens)
+
+
+@pytest.mark.parametrize("shared", ["postgresql", "sqlite"])
+def test_database_lock__held_by_one_holder__another_waits_then_times_out_then_gets_it(shared, request):
+    if shared == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+        one, other = Database(url=url), Database(url=url)  # two instances on one database
+    else:
+        one = other = Database()  # SQLite serves one instance: two threads of it
+    try:
+        held, release = threading.Event(), threading.Event()
+
+        def holder() -> None:
+            with one.lock("actor-nonce:0xabc"):
+                held.set()
+                release.wait(10)
+
+        thread = threading.Thread(target=holder)
+        thread.start()
+        assert held.wait(10)
+        with pytest.raises(LockBusy), other.lock("actor-nonce:0xabc", timeout=0.3):
+            pass
+        with other.lock("actor-nonce:0xdef", timeout=0.3):  # another name is free
+            pass
+        release.set()
+        thread.join(10)
+        with other.lock("actor-nonce:0xabc", timeout=5):
+            pass
+    finally:
+        one.close()
+        if other is not one:
+            other.close()

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from amphora import eip712
 from api import lending
 from api.chain import LENDING, POINTS, STABLECOIN, contract_label, node_errors
+from api.db import LockBusy
 from api.deps import ChainDep, CustodialOriginDep, RelayerDep, SettingsDep, UserDep, UsersDep
 from api.errors import NotFound, TooManyRequests, error_responses
 from api.lifecycle import ACTIONS, ActionName
@@ -63,7 +64,7 @@ def _account_lock(relayer: Relayer, user: User) -> Iterator[None]:
     try:
         with relayer.outbox.actor_lock(user.address):
             yield
-    except TimeoutError as err:
+    except LockBusy as err:
         raise TooManyRequests("another action of this account is still being signed; retry in a moment",
                               1) from err
 
