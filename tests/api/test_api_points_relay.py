@@ -123,7 +123,8 @@ def test_relay_status__relayed_points_transfer__confirmed(client, w3, customer_p
 def test_relay_points__replayed_nonce__409_and_nothing_sent(
         client, w3, deployed_points, customer_points, customer, recipient, relayer, authorization_body):
     body = authorization_body(customer, recipient)
-    _relay(client, w3, body)
+    tx_hash = _relay(client, w3, body)
+    wait_for_status(client, tx_hash, "confirmed")  # final: no longer in flight, judged by the chain
     before = outbox(w3, relayer)
 
     response = client.post("/relay/points-transfers", json=body)
