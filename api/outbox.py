@@ -25,6 +25,19 @@ A relayed action's life:
    node no longer knows is broadcast again; one whose block was reorganised
    away goes back to ``sent`` and is broadcast again.
 
+At most one request per call (contract and calldata) is in flight: the
+table ``relay_in_flight`` holds each open request's call under a unique key, so
+the same signature sent under another idempotency key or by another account is
+refused (:class:`~api.errors.InFlight`, naming the first request) instead of
+being paid for twice; a retry under the first request's own key gets that
+request, in flight or not.
+
+A key the node refuses for good (no funds for gas) is recorded in
+``relay_key_faults``: its new work is refused (503) and ``/health`` shows it
+until a transaction of it gets in again. Meanwhile the worker keeps offering
+the stuck nonce; if the call there would revert by the time the key can pay,
+it is replaced by a cancellation (a 0-value transfer to the key itself).
+
 Nonces come from the database (``relay_nonces``), never from the node's
 ``pending`` count, so two instances sharing a key never pick the same nonce,
 and a request never holds a nonce without its signed bytes being stored.
