@@ -20,20 +20,26 @@ can make the limiter forget its oldest keys. Refusals are 429 with
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from cachetools import TTLCache
 from starlette.requests import Request
 
 from api.errors import TooManyRequests
 
-#: Keys a limiter remembers at most, unless its owner says otherwise: about 20 MiB of buckets.
-DEFAULT_MAX_KEYS = 100_000
+#: Keys a limiter remembers at most, unless its owner says otherwise: about 5 MiB of buckets.
+DEFAULT_MAX_KEYS = 20_000
+
+
+def _digest(*parts: str) -> bytes:
+    """A 16-byte key for ``parts``: what a client sends (an identifier of up to
+    1,024 characters) must not decide how much memory a key takes."""
+    return hashlib.blake2b("\0".join(parts).encode(), digest_size=16).digest()
 
 
 def client_key(request: Request) -> str:
@@ -60,7 +66,8 @@ class RateLimiter:
         self._burst = burst
         self._clock = clock
         # A bucket untouched for burst / rate seconds is full again: the same as no entry.
-        self._buckets: TTLCache[str, tuple[float, float]] = TTLCache(max_keys, ttl=burst / rate, timer=clock)
+        self._buckets: TTLCache[str | bytes, tuple[float, float]] = TTLCache(max_keys, ttl=burst / rate,
+                                                                             timer=clock)
         self._lock = threading.Lock()
 
     @property
@@ -72,24 +79,24 @@ class RateLimiter:
         with self._lock:
             return len(self._buckets)
 
-    def _tokens(self, key: str, now: float) -> float:
+    def _tokens(self, key: str | bytes, now: float) -> float:
         tokens, last = self._buckets.get(key, (float(self._burst), now))
         return min(float(self._burst), tokens + (now - last) * self._rate)
 
-    def wait(self, key: str) -> float:
+    def wait(self, key: str | bytes) -> float:
         """Seconds until ``key`` may take a token (0: now), without taking one."""
         now = self._clock()
         with self._lock:
             tokens = self._tokens(key, now)
         return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self._rate
 
-    def take(self, key: str) -> None:
+    def take(self, key: str | bytes) -> None:
         """Take one token for ``key`` (down to zero: never refuses)."""
         now = self._clock()
         with self._lock:
             self._buckets[key] = (max(0.0, self._tokens(key, now) - 1.0), now)
 
-    def check(self, key: str, what: str = "requests", per: str = "a second") -> None:
+    def check(self, key: str | bytes, what: str = "requests", per: str = "a second") -> None:
         """Take one token for ``key``, or raise 429 with the wait in
         ``Retry-After``. A refusal takes nothing and stores nothing new, so
         refused requests do not fill the table."""
@@ -105,12 +112,6 @@ class RateLimiter:
     def _describe(self, per: str) -> str:
         seconds = {"a second": 1, "a minute": 60, "an hour": 3600}.get(per, 1)
         return f"{self._rate * seconds:g} {per}"
-
-
-@dataclass
-class _Failures:
-    count: int
-    locked_until: float
 
 
 class LoginThrottle:
@@ -136,30 +137,32 @@ class LoginThrottle:
         self._max_backoff = max_backoff_seconds
         self._clock = clock
         # Consecutive failures are forgotten a day after the last one (or after the longest backoff).
-        self._failures: TTLCache[tuple[str, str], _Failures] = TTLCache(
+        #: (consecutive failures, locked until) per account and network.
+        self._failures: TTLCache[bytes, tuple[int, float]] = TTLCache(
             max_keys, ttl=max(86_400.0, max_backoff_seconds), timer=clock)
         self._per_client = RateLimiter(allowance / 60, allowance, max_keys, clock)
         self._per_account = RateLimiter(account_failures_per_hour / 3600, account_failures_per_hour, max_keys,
                                         clock)
-        self._trusted: TTLCache[tuple[str, str], bool] = TTLCache(max_keys, ttl=trusted_seconds, timer=clock)
+        self._trusted: TTLCache[bytes, bool] = TTLCache(max_keys, ttl=trusted_seconds, timer=clock)
         self._lock = threading.Lock()
 
     def check(self, identifier: str, client: str) -> None:
         """Before verifying a password: 429 with ``Retry-After`` when this
         attempt must wait."""
         now = self._clock()
+        pair = _digest(identifier, client)
         with self._lock:
-            failures = self._failures.get((identifier, client))
-            trusted = (identifier, client) in self._trusted
-        if failures is not None and failures.locked_until > now:
-            raise TooManyRequests(f"too many failed logins to this account from your network: {failures.count} "
-                                  "in a row; wait before the next attempt (the wait doubles with each failure)",
-                                  math.ceil(failures.locked_until - now))
+            count, locked_until = self._failures.get(pair, (0, now))
+            trusted = pair in self._trusted
+        if locked_until > now:
+            raise TooManyRequests(f"too many failed logins to this account from your network: {count} in a row; "
+                                  "wait before the next attempt (the wait doubles with each failure)",
+                                  math.ceil(locked_until - now))
         wait = self._per_client.wait(client)
         if wait > 0:
             raise TooManyRequests(f"too many failed logins from your network: at most {self._allowance} a minute",
                                   math.ceil(wait))
-        wait = self._per_account.wait(identifier)
+        wait = self._per_account.wait(_digest(identifier))
         if wait > 0 and not trusted:
             raise TooManyRequests("too many failed logins to this account from many networks; a network that "
                                   "logged in to it successfully before still gets through", math.ceil(wait))
@@ -167,21 +170,23 @@ class LoginThrottle:
     def failed(self, identifier: str, client: str) -> None:
         """Count a wrong password (or an unknown identifier)."""
         now = self._clock()
+        pair = _digest(identifier, client)
         with self._lock:
-            failures = self._failures.get((identifier, client)) or _Failures(0, now)
-            failures.count += 1
-            beyond = failures.count - self._allowance
+            count, locked_until = self._failures.get(pair, (0, now))
+            count += 1
+            beyond = count - self._allowance
             if beyond >= 0:
-                failures.locked_until = now + min(self._max_backoff, self._base * 2.0 ** min(beyond, 32))
-            self._failures[(identifier, client)] = failures
+                locked_until = now + min(self._max_backoff, self._base * 2.0 ** min(beyond, 32))
+            self._failures[pair] = (count, locked_until)
         self._per_client.take(client)
-        self._per_account.take(identifier)
+        self._per_account.take(_digest(identifier))
 
     def succeeded(self, identifier: str, client: str) -> None:
         """A right password: forget this network's failures on the account and trust it there."""
+        pair = _digest(identifier, client)
         with self._lock:
-            self._failures.pop((identifier, client), None)
-            self._trusted[(identifier, client)] = True
+            self._failures.pop(pair, None)
+            self._trusted[pair] = True
 
     def __len__(self) -> int:
         with self._lock:

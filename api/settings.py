@@ -191,8 +191,9 @@ class Settings(BaseSettings):
         "created before expiry existed expire this long after their creation.",
     )
     rate_limit_max_keys: int = Field(
-        default=100_000, ge=100, description="Keys (accounts, client networks, identifiers) each in-memory rate "
-        "limiter remembers at most; beyond it the least recently used is forgotten, so memory stays bounded.",
+        default=20_000, ge=100, description="Keys (accounts, client networks, identifiers) each in-memory rate "
+        "limiter table remembers at most (about 250 bytes each; the app keeps seven such tables); beyond it the "
+        "least recently used is forgotten, so memory stays bounded under a flood of distinct keys.",
     )
     max_body_bytes: int = Field(
         default=65_536, gt=0, description="Largest request body accepted, in bytes, on every route (413 "

@@ -185,6 +185,16 @@ def test_rate_limiter__100000_distinct_keys__table_and_memory_stay_bounded():
     assert peak - filled < 1024 * 1024
 
 
+def test_login_throttle__100000_failures_on_distinct_identifiers__its_tables_stay_bounded():
+    throttle = LoginThrottle(allowance=10, account_failures_per_hour=100, max_backoff_seconds=900, max_keys=1_000)
+
+    for n in range(100_000):
+        throttle.failed(f"user-{n}@example.org" * 40, f"198.51.{n // 256 % 256}.{n % 256}")  # 800+ characters
+
+    assert len(throttle) <= 1_000  # the failures table (the trusted one is empty)
+    assert len(throttle._per_account) == len(throttle._per_client) == 1_000
+
+
 def test_rate_limiter__refused_key__refusal_stores_nothing_and_the_bucket_refills():
     clock = Clock()
     limiter = RateLimiter(rate=1.0, burst=2, max_keys=100, clock=clock)
@@ -404,12 +414,10 @@ def test_body__64_mib_anonymous__413_before_parsing(make_auth_client):
 
 def test_body__chunked_without_content_length__413_once_past_the_limit(make_auth_client):
     client = make_auth_client(max_body_bytes=1_000)
-    sent = []
 
-    def chunks() -> Iterator[bytes]:
+    def chunks() -> Iterator[bytes]:  # a generator: httpx sends it chunked, without Content-Length
         yield b'{"identifier": "chunked@example.org", "password": "' + PASSWORD.encode() + b'", "pad": "'
         for _ in range(100):
-            sent.append(1)
             yield b"y" * 100
         yield b'"}'
 
