@@ -103,8 +103,9 @@ def require_user(request: Request, token: Annotated[str, Depends(require_token)]
     HEAD) except logging itself out: it cannot relay, sign, export the key or
     manage the account."""
     user = users.authenticate(token)
+    route_path = getattr(request.scope.get("route"), "path", request.url.path)
     if (user.scope != "act" and request.method not in ("GET", "HEAD")
-            and (request.method, request.url.path) not in READ_ONLY_ALLOWED):
+            and (request.method, route_path) not in READ_ONLY_ALLOWED):
         raise Forbidden("this API token is read-only: it can read but not act (relay, sign, export the key or "
                         "manage the account); use a session or an API token with scope `act`")
     return user

@@ -9,6 +9,7 @@ the client address from the connection, as behind no proxy."""
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import threading
 import time
@@ -16,6 +17,7 @@ import tracemalloc
 from collections.abc import Callable, Iterator
 
 import pytest
+import uvicorn
 from api_fixtures import bearer
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -25,7 +27,7 @@ from api.errors import TooManyRequests
 from api.ratelimit import LoginThrottle, RateLimiter, client_key
 from api.users import identifier_key
 
-pytest_plugins = ["api_fixtures"]
+pytest_plugins = ["api_fixtures", "pg"]
 
 MASTER_KEY = "5e" * 16 + "c7" * 16
 PASSWORD = "correct horse battery staple"
@@ -391,6 +393,29 @@ def test_password_change__wrong_current_password__403_and_nothing_changes(owner)
     assert login(client).status_code == 200
 
 
+def test_postgresql__scopes_expiry_and_revoking_everything__as_on_sqlite(make_client, postgres_url):
+    settings = {"master_key": SecretStr(MASTER_KEY), "database_url": SecretStr(postgres_url), **CHEAP_ARGON2}
+    first = make_client(auth=False, **settings)
+    account = signup(first)
+    with first.app.state.db.transaction() as tx:  # play a database from before scopes existed
+        tx.execute("ALTER TABLE credentials DROP COLUMN scope")
+    client = make_client(auth=False, **settings)  # a second instance starting on it adds the column again
+    assert client.app.state.db.postgres
+
+    read = new_token(client, account["token"], scope="read", expires_in_days=7)
+    refused = client.post("/me/key-export", json={"password": PASSWORD}, headers=bearer(read["token"]))
+    changed = client.post("/me/password", json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+                          headers=bearer(account["token"]))
+    everywhere = client.post("/auth/logout-everywhere", headers=bearer(changed.json()["token"]))
+
+    assert read["expires_at"] == read["created_at"] + 7 * 86_400
+    assert refused.status_code == 403
+    assert changed.status_code == 200
+    assert client.get("/me", headers=bearer(read["token"])).json()["detail"] == "API token revoked"
+    assert everywhere.json() == {"revoked": 1}
+    assert login(client, password=NEW_PASSWORD).status_code == 200
+
+
 # ------------------------------------------------ item 13: request body size
 
 
@@ -425,6 +450,38 @@ def test_body__chunked_without_content_length__413_once_past_the_limit(make_auth
 
     assert response.status_code == 413
     assert response.json()["error"] == "payload_too_large"
+    assert _accounts(client) == 0
+
+
+def test_body__chunked_over_a_real_connection__413_before_the_client_has_sent_it_all(make_auth_client):
+    client = make_auth_client()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(client.app, lifespan="off", log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with socket.create_connection(listener.getsockname(), timeout=10) as connection:
+            connection.sendall(b"POST /auth/signup HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\n"
+                               b"Transfer-Encoding: chunked\r\n\r\n")
+            for _ in range(20):  # 80 KiB, and never the closing empty chunk: the body is not over
+                connection.sendall(b"1000\r\n" + b"a" * 4096 + b"\r\n")
+            answer = b""
+            while b"}" not in answer:  # the status line, the headers, then the JSON body
+                received = connection.recv(65_536)
+                if not received:
+                    break
+                answer += received
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        listener.close()
+
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert b'"payload_too_large"' in answer
     assert _accounts(client) == 0
 
 
