@@ -22,6 +22,12 @@ At rest:
   database holds no usable credential. The tokens are 256 random bits, so a
   fast hash suffices where a password needs a slow one.
 
+Sessions last ``session_ttl_seconds``; API tokens ``api_token_ttl_days`` (or
+less, as asked) and carry a scope, ``act`` or ``read``. Logging out
+everywhere and changing the password revoke every credential of the account.
+At most ``password_hash_concurrency`` Argon2id computations run at once (each
+takes ``password_memory_kib``); beyond that a request gets 503 ``busy``.
+
 A private key is in memory only for the one signature or export that needs it.
 Nothing here logs or returns a password, a token (except to its new owner),
 the master key, or a private key (except in the export to its owner).
@@ -95,7 +101,6 @@ CredentialKind = Literal["session", "api"]
 #: What a credential may do: ``act`` everything the account can, ``read`` only
 #: read (safe methods) and log itself out. Sessions act.
 Scope = Literal["read", "act"]
-SCOPES: tuple[Scope, ...] = ("read", "act")
 
 IDENTIFIER_MIN_CHARS = 3
 #: The longest email address that fits in SMTP's path limit.
