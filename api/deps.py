@@ -23,7 +23,7 @@ from api.chain import ChainService
 from api.db import Database
 from api.errors import Forbidden, ServiceUnavailable, Unauthorized
 from api.offers import OfferBook
-from api.policy import RateLimiter
+from api.ratelimit import RateLimiter
 from api.relayer import Origin, Relayer
 from api.scans import ScanLog
 from api.settings import Settings
@@ -91,11 +91,24 @@ def require_token(
     return _bearer(request, credentials)
 
 
-def require_user(token: Annotated[str, Depends(require_token)],
+#: What a read-only API token may do besides reading: log itself out.
+READ_ONLY_ALLOWED = frozenset({("POST", "/auth/logout")})
+
+
+def require_user(request: Request, token: Annotated[str, Depends(require_token)],
                  users: Annotated[UserStore, Depends(get_users)]) -> User:
     """The custodial account whose session or API token authenticates the
-    request; 401 when it is missing, malformed, unknown, expired or revoked."""
-    return users.authenticate(token)
+    request; 401 when it is missing, malformed, unknown, expired or revoked.
+    A read-only API token gets 403 on every route that is not a read (GET,
+    HEAD) except logging itself out: it cannot relay, sign, export the key or
+    manage the account."""
+    user = users.authenticate(token)
+    route_path = getattr(request.scope.get("route"), "path", request.url.path)
+    if (user.scope != "act" and request.method not in ("GET", "HEAD")
+            and (request.method, route_path) not in READ_ONLY_ALLOWED):
+        raise Forbidden("this API token is read-only: it can read but not act (relay, sign, export the key or "
+                        "manage the account); use a session or an API token with scope `act`")
+    return user
 
 
 def require_admin(

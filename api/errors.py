@@ -67,7 +67,8 @@ class Forbidden(AmphoraError):
     status_code = 403
     code = "forbidden"
     meaning = ("The credentials are valid but do not allow this: another account's resource, an operator "
-               "endpoint without the admin token, or a password that does not match on re-authentication.")
+               "endpoint without the admin token, a read-only API token on a route that acts, or a password that "
+               "does not match on re-authentication.")
 
 
 class Conflict(AmphoraError):
@@ -93,6 +94,13 @@ class TooManyRequests(AmphoraError):
     def __init__(self, detail: str, retry_after: int) -> None:
         super().__init__(detail, {"Retry-After": str(max(1, int(retry_after)))})
         self.retry_after = max(1, int(retry_after))
+
+
+class PayloadTooLarge(AmphoraError):
+    status_code = 413
+    code = "payload_too_large"
+    meaning = ("The request body is larger than the service accepts (`AMPHORA_MAX_BODY_BYTES`, 64 KiB by default); "
+               "it was refused before being read in full or parsed.")
 
 
 class RelayRefused(AmphoraError):
@@ -130,6 +138,17 @@ class ServiceUnavailable(AmphoraError):
     meaning = ("A part of the service is not configured or cannot use its configuration: custodial accounts "
                "without a valid `AMPHORA_MASTER_KEY` (or with one that does not decrypt the stored key), "
                "operator endpoints without `AMPHORA_ADMIN_TOKEN`.")
+
+
+class ServerBusy(ServiceUnavailable):
+    code = "busy"
+    meaning = ("Every password-hashing slot is busy (signup, login, key export and password change hash the "
+               "password with Argon2id, which takes much memory, so only a few run at once); `Retry-After` says "
+               "when to try again.")
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        AmphoraError.__init__(self, detail, {"Retry-After": str(max(1, int(retry_after)))})
+        self.retry_after = max(1, int(retry_after))
 
 
 class UpstreamUnavailable(ServiceUnavailable):
@@ -178,6 +197,14 @@ def _respond(request: Request, status: int, code: str, detail: str) -> Response:
     if _serves_html(request):
         return HTMLResponse(pages.error_page(status, code, detail), status_code=status)
     return JSONResponse(ErrorBody(error=code, detail=detail).model_dump(), status_code=status)
+
+
+def error_body_response(exc: AmphoraError) -> Response:
+    """``exc`` as its JSON response, for the code that answers before routing
+    (the body-size limit), where no exception handler runs."""
+    response = JSONResponse(ErrorBody(error=exc.code, detail=exc.detail).model_dump(), status_code=exc.status_code)
+    response.headers.update(exc.headers)
+    return response
 
 
 async def _amphora_error(request: Request, exc: Exception) -> Response:

@@ -14,11 +14,12 @@ from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI
 
+from api.bodylimit import BodySizeLimit
 from api.chain import ChainService
 from api.db import Database
-from api.errors import install_exception_handlers
+from api.errors import PayloadTooLarge, error_responses, install_exception_handlers
 from api.offers import OfferBook
-from api.policy import RateLimiter
+from api.ratelimit import LoginThrottle, RateLimiter
 from api.relayer import Relayer
 from api.routers import accounts, admin, auth, certificates, custodial, health, lending, metadata, points, relay
 from api.scans import ScanLog
@@ -101,15 +102,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=_version(),
         license_info={"name": "AGPL-3.0-only", "identifier": "AGPL-3.0-only"},
         lifespan=lifespan,
+        # Every route: the body-size limit answers before routing.
+        responses=error_responses(PayloadTooLarge),
     )
     app.state.settings = settings
     app.state.chain = chain
     app.state.db = db
     app.state.users = users
     app.state.relayer = relayer
-    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+    max_keys = settings.rate_limit_max_keys
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst, max_keys)
     app.state.password_limiter = RateLimiter(settings.password_attempts_per_minute / 60,
-                                             settings.password_attempts_per_minute)
+                                             settings.password_attempts_per_minute, max_keys)
+    app.state.signup_limiter = RateLimiter(settings.signup_attempts_per_hour / 3600,
+                                           settings.signup_attempts_per_hour, max_keys)
+    app.state.login_throttle = LoginThrottle(settings.password_attempts_per_minute,
+                                             settings.login_account_failures_per_hour,
+                                             settings.login_backoff_max_seconds, max_keys)
+    # Outermost: a body above the limit is refused before anything reads or parses it.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.state.scans = scans
     app.state.offers = offers
     install_exception_handlers(app)

@@ -8,9 +8,6 @@
   service, charged in the same database transaction that queues the request
   (a refused request is not charged; two instances cannot both take the last
   unit). Operators change the limits through ``/admin/quotas``.
-* :class:`RateLimiter`: a token bucket per account (or per client address for
-  sign-up and log-in), in memory, per instance. Refusals are 429 with
-  ``Retry-After``.
 * :class:`BalanceGuard`: below ``relayer_min_balance_wei`` a relayer key
   refuses new work (503) and the shortfall shows in logs and ``/health``.
 """
@@ -190,31 +187,6 @@ class Quotas:
         return [Usage(r["day"], r["account"], int(r["actions"]), int(r["gas"])) for r in rows]
 
 
-class RateLimiter:
-    """Token buckets: ``rate`` requests a second with bursts of ``burst``."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self._rate = rate
-        self._burst = burst
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def check(self, key: str, what: str = "requests") -> None:
-        """Take one token for ``key``, or raise 429 with the wait in ``Retry-After``."""
-        now = time.monotonic()
-        with self._lock:
-            tokens, last = self._buckets.get(key, (float(self._burst), now))
-            tokens = min(float(self._burst), tokens + (now - last) * self._rate)
-            if tokens < 1.0:
-                self._buckets[key] = (tokens, now)
-                wait = (1.0 - tokens) / self._rate
-                raise TooManyRequests(f"too many {what}: at most {self._rate:g} a second (bursts of "
-                                      f"{self._burst}); retry after the wait in Retry-After", int(wait) + 1)
-            self._buckets[key] = (tokens - 1.0, now)
-            if len(self._buckets) > 100_000:  # forget idle keys rather than grow without end
-                self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 3600}
-
-
 class BalanceGuard:
     """Refuses new work from a relayer key whose balance fell below the minimum;
     balances are read at most every ``refresh`` seconds."""
@@ -249,4 +221,4 @@ class BalanceGuard:
                                    "the operator has been alerted")
 
 
-__all__ = ["AllowList", "BalanceGuard", "Limit", "Quotas", "RateLimiter", "Usage"]
+__all__ = ["AllowList", "BalanceGuard", "Limit", "Quotas", "Usage"]

@@ -996,15 +996,24 @@ class ApiTokenRequest(BaseModel):
 
     name: str = Field(min_length=1, max_length=100, description="What the token is for, to recognise it in "
                       "the list (e.g. `shop integration`).", examples=["shop integration"])
+    scope: Literal["read", "act"] = Field(
+        default="act", description="`act` (default): everything a session can do except export the key. "
+        "`read`: only reads (GET) and logging itself out; a route that acts (relays, signs, exports the key, "
+        "manages the account) answers 403. A read-only token can create only read-only tokens.")
+    expires_in_days: int | None = Field(
+        default=None, ge=1, le=3650, description="Days until the token expires; at most, and by default, "
+        "`AMPHORA_API_TOKEN_TTL_DAYS` (90 unless the operator changed it); more is 422.")
 
 
 class ApiTokenIssued(BaseModel):
-    """A new API token: valid until revoked, for scripts and integrations."""
+    """A new API token: valid until it expires or is revoked, for scripts and integrations."""
 
     id: str = Field(description="The token's id, for `DELETE /auth/api-tokens/{id}`.")
     name: str
     token: str = Field(description="API token (`amph_t_...`). " + _TOKEN_DESCRIPTION)
     created_at: int = Field(description="Unix time of creation.")
+    scope: Literal["read", "act"] = Field(description="What the token may do.")
+    expires_at: int = Field(description="Unix time the token expires (401 after it).")
 
 
 class ApiTokenView(BaseModel):
@@ -1013,12 +1022,27 @@ class ApiTokenView(BaseModel):
     created_at: int = Field(description="Unix time of creation.")
     last_used_at: int | None = Field(description="Unix time it last authenticated a request (to the minute); "
                                      "null if never.")
+    scope: Literal["read", "act"] = Field(description="What the token may do.")
+    expires_at: int = Field(description="Unix time the token expires.")
 
 
 class ApiTokenList(BaseModel):
-    """The account's API tokens that are not revoked, oldest first; never the tokens themselves."""
+    """The account's API tokens that are neither revoked nor expired, oldest first; never the tokens themselves."""
 
     tokens: list[ApiTokenView]
+
+
+class PasswordChangeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(max_length=1024, description="The account's password now, typed again.")
+    new_password: str = Field(min_length=10, max_length=1024, description="10 to 1,024 characters.")
+
+
+class LogoutEverywhere(BaseModel):
+    """What `POST /auth/logout-everywhere` revoked."""
+
+    revoked: int = Field(description="Sessions and API tokens revoked, the one of this request included.")
 
 
 class KeyExportRequest(BaseModel):

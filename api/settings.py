@@ -174,6 +174,41 @@ class Settings(BaseSettings):
     password_parallelism: int = Field(
         default=4, ge=1, description="Argon2id lanes per password hash (RFC 9106 low-memory profile: 4).",
     )
+    password_hash_concurrency: int = Field(
+        default=4, ge=1, description="Password hashes (signup, login, key export, password change) computed at "
+        "once; each takes `password_memory_kib` of memory, so this bounds their memory (4 x 64 MiB). A request "
+        "that finds every slot busy for `password_hash_wait_seconds` gets 503 `busy` with `Retry-After`.",
+    )
+    password_hash_wait_seconds: float = Field(
+        default=1.0, ge=0, description="Seconds a request waits for a free password-hashing slot before 503.",
+    )
+    login_account_failures_per_hour: int = Field(
+        default=100, gt=0, description="Failed logins an hour to one account from all networks together; "
+        "beyond it only networks that logged in to the account successfully before get through (429 for the "
+        "others). Per account and network `password_attempts_per_minute` failures are allowed, then the wait "
+        "doubles with each failure up to `login_backoff_max_seconds`.",
+    )
+    login_backoff_max_seconds: float = Field(
+        default=900.0, gt=0, description="Longest wait between failed logins to one account from one network.",
+    )
+    signup_attempts_per_hour: int = Field(
+        default=20, gt=0, description="Sign-ups an hour per client network (an IPv4 address or an IPv6 /64), "
+        "successful or not. Each answer says whether an identifier is taken, so this bounds how fast one "
+        "network can test identifiers.",
+    )
+    api_token_ttl_days: int = Field(
+        default=90, gt=0, description="Days an API token stays valid (the most a token may ask for); tokens "
+        "created before expiry existed expire this long after their creation.",
+    )
+    rate_limit_max_keys: int = Field(
+        default=20_000, ge=100, description="Keys (accounts, client networks, identifiers) each in-memory rate "
+        "limiter table remembers at most (about 250 bytes each; the app keeps seven such tables); beyond it the "
+        "least recently used is forgotten, so memory stays bounded under a flood of distinct keys.",
+    )
+    max_body_bytes: int = Field(
+        default=65_536, gt=0, description="Largest request body accepted, in bytes, on every route (413 "
+        "`payload_too_large` above it, before the body is parsed; chunked bodies are counted as they arrive).",
+    )
     log_block_range: int = Field(
         default=0,
         ge=0,

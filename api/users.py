@@ -22,6 +22,12 @@ At rest:
   database holds no usable credential. The tokens are 256 random bits, so a
   fast hash suffices where a password needs a slow one.
 
+Sessions last ``session_ttl_seconds``; API tokens ``api_token_ttl_days`` (or
+less, as asked) and carry a scope, ``act`` or ``read``. Logging out
+everywhere and changing the password revoke every credential of the account.
+At most ``password_hash_concurrency`` Argon2id computations run at once (each
+takes ``password_memory_kib``); beyond that a request gets 503 ``busy``.
+
 A private key is in memory only for the one signature or export that needs it.
 Nothing here logs or returns a password, a token (except to its new owner),
 the master key, or a private key (except in the export to its owner).
@@ -36,10 +42,12 @@ import logging
 import re
 import secrets
 import sqlite3
+import threading
 import time
 import unicodedata
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -54,7 +62,7 @@ from pydantic import SecretStr
 
 from amphora import eip712
 from api.db import Database, Row, Transaction
-from api.errors import Conflict, Forbidden, InvalidRequest, NotFound, ServiceUnavailable, Unauthorized
+from api.errors import Conflict, Forbidden, InvalidRequest, NotFound, ServerBusy, ServiceUnavailable, Unauthorized
 from api.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -79,7 +87,8 @@ CREATE TABLE IF NOT EXISTS credentials (
     created_at DOUBLE PRECISION NOT NULL,
     expires_at DOUBLE PRECISION,
     revoked_at DOUBLE PRECISION,
-    last_used_at DOUBLE PRECISION
+    last_used_at DOUBLE PRECISION,
+    scope TEXT
 );
 CREATE INDEX IF NOT EXISTS credentials_by_user ON credentials (user_id, kind)
 """
@@ -89,6 +98,9 @@ CREATE INDEX IF NOT EXISTS credentials_by_user ON credentials (user_id, kind)
 SESSION_PREFIX = "amph_s_"
 API_TOKEN_PREFIX = "amph_t_"
 CredentialKind = Literal["session", "api"]
+#: What a credential may do: ``act`` everything the account can, ``read`` only
+#: read (safe methods) and log itself out. Sessions act.
+Scope = Literal["read", "act"]
 
 IDENTIFIER_MIN_CHARS = 3
 #: The longest email address that fits in SMTP's path limit.
@@ -134,6 +146,8 @@ class User:
     identifier: str
     address: str
     created_at: float
+    #: What the credential that authenticated this request may do.
+    scope: Scope = "act"
 
 
 @dataclass(frozen=True)
@@ -146,6 +160,7 @@ class IssuedToken:
     created_at: float
     expires_at: float | None
     token: str = field(repr=False)
+    scope: Scope = "act"
 
 
 @dataclass(frozen=True)
@@ -156,14 +171,23 @@ class ApiToken:
     name: str
     created_at: float
     last_used_at: float | None
+    scope: Scope
+    expires_at: float
+
+
+def identifier_key(value: str) -> str:
+    """``value`` NFKC-normalised, trimmed and case-folded, valid or not: the
+    key of every limit on an identifier, so that spellings that name one
+    account (``ＡＬＩＣＥ@example.org``, ``alice@example.org``) share a limit."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", value).strip().casefold())
 
 
 def normalize_identifier(value: str) -> str:
-    """``value`` as stored and compared: NFKC-normalised, trimmed and
-    case-folded, so ``Alice@Example.org `` and ``alice@example.org`` are one
-    account. ValueError when the result is not 3 to 254 characters or holds
+    """``value`` as stored and compared (:func:`identifier_key`), so
+    ``Alice@Example.org `` and ``alice@example.org`` are one account.
+    ValueError when the result is not 3 to 254 characters or holds
     whitespace or control characters."""
-    identifier = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", value).strip().casefold())
+    identifier = identifier_key(value)
     if not IDENTIFIER_MIN_CHARS <= len(identifier) <= IDENTIFIER_MAX_CHARS:
         raise ValueError(f"must be {IDENTIFIER_MIN_CHARS} to {IDENTIFIER_MAX_CHARS} characters once trimmed")
     if any(ch.isspace() or unicodedata.category(ch).startswith("C") for ch in identifier):
@@ -228,9 +252,19 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _user(row: Row) -> User:
+def _user(row: Row, scope: Scope = "act") -> User:
     return User(id=row["id"], identifier=row["identifier"], address=row["address"],
-                created_at=float(row["created_at"]))
+                created_at=float(row["created_at"]), scope=scope)
+
+
+def _add_column(db: Database, table: str, column: str, sql_type: str) -> None:
+    """Add ``column`` to a table created before it existed (``CREATE TABLE IF
+    NOT EXISTS`` leaves an existing table as it is)."""
+    with db.transaction() as tx:
+        if db.postgres:
+            tx.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {sql_type}")
+        elif column not in {r["name"] for r in tx.all(f"PRAGMA table_info({table})")}:
+            tx.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
 
 
 class UserStore:
@@ -242,12 +276,21 @@ class UserStore:
     def __init__(self, db: Database, settings: Settings) -> None:
         self._db = db
         self._session_ttl = settings.session_ttl_seconds
+        self._api_token_ttl = settings.api_token_ttl_days * 86_400
+        # Each Argon2id hash holds password_memory_kib: only so many at once.
+        self._hash_slots = threading.BoundedSemaphore(settings.password_hash_concurrency)
+        self._hash_wait = settings.password_hash_wait_seconds
+        self._hashing = 0
+        self._hashing_lock = threading.Lock()
+        #: The most password hashes that ran at once since start (for tests and operators).
+        self.hashing_peak = 0
         self._hasher = PasswordHasher(time_cost=settings.password_time_cost,
                                       memory_cost=settings.password_memory_kib,
                                       parallelism=settings.password_parallelism, type=Type.ID)
         self._dummy_hash: str | None = None
         self._cipher, self._cipher_problem = _key_cipher(settings.master_key)
         db.migrate(SCHEMA)
+        _add_column(db, "credentials", "scope", "TEXT")
 
     @property
     def configured(self) -> bool:
@@ -264,7 +307,7 @@ class UserStore:
         _valid(check_password, "password", password)
         if self._row_by_identifier(identifier) is not None:  # before paying for the hash
             raise Conflict("identifier is already taken")
-        password_hash = self._hasher.hash(password)
+        password_hash = self._hash(password)
         user_id = str(uuid.uuid4())
         key = _new_private_key()
         address = Account.from_key(key).address
@@ -297,7 +340,7 @@ class UserStore:
             raise Unauthorized(WRONG_LOGIN)
         if not self._verify(row["password_hash"], password):
             raise Unauthorized(WRONG_LOGIN)
-        rehashed = self._hasher.hash(password) if self._hasher.check_needs_rehash(row["password_hash"]) else None
+        rehashed = self._hash(password) if self._hasher.check_needs_rehash(row["password_hash"]) else None
         now = time.time()
         with self._db.transaction() as tx:
             if rehashed is not None:  # the operator changed the cost: upgrade while the password is at hand
@@ -315,8 +358,8 @@ class UserStore:
         now = time.time()
         with self._db.read() as tx:
             row = tx.one(
-                "SELECT c.id AS credential_id, c.kind, c.expires_at, c.revoked_at, c.last_used_at, "
-                "u.id, u.identifier, u.address, u.created_at "
+                "SELECT c.id AS credential_id, c.kind, c.created_at AS issued_at, c.expires_at, c.revoked_at, "
+                "c.last_used_at, c.scope, u.id, u.identifier, u.address, u.created_at "
                 "FROM credentials c JOIN users u ON u.id = c.user_id WHERE c.token_hash = ?",
                 (_token_hash(token),))
         if row is None:
@@ -324,13 +367,14 @@ class UserStore:
         what = "session" if row["kind"] == "session" else "API token"
         if row["revoked_at"] is not None:
             raise Unauthorized(f"{what} revoked" + (" (logged out): log in again" if what == "session" else ""))
-        if row["expires_at"] is not None and row["expires_at"] <= now:
-            raise Unauthorized("session expired: log in again")
+        if self._expires_at(row["kind"], row["issued_at"], row["expires_at"]) <= now:
+            raise Unauthorized("session expired: log in again" if what == "session" else
+                               "API token expired: create a new one")
         if row["last_used_at"] is None or now - row["last_used_at"] >= LAST_USED_RESOLUTION:
             # Written at most once a resolution period, so most requests only read.
             with self._db.transaction() as tx:
                 tx.execute("UPDATE credentials SET last_used_at = ? WHERE id = ?", (now, row["credential_id"]))
-        return _user(row)
+        return _user(row, "read" if row["scope"] == "read" else "act")
 
     def logout(self, token: str) -> None:
         """Revoke the credential ``token`` (a session, or an API token presented
@@ -339,23 +383,62 @@ class UserStore:
             tx.execute("UPDATE credentials SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
                        (time.time(), _token_hash(token)))
 
+    def logout_everywhere(self, user: User) -> int:
+        """Revoke every session and API token of ``user``; the number revoked."""
+        with self._db.transaction() as tx:
+            return self._revoke_all(tx, user.id, time.time())
+
+    def change_password(self, user: User, current: str, new: str) -> IssuedToken:
+        """Replace ``user``'s password (403 when ``current`` does not match),
+        revoke every session and API token of the account, and answer a new
+        session: whoever held a stolen credential is out."""
+        _valid(check_password, "new_password", new)
+        row = self._row_by_id(user.id)
+        if not self._verify(row["password_hash"], current):
+            raise Forbidden("current password does not match")
+        password_hash = self._hash(new)
+        now = time.time()
+        with self._db.transaction() as tx:
+            updated = tx.one("UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ? RETURNING id",
+                             (password_hash, user.id, row["password_hash"]))
+            if updated is None:
+                raise Conflict("the password was changed by another request at the same time; log in again")
+            self._revoke_all(tx, user.id, now)
+            session = self._issue(tx, user.id, "session", None, now)
+        audit.info("password changed: user %s; every session and API token revoked", user.id)
+        return session
+
     # -------------------------------------------------------- API tokens
 
-    def create_api_token(self, user: User, name: str) -> IssuedToken:
-        """A long-lived token for scripts and integrations: valid until revoked."""
+    def create_api_token(self, user: User, name: str, scope: Scope = "act",
+                         expires_in_days: int | None = None) -> IssuedToken:
+        """A token for scripts and integrations, valid ``expires_in_days``
+        (at most, and by default, ``api_token_ttl_days``) or until revoked.
+        A ``read`` credential can only create ``read`` tokens (403 otherwise)."""
         name = _valid(_token_name, "name", name)
+        if scope == "act" and user.scope != "act":
+            raise Forbidden("a read-only token cannot create a token that acts; use a session")
+        ttl = self._api_token_ttl
+        if expires_in_days is not None:
+            if not 1 <= expires_in_days * 86_400 <= ttl:
+                raise InvalidRequest(f"expires_in_days: must be 1 to {ttl // 86_400}")
+            ttl = expires_in_days * 86_400
         with self._db.transaction() as tx:
-            return self._issue(tx, user.id, "api", name, time.time())
+            return self._issue(tx, user.id, "api", name, time.time(), scope=scope, ttl=ttl)
 
     def list_api_tokens(self, user: User) -> list[ApiToken]:
-        """``user``'s API tokens that are not revoked, oldest first."""
+        """``user``'s API tokens that are neither revoked nor expired, oldest first."""
+        now = time.time()
         with self._db.transaction() as tx:
-            rows = tx.all("SELECT id, name, created_at, last_used_at FROM credentials "
+            rows = tx.all("SELECT id, name, created_at, expires_at, last_used_at, scope FROM credentials "
                           "WHERE user_id = ? AND kind = 'api' AND revoked_at IS NULL ORDER BY created_at, id",
                           (user.id,))
-        return [ApiToken(id=r["id"], name=r["name"] or "", created_at=float(r["created_at"]),
-                         last_used_at=None if r["last_used_at"] is None else float(r["last_used_at"]))
-                for r in rows]
+        tokens = [ApiToken(id=r["id"], name=r["name"] or "", created_at=float(r["created_at"]),
+                           last_used_at=None if r["last_used_at"] is None else float(r["last_used_at"]),
+                           scope="read" if r["scope"] == "read" else "act",
+                           expires_at=self._expires_at("api", r["created_at"], r["expires_at"]))
+                  for r in rows]
+        return [t for t in tokens if t.expires_at > now]
 
     def revoke_api_token(self, user: User, credential_id: str) -> None:
         """Revoke one of ``user``'s API tokens; idempotent. Another account's
@@ -422,18 +505,41 @@ class UserStore:
         return key
 
     def _verify(self, password_hash: str, password: str) -> bool:
+        with self._hash_slot():
+            try:
+                return self._hasher.verify(password_hash, password)
+            except VerificationError:
+                return False
+            except InvalidHashError:
+                logger.error("a stored password hash is unreadable")
+                return False
+
+    def _hash(self, password: str) -> str:
+        with self._hash_slot():
+            return self._hasher.hash(password)
+
+    @contextmanager
+    def _hash_slot(self) -> Iterator[None]:
+        """One of the ``password_hash_concurrency`` slots, or 503 ``busy`` after
+        ``password_hash_wait_seconds``: Argon2id's memory stays bounded however
+        many password requests arrive at once."""
+        if not self._hash_slots.acquire(timeout=self._hash_wait):
+            raise ServerBusy("too many password checks at once: every hashing slot is busy; retry after the wait "
+                             "in Retry-After", 1)
         try:
-            return self._hasher.verify(password_hash, password)
-        except VerificationError:
-            return False
-        except InvalidHashError:
-            logger.error("a stored password hash is unreadable")
-            return False
+            with self._hashing_lock:
+                self._hashing += 1
+                self.hashing_peak = max(self.hashing_peak, self._hashing)
+            yield
+        finally:
+            with self._hashing_lock:
+                self._hashing -= 1
+            self._hash_slots.release()
 
     def _dummy(self) -> str:
         """A hash of a random password at the current cost, to verify against for unknown identifiers."""
         if self._dummy_hash is None:
-            self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(24))
+            self._dummy_hash = self._hash(secrets.token_urlsafe(24))
         return self._dummy_hash
 
     def _row_by_identifier(self, identifier: str) -> Row | None:
@@ -448,15 +554,29 @@ class UserStore:
         return row
 
     def _issue(self, tx: Transaction, user_id: str, kind: CredentialKind, name: str | None,
-               now: float) -> IssuedToken:
+               now: float, scope: Scope = "act", ttl: float | None = None) -> IssuedToken:
         token = (SESSION_PREFIX if kind == "session" else API_TOKEN_PREFIX) + secrets.token_urlsafe(32)
-        expires_at = now + self._session_ttl if kind == "session" else None
+        expires_at = now + (ttl if ttl is not None else
+                            self._session_ttl if kind == "session" else self._api_token_ttl)
         credential_id = str(uuid.uuid4())
-        tx.execute("INSERT INTO credentials (id, user_id, kind, name, token_hash, created_at, expires_at) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   (credential_id, user_id, kind, name, _token_hash(token), now, expires_at))
+        tx.execute("INSERT INTO credentials (id, user_id, kind, name, token_hash, created_at, expires_at, scope) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   (credential_id, user_id, kind, name, _token_hash(token), now, expires_at, scope))
         return IssuedToken(id=credential_id, kind=kind, name=name, created_at=now, expires_at=expires_at,
-                           token=token)
+                           token=token, scope=scope)
+
+    def _expires_at(self, kind: str, created_at: Any, expires_at: Any) -> float:
+        """When a credential expires; an API token stored before tokens
+        expired (no ``expires_at``) lasts ``api_token_ttl_days`` from creation."""
+        if expires_at is not None:
+            return float(expires_at)
+        return float(created_at) + (self._api_token_ttl if kind == "api" else self._session_ttl)
+
+    @staticmethod
+    def _revoke_all(tx: Transaction, user_id: str, now: float) -> int:
+        rows = tx.all("UPDATE credentials SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL RETURNING id",
+                      (now, user_id))
+        return len(rows)
 
 
 def _token_name(name: str) -> str:

@@ -83,6 +83,8 @@ def server_env(rpc_url: str, manifest_path: Path | str, relayer_keys: Sequence[s
         "AMPHORA_QUOTA_GLOBAL_GAS_PER_DAY": str(10**15),
         "AMPHORA_RATE_LIMIT_PER_SECOND": str(10**6),
         "AMPHORA_RATE_LIMIT_BURST": str(10**6),
+        # Every account signs up from this one machine.
+        "AMPHORA_SIGNUP_ATTEMPTS_PER_HOUR": str(10**6),
         "AMPHORA_RELAY_POLL_SECONDS": str(poll_seconds),
     })
     if len(relayer_keys) > 1:

@@ -1,5 +1,6 @@
 """Custodial accounts: ``/auth/signup``, ``/auth/login``, ``/auth/logout``,
-``/auth/api-tokens``, ``/me`` and ``/me/key-export``.
+``/auth/logout-everywhere``, ``/auth/api-tokens``, ``/me``, ``/me/password``
+and ``/me/key-export``.
 
 The wallet-less default: the service creates and keeps each account's
 Ethereum key, signs the account's actions with it and relays them, so on chain
@@ -19,12 +20,13 @@ from api.errors import (
     Forbidden,
     InvalidRequest,
     NotFound,
+    ServerBusy,
     ServiceUnavailable,
     TooManyRequests,
     Unauthorized,
     error_responses,
 )
-from api.policy import RateLimiter
+from api.ratelimit import LoginThrottle, RateLimiter, client_key
 from api.schemas import (
     AccountSession,
     AccountView,
@@ -35,9 +37,11 @@ from api.schemas import (
     KeyExport,
     KeyExportRequest,
     LoginRequest,
+    LogoutEverywhere,
+    PasswordChangeRequest,
     SignupRequest,
 )
-from api.users import IssuedToken, User
+from api.users import IssuedToken, User, identifier_key
 
 router = APIRouter(tags=["auth"])
 
@@ -58,7 +62,7 @@ def _session(user: User, session: IssuedToken) -> AccountSession:
     status_code=201,
     response_model=AccountSession,
     summary="Create a custodial account",
-    responses=error_responses(Conflict, InvalidRequest, TooManyRequests, ServiceUnavailable),
+    responses=error_responses(Conflict, InvalidRequest, TooManyRequests, ServiceUnavailable, ServerBusy),
 )
 def signup(body: SignupRequest, users: UsersDep, response: Response, request: Request) -> AccountSession:
     """Create an account for a person without a wallet, and log it in.
@@ -72,11 +76,17 @@ def signup(body: SignupRequest, users: UsersDep, response: Response, request: Re
     the person needs no wallet, and `POST /me/key-export` hands them the key
     whenever they want to hold their certificates themselves.
 
-    The identifier is compared trimmed and case-folded; 409 `conflict` when it
-    is taken. The password (10 to 1,024 characters) is stored as an Argon2id
-    hash. Answers a session token valid until `expires_at`. 503 when the
-    master key is not configured."""
-    _limiter(request, "rate_limiter").check(f"signup:{_client(request)}", "sign-ups")
+    The identifier is compared NFKC-normalised, trimmed and case-folded; 409
+    `conflict` when it is taken. That answer tells whether an account exists
+    (a username must be unique, and the service sends no email to answer
+    uniformly), so sign-ups are limited per client network (an IPv4 address
+    or an IPv6 /64): `AMPHORA_SIGNUP_ATTEMPTS_PER_HOUR` attempts, taken or
+    not (429 with `Retry-After`). Logins never tell. The password (10 to
+    1,024 characters) is stored as an Argon2id hash; 503 `busy` with
+    `Retry-After` when every hashing slot is taken. Answers a session token
+    valid until `expires_at`. 503 when the master key is not configured."""
+    _limiter(request, "signup_limiter").check(f"signup:{client_key(request)}", "sign-ups from your network",
+                                              per="an hour")
     user, session = users.signup(body.identifier, body.password)
     _no_store(response)
     return _session(user, session)
@@ -86,18 +96,34 @@ def signup(body: SignupRequest, users: UsersDep, response: Response, request: Re
     "/auth/login",
     response_model=AccountSession,
     summary="Log in: a new session token",
-    responses=error_responses(Unauthorized, InvalidRequest, TooManyRequests),
+    responses=error_responses(Unauthorized, InvalidRequest, TooManyRequests, ServerBusy),
 )
 def login(body: LoginRequest, users: UsersDep, response: Response, request: Request) -> AccountSession:
     """A new session token for the account, valid until `expires_at`
     (`AMPHORA_SESSION_TTL_SECONDS`, a day by default). An unknown identifier
     and a wrong password get the same 401 after the same work, so a login
     does not reveal which identifiers have accounts. Earlier sessions stay
-    valid until they expire or log out. Password guessing is slowed: at most
-    `AMPHORA_PASSWORD_ATTEMPTS_PER_MINUTE` attempts per identifier and per
-    client address (429 with `Retry-After`)."""
-    _limit_password_attempts(request, f"login:{body.identifier.strip().casefold()}")
-    user, session = users.login(body.identifier, body.password)
+    valid until they expire or log out.
+
+    Password guessing is slowed without locking the owner out (429 with
+    `Retry-After`); every limit is keyed on the identifier as compared
+    (NFKC-normalised and case-folded), so other spellings share it. Per
+    account and client network, `AMPHORA_PASSWORD_ATTEMPTS_PER_MINUTE`
+    failures, then the wait doubles with each further failure up to
+    `AMPHORA_LOGIN_BACKOFF_MAX_SECONDS`; a success clears it. Per network, as
+    many failures a minute across accounts. Per account, across networks,
+    `AMPHORA_LOGIN_ACCOUNT_FAILURES_PER_HOUR`; beyond it only networks that
+    logged in to the account successfully before get through. 503 `busy`
+    when every password-hashing slot is taken."""
+    throttle = _login_throttle(request)
+    key, client = identifier_key(body.identifier), client_key(request)
+    throttle.check(key, client)
+    try:
+        user, session = users.login(body.identifier, body.password)
+    except Unauthorized:
+        throttle.failed(key, client)
+        raise
+    throttle.succeeded(key, client)
     _no_store(response)
     return _session(user, session)
 
@@ -111,8 +137,43 @@ def login(body: LoginRequest, users: UsersDep, response: Response, request: Requ
 def logout(user: UserDep, token: TokenDep, users: UsersDep) -> None:
     """Revoke the token this request is authenticated with: from now on it is
     401. Other sessions and API tokens of the account stay valid (revoke API
-    tokens with `DELETE /auth/api-tokens/{id}`)."""
+    tokens with `DELETE /auth/api-tokens/{id}`, or all of them with
+    `POST /auth/logout-everywhere`). A read-only API token may log itself out."""
     users.logout(token)
+
+
+@router.post(
+    "/auth/logout-everywhere",
+    response_model=LogoutEverywhere,
+    summary="Log out everywhere: revoke every session and API token",
+    responses=error_responses(Unauthorized, Forbidden),
+)
+def logout_everywhere(user: UserDep, users: UsersDep) -> LogoutEverywhere:
+    """Revoke every session and every API token of the account, this one
+    included: whoever holds a copy of any of them is out. Log in again
+    afterwards. 403 for a read-only API token."""
+    return LogoutEverywhere(revoked=users.logout_everywhere(user))
+
+
+@router.post(
+    "/me/password",
+    response_model=AccountSession,
+    summary="Change the password (revokes every session and API token)",
+    responses=error_responses(Unauthorized, Forbidden, Conflict, InvalidRequest, TooManyRequests, ServerBusy),
+)
+def change_password(body: PasswordChangeRequest, user: UserDep, users: UsersDep, response: Response,
+                    request: Request) -> AccountSession:
+    """Replace the account's password. The current password must be sent
+    again (403 `forbidden` when it does not match; these attempts are limited
+    like key exports, 429). Every session and API token of the account is
+    revoked, this one included, and the answer is a new session: a stolen
+    session or token stops working. 403 for a read-only API token; 409 when
+    another request changed the password at the same moment; 503 `busy` when
+    every password-hashing slot is taken."""
+    _limit_password_attempts(request, f"password:{user.id}")
+    session = users.change_password(user, body.current_password, body.new_password)
+    _no_store(response)
+    return _session(user, session)
 
 
 @router.get(
@@ -133,18 +194,23 @@ def me(user: UserDep) -> AccountView:
     status_code=201,
     response_model=ApiTokenIssued,
     summary="Create an API token",
-    responses=error_responses(Unauthorized, InvalidRequest),
+    responses=error_responses(Unauthorized, Forbidden, InvalidRequest),
 )
 def create_api_token(body: ApiTokenRequest, user: UserDep, users: UsersDep, response: Response) -> ApiTokenIssued:
     """A token for a script or an integration acting for this account: it
-    authenticates like a session but does not expire; revoke it with
-    `DELETE /auth/api-tokens/{id}`. It can do everything a session can except
-    export the key, which also needs the password. The token is in this
-    response only; the service keeps its SHA-256."""
-    issued = users.create_api_token(user, body.name)
+    authenticates like a session until `expires_at` (`expires_in_days`, at
+    most and by default `AMPHORA_API_TOKEN_TTL_DAYS`, 90 days); revoke it
+    earlier with `DELETE /auth/api-tokens/{id}`, and changing the password or
+    `POST /auth/logout-everywhere` revokes it too. Scope `act` can do
+    everything a session can except export the key, which also needs the
+    password; scope `read` can only read (403 on routes that act). 403 when a
+    read-only token asks for an `act` token. The token is in this response
+    only; the service keeps its SHA-256."""
+    issued = users.create_api_token(user, body.name, body.scope, body.expires_in_days)
     _no_store(response)
+    assert issued.expires_at is not None
     return ApiTokenIssued(id=issued.id, name=issued.name or "", token=issued.token,
-                          created_at=int(issued.created_at))
+                          created_at=int(issued.created_at), scope=issued.scope, expires_at=int(issued.expires_at))
 
 
 @router.get(
@@ -154,12 +220,13 @@ def create_api_token(body: ApiTokenRequest, user: UserDep, users: UsersDep, resp
     responses=error_responses(Unauthorized),
 )
 def list_api_tokens(user: UserDep, users: UsersDep) -> ApiTokenList:
-    """The account's API tokens that are not revoked, oldest first, with when
-    each was last used; never the tokens themselves, which the service does
-    not keep."""
+    """The account's API tokens that are neither revoked nor expired, oldest
+    first, with their scope, when each expires and when it was last used;
+    never the tokens themselves, which the service does not keep."""
     return ApiTokenList(tokens=[
         ApiTokenView(id=t.id, name=t.name, created_at=int(t.created_at),
-                     last_used_at=None if t.last_used_at is None else int(t.last_used_at))
+                     last_used_at=None if t.last_used_at is None else int(t.last_used_at), scope=t.scope,
+                     expires_at=int(t.expires_at))
         for t in users.list_api_tokens(user)
     ])
 
@@ -168,7 +235,7 @@ def list_api_tokens(user: UserDep, users: UsersDep) -> ApiTokenList:
     "/auth/api-tokens/{id}",
     status_code=204,
     summary="Revoke an API token",
-    responses=error_responses(Unauthorized, NotFound, InvalidRequest),
+    responses=error_responses(Unauthorized, Forbidden, NotFound, InvalidRequest),
 )
 def revoke_api_token(
     credential_id: Annotated[str, Path(alias="id", max_length=64, description="The token's id from "
@@ -178,7 +245,7 @@ def revoke_api_token(
     """Revoke one of the account's API tokens: from now on it is 401.
     Revoking it again is a no-op. 404 for an id that is not one of this
     account's API tokens (another account's tokens cannot be revoked, nor
-    their ids probed)."""
+    their ids probed). 403 for a read-only API token."""
     users.revoke_api_token(user, credential_id)
 
 
@@ -186,7 +253,8 @@ def revoke_api_token(
     "/me/key-export",
     response_model=KeyExport,
     summary="Export the account's private key",
-    responses=error_responses(Unauthorized, Forbidden, InvalidRequest, TooManyRequests, ServiceUnavailable),
+    responses=error_responses(Unauthorized, Forbidden, InvalidRequest, TooManyRequests, ServiceUnavailable,
+                              ServerBusy),
 )
 def export_key(body: KeyExportRequest, user: UserDep, users: UsersDep, response: Response,
                request: Request) -> KeyExport:
@@ -196,7 +264,8 @@ def export_key(body: KeyExportRequest, user: UserDep, users: UsersDep, response:
 
     Re-authentication: the password must be sent again (403 `forbidden` when
     it does not match), so a stolen session or API token alone cannot take
-    the key. The response is `Cache-Control: no-store`; the export is logged
+    the key, and a read-only API token gets 403 whatever it sends. The
+    response is `Cache-Control: no-store`; the export is logged
     for the operator's audit trail (account and address, never the key).
     The service keeps its copy: exporting does not close the account, and
     anyone holding the exported key controls the address. 503 when the master
@@ -207,17 +276,19 @@ def export_key(body: KeyExportRequest, user: UserDep, users: UsersDep, response:
     return KeyExport(address=user.address, private_key=private_key)
 
 
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
 def _limiter(request: Request, name: str) -> RateLimiter:
     limiter: RateLimiter = getattr(request.app.state, name)
     return limiter
 
 
+def _login_throttle(request: Request) -> LoginThrottle:
+    throttle: LoginThrottle = request.app.state.login_throttle
+    return throttle
+
+
 def _limit_password_attempts(request: Request, key: str) -> None:
-    """Slow down password guessing, per target and per client address."""
+    """Slow down password guessing on an authenticated route (key export,
+    password change), per account and per client network."""
     limiter = _limiter(request, "password_limiter")
-    limiter.check(key, "password attempts")
-    limiter.check(f"client:{_client(request)}", "password attempts")
+    limiter.check(key, "password attempts", per="a minute")
+    limiter.check(f"client:{client_key(request)}", "password attempts", per="a minute")

@@ -14,6 +14,7 @@ from api.chain import POINTS, Eip712Domain
 from api.deps import ChainDep, OriginDep, RelayerDep, SettingsDep
 from api.errors import (
     Conflict,
+    Forbidden,
     InFlight,
     InvalidRequest,
     NotDeployed,
@@ -53,8 +54,9 @@ from api.settings import Settings
 
 router = APIRouter(prefix="/relay", tags=["relay"])
 
-#: What a relay submission may answer besides 202.
-RELAY_ERRORS = (InvalidRequest, Unauthorized, WouldRevert, RelayRefused, Conflict, InFlight, TooManyRequests,
+#: What a relay submission may answer besides 202 (403: a read-only API token).
+RELAY_ERRORS = (InvalidRequest, Unauthorized, Forbidden, WouldRevert, RelayRefused, Conflict, InFlight,
+                TooManyRequests,
                 RelayUnavailable, UpstreamUnavailable, NotDeployed)
 
 

@@ -285,7 +285,8 @@ def test_api_token__created_listed_used_then_revoked(auth_client, holder_account
     listed = auth_client.get("/auth/api-tokens", headers=session)
     [entry] = listed.json()["tokens"]
     assert entry == {"id": token["id"], "name": "shop integration", "created_at": token["created_at"],
-                     "last_used_at": entry["last_used_at"]}
+                     "last_used_at": entry["last_used_at"], "scope": "act", "expires_at": token["expires_at"]}
+    assert token["scope"] == "act" and token["expires_at"] == token["created_at"] + 90 * 86_400
     assert token["created_at"] <= entry["last_used_at"] <= time.time()  # the /me call just made
     assert token["token"] not in listed.text
 
