@@ -50,6 +50,7 @@ from eth_utils import to_checksum_address
 from api.chain import ChainService, node_errors, node_session
 from api.db import Database, Row
 from api.errors import Conflict, NotFound, RelayRefused, UpstreamUnavailable, WouldRevert
+from api.redact import scrub
 from api.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -174,7 +175,9 @@ class RelayRecord:
             description=row["description"], status=row["status"], relayer=row["relayer"],
             nonce=_int(row["nonce"]), tx_hash=row["tx_hash"], block_number=_int(row["block_number"]),
             block_hash=row["block_hash"], gas_used=_int(row["gas_used"]), confirmations=confirmations,
-            replacements=int(row["replacements"]), error=row["error"], created_at=float(row["created_at"]),
+            replacements=int(row["replacements"]),
+            # Rows stored before errors were scrubbed may still quote a URL: never answer one.
+            error=scrub(row["error"]) if row["error"] else None, created_at=float(row["created_at"]),
             updated_at=float(row["updated_at"]), actor_nonce=_int(row["actor_nonce"]),
         )
 
@@ -293,7 +296,8 @@ class Outbox:
         if error is not None:
             if _is_revert(error):
                 raise WouldRevert(rpc_revert_reason(error))
-            raise UpstreamUnavailable(f"the blockchain node answered with an error: {error.get('message', error)}")
+            raise UpstreamUnavailable(self._scrub(f"the blockchain node answered with an error: "
+                                                  f"{error.get('message', error)}"))
         return int(answer["result"], 16)
 
     def _replay(self, row: Row, print_: str) -> RelayRecord:
@@ -370,7 +374,7 @@ class Outbox:
         try:
             result = self._rpc("eth_sendRawTransaction", [raw])
         except Exception as err:  # node down: the worker retries
-            logger.warning("broadcast of %s failed: %s", request_id, err)
+            logger.warning("broadcast of %s failed: %s", request_id, self._scrub(str(err)))
             self._note_error(request_id, f"broadcast failed: {err}")
             return False
         error = result.get("error")
@@ -384,7 +388,7 @@ class Outbox:
                 # another transaction took the nonce; the worker tells which.
                 self._note_error(request_id, f"node: {message}")
                 return False
-            logger.warning("node refused %s: %s", request_id, message)
+            logger.warning("node refused %s: %s", request_id, self._scrub(message))
             self._note_error(request_id, f"node refused the transaction: {message}")
             return False
         self._mark_sent(request_id, tx_hash)
@@ -403,9 +407,13 @@ class Outbox:
             self._changed(request_id)
 
     def _note_error(self, request_id: str, message: str) -> None:
+        # Public at GET /relay/{id}: never store the node's URL (it carries the provider's key).
         with self._db.transaction() as tx:
             tx.execute("UPDATE relay_requests SET error = ?, updated_at = ? WHERE id = ?",
-                       (message[:500], time.time(), request_id))
+                       (self._scrub(message)[:500], time.time(), request_id))
+
+    def _scrub(self, message: str) -> str:
+        return scrub(message, [self._settings.rpc_url])
 
     def _rpc(self, method: str, params: list[Any]) -> dict[str, Any]:
         """One JSON-RPC call, answering the raw response (errors included)."""
@@ -647,7 +655,7 @@ class Outbox:
         try:
             self._rpc("eth_sendRawTransaction", [raw])
         except Exception as err:
-            logger.warning("re-send failed: %s", err)
+            logger.warning("re-send failed: %s", self._scrub(str(err)))
 
     def _replace(self, row: Row, now: float) -> None:
         """No receipt for ``relay_stuck_seconds``: if the node lost the
