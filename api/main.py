@@ -22,6 +22,7 @@ from api.policy import RateLimiter
 from api.relayer import Relayer
 from api.routers import accounts, admin, auth, certificates, custodial, health, lending, metadata, points, relay
 from api.scans import ScanLog
+from api.security import SecurityHeaders
 from api.settings import Settings, get_settings
 from api.users import UserStore
 
@@ -113,6 +114,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.scans = scans
     app.state.offers = offers
     install_exception_handlers(app)
+    # Every response, errors included; the docs pages get their own policy (see api.security).
+    docs_paths = {path for path in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if path}
+    app.add_middleware(SecurityHeaders, docs_paths=docs_paths | {"/docs", "/redoc"},
+                       hsts=settings.public_base_url.startswith("https://"))
     app.include_router(health.router)
     app.include_router(certificates.router)
     app.include_router(certificates.page_router)

@@ -7,6 +7,8 @@ the request is escaped with :func:`html.escape`.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from datetime import UTC, datetime
 from html import escape
 from typing import TYPE_CHECKING
@@ -27,6 +29,10 @@ dl{display:grid;grid-template-columns:max-content 1fr;gap:.35rem .9rem;margin:0}
 dt{color:#6b5a4a}dd{margin:0;overflow-wrap:anywhere}
 code{font-size:.9em}footer{margin-top:1rem;font-size:.8rem;color:#6b5a4a}
 """
+
+#: The Content-Security-Policy hash source of the page's one inline stylesheet
+#: (the only style the API's policy allows, see :mod:`api.security`).
+STYLE_HASH = "sha256-" + base64.b64encode(hashlib.sha256(_CSS.encode()).digest()).decode()
 
 #: Shown under every issued certificate: the page vouches for the record, not for the object in hand.
 COPY_NOTICE = (

@@ -183,8 +183,20 @@ class RelayerHealth(BaseModel):
     database: str | None = Field(default=None, description="`sqlite` or `postgresql`.")
 
 
+class PublicHealth(BaseModel):
+    """What anyone may know: whether the service works."""
+
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["ok", "degraded"] = Field(
+        description="`degraded`: the API answers but the relayer cannot relay (invalid key, or a key below its "
+        "minimum balance).")
+
+
 class Health(BaseModel):
-    status: Literal["ok"] = "ok"
+    """The operator's view (`Authorization: Bearer <AMPHORA_ADMIN_TOKEN>`)."""
+
+    status: Literal["ok", "degraded"] = Field(
+        default="ok", description="`degraded` when the relayer has an invalid key or a key below its minimum.")
     node_reachable: bool = Field(description="Always true in a 200 answer; 503 when the node is down.")
     chain_id: int
     latest_block: int

@@ -283,7 +283,7 @@ def test_min_balance__relayer_below__503_alert_in_logs_and_health(
     before = outbox(w3, relayer)
 
     response = client.post("/relay/transfers", json=transfer_body(holder, recipient, held_token))
-    health = client.get("/health").json()["relayer"]
+    health = client.get("/health", headers=bearer(ADMIN_TOKEN)).json()["relayer"]
 
     assert response.status_code == 503
     assert response.json()["error"] == "relay_unavailable"
@@ -424,7 +424,7 @@ def test_postgresql__relay_idempotency_and_confirmation_on_a_shared_database(
     again = client.post("/relay/transfers", json=body, headers={"Idempotency-Key": "pg-1"})
     done = wait_for_status(client, first.json()["request_id"], "confirmed")
 
-    assert client.get("/health").json()["relayer"]["database"] == "postgresql"
+    assert client.get("/health", headers=bearer(ADMIN_TOKEN)).json()["relayer"]["database"] == "postgresql"
     assert again.json()["request_id"] == first.json()["request_id"]
     assert done["nonce"] == nonce_before
     assert w3.eth.get_transaction_count(relayer.address) == nonce_before + 1
