@@ -66,11 +66,20 @@ class Settings(BaseSettings):
     relay_webhook_url: str | None = Field(
         default=None,
         description="URL that gets a POST of each request's status change (JSON, signed with "
-        "`relay_webhook_secret` in `X-Amphora-Signature`). Best effort: polling GET /relay/{request_id} "
-        "is the record.",
+        "`relay_webhook_secret` over `<timestamp>.<body>` in `X-Amphora-Signature: t=<timestamp>,sha256=<hex>`). "
+        "Requires `relay_webhook_secret`. Best effort: polling GET /relay/{request_id} is the record.",
     )
     relay_webhook_secret: SecretStr | None = Field(
-        default=None, description="HMAC-SHA256 key for the webhook's `X-Amphora-Signature` header.",
+        default=None, description="HMAC-SHA256 key of the webhook's `X-Amphora-Signature` header (required "
+        "with `relay_webhook_url`: pushes are always signed).",
+    )
+    relay_webhook_tolerance_seconds: int = Field(
+        default=300, gt=0, description="Replay window of a webhook push: a receiver refuses a signature whose "
+        "timestamp is further than this from its clock (`api.webhooks.verify`).",
+    )
+    relay_webhook_queue_size: int = Field(
+        default=1000, gt=0, description="Pushes waiting for the webhook receiver; beyond it new pushes are dropped "
+        "(and logged), never held in memory.",
     )
     quota_account_actions_per_day: int = Field(
         default=500, ge=0, description="Relayed actions per account per UTC day (operators can change it).",
@@ -170,6 +179,14 @@ class Settings(BaseSettings):
         description="Blocks per eth_getLogs request when searching events (for nodes that limit "
         "the range); 0 searches from the deploy block to the latest block in one request.",
     )
+
+    @model_validator(mode="after")
+    def _webhook_is_signed(self) -> Settings:
+        # An unsigned push could be forged by anyone who learns the URL: refuse at startup.
+        if self.relay_webhook_url and (self.relay_webhook_secret is None
+                                       or not self.relay_webhook_secret.get_secret_value()):
+            raise ValueError("relay_webhook_url needs relay_webhook_secret: webhook pushes are always signed")
+        return self
 
     @model_validator(mode="after")
     def _argon2_memory_covers_lanes(self) -> Settings:

@@ -5,8 +5,6 @@ key pool and the webhook."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import threading
 import time
@@ -20,6 +18,7 @@ from pydantic import SecretStr
 
 from api.errors import RelayRefused
 from api.relayer import Origin
+from api.webhooks import verify
 
 #: The API fixtures (apps and clients on the test deployment).
 pytest_plugins = ["api_fixtures", "pg"]
@@ -411,7 +410,7 @@ def test_webhook__status_changes_pushed_with_a_valid_signature(
     statuses = [body["status"] for body, _, _ in _Hook.received if body["request_id"] == accepted["request_id"]]
     assert statuses[0] == "sent" and statuses[-1] == "confirmed"
     for _, signature, raw in _Hook.received:
-        assert signature == "sha256=" + hmac.new(b"hook-secret", raw, hashlib.sha256).hexdigest()
+        assert verify(b"hook-secret", raw, signature)
 
 
 def test_postgresql__relay_idempotency_and_confirmation_on_a_shared_database(
