@@ -78,7 +78,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     relayer = Relayer(chain, settings, db)
     # On PostgreSQL every instance shares the scans and the offer board too.
     scans = ScanLog(db if db.postgres else settings.scan_db, settings.scan_window_seconds,
-                    settings.scan_burst_threshold)
+                    settings.scan_burst_threshold, day_threshold=settings.scan_day_threshold,
+                    clients_per_network=settings.scan_clients_per_network,
+                    retention_days=settings.scan_retention_days)
     offers = OfferBook(db if db.postgres else settings.offer_db)
 
     @asynccontextmanager

@@ -66,6 +66,12 @@ _STATE_NOTICES: dict[str, tuple[str, str, str]] = {
 }
 
 
+#: The top banner of an active certificate whose code many different clients opened recently.
+BURST_NOTICE = ("warn", "Genuine certificate — check this bottle",
+                "This certificate is registered on chain and in good standing, but its code has been checked "
+                "unusually widely: see below before you buy.")
+
+
 def shorten(address: str | None) -> str:
     if not address:
         return "—"
@@ -117,12 +123,16 @@ def certificate_page(view: CertificateView) -> str:
     details = "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in rows)
     scan_warning = ""
     if view.scans is not None and "burst" in view.scans.anomalies:
+        if css == "ok":
+            # The record is genuine; the bottle in hand may not be: the banner must not say "all good".
+            css, headline, explanation = BURST_NOTICE
         scan_warning = (
-            "<section class=\"banner bad\" role=\"alert\"><h1>Scanned unusually often</h1>"
-            f"<p>This code was scanned {view.scans.recent} times in the last "
-            f"{view.scans.window_seconds // 60} minutes. A genuine bottle is scanned a few times in its "
-            "life: this code may have been copied onto other bottles. Ask the seller to prove possession "
-            "with the bottle's tag.</p></section>")
+            "<section class=\"banner warn\" role=\"alert\"><h1>Many different people checked this code</h1>"
+            f"<p>{view.scans.recent} different visitors opened this code in the last "
+            f"{view.scans.window_seconds // 60} minutes, and {view.scans.day} in the last 24 hours. The "
+            "certificate itself is genuine, but a bottle is normally checked by a few people in its life: this "
+            "code may have been copied onto other bottles, and this page cannot tell which bottle is the "
+            "original. Ask the seller to prove possession with the bottle's tag.</p></section>")
     body = (
         f"<section class=\"banner {css}\" role=\"status\"><h1>{escape(headline)}</h1>"
         f"<p>{escape(explanation)}</p></section>{scan_warning}"

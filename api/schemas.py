@@ -311,16 +311,21 @@ class HistoryEntry(BaseModel):
 
 
 class ScanView(BaseModel):
-    """How often this certificate has been verified through this API, and what
-    looks wrong. A genuine bottle is scanned a few times in its life; a code
-    copied onto many bottles, far more."""
+    """How many different people have opened this certificate's verification
+    page, and what looks wrong. A genuine bottle is checked by a few people in
+    its life; a code copied onto many bottles, by many. Only page views by
+    browsers count: API reads, link-preview bots and a client's repeated views
+    do not."""
 
-    total: int = Field(description="Verification scans recorded, this one included.")
-    recent: int = Field(description="Scans within the last `window_seconds`.")
+    total: int = Field(description="Page views recorded in the retention period (a client's repeated views "
+                       "within the window once).")
+    recent: int = Field(description="Distinct clients within the last `window_seconds` (at most a few per "
+                        "network).")
+    day: int = Field(default=0, description="Distinct clients within the last 24 hours.")
     window_seconds: int
-    anomalies: list[str] = Field(description="`burst`: more scans in the window than the configured "
-                                 "threshold; `redeemed`: the bottle was already shipped, so this code may be "
-                                 "on a refill; `flagged`: reported lost or stolen.")
+    anomalies: list[str] = Field(description="`burst`: more distinct clients in the window (or the day) than "
+                                 "the configured threshold; `redeemed`: the bottle was already shipped, so this "
+                                 "code may be on a refill; `flagged`: reported lost or stolen.")
 
 
 class CertificateView(BaseModel):

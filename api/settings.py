@@ -130,11 +130,23 @@ class Settings(BaseSettings):
         "Unset: an in-memory database (posted offers are lost with the process).",
     )
     scan_window_seconds: int = Field(
-        default=600, gt=0, description="Window, in seconds, in which scans of one certificate are counted "
-        "for the `burst` anomaly.",
+        default=600, gt=0, description="Window, in seconds, in which the distinct clients that open a "
+        "certificate's verification page are counted for the `burst` anomaly (a client's repeated views in it "
+        "count once).",
     )
     scan_burst_threshold: int = Field(
-        default=20, gt=0, description="More scans than this within the window flag a `burst` (a copied code).",
+        default=20, gt=0, description="More distinct clients than this within the window flag a `burst` (a "
+        "copied code).",
+    )
+    scan_day_threshold: int = Field(
+        default=100, gt=0, description="More distinct clients than this within 24 hours also flag a `burst`.",
+    )
+    scan_clients_per_network: int = Field(
+        default=2, gt=0, description="Distinct clients (user agents) that count per network prefix (IPv4 /24, "
+        "IPv6 /48): one network cannot raise the count by rotating user agents.",
+    )
+    scan_retention_days: int = Field(
+        default=30, gt=0, description="Days a verification scan (its salted hashes and time) is kept.",
     )
     database_url: SecretStr | None = Field(
         default=None,
