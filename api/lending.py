@@ -2,9 +2,10 @@
 
 The lender's view of a certificate is one call to ``PledgeLending.collateral``
 at one block, so every field of a snapshot describes the same moment. A
-snapshot can be signed by the service key (EIP-191 ``personal_sign`` of its
-canonical JSON), which lets a lender keep an offline-verifiable record of what
-the chain said at a block:
+snapshot can be signed by the snapshot key (``AMPHORA_SNAPSHOT_SIGNING_KEY``,
+not the relayer's gas key; EIP-191 ``personal_sign`` of its canonical JSON),
+which lets a lender keep an offline-verifiable record of what the chain said
+at a block:
 
 >>> body = response.json()
 >>> signature = body.pop("signature")
@@ -19,18 +20,20 @@ the offers a holder could accept at the latest block.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_defunct, encode_typed_data
+from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
+from pydantic import SecretStr
 
 from amphora import eip712
 from amphora.lots import split_token_id
 from api.chain import LENDING, STABLECOIN, BlockRef, ChainService
-from api.errors import InvalidRequest, NotDeployed, NotFound, OfferUnusable
+from api.errors import InvalidRequest, NotDeployed, NotFound, OfferUnusable, ServiceUnavailable
 from api.offers import OfferBook, StoredOffer
-from api.relayer import Relayer
 from api.schemas import (
     LOAN_STATE_BY_NUMBER,
     AppraisalView,
@@ -136,13 +139,48 @@ def canonical_json(body: dict[str, Any]) -> str:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
-def sign_snapshot(snapshot: CollateralSnapshot, relayer: Relayer) -> CollateralSnapshot:
-    """``snapshot`` with ``signer`` and an EIP-191 ``signature`` of its canonical JSON
-    by the service key (:class:`~api.errors.RelayUnavailable` without one)."""
-    signer = snapshot.model_copy(update={"signer": relayer.service_address(), "signature": None})
-    body = signer.model_dump(mode="json", exclude={"signature"})
-    signature = relayer.sign_text(canonical_json(body))
-    return signer.model_copy(update={"signature": _hex(signature)})
+class SnapshotSigner:
+    """The key that signs lender snapshots (``AMPHORA_SNAPSHOT_SIGNING_KEY``).
+
+    Not the relayer's gas key: a snapshot signature is a statement the service
+    makes to lenders, and the key that makes it should hold no funds and be
+    rotatable without touching the relayer's nonces and balance. A key that is
+    also a relayer key is refused."""
+
+    def __init__(self, key: SecretStr | None, relayer_addresses: Sequence[str] = ()) -> None:
+        self._account: LocalAccount | None = None
+        self.problem: str | None = None
+        if key is None or not key.get_secret_value().strip():
+            self.problem = "signed snapshots are not configured: set AMPHORA_SNAPSHOT_SIGNING_KEY"
+            return
+        try:
+            account = Account.from_key(key.get_secret_value().strip())
+        except Exception:  # the message could quote the key: never pass it on
+            self.problem = "AMPHORA_SNAPSHOT_SIGNING_KEY is not a valid private key"
+            return
+        if account.address in relayer_addresses:
+            self.problem = ("AMPHORA_SNAPSHOT_SIGNING_KEY is a relayer key: snapshots must be signed by a key of "
+                            "their own, not the gas key")
+            return
+        self._account = account
+
+    @property
+    def address(self) -> str | None:
+        return self._account.address if self._account else None
+
+    def _require(self) -> LocalAccount:
+        if self._account is None:
+            raise ServiceUnavailable(self.problem or "signed snapshots are not configured")
+        return self._account
+
+    def sign(self, snapshot: CollateralSnapshot) -> CollateralSnapshot:
+        """``snapshot`` with ``signer`` and an EIP-191 ``signature`` of its canonical
+        JSON (:class:`~api.errors.ServiceUnavailable` without a valid key)."""
+        account = self._require()
+        signer = snapshot.model_copy(update={"signer": account.address, "signature": None})
+        body = signer.model_dump(mode="json", exclude={"signature"})
+        signature = account.sign_message(encode_defunct(text=canonical_json(body))).signature
+        return signer.model_copy(update={"signature": _hex(bytes(signature))})
 
 
 def recover_snapshot_signer(body: dict[str, Any]) -> str:

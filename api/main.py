@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from api.chain import ChainService
 from api.db import Database
 from api.errors import install_exception_handlers
+from api.lending import SnapshotSigner
 from api.offers import OfferBook
 from api.policy import RateLimiter
 from api.relayer import Relayer
@@ -44,9 +45,9 @@ certificates and points by signature.
   certificates and of points (EIP-3009), gas paid by the relayer, and
   transaction status.
 * **lending**: the lender's view of a pledged certificate (`/collateral`,
-  `/loans`), optionally signed by the service key with the block it was read
-  at; the loan offer board (`/offers`); relayed loan acceptances and
-  extensions (`/relay/loan-*`).
+  `/loans`), optionally signed with the block it was read at by the snapshot
+  key (`AMPHORA_SNAPSHOT_SIGNING_KEY`, not the gas key); the loan offer board
+  (`/offers`); relayed loan acceptances and extensions (`/relay/loan-*`).
 * **auth**: custodial accounts for people without a wallet: signup and login
   with an identifier and a password, session and API tokens
   (`Authorization: Bearer <token>`), and export of the account's key. The
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.password_limiter = RateLimiter(settings.password_attempts_per_minute / 60,
                                              settings.password_attempts_per_minute)
     app.state.scans = scans
+    app.state.snapshot_signer = SnapshotSigner(settings.snapshot_signing_key, relayer.addresses)
     app.state.offers = offers
     install_exception_handlers(app)
     # Every response, errors included; the docs pages get their own policy (see api.security).

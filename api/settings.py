@@ -167,6 +167,12 @@ class Settings(BaseSettings):
         "invalid: signing up, key export and signing for an account answer 503. Losing it loses every "
         "custodial key; changing it makes the stored keys undecryptable.",
     )
+    snapshot_signing_key: SecretStr | None = Field(
+        default=None,
+        description="Hex private key that signs lender snapshots (`?signed=true` on /collateral and /loans). A "
+        "key of its own that holds no funds, never a relayer key (refused). Unset: signed snapshots answer 503 "
+        "(unsigned ones are served).",
+    )
     admin_token: SecretStr | None = Field(
         default=None,
         description="Bearer token of the operator endpoints. Unset: they answer 503.",

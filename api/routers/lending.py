@@ -5,9 +5,9 @@ with the typed data their signers sign."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, cast
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Depends, Path, Query, Request, status
 
 from amphora import eip712
 from api import lending
@@ -18,11 +18,10 @@ from api.errors import (
     NotDeployed,
     NotFound,
     OfferUnusable,
-    RelayUnavailable,
+    ServiceUnavailable,
     UpstreamUnavailable,
     error_responses,
 )
-from api.relayer import Relayer
 from api.routers.relay import RELAY_ERRORS, _stringified, accepted, authorization_typed_data
 from api.schemas import (
     ADDRESS_PATTERN,
@@ -45,10 +44,10 @@ from api.schemas import (
 router = APIRouter(tags=["lending"])
 relay_router = APIRouter(prefix="/relay", tags=["relay"])
 
-SignedQuery = Annotated[bool, Query(description="Sign the snapshot with the service key (adds `signer` and "
-                                    "`signature`; 503 when the service has no key).")]
+SignedQuery = Annotated[bool, Query(description="Sign the snapshot with the snapshot key (adds `signer` and "
+                                    "`signature`; 503 when `AMPHORA_SNAPSHOT_SIGNING_KEY` is not set).")]
 _VIEW_ERRORS = (NotFound, InvalidRequest, UpstreamUnavailable, NotDeployed)
-_SIGNED_VIEW_ERRORS = (*_VIEW_ERRORS, RelayUnavailable)
+_SIGNED_VIEW_ERRORS = (*_VIEW_ERRORS, ServiceUnavailable)
 _TYPED_DATA_ERRORS = (InvalidRequest, UpstreamUnavailable, NotDeployed)
 
 _SNAPSHOT_DOC = """
@@ -61,8 +60,9 @@ _SNAPSHOT_DOC = """
     storage attestation and the custodian's reserve root, the lot's latest
     appraisal, the loan-to-value and the borrower's credit record.
 
-    **Signed snapshots.** With `?signed=true` the service key signs the
-    snapshot: `signature` is an EIP-191 `personal_sign` by `signer` of the
+    **Signed snapshots.** With `?signed=true` the snapshot key
+    (`AMPHORA_SNAPSHOT_SIGNING_KEY`, a key of its own, never the relayer's gas
+    key) signs the snapshot: `signature` is an EIP-191 `personal_sign` by `signer` of the
     canonical JSON of the response without `signature` (keys sorted at every
     level, no whitespace). A lender verifies it offline, e.g. in Python:
 
@@ -71,12 +71,19 @@ _SNAPSHOT_DOC = """
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
         assert Account.recover_message(encode_defunct(text=canonical), signature=signature) == body["signer"]
 
-    and checks that `signer` is the service's published address. Anyone can
+    and checks that `signer` is the service's published snapshot address. Anyone can
     also re-read `collateral(token_id)` at `block_hash` on an archive node."""
 
 
-def _maybe_signed(snapshot: CollateralSnapshot, signed: bool, relayer: Relayer) -> CollateralSnapshot:
-    return lending.sign_snapshot(snapshot, relayer) if signed else snapshot
+def get_snapshot_signer(request: Request) -> lending.SnapshotSigner:
+    return cast(lending.SnapshotSigner, request.app.state.snapshot_signer)
+
+
+SnapshotSignerDep = Annotated[lending.SnapshotSigner, Depends(get_snapshot_signer)]
+
+
+def _maybe_signed(snapshot: CollateralSnapshot, signed: bool, signer: lending.SnapshotSigner) -> CollateralSnapshot:
+    return signer.sign(snapshot) if signed else snapshot
 
 
 @router.get("/collateral/{token_id}", response_model=CollateralSnapshot,
@@ -84,9 +91,9 @@ def _maybe_signed(snapshot: CollateralSnapshot, signed: bool, relayer: Relayer) 
             responses=error_responses(*_SIGNED_VIEW_ERRORS))
 def collateral(
     token_id: Annotated[Uint256In, Path(description="Decimal token id.")],
-    chain: ChainDep, relayer: RelayerDep, signed: SignedQuery = False,
+    chain: ChainDep, signer: SnapshotSignerDep, signed: SignedQuery = False,
 ) -> CollateralSnapshot:
-    return _maybe_signed(lending.collateral_snapshot(chain, token_id), signed, relayer)
+    return _maybe_signed(lending.collateral_snapshot(chain, token_id), signed, signer)
 
 
 collateral.__doc__ = """The certificate's latest loan (null if it was never pledged) and what
@@ -98,9 +105,9 @@ collateral.__doc__ = """The certificate's latest loan (null if it was never pled
             responses=error_responses(*_SIGNED_VIEW_ERRORS))
 def loan(
     loan_id: Annotated[Uint256In, Path(description="Decimal loan id (`sequence << 96 | token_id`).")],
-    chain: ChainDep, relayer: RelayerDep, signed: SignedQuery = False,
+    chain: ChainDep, signer: SnapshotSignerDep, signed: SignedQuery = False,
 ) -> CollateralSnapshot:
-    return _maybe_signed(lending.loan_snapshot(chain, loan_id), signed, relayer)
+    return _maybe_signed(lending.loan_snapshot(chain, loan_id), signed, signer)
 
 
 loan.__doc__ = """The same snapshot as `GET /collateral/{token_id}`, for the loan's

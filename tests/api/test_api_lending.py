@@ -9,9 +9,10 @@ import json
 from collections.abc import Callable
 
 import pytest
-from api_fixtures import USD, outbox, wait_for_status
+from api_fixtures import SNAPSHOT_KEY, USD, outbox, wait_for_status
 from eth_account import Account
 from eth_account.messages import encode_defunct, encode_typed_data
+from pydantic import SecretStr
 
 from amphora import eip712
 from api.lending import recover_snapshot_signer
@@ -233,20 +234,21 @@ def test_loan__superseded_by_a_newer_loan__404_names_it(
 # -------------------------------------------------------- signed snapshots
 
 
-def test_collateral__signed__verifies_offline_with_eth_account(client, open_loan, relayer):
+def test_collateral__signed__verifies_offline_with_the_snapshot_key_not_the_gas_key(client, open_loan, relayer):
     _, token_id = open_loan
+    snapshot_address = Account.from_key(SNAPSHOT_KEY).address
 
     body = client.get(f"/collateral/{token_id}", params={"signed": "true"}).json()
 
-    assert body["signer"] == relayer.address
+    assert body["signer"] == snapshot_address != relayer.address
     signature = body.pop("signature")
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
-    assert Account.recover_message(encode_defunct(text=canonical), signature=signature) == relayer.address
-    assert recover_snapshot_signer({**body, "signature": signature}) == relayer.address
+    assert Account.recover_message(encode_defunct(text=canonical), signature=signature) == snapshot_address
+    assert recover_snapshot_signer({**body, "signature": signature}) == snapshot_address
 
 
 @pytest.mark.parametrize("tamper", ["principal", "block_number", "state", "signer"])
-def test_loan__signed_then_tampered__recovers_someone_else(client, open_loan, relayer, attacker, tamper):
+def test_loan__signed_then_tampered__recovers_someone_else(client, open_loan, attacker, tamper):
     loan_id, _ = open_loan
     body = client.get(f"/loans/{loan_id}", params={"signed": True}).json()
 
@@ -260,17 +262,30 @@ def test_loan__signed_then_tampered__recovers_someone_else(client, open_loan, re
         body["signer"] = attacker.address
 
     recovered = recover_snapshot_signer(body)
-    assert recovered != relayer.address and recovered != body["signer"]
+    assert recovered != Account.from_key(SNAPSHOT_KEY).address and recovered != body["signer"]
 
 
-def test_collateral__signed_without_service_key__503_unsigned_still_served(make_client, open_loan):
+def test_collateral__signed_without_snapshot_key__503_even_with_a_relayer_key_unsigned_still_served(
+        make_client, open_loan):
     _, token_id = open_loan
-    client = make_client(relayer_private_key=None)
+    client = make_client(snapshot_signing_key=None)
 
     response = client.get(f"/collateral/{token_id}", params={"signed": True})
 
-    assert response.status_code == 503 and response.json()["error"] == "relay_unavailable"
+    assert response.status_code == 503 and response.json()["error"] == "service_unavailable"
+    assert "AMPHORA_SNAPSHOT_SIGNING_KEY" in response.json()["detail"]
     assert client.get(f"/collateral/{token_id}").status_code == 200
+
+
+def test_collateral__snapshot_key_is_the_relayer_key__refused_503(make_client, open_loan, relayer):
+    _, token_id = open_loan
+    client = make_client(snapshot_signing_key=SecretStr(relayer.private_key))
+
+    response = client.get(f"/collateral/{token_id}", params={"signed": True})
+
+    assert response.status_code == 503
+    assert "not the gas key" in response.json()["detail"]
+    assert relayer.private_key[2:] not in response.text
 
 
 # ----------------------------------------------------------------- offers
