@@ -887,8 +887,13 @@ class OfferList(BaseModel):
     block_number: int = Field(description="The block expiry, nonces and appraisal were checked at.")
     certificate_state: CertificateState = Field(description="Offers can be accepted only while it is `active` "
                                                 "(not pledged, gifted, flagged or in redemption).")
-    offers: list[PostedOffer] = Field(description="Cheapest first (lowest repayment per unit of principal), "
-                                      "then largest principal.")
+    offers: list[PostedOffer] = Field(description="This page of the offers, cheapest first (lowest repayment "
+                                      "per unit of principal), then largest principal. A page may hold fewer than "
+                                      "`limit`: offers whose nonce is used or whose lender no longer holds or has "
+                                      "not approved the principal are left out.")
+    offset: int = Field(default=0, description="Position of this page's first offer in the board's ordering.")
+    limit: int = Field(default=20, description="Offers the page covers at most.")
+    next_offset: int | None = Field(default=None, description="`offset` of the next page; null on the last page.")
 
 
 class LoanAcceptanceRelayRequest(BaseModel):

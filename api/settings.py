@@ -129,6 +129,9 @@ class Settings(BaseSettings):
         "`database_url`, offers are kept there instead). "
         "Unset: an in-memory database (posted offers are lost with the process).",
     )
+    offer_max_open_per_lender: int = Field(
+        default=20, gt=0, description="Unexpired offers one lender may have on the offer board; one more is 409.",
+    )
     scan_window_seconds: int = Field(
         default=600, gt=0, description="Window, in seconds, in which the distinct clients that open a "
         "certificate's verification page are counted for the `burst` anomaly (a client's repeated views in it "
