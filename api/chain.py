@@ -40,10 +40,11 @@ from amphora import eip712
 from amphora.manifest import Manifest, ManifestError, manifest_path
 from amphora.settlement import SettlementError, Statement, statement
 from api.errors import InvalidRequest, NotDeployed, UpstreamUnavailable
-from api.redact import scrub
+from api.redact import ScrubFilter, scrub
 from api.settings import Settings
 
 logger = logging.getLogger(__name__)
+logger.addFilter(ScrubFilter())  # node and webhook URLs carry credentials: never log one
 
 #: Contract names in the deploy manifest.
 CERTIFICATE = "WineCertificate"

@@ -50,10 +50,11 @@ from eth_utils import to_checksum_address
 from api.chain import ChainService, node_errors, node_session
 from api.db import Database, Row
 from api.errors import Conflict, NotFound, RelayRefused, UpstreamUnavailable, WouldRevert
-from api.redact import scrub
+from api.redact import ScrubFilter, scrub
 from api.settings import Settings
 
 logger = logging.getLogger(__name__)
+logger.addFilter(ScrubFilter())  # node and webhook URLs carry credentials: never log one
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS relay_requests (

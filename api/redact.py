@@ -11,7 +11,9 @@ knows the id or the transaction hash), so every error text passes through
 
 from __future__ import annotations
 
+import logging
 import re
+import traceback
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
@@ -48,3 +50,16 @@ def scrub(text: str, urls: Iterable[str] = ()) -> str:
             text = text.replace(secret, REDACTED)
     text = _URL_FIELD.sub(f"url: {REDACTED}", text)
     return _URL.sub(REDACTED, text)
+
+
+class ScrubFilter(logging.Filter):
+    """A logger filter that scrubs URLs out of each record's message and
+    traceback (an HTTP library's exception quotes the URL it failed on). Added
+    to the loggers of the modules that talk to the node or to webhooks."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = scrub(record.getMessage())
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = scrub("".join(traceback.format_exception(*record.exc_info)).rstrip("\n"))
+        return True

@@ -32,8 +32,10 @@ import time
 import httpx
 
 from api.outbox import RelayRecord, record_json
+from api.redact import ScrubFilter
 
 logger = logging.getLogger(__name__)
+logger.addFilter(ScrubFilter())  # node and webhook URLs carry credentials: never log one
 
 SIGNATURE_HEADER = "X-Amphora-Signature"
 TIMESTAMP_HEADER = "X-Amphora-Timestamp"

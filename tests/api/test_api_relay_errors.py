@@ -4,6 +4,7 @@ must never carry the node's URL, which holds the provider's key."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -51,8 +52,9 @@ def keyed_gateway(rpc_url) -> Iterator[str]:
     server.server_close()
 
 
-def test_relay_error__node_url_carries_a_key__error_is_stored_and_shown_without_it(
-        make_client, keyed_gateway, held_token, holder, recipient, transfer_body):
+def test_relay_error__node_url_carries_a_key__error_is_stored_shown_and_logged_without_it(
+        make_client, keyed_gateway, held_token, holder, recipient, transfer_body, caplog):
+    caplog.set_level(logging.DEBUG)
     client = make_client(rpc_url=keyed_gateway)
 
     response = client.post("/relay/transfers", json=transfer_body(holder, recipient, held_token))
@@ -70,3 +72,18 @@ def test_relay_error__node_url_carries_a_key__error_is_stored_and_shown_without_
     with relayer.outbox._db.transaction() as tx:
         stored = tx.all("SELECT error FROM relay_requests")
     assert stored and all(PROVIDER_KEY not in (row["error"] or "") for row in stored)
+    # The API's own log lines (an HTTP library's DEBUG lines are the operator's choice to enable).
+    ours = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records if r.name.startswith("api"))
+    assert "broadcast of" in ours and PROVIDER_KEY not in ours
+
+
+def test_log_scrubbing__exception_quoting_the_node_url__traceback_logged_without_it(caplog):
+    caplog.set_level(logging.DEBUG)
+    worker_log = logging.getLogger("api.outbox")
+    try:
+        raise requests.HTTPError(f"502 Server Error: Bad Gateway for url: http://node.example/v3/{PROVIDER_KEY}")
+    except requests.HTTPError:
+        worker_log.exception("relay worker pass failed")
+
+    assert "relay worker pass failed" in caplog.text and "HTTPError: 502 Server Error" in caplog.text
+    assert PROVIDER_KEY not in caplog.text and "node.example" not in caplog.text
