@@ -41,9 +41,11 @@ from amphora import eip712
 from amphora.manifest import Manifest, ManifestError, manifest_path
 from amphora.settlement import SettlementError, Statement, statement
 from api.errors import InvalidRequest, NotDeployed, UpstreamUnavailable
+from api.redact import ScrubFilter, scrub
 from api.settings import Settings
 
 logger = logging.getLogger(__name__)
+logger.addFilter(ScrubFilter())  # node and webhook URLs carry credentials: never log one
 
 #: Contract names in the deploy manifest.
 CERTIFICATE = "WineCertificate"
@@ -205,8 +207,9 @@ def node_errors(subject: str = "the certificate contract") -> Iterator[None]:
         logger.warning("node unreachable: %s", type(err).__name__)
         raise UpstreamUnavailable("the blockchain node cannot be reached") from err
     except Web3RPCError as err:
-        logger.warning("node error: %s", err.message)
-        raise UpstreamUnavailable(f"the blockchain node answered with an error: {err.message}") from err
+        message = scrub(err.message or "")
+        logger.warning("node error: %s", message)
+        raise UpstreamUnavailable(f"the blockchain node answered with an error: {message}") from err
     except BadFunctionCallOutput as err:
         raise NotDeployed(f"{subject} answered nothing: the manifest's address has "
                           "no contract on this chain (was the node reset? redeploy)") from err

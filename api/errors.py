@@ -121,8 +121,9 @@ class WouldRevert(RelayRefused):
 class OfferUnusable(AmphoraError):
     status_code = 409
     code = "offer_unusable"
-    meaning = ("The loan offer can no longer be accepted on chain: it has expired, or its nonce is used or "
-               "cancelled (one by one or below the lender's nonce floor).")
+    meaning = ("The loan offer cannot be accepted on chain now: it has expired, its nonce is used or "
+               "cancelled (one by one or below the lender's nonce floor), or the lender does not hold or has not "
+               "approved the principal in the stablecoin.")
 
 
 class DocumentMismatch(AmphoraError):

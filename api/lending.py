@@ -2,9 +2,10 @@
 
 The lender's view of a certificate is one call to ``PledgeLending.collateral``
 at one block, so every field of a snapshot describes the same moment. A
-snapshot can be signed by the service key (EIP-191 ``personal_sign`` of its
-canonical JSON), which lets a lender keep an offline-verifiable record of what
-the chain said at a block:
+snapshot can be signed by the snapshot key (``AMPHORA_SNAPSHOT_SIGNING_KEY``,
+not the relayer's gas key; EIP-191 ``personal_sign`` of its canonical JSON),
+which lets a lender keep an offline-verifiable record of what the chain said
+at a block:
 
 >>> body = response.json()
 >>> signature = body.pop("signature")
@@ -19,18 +20,21 @@ the offers a holder could accept at the latest block.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
 
 from eth_account import Account
 from eth_account.messages import encode_defunct, encode_typed_data
+from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
+from pydantic import SecretStr
 
 from amphora import eip712
 from amphora.lots import split_token_id
-from api.chain import LENDING, STABLECOIN, BlockRef, ChainService
-from api.errors import InvalidRequest, NotDeployed, NotFound, OfferUnusable
+from api.chain import LENDING, STABLECOIN, BlockRef, ChainService, contract_label, node_errors
+from api.errors import InvalidRequest, NotDeployed, NotFound, OfferUnusable, ServiceUnavailable, UpstreamUnavailable
 from api.offers import OfferBook, StoredOffer
-from api.relayer import Relayer
 from api.schemas import (
     LOAN_STATE_BY_NUMBER,
     AppraisalView,
@@ -136,13 +140,48 @@ def canonical_json(body: dict[str, Any]) -> str:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
-def sign_snapshot(snapshot: CollateralSnapshot, relayer: Relayer) -> CollateralSnapshot:
-    """``snapshot`` with ``signer`` and an EIP-191 ``signature`` of its canonical JSON
-    by the service key (:class:`~api.errors.RelayUnavailable` without one)."""
-    signer = snapshot.model_copy(update={"signer": relayer.service_address(), "signature": None})
-    body = signer.model_dump(mode="json", exclude={"signature"})
-    signature = relayer.sign_text(canonical_json(body))
-    return signer.model_copy(update={"signature": _hex(signature)})
+class SnapshotSigner:
+    """The key that signs lender snapshots (``AMPHORA_SNAPSHOT_SIGNING_KEY``).
+
+    Not the relayer's gas key: a snapshot signature is a statement the service
+    makes to lenders, and the key that makes it should hold no funds and be
+    rotatable without touching the relayer's nonces and balance. A key that is
+    also a relayer key is refused."""
+
+    def __init__(self, key: SecretStr | None, relayer_addresses: Sequence[str] = ()) -> None:
+        self._account: LocalAccount | None = None
+        self.problem: str | None = None
+        if key is None or not key.get_secret_value().strip():
+            self.problem = "signed snapshots are not configured: set AMPHORA_SNAPSHOT_SIGNING_KEY"
+            return
+        try:
+            account = Account.from_key(key.get_secret_value().strip())
+        except Exception:  # the message could quote the key: never pass it on
+            self.problem = "AMPHORA_SNAPSHOT_SIGNING_KEY is not a valid private key"
+            return
+        if account.address in relayer_addresses:
+            self.problem = ("AMPHORA_SNAPSHOT_SIGNING_KEY is a relayer key: snapshots must be signed by a key of "
+                            "their own, not the gas key")
+            return
+        self._account = account
+
+    @property
+    def address(self) -> str | None:
+        return self._account.address if self._account else None
+
+    def _require(self) -> LocalAccount:
+        if self._account is None:
+            raise ServiceUnavailable(self.problem or "signed snapshots are not configured")
+        return self._account
+
+    def sign(self, snapshot: CollateralSnapshot) -> CollateralSnapshot:
+        """``snapshot`` with ``signer`` and an EIP-191 ``signature`` of its canonical
+        JSON (:class:`~api.errors.ServiceUnavailable` without a valid key)."""
+        account = self._require()
+        signer = snapshot.model_copy(update={"signer": account.address, "signature": None})
+        body = signer.model_dump(mode="json", exclude={"signature"})
+        signature = account.sign_message(encode_defunct(text=canonical_json(body))).signature
+        return signer.model_copy(update={"signature": _hex(bytes(signature))})
 
 
 def recover_snapshot_signer(body: dict[str, Any]) -> str:
@@ -174,11 +213,13 @@ def stablecoin_address(chain: ChainService) -> str:
     return str(token.address)
 
 
-def post_offer(chain: ChainService, book: OfferBook, post: OfferPost) -> PostedOffer:
+def post_offer(chain: ChainService, book: OfferBook, post: OfferPost, max_open: int | None = None) -> PostedOffer:
     """Check a signed offer and put it on the board: :class:`InvalidRequest` for
     one the contract would never accept (signature, currency, amounts,
-    collateral), :class:`OfferUnusable` for one it no longer accepts (expired,
-    nonce used or cancelled)."""
+    collateral), :class:`OfferUnusable` for one it would not accept now
+    (expired, nonce used or cancelled, the lender's stablecoin balance or
+    allowance below the principal), :class:`Conflict` when the lender already
+    has ``max_open`` open offers on the board."""
     offer = post.offer
     lending = chain.lending_contract("nonce_used")
     digest = offer_hash(chain, offer)
@@ -207,10 +248,69 @@ def post_offer(chain: ChainService, book: OfferBook, post: OfferPost) -> PostedO
     if offer.expiry <= block.timestamp:
         raise OfferUnusable(f"the offer expired at {offer.expiry} (latest block {block.number} is at "
                             f"{block.timestamp})")
-    if chain.lending_nonce_used(offer.lender, offer.nonce, block.number):
+    fields = offer.model_dump()
+    checks = lender_checks(chain, [fields], block.number)
+    if checks.nonce_used[(offer.lender, offer.nonce)]:
         raise OfferUnusable(f"nonce {offer.nonce} of {offer.lender} is used or cancelled at {lending.address}")
-    stored = book.add(_hex(digest), offer.model_dump(), _hex(post.signature))
+    balance, allowance = checks.funds[offer.lender]
+    if balance < offer.principal:
+        raise OfferUnusable(f"the lender {offer.lender} holds {balance} units of the stablecoin, less than the "
+                            f"principal {offer.principal}")
+    if allowance < offer.principal:
+        raise OfferUnusable(f"the lender {offer.lender} has approved {allowance} units of the stablecoin to the "
+                            f"lending contract {lending.address}, less than the principal {offer.principal}")
+    book.delete_expired(block.timestamp)
+    stored = book.add(_hex(digest), fields, _hex(post.signature), max_open=max_open,
+                      not_expired_at=block.timestamp)
     return _posted(stored)
+
+
+@dataclass(frozen=True)
+class LenderChecks:
+    """What the chain says, at one block, about the offers of one page."""
+
+    #: lender => (stablecoin balance, allowance to the lending contract)
+    funds: dict[str, tuple[int, int]]
+    #: (lender, nonce) => used or cancelled
+    nonce_used: dict[tuple[str, int], bool]
+
+    def funded(self, offer: dict[str, Any]) -> bool:
+        """Whether the lender holds and has approved the offer's principal."""
+        balance, allowance = self.funds[offer["lender"]]
+        return balance >= offer["principal"] and allowance >= offer["principal"]
+
+
+def lender_checks(chain: ChainService, offers: Sequence[dict[str, Any]], block_number: int) -> LenderChecks:
+    """The stablecoin balance and allowance of each lender of ``offers`` and
+    whether each offer's nonce is used, at ``block_number``: **one** JSON-RPC
+    batch of ``eth_call`` for the whole page, whatever its size."""
+    token = chain.require_contract(STABLECOIN)
+    lending = chain.lending_contract("nonce_used")
+    lenders = sorted({offer["lender"] for offer in offers})
+    nonces = sorted({(offer["lender"], int(offer["nonce"])) for offer in offers})
+    calls: list[tuple[str, str]] = []
+    for lender in lenders:
+        calls.append((token.address, token.encode_abi("balanceOf", [lender])))
+        calls.append((token.address, token.encode_abi("allowance", [lender, lending.address])))
+    for lender, nonce in nonces:
+        calls.append((lending.address, lending.encode_abi("nonce_used", [lender, nonce])))
+    if not calls:
+        return LenderChecks({}, {})
+    block = hex(block_number)
+    with node_errors(contract_label(LENDING)):
+        provider = cast(Any, chain.w3.provider)  # an HTTPProvider, which batches
+        answers = provider.make_batch_request([("eth_call", [{"to": to, "data": data}, block]) for to, data in calls])
+    if not isinstance(answers, list) or len(answers) != len(calls):
+        raise UpstreamUnavailable("the blockchain node did not answer the batch of balance and nonce reads")
+    words = []
+    for answer in answers:
+        if not isinstance(answer, dict) or "result" not in answer or answer.get("error"):
+            error = answer.get("error") if isinstance(answer, dict) else answer
+            raise UpstreamUnavailable(f"the blockchain node refused a balance or nonce read: {error}")
+        words.append(int(str(answer["result"])[2:66] or "0", 16))
+    funds = {lender: (words[2 * i], words[2 * i + 1]) for i, lender in enumerate(lenders)}
+    used = {key: bool(words[2 * len(lenders) + i]) for i, key in enumerate(nonces)}
+    return LenderChecks(funds, used)
 
 
 def _posted(stored: StoredOffer) -> PostedOffer:
@@ -223,31 +323,39 @@ def _cost_key(stored: StoredOffer) -> tuple[float, int, float]:
     return offer["repayment"] / offer["principal"], -offer["principal"], stored.posted_at
 
 
-def matching_offers(chain: ChainService, book: OfferBook, token_id: int) -> OfferList:
-    """The board's offers that certificate ``token_id`` could be pledged for at the
-    latest block: for it or for any of its lot, not expired, nonce unused, and
-    within the offer's loan-to-value limit against a fresh appraisal.
-    :class:`NotFound` for a certificate never issued."""
+def matching_offers(chain: ChainService, book: OfferBook, token_id: int, *, offset: int = 0,
+                    limit: int = 20) -> OfferList:
+    """One page of the board's offers that certificate ``token_id`` could be
+    pledged for at the latest block: for it or for any of its lot, not expired,
+    within the offer's loan-to-value limit against a fresh appraisal, and, for
+    the page's offers only (one batch of node calls), the nonce unused and the
+    lender holding and having approved the principal. :class:`NotFound` for a
+    certificate never issued."""
     block, raw = chain.collateral(token_id)
     if not _issued(raw):
         raise NotFound(f"certificate {token_id} was never issued")
     lot_id = token_id >> 32
     appraisal = raw["appraisal"]
     value, stale = int(appraisal["value_per_bottle"]), bool(appraisal["stale"])
+    book.delete_expired(block.timestamp + 1)
     # The offer is accepted in a later block than this one: expiry must still hold then.
     candidates = book.for_certificate(lot_id, token_id, block.timestamp + 1)
     holder = _address(raw["certificate_owner"])
-    usable = []
-    for stored in candidates:
+    acceptable = []
+    for stored in candidates:  # what the board and the snapshot tell, without the node
         offer = stored.offer
         if offer["lender"] == holder:  # "lending: borrower is the lender"
             continue
         if offer["max_ltv_bps"] and (value == 0 or stale or offer["principal"] * BPS > offer["max_ltv_bps"] * value):
             continue
-        if chain.lending_nonce_used(offer["lender"], offer["nonce"], block.number):
-            continue
-        usable.append(stored)
-    usable.sort(key=_cost_key)
+        acceptable.append(stored)
+    acceptable.sort(key=_cost_key)
+    page = acceptable[offset:offset + limit]
+    checks = lender_checks(chain, [stored.offer for stored in page], block.number)
+    usable = [stored for stored in page
+              if not checks.nonce_used[(stored.offer["lender"], stored.offer["nonce"])] and checks.funded(stored.offer)]
+    more = offset + limit < len(acceptable)
     return OfferList(token_id=token_id, lot_id=lot_id, block_number=block.number,
                      certificate_state=state_name(int(raw["certificate_state"])),
-                     offers=[_posted(stored) for stored in usable])
+                     offers=[_posted(stored) for stored in usable], offset=offset, limit=limit,
+                     next_offset=offset + limit if more else None)

@@ -18,11 +18,13 @@ from api.bodylimit import BodySizeLimit
 from api.chain import ChainService
 from api.db import Database
 from api.errors import PayloadTooLarge, error_responses, install_exception_handlers
+from api.lending import SnapshotSigner
 from api.offers import OfferBook
 from api.ratelimit import LoginThrottle, RateLimiter
 from api.relayer import Relayer
 from api.routers import accounts, admin, auth, certificates, custodial, health, lending, metadata, points, relay
 from api.scans import ScanLog
+from api.security import SecurityHeaders
 from api.settings import Settings, get_settings
 from api.users import UserStore
 
@@ -44,9 +46,9 @@ certificates and points by signature.
   certificates and of points (EIP-3009), gas paid by the relayer, and
   transaction status.
 * **lending**: the lender's view of a pledged certificate (`/collateral`,
-  `/loans`), optionally signed by the service key with the block it was read
-  at; the loan offer board (`/offers`); relayed loan acceptances and
-  extensions (`/relay/loan-*`).
+  `/loans`), optionally signed with the block it was read at by the snapshot
+  key (`AMPHORA_SNAPSHOT_SIGNING_KEY`, not the gas key); the loan offer board
+  (`/offers`); relayed loan acceptances and extensions (`/relay/loan-*`).
 * **auth**: custodial accounts for people without a wallet: signup and login
   with an identifier and a password, session and API tokens
   (`Authorization: Bearer <token>`), and export of the account's key. The
@@ -78,7 +80,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     relayer = Relayer(chain, settings, db)
     # On PostgreSQL every instance shares the scans and the offer board too.
     scans = ScanLog(db if db.postgres else settings.scan_db, settings.scan_window_seconds,
-                    settings.scan_burst_threshold)
+                    settings.scan_burst_threshold, day_threshold=settings.scan_day_threshold,
+                    clients_per_network=settings.scan_clients_per_network,
+                    retention_days=settings.scan_retention_days)
     offers = OfferBook(db if db.postgres else settings.offer_db)
 
     @asynccontextmanager
@@ -122,8 +126,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost: a body above the limit is refused before anything reads or parses it.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.state.scans = scans
+    app.state.snapshot_signer = SnapshotSigner(settings.snapshot_signing_key, relayer.addresses)
     app.state.offers = offers
     install_exception_handlers(app)
+    # Every response, errors included; the docs pages get their own policy (see api.security).
+    docs_paths = {path for path in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if path}
+    app.add_middleware(SecurityHeaders, docs_paths=docs_paths | {"/docs", "/redoc"},
+                       hsts=settings.public_base_url.startswith("https://"))
     app.include_router(health.router)
     app.include_router(certificates.router)
     app.include_router(certificates.page_router)

@@ -72,9 +72,11 @@ from api.errors import (
     UpstreamUnavailable,
     WouldRevert,
 )
+from api.redact import ScrubFilter, scrub
 from api.settings import Settings
 
 logger = logging.getLogger(__name__)
+logger.addFilter(ScrubFilter())  # node and webhook URLs carry credentials: never log one
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS relay_requests (
@@ -211,7 +213,9 @@ class RelayRecord:
             description=row["description"], status=row["status"], relayer=row["relayer"],
             nonce=_int(row["nonce"]), tx_hash=row["tx_hash"], block_number=_int(row["block_number"]),
             block_hash=row["block_hash"], gas_used=_int(row["gas_used"]), confirmations=confirmations,
-            replacements=int(row["replacements"]), error=row["error"], created_at=float(row["created_at"]),
+            replacements=int(row["replacements"]),
+            # Rows stored before errors were scrubbed may still quote a URL: never answer one.
+            error=scrub(row["error"]) if row["error"] else None, created_at=float(row["created_at"]),
             updated_at=float(row["updated_at"]), actor_nonce=_int(row["actor_nonce"]),
         )
 
@@ -346,7 +350,8 @@ class Outbox:
         if error is not None:
             if _is_revert(error):
                 raise WouldRevert(rpc_revert_reason(error))
-            raise UpstreamUnavailable(f"the blockchain node answered with an error: {error.get('message', error)}")
+            raise UpstreamUnavailable(self._scrub(f"the blockchain node answered with an error: "
+                                                  f"{error.get('message', error)}"))
         return int(answer["result"], 16)
 
     def _replay(self, row: Row, print_: str) -> RelayRecord:
@@ -410,10 +415,10 @@ class Outbox:
                 return
             added = tx.execute("INSERT INTO relay_key_faults (address, reason, nonce, since) VALUES (?, ?, ?, ?)"
                                " ON CONFLICT (address) DO NOTHING",
-                               (row["relayer"], reason[:200], int(row["nonce"]), time.time()))
+                               (row["relayer"], self._scrub(reason)[:200], int(row["nonce"]), time.time()))
         if added:
             logger.error("ALERT relayer %s cannot pay for gas (%s): its nonce %s is stuck and new relays through "
-                         "it are refused until it is funded", row["relayer"], reason, row["nonce"])
+                         "it are refused until it is funded", row["relayer"], self._scrub(reason), row["nonce"])
 
     def _clear_fault(self, relayer: str) -> None:
         """``relayer`` pays again: forget its fault and look at its waiting
@@ -494,7 +499,7 @@ class Outbox:
         try:
             result = self._rpc("eth_sendRawTransaction", [raw])
         except Exception as err:  # node down: the worker retries
-            logger.warning("broadcast of %s failed: %s", request_id, err)
+            logger.warning("broadcast of %s failed: %s", request_id, self._scrub(str(err)))
             self._note_error(request_id, f"broadcast failed: {err}")
             return False
         error = result.get("error")
@@ -508,7 +513,7 @@ class Outbox:
                 # another transaction took the nonce; the worker tells which.
                 self._note_error(request_id, f"node: {message}")
                 return False
-            logger.warning("node refused %s: %s", request_id, message)
+            logger.warning("node refused %s: %s", request_id, self._scrub(message))
             self._note_error(request_id, f"node refused the transaction: {message}")
             if _refused_for_funds(message):
                 self._note_fault(request_id, message)
@@ -534,10 +539,15 @@ class Outbox:
             self._changed(request_id)
 
     def _note_error(self, request_id: str, message: str) -> None:
+        # Public at GET /relay/{id}: never store the node's URL (it carries the provider's key).
         with self._db.transaction() as tx:
             # A cancellation keeps its reason: it is what the request ends with.
             tx.execute("UPDATE relay_requests SET error = CASE WHEN error LIKE ? THEN error ELSE ? END,"
-                       " updated_at = ? WHERE id = ?", (CANCELLED + "%", message[:500], time.time(), request_id))
+                       " updated_at = ? WHERE id = ?",
+                       (CANCELLED + "%", self._scrub(message)[:500], time.time(), request_id))
+
+    def _scrub(self, message: str) -> str:
+        return scrub(message, [self._settings.rpc_url])
 
     def _rpc(self, method: str, params: list[Any]) -> dict[str, Any]:
         """One JSON-RPC call, answering the raw response (errors included)."""
@@ -792,9 +802,9 @@ class Outbox:
             tx.execute("UPDATE relay_requests SET to_address = ?, data = ?, gas_limit = ?, raw_tx = ?, tx_hash = ?,"
                        " max_fee = ?, priority_fee = ?, error = ?, updated_at = ?, next_check_at = ? WHERE id = ?",
                        (relayer, "0x", CANCEL_GAS, raw, tx_hash, fees["maxFeePerGas"], fees["maxPriorityFeePerGas"],
-                        error[:500], now, now + self._settings.relay_poll_seconds, row["id"]))
+                        self._scrub(error)[:500], now, now + self._settings.relay_poll_seconds, row["id"]))
             tx.execute("DELETE FROM relay_in_flight WHERE request_id = ?", (row["id"],))
-        logger.warning("request %s: cancelled on nonce %d with %s: %s", row["id"], nonce, tx_hash, error)
+        logger.warning("request %s: cancelled on nonce %d with %s: %s", row["id"], nonce, tx_hash, self._scrub(error))
         self._broadcast(row["id"], raw, tx_hash)
         return True
 
@@ -823,7 +833,7 @@ class Outbox:
         try:
             self._rpc("eth_sendRawTransaction", [raw])
         except Exception as err:
-            logger.warning("re-send failed: %s", err)
+            logger.warning("re-send failed: %s", self._scrub(str(err)))
 
     def _replace(self, row: Row, now: float) -> None:
         """No receipt for ``relay_stuck_seconds``: if the node lost the

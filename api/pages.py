@@ -7,6 +7,8 @@ the request is escaped with :func:`html.escape`.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from datetime import UTC, datetime
 from html import escape
 from typing import TYPE_CHECKING
@@ -27,6 +29,10 @@ dl{display:grid;grid-template-columns:max-content 1fr;gap:.35rem .9rem;margin:0}
 dt{color:#6b5a4a}dd{margin:0;overflow-wrap:anywhere}
 code{font-size:.9em}footer{margin-top:1rem;font-size:.8rem;color:#6b5a4a}
 """
+
+#: The Content-Security-Policy hash source of the page's one inline stylesheet
+#: (the only style the API's policy allows, see :mod:`api.security`).
+STYLE_HASH = "sha256-" + base64.b64encode(hashlib.sha256(_CSS.encode()).digest()).decode()
 
 #: Shown under every issued certificate: the page vouches for the record, not for the object in hand.
 COPY_NOTICE = (
@@ -58,6 +64,12 @@ _STATE_NOTICES: dict[str, tuple[str, str, str]] = {
     "unknown": ("warn", "Genuine — unrecognised state",
                 "The certificate is in a state this page does not know. Check with the issuer."),
 }
+
+
+#: The top banner of an active certificate whose code many different clients opened recently.
+BURST_NOTICE = ("warn", "Genuine certificate — check this bottle",
+                "This certificate is registered on chain and in good standing, but its code has been checked "
+                "unusually widely: see below before you buy.")
 
 
 def shorten(address: str | None) -> str:
@@ -111,12 +123,16 @@ def certificate_page(view: CertificateView) -> str:
     details = "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in rows)
     scan_warning = ""
     if view.scans is not None and "burst" in view.scans.anomalies:
+        if css == "ok":
+            # The record is genuine; the bottle in hand may not be: the banner must not say "all good".
+            css, headline, explanation = BURST_NOTICE
         scan_warning = (
-            "<section class=\"banner bad\" role=\"alert\"><h1>Scanned unusually often</h1>"
-            f"<p>This code was scanned {view.scans.recent} times in the last "
-            f"{view.scans.window_seconds // 60} minutes. A genuine bottle is scanned a few times in its "
-            "life: this code may have been copied onto other bottles. Ask the seller to prove possession "
-            "with the bottle's tag.</p></section>")
+            "<section class=\"banner warn\" role=\"alert\"><h1>Many different people checked this code</h1>"
+            f"<p>{view.scans.recent} different visitors opened this code in the last "
+            f"{view.scans.window_seconds // 60} minutes, and {view.scans.day} in the last 24 hours. The "
+            "certificate itself is genuine, but a bottle is normally checked by a few people in its life: this "
+            "code may have been copied onto other bottles, and this page cannot tell which bottle is the "
+            "original. Ask the seller to prove possession with the bottle's tag.</p></section>")
     body = (
         f"<section class=\"banner {css}\" role=\"status\"><h1>{escape(headline)}</h1>"
         f"<p>{escape(explanation)}</p></section>{scan_warning}"

@@ -12,14 +12,9 @@ request return the first one.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-import queue
-import threading
 from dataclasses import dataclass
 
-import httpx
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
@@ -29,7 +24,7 @@ from api.chain import POINTS, ChainService
 from api.db import Database
 from api.errors import InvalidRequest, RelayUnavailable
 from api.lifecycle import HolderAction
-from api.outbox import Outbox, RelayRecord, Submission, record_json
+from api.outbox import Outbox, RelayRecord, Submission
 from api.policy import AllowList, BalanceGuard, Quotas
 from api.schemas import (
     GiftClaimBySecretRequest,
@@ -42,6 +37,7 @@ from api.schemas import (
     TransferRelayRequest,
 )
 from api.settings import Settings
+from api.webhooks import Webhook
 
 logger = logging.getLogger(__name__)
 
@@ -55,42 +51,6 @@ class Origin:
     idempotency_key: str | None = None
     #: Set by routes that sign for the account: see :attr:`api.outbox.Submission.fingerprint`.
     fingerprint: str | None = None
-
-
-class Webhook:
-    """Pushes each status change to ``url`` from a background thread: a JSON
-    body, signed with HMAC-SHA256 in ``X-Amphora-Signature: sha256=<hex>``.
-    Best effort (three tries, then logged): the outbox is the record."""
-
-    def __init__(self, url: str, secret: bytes | None) -> None:
-        self._url = url
-        self._secret = secret
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="relay-webhook", daemon=True)
-        self._thread.start()
-
-    def push(self, record: RelayRecord) -> None:
-        self._queue.put(record_json(record))
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=5.0) as client:
-            while (body := self._queue.get()) is not None:
-                headers = {"Content-Type": "application/json"}
-                if self._secret is not None:
-                    mac = hmac.new(self._secret, body.encode(), hashlib.sha256).hexdigest()
-                    headers["X-Amphora-Signature"] = f"sha256={mac}"
-                for _attempt in range(3):
-                    try:
-                        if client.post(self._url, content=body, headers=headers).status_code < 500:
-                            break
-                    except httpx.HTTPError as err:
-                        logger.warning("webhook %s: %s", self._url, type(err).__name__)
-                else:
-                    logger.error("webhook %s: gave up on %s", self._url, body)
 
 
 class Relayer:
@@ -132,9 +92,11 @@ class Relayer:
                 if extra.address not in {k.address for k in self._pool}:
                     self._pool.append(extra)
         if settings.relay_webhook_url:
-            secret_bytes = (settings.relay_webhook_secret.get_secret_value().encode()
-                            if settings.relay_webhook_secret else None)
-            self._webhook = Webhook(settings.relay_webhook_url, secret_bytes)
+            if settings.relay_webhook_secret is None or not settings.relay_webhook_secret.get_secret_value():
+                raise ValueError("relay_webhook_url needs relay_webhook_secret: webhook pushes are always signed")
+            hook_secret = settings.relay_webhook_secret.get_secret_value().encode()
+            self._webhook = Webhook(settings.relay_webhook_url, hook_secret,
+                                    max_queue=settings.relay_webhook_queue_size)
         self._outbox = Outbox(db, chain, self._pool, settings, admit=self._admit,
                               on_change=self._webhook.push if self._webhook else None)
 

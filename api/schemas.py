@@ -187,10 +187,22 @@ class RelayerHealth(BaseModel):
     database: str | None = Field(default=None, description="`sqlite` or `postgresql`.")
 
 
+class PublicHealth(BaseModel):
+    """What anyone may know: whether the service works."""
+
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["ok", "degraded"] = Field(
+        description="`degraded`: the API answers but the relayer cannot relay (invalid key, or a key below its "
+        "minimum balance).")
+
+
 class Health(BaseModel):
+    """The operator's view (`Authorization: Bearer <AMPHORA_ADMIN_TOKEN>`)."""
+
     status: Literal["ok", "degraded"] = Field(default="ok", description="`degraded` while a relayer key is below "
-                                              "its minimum balance or cannot pay for gas (see `relayer.keys`): "
-                                              "reads work, relays through that key answer 503.")
+                                              "its minimum balance or cannot pay for gas (see `relayer.keys`), or "
+                                              "the relayer key is invalid: reads work, relays through that key "
+                                              "answer 503.")
     node_reachable: bool = Field(description="Always true in a 200 answer; 503 when the node is down.")
     chain_id: int
     latest_block: int
@@ -305,16 +317,21 @@ class HistoryEntry(BaseModel):
 
 
 class ScanView(BaseModel):
-    """How often this certificate has been verified through this API, and what
-    looks wrong. A genuine bottle is scanned a few times in its life; a code
-    copied onto many bottles, far more."""
+    """How many different people have opened this certificate's verification
+    page, and what looks wrong. A genuine bottle is checked by a few people in
+    its life; a code copied onto many bottles, by many. Only page views by
+    browsers count: API reads, link-preview bots and a client's repeated views
+    do not."""
 
-    total: int = Field(description="Verification scans recorded, this one included.")
-    recent: int = Field(description="Scans within the last `window_seconds`.")
+    total: int = Field(description="Page views recorded in the retention period (a client's repeated views "
+                       "within the window once).")
+    recent: int = Field(description="Distinct clients within the last `window_seconds` (at most a few per "
+                        "network).")
+    day: int = Field(default=0, description="Distinct clients within the last 24 hours.")
     window_seconds: int
-    anomalies: list[str] = Field(description="`burst`: more scans in the window than the configured "
-                                 "threshold; `redeemed`: the bottle was already shipped, so this code may be "
-                                 "on a refill; `flagged`: reported lost or stolen.")
+    anomalies: list[str] = Field(description="`burst`: more distinct clients in the window (or the day) than "
+                                 "the configured threshold; `redeemed`: the bottle was already shipped, so this "
+                                 "code may be on a refill; `flagged`: reported lost or stolen.")
 
 
 class CertificateView(BaseModel):
@@ -876,8 +893,13 @@ class OfferList(BaseModel):
     block_number: int = Field(description="The block expiry, nonces and appraisal were checked at.")
     certificate_state: CertificateState = Field(description="Offers can be accepted only while it is `active` "
                                                 "(not pledged, gifted, flagged or in redemption).")
-    offers: list[PostedOffer] = Field(description="Cheapest first (lowest repayment per unit of principal), "
-                                      "then largest principal.")
+    offers: list[PostedOffer] = Field(description="This page of the offers, cheapest first (lowest repayment "
+                                      "per unit of principal), then largest principal. A page may hold fewer than "
+                                      "`limit`: offers whose nonce is used or whose lender no longer holds or has "
+                                      "not approved the principal are left out.")
+    offset: int = Field(default=0, description="Position of this page's first offer in the board's ordering.")
+    limit: int = Field(default=20, description="Offers the page covers at most.")
+    next_offset: int | None = Field(default=None, description="`offset` of the next page; null on the last page.")
 
 
 class LoanAcceptanceRelayRequest(BaseModel):

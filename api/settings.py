@@ -66,11 +66,20 @@ class Settings(BaseSettings):
     relay_webhook_url: str | None = Field(
         default=None,
         description="URL that gets a POST of each request's status change (JSON, signed with "
-        "`relay_webhook_secret` in `X-Amphora-Signature`). Best effort: polling GET /relay/{request_id} "
-        "is the record.",
+        "`relay_webhook_secret` over `<timestamp>.<body>` in `X-Amphora-Signature: t=<timestamp>,sha256=<hex>`). "
+        "Requires `relay_webhook_secret`. Best effort: polling GET /relay/{request_id} is the record.",
     )
     relay_webhook_secret: SecretStr | None = Field(
-        default=None, description="HMAC-SHA256 key for the webhook's `X-Amphora-Signature` header.",
+        default=None, description="HMAC-SHA256 key of the webhook's `X-Amphora-Signature` header (required "
+        "with `relay_webhook_url`: pushes are always signed).",
+    )
+    relay_webhook_tolerance_seconds: int = Field(
+        default=300, gt=0, description="Replay window of a webhook push: a receiver refuses a signature whose "
+        "timestamp is further than this from its clock (`api.webhooks.verify`).",
+    )
+    relay_webhook_queue_size: int = Field(
+        default=1000, gt=0, description="Pushes waiting for the webhook receiver; beyond it new pushes are dropped "
+        "(and logged), never held in memory.",
     )
     relay_nonce_reservations_per_caller: int = Field(
         default=32, ge=1,
@@ -130,12 +139,27 @@ class Settings(BaseSettings):
         "`database_url`, offers are kept there instead). "
         "Unset: an in-memory database (posted offers are lost with the process).",
     )
+    offer_max_open_per_lender: int = Field(
+        default=20, gt=0, description="Unexpired offers one lender may have on the offer board; one more is 409.",
+    )
     scan_window_seconds: int = Field(
-        default=600, gt=0, description="Window, in seconds, in which scans of one certificate are counted "
-        "for the `burst` anomaly.",
+        default=600, gt=0, description="Window, in seconds, in which the distinct clients that open a "
+        "certificate's verification page are counted for the `burst` anomaly (a client's repeated views in it "
+        "count once).",
     )
     scan_burst_threshold: int = Field(
-        default=20, gt=0, description="More scans than this within the window flag a `burst` (a copied code).",
+        default=20, gt=0, description="More distinct clients than this within the window flag a `burst` (a "
+        "copied code).",
+    )
+    scan_day_threshold: int = Field(
+        default=100, gt=0, description="More distinct clients than this within 24 hours also flag a `burst`.",
+    )
+    scan_clients_per_network: int = Field(
+        default=2, gt=0, description="Distinct clients (user agents) that count per network prefix (IPv4 /24, "
+        "IPv6 /48): one network cannot raise the count by rotating user agents.",
+    )
+    scan_retention_days: int = Field(
+        default=30, gt=0, description="Days a verification scan (its salted hashes and time) is kept.",
     )
     database_url: SecretStr | None = Field(
         default=None,
@@ -155,6 +179,12 @@ class Settings(BaseSettings):
         "base64. Every account's Ethereum key is stored encrypted under a key derived from it. Unset or "
         "invalid: signing up, key export and signing for an account answer 503. Losing it loses every "
         "custodial key; changing it makes the stored keys undecryptable.",
+    )
+    snapshot_signing_key: SecretStr | None = Field(
+        default=None,
+        description="Hex private key that signs lender snapshots (`?signed=true` on /collateral and /loans). A "
+        "key of its own that holds no funds, never a relayer key (refused). Unset: signed snapshots answer 503 "
+        "(unsigned ones are served).",
     )
     admin_token: SecretStr | None = Field(
         default=None,
@@ -215,6 +245,14 @@ class Settings(BaseSettings):
         description="Blocks per eth_getLogs request when searching events (for nodes that limit "
         "the range); 0 searches from the deploy block to the latest block in one request.",
     )
+
+    @model_validator(mode="after")
+    def _webhook_is_signed(self) -> Settings:
+        # An unsigned push could be forged by anyone who learns the URL: refuse at startup.
+        if self.relay_webhook_url and (self.relay_webhook_secret is None
+                                       or not self.relay_webhook_secret.get_secret_value()):
+            raise ValueError("relay_webhook_url needs relay_webhook_secret: webhook pushes are always signed")
+        return self
 
     @model_validator(mode="after")
     def _argon2_memory_covers_lanes(self) -> Settings:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from eth_utils import to_checksum_address
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse
 
 from amphora import eip712
@@ -16,7 +16,7 @@ from api import pages
 from api.chain import ChainService
 from api.deps import ChainDep, ScansDep, SettingsDep
 from api.errors import InvalidRequest, NotDeployed, NotFound, UpstreamUnavailable, error_responses
-from api.scans import ScanLog
+from api.scans import Client, ScanLog, page_client
 from api.schemas import (
     ADDRESS_PATTERN,
     CertificateState,
@@ -99,11 +99,12 @@ def _custody_view(record: dict | None) -> CustodyView | None:
     )
 
 
-def record_scan(scans: ScanLog, view: CertificateView) -> ScanView:
-    summary = scans.record(view.token_id, redeemed=view.state == CertificateState.redeemed,
+def record_scan(scans: ScanLog, view: CertificateView, client: Client | None = None) -> ScanView:
+    """Record a view by ``client`` (``None``: an API read, only summarised) and summarise."""
+    summary = scans.record(view.token_id, client, redeemed=view.state == CertificateState.redeemed,
                            flagged=view.state == CertificateState.flagged)
-    return ScanView(total=summary.total, recent=summary.recent, window_seconds=summary.window_seconds,
-                    anomalies=summary.anomalies)
+    return ScanView(total=summary.total, recent=summary.recent, day=summary.day,
+                    window_seconds=summary.window_seconds, anomalies=summary.anomalies)
 
 
 def certificate_view(chain: ChainService, settings: Settings, token_id: int) -> CertificateView:
@@ -189,9 +190,10 @@ def get_certificate(
     facts (the descriptive strings come from the lot's `LotIssued` event), who
     issued it and keeps the bottle, the custodian's latest storage attestation and
     reserve root, the flag, pending gift or redemption when there is one, and the
-    certificate's history from its events. Each call counts as a verification
-    scan (`scans`, with anomalies such as many scans in a short time, or a scan of
-    a redeemed or flagged certificate). With `tag` (and `proof`), also whether
+    certificate's history from its events, and what the verification page's
+    scans say (`scans`: distinct clients, with anomalies such as many different
+    clients in a short time, or a redeemed or flagged certificate). An API read
+    is not itself counted as a scan. With `tag` (and `proof`), also whether
     that tag address is this bottle's tag commitment; a copied QR code carries
     the address too, so for proof of possession use the challenge
     (`POST /certificates/{token_id}/challenge`, then `GET .../verify-tag`).
@@ -255,7 +257,7 @@ def verify_tag(
     (`TAG_CHALLENGE_WINDOW` blocks) and that the signer is the tag commitment
     under the lot's Merkle root with `proof`. A wrong key, a stale challenge, a
     challenge for another token and a proof for another lot all answer `valid:
-    false` with the reason. Counts as a verification scan. 404 for a token id
+    false` with the reason. Reports the scans (an API read does not count as one). 404 for a token id
     never issued; 422 for a malformed signature or proof."""
     try:
         proof_items = parse_proof(proof or "")
@@ -289,11 +291,16 @@ def verify_tag(
         **error_responses(*_ERRORS, html=True),
     },
 )
-def verify_page(token_id: TokenIdPath, chain: ChainDep, settings: SettingsDep, scans: ScansDep) -> HTMLResponse:
+def verify_page(token_id: TokenIdPath, request: Request, chain: ChainDep, settings: SettingsDep,
+                scans: ScansDep) -> HTMLResponse:
     """A self-contained page (no scripts, no external assets) for someone who
     scanned a bottle's QR code: genuine or not, the wine, bottle n of N, the
     holder, the state (with a warning unless active), custodian and issuer, and
-    a warning when the scans look like a copied code. Counts as a scan."""
+    a warning when many different clients opened this code recently (a copied
+    code). Counts as a scan of one client (a salted hash of its network prefix
+    and user agent; repeated views count once), except for link-preview bots
+    and scripted clients."""
     view = certificate_view(chain, settings, token_id)
-    view.scans = record_scan(scans, view)
+    client = page_client(request.client.host if request.client else None, request.headers.get("user-agent"))
+    view.scans = record_scan(scans, view, client)
     return HTMLResponse(pages.certificate_page(view), headers={"Cache-Control": "no-store"})

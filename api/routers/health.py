@@ -1,59 +1,102 @@
-"""``GET /health``: whether the API can serve, and what it is connected to."""
+"""``GET /health``: whether the API can serve; with the operator token, also
+what it is connected to (relayer addresses, balances, queues)."""
 
 from __future__ import annotations
 
+import hmac
 import logging
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
+from fastapi.security import HTTPAuthorizationCredentials
 
-from api.deps import ChainDep, RelayerDep
+from api.deps import ChainDep, RelayerDep, SettingsDep, admin_bearer
 from api.errors import NotDeployed, UpstreamUnavailable, error_responses
-from api.schemas import Health, RelayerHealth, RelayerKeyHealth
+from api.relayer import Relayer
+from api.schemas import Health, PublicHealth, RelayerHealth, RelayerKeyHealth
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/health", tags=["health"])
 
 
+def _relayer_health(relayer: Relayer, chain: ChainDep) -> RelayerHealth | None:
+    if not relayer.configured:
+        return None
+    address = relayer.address
+    keys = []
+    faults = relayer.outbox.key_faults() if address else {}
+    for key in relayer.addresses:
+        balance = relayer.balances.balance(key, fresh=True)
+        keys.append(RelayerKeyHealth(address=key, balance_wei=balance,
+                                     low_balance=balance < relayer.balances.minimum_wei, fault=faults.get(key)))
+    low = any(k.low_balance for k in keys)
+    if low:
+        logger.error("ALERT relayer balance below the minimum of %d wei: %s", relayer.balances.minimum_wei,
+                     ", ".join(k.address for k in keys if k.low_balance))
+    return RelayerHealth(
+        address=address,
+        balance_wei=chain.balance(address) if address else None,
+        error=relayer.key_error,
+        keys=keys,
+        low_balance=low,
+        min_balance_wei=relayer.balances.minimum_wei,
+        requests=relayer.outbox.counts() if address else {},
+        database=relayer.database,
+    )
+
+
+def _degraded(relayer: Relayer) -> bool:
+    """Whether a configured relayer cannot relay: a bad key, a key the node
+    refuses for lack of funds, or a key below its minimum balance (cached
+    balances: the public check costs no node call per key)."""
+    if not relayer.configured:
+        return False
+    if relayer.key_error is not None or relayer.outbox.key_faults():
+        return True
+    return any(relayer.balances.low(key) for key in relayer.addresses)
+
+
+def _is_operator(settings: SettingsDep, credentials: HTTPAuthorizationCredentials | None) -> bool:
+    """Whether the request carries the operator token (compared in constant time)."""
+    expected = settings.admin_token.get_secret_value() if settings.admin_token else ""
+    given = credentials.credentials if credentials is not None else ""
+    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+
+
 @router.get(
     "",
-    response_model=Health,
-    summary="Node, contract and relayer status",
+    response_model=Health | PublicHealth,
+    summary="Service status (detail for the operator)",
     responses=error_responses(UpstreamUnavailable, NotDeployed),
 )
-def get_health(chain: ChainDep, relayer: RelayerDep) -> Health:
+def get_health(
+    chain: ChainDep, relayer: RelayerDep, settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(admin_bearer)],
+) -> Health | PublicHealth:
     """200 when the node answers and the manifest's certificate contract has code
-    on it; 503 otherwise. Reports the relayer's address and ETH balance when a
-    relayer key is configured (never the key), each key of its pool with
-    `low_balance` when it is below the minimum (or `fault` when the node
-    refuses its transactions for lack of funds), and the outbox's requests by
-    status. `status` is `degraded` while any key is low or faulted."""
+    on it; 503 otherwise.
+
+    Without an `Authorization` header the answer is only `{"status": "ok"}`, or
+    `{"status": "degraded"}` when the relayer cannot relay (an invalid key, a key
+    below its minimum balance, or a key whose transactions the node refuses for
+    lack of funds): nothing about addresses, balances or queues.
+
+    With the operator token (`Authorization: Bearer <AMPHORA_ADMIN_TOKEN>`) the
+    answer is the detail: the chain, the certificate contract, the relayer's
+    address and ETH balance when a relayer key is configured (never the key),
+    each key of its pool with `low_balance` when it is below the minimum (or
+    `fault` when the node refuses its transactions for lack of funds), and the
+    outbox's requests by status. Any other credentials (an account's token, a
+    wrong operator token) get the public answer."""
     latest = chain.latest_block()
     chain.require_deployed()
-    relayer_health, degraded = None, False
-    if relayer.configured:
-        address = relayer.address
-        keys = []
-        faults = relayer.outbox.key_faults() if address else {}
-        for key in relayer.addresses:
-            balance = relayer.balances.balance(key, fresh=True)
-            keys.append(RelayerKeyHealth(address=key, balance_wei=balance,
-                                         low_balance=balance < relayer.balances.minimum_wei, fault=faults.get(key)))
-        low = any(k.low_balance for k in keys)
-        degraded = low or any(k.fault for k in keys)
-        if low:
-            logger.error("ALERT relayer balance below the minimum of %d wei: %s", relayer.balances.minimum_wei,
-                         ", ".join(k.address for k in keys if k.low_balance))
-        relayer_health = RelayerHealth(
-            address=address,
-            balance_wei=chain.balance(address) if address else None,
-            error=relayer.key_error,
-            keys=keys,
-            low_balance=low,
-            min_balance_wei=relayer.balances.minimum_wei,
-            requests=relayer.outbox.counts() if address else {},
-            database=relayer.database,
-        )
+    if not _is_operator(settings, credentials):
+        return PublicHealth(status="degraded" if _degraded(relayer) else "ok")
+    relayer_health = _relayer_health(relayer, chain)
+    degraded = relayer_health is not None and (
+        relayer_health.low_balance or relayer_health.error is not None
+        or any(k.fault for k in relayer_health.keys))
     return Health(
         status="degraded" if degraded else "ok",
         node_reachable=True,

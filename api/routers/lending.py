@@ -5,24 +5,24 @@ with the typed data their signers sign."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, cast
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Depends, Path, Query, Request, status
 
 from amphora import eip712
 from api import lending
 from api.chain import LENDING, STABLECOIN, contract_label, node_errors
 from api.deps import ChainDep, OffersDep, OriginDep, RelayerDep, SettingsDep
 from api.errors import (
+    Conflict,
     InvalidRequest,
     NotDeployed,
     NotFound,
     OfferUnusable,
-    RelayUnavailable,
+    ServiceUnavailable,
     UpstreamUnavailable,
     error_responses,
 )
-from api.relayer import Relayer
 from api.routers.relay import RELAY_ERRORS, _stringified, accepted, authorization_typed_data
 from api.schemas import (
     ADDRESS_PATTERN,
@@ -45,10 +45,10 @@ from api.schemas import (
 router = APIRouter(tags=["lending"])
 relay_router = APIRouter(prefix="/relay", tags=["relay"])
 
-SignedQuery = Annotated[bool, Query(description="Sign the snapshot with the service key (adds `signer` and "
-                                    "`signature`; 503 when the service has no key).")]
+SignedQuery = Annotated[bool, Query(description="Sign the snapshot with the snapshot key (adds `signer` and "
+                                    "`signature`; 503 when `AMPHORA_SNAPSHOT_SIGNING_KEY` is not set).")]
 _VIEW_ERRORS = (NotFound, InvalidRequest, UpstreamUnavailable, NotDeployed)
-_SIGNED_VIEW_ERRORS = (*_VIEW_ERRORS, RelayUnavailable)
+_SIGNED_VIEW_ERRORS = (*_VIEW_ERRORS, ServiceUnavailable)
 _TYPED_DATA_ERRORS = (InvalidRequest, UpstreamUnavailable, NotDeployed)
 
 _SNAPSHOT_DOC = """
@@ -61,8 +61,9 @@ _SNAPSHOT_DOC = """
     storage attestation and the custodian's reserve root, the lot's latest
     appraisal, the loan-to-value and the borrower's credit record.
 
-    **Signed snapshots.** With `?signed=true` the service key signs the
-    snapshot: `signature` is an EIP-191 `personal_sign` by `signer` of the
+    **Signed snapshots.** With `?signed=true` the snapshot key
+    (`AMPHORA_SNAPSHOT_SIGNING_KEY`, a key of its own, never the relayer's gas
+    key) signs the snapshot: `signature` is an EIP-191 `personal_sign` by `signer` of the
     canonical JSON of the response without `signature` (keys sorted at every
     level, no whitespace). A lender verifies it offline, e.g. in Python:
 
@@ -71,12 +72,19 @@ _SNAPSHOT_DOC = """
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
         assert Account.recover_message(encode_defunct(text=canonical), signature=signature) == body["signer"]
 
-    and checks that `signer` is the service's published address. Anyone can
+    and checks that `signer` is the service's published snapshot address. Anyone can
     also re-read `collateral(token_id)` at `block_hash` on an archive node."""
 
 
-def _maybe_signed(snapshot: CollateralSnapshot, signed: bool, relayer: Relayer) -> CollateralSnapshot:
-    return lending.sign_snapshot(snapshot, relayer) if signed else snapshot
+def get_snapshot_signer(request: Request) -> lending.SnapshotSigner:
+    return cast(lending.SnapshotSigner, request.app.state.snapshot_signer)
+
+
+SnapshotSignerDep = Annotated[lending.SnapshotSigner, Depends(get_snapshot_signer)]
+
+
+def _maybe_signed(snapshot: CollateralSnapshot, signed: bool, signer: lending.SnapshotSigner) -> CollateralSnapshot:
+    return signer.sign(snapshot) if signed else snapshot
 
 
 @router.get("/collateral/{token_id}", response_model=CollateralSnapshot,
@@ -84,9 +92,9 @@ def _maybe_signed(snapshot: CollateralSnapshot, signed: bool, relayer: Relayer) 
             responses=error_responses(*_SIGNED_VIEW_ERRORS))
 def collateral(
     token_id: Annotated[Uint256In, Path(description="Decimal token id.")],
-    chain: ChainDep, relayer: RelayerDep, signed: SignedQuery = False,
+    chain: ChainDep, signer: SnapshotSignerDep, signed: SignedQuery = False,
 ) -> CollateralSnapshot:
-    return _maybe_signed(lending.collateral_snapshot(chain, token_id), signed, relayer)
+    return _maybe_signed(lending.collateral_snapshot(chain, token_id), signed, signer)
 
 
 collateral.__doc__ = """The certificate's latest loan (null if it was never pledged) and what
@@ -98,9 +106,9 @@ collateral.__doc__ = """The certificate's latest loan (null if it was never pled
             responses=error_responses(*_SIGNED_VIEW_ERRORS))
 def loan(
     loan_id: Annotated[Uint256In, Path(description="Decimal loan id (`sequence << 96 | token_id`).")],
-    chain: ChainDep, relayer: RelayerDep, signed: SignedQuery = False,
+    chain: ChainDep, signer: SnapshotSignerDep, signed: SignedQuery = False,
 ) -> CollateralSnapshot:
-    return _maybe_signed(lending.loan_snapshot(chain, loan_id), signed, relayer)
+    return _maybe_signed(lending.loan_snapshot(chain, loan_id), signed, signer)
 
 
 loan.__doc__ = """The same snapshot as `GET /collateral/{token_id}`, for the loan's
@@ -114,19 +122,22 @@ loan.__doc__ = """The same snapshot as `GET /collateral/{token_id}`, for the loa
 
 @router.post("/offers", status_code=status.HTTP_201_CREATED, response_model=PostedOffer,
              summary="Post a signed loan offer to the board",
-             responses=error_responses(InvalidRequest, OfferUnusable, UpstreamUnavailable, NotDeployed))
-def post_offer(body: OfferPost, chain: ChainDep, offers: OffersDep) -> PostedOffer:
+             responses=error_responses(InvalidRequest, OfferUnusable, Conflict, UpstreamUnavailable, NotDeployed))
+def post_offer(body: OfferPost, chain: ChainDep, offers: OffersDep, settings: SettingsDep) -> PostedOffer:
     """A lender posts a `LoanOffer` it signed (typed data from
     `GET /relay/typed-data/loan-offer`). The board checks what it can before a
     borrower comes: the signature recovers `offer.lender` (or, for a
     contract lender, its ERC-1271 `isValidSignature` accepts it), `offer.currency` is the deployment's stablecoin,
     the amounts, duration and collateral are in the contract's range (422
-    `invalid_request` otherwise), the offer has not expired and its nonce is
-    neither used nor cancelled (409 `offer_unusable`). Posting the same offer
-    again returns it as first posted. The lender must still hold and approve the
-    principal when a borrower accepts; the board does not check funds. Cancel
-    an offer on chain (`cancel_offer(nonce)`): the board then stops listing it."""
-    return lending.post_offer(chain, offers, body)
+    `invalid_request` otherwise), the offer has not expired, its nonce is
+    neither used nor cancelled, and the lender holds the principal in the
+    stablecoin and has approved at least that much to the lending contract (409
+    `offer_unusable` otherwise). A lender has at most
+    `AMPHORA_OFFER_MAX_OPEN_PER_LENDER` (default 20) unexpired offers on the
+    board: one more is 409 `conflict`. Expired offers are deleted. Posting the
+    same offer again returns it as first posted. Cancel an offer on chain
+    (`cancel_offer(nonce)`): the board then stops listing it."""
+    return lending.post_offer(chain, offers, body, max_open=settings.offer_max_open_per_lender)
 
 
 @router.get("/offers", response_model=OfferList, summary="The offers a certificate can be pledged for now",
@@ -134,15 +145,24 @@ def post_offer(body: OfferPost, chain: ChainDep, offers: OffersDep) -> PostedOff
 def list_offers(
     token_id: Annotated[Uint256In, Query(description="Decimal token id of the certificate to pledge.")],
     chain: ChainDep, offers: OffersDep,
+    offset: Annotated[int, Query(ge=0, le=10_000, description="Skip this many offers of the ordering (the "
+                                 "previous page's `next_offset`).")] = 0,
+    limit: Annotated[int, Query(ge=1, le=100, description="Offers per page (at most 100).")] = 20,
 ) -> OfferList:
     """The board's offers for this certificate or for any certificate of its
     lot, that the contract would accept at the latest block: not expired, the
-    lender's nonce unused, the lender not the holder, and, for an offer with `max_ltv_bps`, within that
-    limit against a lot appraisal that is not stale. Cheapest first.
+    lender's nonce unused, the lender not the holder, for an offer with
+    `max_ltv_bps` within that limit against a lot appraisal that is not stale,
+    and the lender holding and having approved the principal (stablecoin
+    balance and allowance to the lending contract). Cheapest first, one page at
+    a time: `offset` and `limit` (default 20, at most 100) choose the page of
+    the ordering and `next_offset` names the next one (null on the last); the
+    nonces and funds of a page's offers are read in one batch of node calls, so
+    a page may hold fewer than `limit` offers. Expired offers are deleted.
     `certificate_state` says whether the certificate can be pledged now. Accept one
     through `POST /relay/loan-acceptances` (or `accept_offer` directly).
     404 for a certificate never issued."""
-    return lending.matching_offers(chain, offers, token_id)
+    return lending.matching_offers(chain, offers, token_id, offset=offset, limit=limit)
 
 
 # ------------------------------------------------------------------- relay

@@ -26,6 +26,8 @@ PUBLIC_BASE_URL = "https://verify.amphora.example"
 #: Test-only secrets of the custodial accounts and the operator endpoints.
 MASTER_KEY = "6d" * 32
 ADMIN_TOKEN = "test-admin-token-" + "0" * 16
+#: Test-only key that signs lender snapshots (not a relayer key, holds nothing).
+SNAPSHOT_KEY = "0x" + "5a" * 32
 PASSWORD = "correct horse battery staple"
 
 #: One stablecoin unit per 10**6 (6 decimals); points have 18, so one stablecoin
@@ -68,6 +70,7 @@ def api_settings(rpc_url, manifest, relayer, public_base_url) -> Settings:
         relay_gas_limit_cap=500_000,
         master_key=SecretStr(MASTER_KEY),
         admin_token=SecretStr(ADMIN_TOKEN),
+        snapshot_signing_key=SecretStr(SNAPSHOT_KEY),
         # Cheap Argon2id for tests; the defaults are RFC 9106's low-memory profile.
         password_time_cost=1, password_memory_kib=64, password_parallelism=1,
         relay_poll_seconds=0.05,

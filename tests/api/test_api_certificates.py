@@ -58,7 +58,7 @@ def test_get_certificate__issued__returns_owner_lot_and_event_strings(
                     "storage_document_uri": None, "reserve_root": None, "reserve_posted_at": None,
                     "reserve_bottle_count": None},
         "history": [],  # issuance is the lot's LotIssued; this bottle never moved
-        "scans": {"total": 1, "recent": 1, "window_seconds": 600, "anomalies": []},
+        "scans": {"total": 0, "recent": 0, "day": 0, "window_seconds": 600, "anomalies": []},  # API reads don't count
         "verification_url": f"{public_base_url}/verify/{token_id}",
         "tag_check": None,
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from api_fixtures import ADMIN_TOKEN, bearer
 from pydantic import SecretStr
 
 from api.main import create_app
@@ -12,11 +13,13 @@ from api.settings import Settings
 #: The API fixtures (apps and clients on the test deployment).
 pytest_plugins = ["api_fixtures"]
 
+#: The operator token: /health shows its detail to the operator only.
+OPERATOR = bearer(ADMIN_TOKEN)
 DEAD_RPC = "http://127.0.0.1:9"  # the discard port: nothing listens there
 
 
 def test_health__node_up__reports_chain_contract_and_relayer(client, chain, cert, relayer):
-    response = client.get("/health")
+    response = client.get("/health", headers=OPERATOR)
 
     assert response.status_code == 200
     body = response.json()
@@ -33,7 +36,7 @@ def test_health__node_up__reports_chain_contract_and_relayer(client, chain, cert
 
 
 def test_health__without_relayer_key__reports_no_relayer(make_client):
-    response = make_client(relayer_private_key=None).get("/health")
+    response = make_client(relayer_private_key=None).get("/health", headers=OPERATOR)
 
     assert response.status_code == 200
     assert response.json()["relayer"] is None
@@ -42,7 +45,7 @@ def test_health__without_relayer_key__reports_no_relayer(make_client):
 def test_health__invalid_relayer_key__reports_error_and_never_the_key(make_client):
     secret = "0xthis-is-not-a-key-but-still-secret"
 
-    response = make_client(relayer_private_key=SecretStr(secret)).get("/health")
+    response = make_client(relayer_private_key=SecretStr(secret)).get("/health", headers=OPERATOR)
 
     assert response.status_code == 200
     assert response.json()["relayer"] == {
@@ -54,7 +57,7 @@ def test_health__invalid_relayer_key__reports_error_and_never_the_key(make_clien
 
 
 def test_health__node_unreachable__503(make_client):
-    response = make_client(rpc_url=DEAD_RPC, rpc_timeout=2).get("/health")
+    response = make_client(rpc_url=DEAD_RPC, rpc_timeout=2).get("/health", headers=OPERATOR)
 
     assert response.status_code == 503
     assert response.json() == {"error": "upstream_unavailable",
@@ -64,7 +67,7 @@ def test_health__node_unreachable__503(make_client):
 def test_health__manifest_missing__503_not_deployed(make_client, tmp_path):
     missing = tmp_path / "31337.json"
 
-    response = make_client(manifest_path=missing).get("/health")
+    response = make_client(manifest_path=missing).get("/health", headers=OPERATOR)
 
     assert response.status_code == 503
     assert response.json()["error"] == "not_deployed"
@@ -77,7 +80,7 @@ def test_health__manifest_of_another_chain__503_not_deployed(make_client, manife
     other = tmp_path / "1.json"
     other.write_text(json.dumps(data))
 
-    response = make_client(manifest_path=other).get("/health")
+    response = make_client(manifest_path=other).get("/health", headers=OPERATOR)
 
     assert response.status_code == 503
     assert response.json() == {"error": "not_deployed",
@@ -90,7 +93,7 @@ def test_health__manifest_address_without_code__503_not_deployed(make_client, ma
     stale = tmp_path / "stale.json"
     stale.write_text(json.dumps(data))
 
-    response = make_client(manifest_path=stale).get("/health")
+    response = make_client(manifest_path=stale).get("/health", headers=OPERATOR)
 
     assert response.status_code == 503
     assert response.json()["error"] == "not_deployed"

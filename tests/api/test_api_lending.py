@@ -6,12 +6,16 @@ loans made directly through Ape and the chain's clock moved forward."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from api_fixtures import USD, outbox, wait_for_status
+import requests
+from api_fixtures import SNAPSHOT_KEY, USD, outbox, wait_for_status
 from eth_account import Account
 from eth_account.messages import encode_defunct, encode_typed_data
+from pydantic import SecretStr
 
 from amphora import eip712
 from api.lending import recover_snapshot_signer
@@ -233,20 +237,21 @@ def test_loan__superseded_by_a_newer_loan__404_names_it(
 # -------------------------------------------------------- signed snapshots
 
 
-def test_collateral__signed__verifies_offline_with_eth_account(client, open_loan, relayer):
+def test_collateral__signed__verifies_offline_with_the_snapshot_key_not_the_gas_key(client, open_loan, relayer):
     _, token_id = open_loan
+    snapshot_address = Account.from_key(SNAPSHOT_KEY).address
 
     body = client.get(f"/collateral/{token_id}", params={"signed": "true"}).json()
 
-    assert body["signer"] == relayer.address
+    assert body["signer"] == snapshot_address != relayer.address
     signature = body.pop("signature")
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
-    assert Account.recover_message(encode_defunct(text=canonical), signature=signature) == relayer.address
-    assert recover_snapshot_signer({**body, "signature": signature}) == relayer.address
+    assert Account.recover_message(encode_defunct(text=canonical), signature=signature) == snapshot_address
+    assert recover_snapshot_signer({**body, "signature": signature}) == snapshot_address
 
 
 @pytest.mark.parametrize("tamper", ["principal", "block_number", "state", "signer"])
-def test_loan__signed_then_tampered__recovers_someone_else(client, open_loan, relayer, attacker, tamper):
+def test_loan__signed_then_tampered__recovers_someone_else(client, open_loan, attacker, tamper):
     loan_id, _ = open_loan
     body = client.get(f"/loans/{loan_id}", params={"signed": True}).json()
 
@@ -260,17 +265,30 @@ def test_loan__signed_then_tampered__recovers_someone_else(client, open_loan, re
         body["signer"] = attacker.address
 
     recovered = recover_snapshot_signer(body)
-    assert recovered != relayer.address and recovered != body["signer"]
+    assert recovered != Account.from_key(SNAPSHOT_KEY).address and recovered != body["signer"]
 
 
-def test_collateral__signed_without_service_key__503_unsigned_still_served(make_client, open_loan):
+def test_collateral__signed_without_snapshot_key__503_even_with_a_relayer_key_unsigned_still_served(
+        make_client, open_loan):
     _, token_id = open_loan
-    client = make_client(relayer_private_key=None)
+    client = make_client(snapshot_signing_key=None)
 
     response = client.get(f"/collateral/{token_id}", params={"signed": True})
 
-    assert response.status_code == 503 and response.json()["error"] == "relay_unavailable"
+    assert response.status_code == 503 and response.json()["error"] == "service_unavailable"
+    assert "AMPHORA_SNAPSHOT_SIGNING_KEY" in response.json()["detail"]
     assert client.get(f"/collateral/{token_id}").status_code == 200
+
+
+def test_collateral__snapshot_key_is_the_relayer_key__refused_503(make_client, open_loan, relayer):
+    _, token_id = open_loan
+    client = make_client(snapshot_signing_key=SecretStr(relayer.private_key))
+
+    response = client.get(f"/collateral/{token_id}", params={"signed": True})
+
+    assert response.status_code == 503
+    assert "not the gas key" in response.json()["detail"]
+    assert relayer.private_key[2:] not in response.text
 
 
 # ----------------------------------------------------------------- offers
@@ -337,8 +355,12 @@ def test_offers__listing__drops_cancelled_expired_and_over_ltv(
 
 
 def test_offers__contract_lender__accepted_by_its_erc1271_check(
-        client, project, admin, make_offer, bottles, lender, attacker):
+        client, project, admin, make_offer, bottles, lender, attacker, mint_stablecoin, deployed_stablecoin,
+        deployed_lending):
     wallet = project.MockERC1271Wallet.deploy(lender, sender=admin)  # lender's key is the wallet's owner
+    mint_stablecoin(wallet, PRINCIPAL)  # the board lists only lenders that hold and approved the principal
+    wallet.execute(deployed_stablecoin, deployed_stablecoin.approve.encode_input(deployed_lending, PRINCIPAL),
+                   sender=lender)
 
     response = client.post("/offers", json=make_offer(bottles.lot_id, by=wallet.address))
     forged = client.post("/offers", json=make_offer(bottles.lot_id, by=wallet.address, signer=attacker, nonce=1))
@@ -397,6 +419,138 @@ def test_offers__post__expired_or_cancelled__409_offer_unusable(client, chain, d
         response = client.post("/offers", json=posted)
         assert response.status_code == 409
         assert response.json()["error"] == "offer_unusable" and detail in response.json()["detail"]
+
+
+def test_offers__post__lender_without_funds_or_allowance__409_offer_unusable(
+        client, make_offer, bottles, deployed_stablecoin, deployed_lending, mint_stablecoin, accounts):
+    broke = accounts[17]
+    unfunded = client.post("/offers", json=make_offer(bottles.lot_id, by=broke.address, signer=broke))
+    mint_stablecoin(broke, PRINCIPAL)
+    unapproved = client.post("/offers", json=make_offer(bottles.lot_id, by=broke.address, signer=broke, nonce=1))
+    deployed_stablecoin.approve(deployed_lending, PRINCIPAL, sender=broke)
+    funded = client.post("/offers", json=make_offer(bottles.lot_id, by=broke.address, signer=broke, nonce=2))
+
+    assert unfunded.status_code == 409 and unfunded.json()["error"] == "offer_unusable"
+    assert "holds 0 units" in unfunded.json()["detail"]
+    assert unapproved.status_code == 409 and "has approved 0 units" in unapproved.json()["detail"]
+    assert funded.status_code == 201, funded.text
+
+
+def test_offers__listing__lender_spent_or_revoked_after_posting__not_listed(
+        client, make_offer, bottles, deployed_stablecoin, deployed_lending, mint_stablecoin, accounts, recipient):
+    spender, revoker = accounts[17], accounts[18]
+    names = {}
+    for n, who in enumerate((spender, revoker)):
+        mint_stablecoin(who, PRINCIPAL)
+        deployed_stablecoin.approve(deployed_lending, PRINCIPAL, sender=who)
+        posted = client.post("/offers", json=make_offer(bottles.lot_id, by=who.address, signer=who, nonce=n))
+        names[posted.json()["offer_hash"]] = who.address
+
+    def listed() -> set[str]:
+        return {names[o["offer_hash"]] for o in client.get("/offers", params={"token_id": bottles.token(2)}).json()[
+            "offers"] if o["offer_hash"] in names}
+
+    assert listed() == {spender.address, revoker.address}
+    deployed_stablecoin.transfer(recipient, 1, sender=spender)
+    deployed_stablecoin.approve(deployed_lending, PRINCIPAL - 1, sender=revoker)
+    assert listed() == set()
+
+
+def test_offers__post__more_open_offers_than_the_cap__409_conflict_and_repost_still_answers(
+        make_client, make_offer, bottles):
+    client = make_client(auth=False, offer_max_open_per_lender=2)
+    first, second, third = (make_offer(bottles.lot_id, nonce=n) for n in range(3))
+
+    assert client.post("/offers", json=first).status_code == 201
+    assert client.post("/offers", json=second).status_code == 201
+    refused = client.post("/offers", json=third)
+    again = client.post("/offers", json=first)
+
+    assert refused.status_code == 409 and refused.json()["error"] == "conflict"
+    assert "already has 2 open offers" in refused.json()["detail"]
+    assert again.status_code == 201
+
+
+def test_offers__expired__deleted_from_the_board_and_free_the_lenders_cap(make_client, chain, make_offer, bottles):
+    client = make_client(auth=False, offer_max_open_per_lender=1)
+    short = make_offer(bottles.lot_id, nonce=1, expiry=chain.pending_timestamp + 600)
+    assert client.post("/offers", json=short).status_code == 201
+    assert client.post("/offers", json=make_offer(bottles.lot_id, nonce=2)).status_code == 409
+
+    chain.pending_timestamp += 601
+    chain.mine()
+    client.get("/offers", params={"token_id": bottles.token(1)})
+
+    with client.app.state.offers._db.transaction() as tx:
+        assert tx.one("SELECT COUNT(*) AS n FROM offers")["n"] == 0
+    assert client.post("/offers", json=make_offer(bottles.lot_id, nonce=2)).status_code == 201
+
+
+def test_offers__listing__paginated_cheapest_first_with_next_offset(make_client, make_offer, bottles):
+    client = make_client(auth=False)
+    repayments = [1_090, 1_010, 1_070, 1_030, 1_050]
+    hashes = {client.post("/offers", json=make_offer(bottles.lot_id, repayment=r * USD, nonce=n)).json()[
+        "offer_hash"]: r for n, r in enumerate(repayments)}
+
+    pages, offset = [], 0
+    while offset is not None:
+        page = client.get("/offers", params={"token_id": bottles.token(1), "limit": 2, "offset": offset}).json()
+        pages.append([hashes[o["offer_hash"]] for o in page["offers"]])
+        assert (page["offset"], page["limit"]) == (offset, 2)
+        offset = page["next_offset"]
+
+    assert pages == [[1_010, 1_030], [1_050, 1_070], [1_090]]
+    too_big = client.get("/offers", params={"token_id": bottles.token(1), "limit": 101})
+    assert too_big.status_code == 422
+
+
+def test_offers__listing__node_requests_do_not_grow_with_the_offers_on_the_page(
+        make_client, counting_gateway, make_offer, bottles):
+    url, requests_seen = counting_gateway
+    client = make_client(auth=False, rpc_url=url)
+    client.post("/offers", json=make_offer(bottles.lot_id, nonce=0))
+
+    def node_requests_for_listing() -> int:
+        before = len(requests_seen)
+        page = client.get("/offers", params={"token_id": bottles.token(1), "limit": 100})
+        assert page.status_code == 200
+        return len(requests_seen) - before
+
+    one = node_requests_for_listing()
+    for n in range(1, 12):
+        client.post("/offers", json=make_offer(bottles.lot_id, nonce=n))
+    twelve = node_requests_for_listing()
+
+    assert len(client.get("/offers", params={"token_id": bottles.token(1)}).json()["offers"]) == 12
+    assert twelve == one
+
+
+@pytest.fixture
+def counting_gateway(rpc_url):
+    """An HTTP gateway in front of the test node that records each HTTP request
+    it forwards (a JSON-RPC batch is one request): (its URL, the requests)."""
+    seen: list[bytes] = []
+    session = requests.Session()
+
+    class Gateway(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (the http.server API)
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            seen.append(body)
+            answer = session.post(rpc_url, data=body, headers={"Content-Type": "application/json"}, timeout=10)
+            self.send_response(answer.status_code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer.content)))
+            self.end_headers()
+            self.wfile.write(answer.content)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    server.shutdown()
+    server.server_close()
 
 
 def test_offers__typed_data__signed_by_lender_and_posted(client, chain, bottles, lender):

@@ -287,12 +287,4 @@ def test_challenge__never_issued__404(client):
     assert client.post(f"/certificates/{(999_999 << 32) | 1}/challenge").status_code == 404
 
 
-# ------------------------------------------------------------------ scans
-
-
-def test_scans__many_in_the_window__burst_in_json_and_page(make_client, api_settings, held_token):
-    client = make_client(scan_burst_threshold=3)
-    answers = [client.get(f"/certificates/{held_token}").json()["scans"] for _ in range(4)]
-    assert [a["total"] for a in answers] == [1, 2, 3, 4]
-    assert answers[2]["anomalies"] == [] and answers[3]["anomalies"] == ["burst"]
-    assert "Scanned unusually often" in client.get(f"/verify/{held_token}").text
+# Scans (distinct clients, bots, retention, the page's wording): tests/api/test_api_scans.py

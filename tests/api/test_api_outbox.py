@@ -5,8 +5,6 @@ key pool and the webhook."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import threading
 import time
@@ -20,6 +18,7 @@ from pydantic import SecretStr
 
 from api.errors import RelayRefused
 from api.relayer import Origin
+from api.webhooks import verify
 
 #: The API fixtures (apps and clients on the test deployment).
 pytest_plugins = ["api_fixtures", "pg"]
@@ -283,7 +282,7 @@ def test_min_balance__relayer_below__503_alert_in_logs_and_health(
     before = outbox(w3, relayer)
 
     response = client.post("/relay/transfers", json=transfer_body(holder, recipient, held_token))
-    health = client.get("/health").json()["relayer"]
+    health = client.get("/health", headers=bearer(ADMIN_TOKEN)).json()["relayer"]
 
     assert response.status_code == 503
     assert response.json()["error"] == "relay_unavailable"
@@ -411,7 +410,7 @@ def test_webhook__status_changes_pushed_with_a_valid_signature(
     statuses = [body["status"] for body, _, _ in _Hook.received if body["request_id"] == accepted["request_id"]]
     assert statuses[0] == "sent" and statuses[-1] == "confirmed"
     for _, signature, raw in _Hook.received:
-        assert signature == "sha256=" + hmac.new(b"hook-secret", raw, hashlib.sha256).hexdigest()
+        assert verify(b"hook-secret", raw, signature)
 
 
 def test_postgresql__relay_idempotency_and_confirmation_on_a_shared_database(
@@ -424,7 +423,7 @@ def test_postgresql__relay_idempotency_and_confirmation_on_a_shared_database(
     again = client.post("/relay/transfers", json=body, headers={"Idempotency-Key": "pg-1"})
     done = wait_for_status(client, first.json()["request_id"], "confirmed")
 
-    assert client.get("/health").json()["relayer"]["database"] == "postgresql"
+    assert client.get("/health", headers=bearer(ADMIN_TOKEN)).json()["relayer"]["database"] == "postgresql"
     assert again.json()["request_id"] == first.json()["request_id"]
     assert done["nonce"] == nonce_before
     assert w3.eth.get_transaction_count(relayer.address) == nonce_before + 1
