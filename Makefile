@@ -19,9 +19,10 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
-	@# `npm ci` insists on lock entries for every platform's optional anvil binary, which
-	@# the registry here does not serve; `npm install` honours the lock for what it installs.
-	npm install --no-audit --no-fund --loglevel=error
+	@# `npm ci` installs exactly what the lock says and never rewrites it (`npm install`
+	@# would add lock entries for other platforms' optional anvil binaries, leaving the
+	@# tracked package-lock.json modified). The lock lists every platform's entry.
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 # The relayer's shared-outbox tests start a throwaway PostgreSQL server; they never
