@@ -368,6 +368,8 @@ def describe(world: DemoWorld, base_url: str, rpc_url: str) -> str:
 def serve(world: DemoWorld, rpc_url: str, host: str, port: int) -> None:
     """Serve the API until Ctrl-C (SIGINT) or SIGTERM, then return normally: the
     demo ends with exit status 0, not as an interrupted program."""
+    import signal
+
     import uvicorn
     from starlette.staticfiles import StaticFiles
 
@@ -380,9 +382,11 @@ def serve(world: DemoWorld, rpc_url: str, host: str, port: int) -> None:
     # The custodian's published documents, at the URIs attested on chain.
     app.mount("/demo", StaticFiles(directory=world.reserve_file.parent), name="demo")
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        # uvicorn shuts down cleanly on SIGINT and then re-raises it for the
-        # caller: here that is the expected way to stop, not an error.
-        pass
+    # uvicorn shuts down cleanly on SIGINT (Ctrl-C) or SIGTERM and then raises
+    # the signal again for the previous handler: Ape's, which exits with 130
+    # (143). Here the signal is the expected way to stop, so the handler it
+    # finds does nothing, and the demo ends normally (status 0; Ape's atexit
+    # hook still stops the node).
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, signal.SIG_IGN)
+    server.run()
