@@ -7,20 +7,26 @@ exactly, the stablecoin held covers the reserve, balances, permit nonces (which
 share a storage word with the balance), used EIP-3009 nonces and merchant
 totals match a Python model, and nobody got out more than was paid in.
 
-The machine deploys its own stablecoin and points token: its first state is
-fixed by this file, not by what earlier tests left on the shared deployment,
-so with `derandomize` every run takes the same steps (the step fingerprint
-printed at the end is the same in every run)."""
+With `derandomize` every run must take the same steps (the step fingerprint
+printed at the end is the same in every run), whatever ran before in the same
+session. Two things made them differ with test order: Hypothesis also draws
+"local constants", literals collected from every module of this project that
+is imported at the time (test modules included), and the model started from
+whatever other tests had left on the shared deployment. The machine runs with
+no local constants and on a stablecoin and points token of its own."""
 
 from __future__ import annotations
 
 import hashlib
+import importlib
+import sys
 from dataclasses import dataclass, field
 
 import pytest
 from fastchain import FastChain
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+from hypothesis.internal.conjecture import providers
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from amphora import eip712
@@ -283,9 +289,14 @@ def machine_actors(merchant, other_merchant, customer, holder, attacker, admin):
     return merchant, other_merchant, customer, holder, attacker, admin
 
 
-def run_machine(chain, tokens, actors, examples: int) -> tuple[int, str]:
+def run_machine(chain, tokens, actors, examples: int, monkeypatch) -> tuple[int, str]:
     """Run the machine for ``examples`` derandomized examples: (steps, fingerprint
     of every step sent)."""
+    # Hypothesis mixes into its draws the literals of every local module imported
+    # so far (`_get_local_constants`, cached in CONSTANTS_CACHE): which modules
+    # those are depends on the tests that ran before. No local constants here.
+    monkeypatch.setattr(providers, "_get_local_constants", providers.Constants)
+    providers.CONSTANTS_CACHE.cache.clear()
     stable, points = tokens
     merchant, other_merchant, customer, holder, attacker, admin = actors
     fast = FastChain(chain.provider.uri)
@@ -301,12 +312,13 @@ def run_machine(chain, tokens, actors, examples: int) -> tuple[int, str]:
         # Fixed examples: the coverage floor below must not depend on luck.
         derandomize=True,
     ))
+    providers.CONSTANTS_CACHE.cache.clear()
     return fast.steps - COVERAGE["setup"], trace.hexdigest()
 
 
 @pytest.mark.slow
-def test_points_state_machine__reserve_always_backs_points(chain, deploy_tokens, machine_actors):
-    steps, fingerprint = run_machine(chain, deploy_tokens(), machine_actors, EXAMPLES)
+def test_points_state_machine__reserve_always_backs_points(chain, deploy_tokens, machine_actors, monkeypatch):
+    steps, fingerprint = run_machine(chain, deploy_tokens(), machine_actors, EXAMPLES, monkeypatch)
     print(f"points state machine: {steps} steps, {COVERAGE}, step fingerprint {fingerprint[:16]}")
     assert steps >= MIN_STEPS, f"only {steps} steps ran"
     assert min(COVERAGE["issued"], COVERAGE["authorized"], COVERAGE["redeemed"]) >= MIN_EACH, (
@@ -314,14 +326,18 @@ def test_points_state_machine__reserve_always_backs_points(chain, deploy_tokens,
 
 
 @pytest.mark.slow
-def test_points_state_machine__points_left_on_the_deployment_by_earlier_tests__same_steps(
+def test_points_state_machine__other_tests_ran_before__same_steps(
         chain, project, manifest, deploy_tokens, machine_actors, admin, minter, merchant, customer, holder,
-        other_merchant, attacker):
-    """The machine used to start its model from the shared deployment's tokens,
-    where earlier tests (and relayed transactions they left in flight) put
-    points and stablecoin in the actors' hands: the amounts it drew, and so the
-    steps it took, changed with test order. Its own tokens make the start fixed."""
-    before = run_machine(chain, deploy_tokens(), machine_actors, 3)
+        other_merchant, attacker, tmp_path, monkeypatch, request):
+    """What earlier tests leave behind must not change the steps: modules they
+    imported (whose literals Hypothesis would draw as "local constants") and
+    points and stablecoin they put in the actors' hands on the shared deployment."""
+    before = run_machine(chain, deploy_tokens(), machine_actors, 3, monkeypatch)
+    (tmp_path / "earlier_test_module.py").write_text(
+        "AMOUNTS = (204, 4_096, 77_777, 10**20 + 3, 2**255 - 19)\nNAMES = ('Earlier test', 'PTS')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    request.addfinalizer(lambda: sys.modules.pop("earlier_test_module", None))
+    importlib.import_module("earlier_test_module")
     shared_stable = project.ReferenceStablecoin.at(manifest.address("Stablecoin"))
     shared_points = project.PointsToken.at(manifest.address("PointsToken"))
     shared_stable.configureMinter(minter, FUNDING, sender=admin)
@@ -331,6 +347,6 @@ def test_points_state_machine__points_left_on_the_deployment_by_earlier_tests__s
     for account in (customer, holder, other_merchant, attacker):
         shared_points.issue(account, 7 * USD + 3, sender=merchant)
 
-    after = run_machine(chain, deploy_tokens(), machine_actors, 3)
+    after = run_machine(chain, deploy_tokens(), machine_actors, 3, monkeypatch)
 
     assert after == before
