@@ -373,8 +373,6 @@ def describe(world: DemoWorld, base_url: str, rpc_url: str) -> str:
 def serve(world: DemoWorld, rpc_url: str, host: str, port: int) -> None:
     """Serve the API until Ctrl-C (SIGINT) or SIGTERM, then return normally: the
     demo ends with exit status 0, not as an interrupted program."""
-    import signal
-
     import uvicorn
     from starlette.staticfiles import StaticFiles
 
@@ -386,12 +384,19 @@ def serve(world: DemoWorld, rpc_url: str, host: str, port: int) -> None:
     app = create_app(settings)
     # The custodian's published documents, at the URIs attested on chain.
     app.mount("/demo", StaticFiles(directory=world.reserve_file.parent), name="demo")
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
-    # uvicorn shuts down cleanly on SIGINT (Ctrl-C) or SIGTERM and then raises
-    # the signal again for the previous handler: Ape's, which exits with 130
-    # (143). Here the signal is the expected way to stop, so the handler it
-    # finds does nothing, and the demo ends normally (status 0; Ape's atexit
-    # hook still stops the node).
+    serve_until_stopped(uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info")))
+
+
+def serve_until_stopped(server: Any) -> None:
+    """Run a uvicorn ``server`` until SIGINT (Ctrl-C) or SIGTERM, and return.
+
+    uvicorn shuts down cleanly on either and then raises the signal again for
+    the handler it found: under ``ape run`` that is Ape's, which exits with 130
+    (143), and ``make demo`` reported ``Error 130``. Here the signal is the
+    expected way to stop, so the handler it finds ignores it and the demo ends
+    normally (status 0; Ape's atexit hook still stops the node)."""
+    import signal
+
     for stop in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop, signal.SIG_IGN)
     server.run()

@@ -2,6 +2,12 @@
 deployment, checked on chain, so the URLs the demo prints show what they say."""
 
 import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from eth_utils import keccak
@@ -144,3 +150,51 @@ def test_describe__prints_the_url_of_each_seeded_state(world):
     assert f"{BASE_URL}/collateral/{world.loan_token}" in text and f"{BASE_URL}/offers?token_id=" in text
     assert f"{BASE_URL}/relay/{world.relayed['transfer']}" in text
     assert "reconciled" in text and "NOT reconciled" not in text
+
+
+#: A server stopped the way `make demo` is, under a SIGINT handler like Ape's
+#: (which exits with 130).
+_STOPPED_BY_CTRL_C = """
+import signal, sys
+import uvicorn
+from fastapi import FastAPI
+from amphora.demo import serve_until_stopped
+signal.signal(signal.SIGINT, lambda signum, frame: sys.exit(130))
+serve_until_stopped(uvicorn.Server(uvicorn.Config(FastAPI(), host="127.0.0.1", port=int(sys.argv[1]))))
+print("stopped cleanly")
+"""
+
+
+def test_serve__ctrl_c__the_demo_exits_with_status_0():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-c", _STOPPED_BY_CTRL_C, str(port)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+                time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert "stopped cleanly" in out
+
+
+def test_package_lock__lists_every_platforms_anvil__so_installing_leaves_it_unchanged():
+    """`npm install` added the missing platforms' optional anvil packages to the
+    tracked lock on every `make demo`; with all of them listed, `npm ci` (which
+    never writes the lock) installs from it."""
+    lock = json.loads((Path(__file__).resolve().parent.parent / "package-lock.json").read_text())
+    packages = lock["packages"]
+    anvil = packages["node_modules/@foundry-rs/anvil"]
+    assert anvil.get("optionalDependencies")
+    missing = [name for name in anvil["optionalDependencies"] if f"node_modules/{name}" not in packages]
+    assert missing == []
