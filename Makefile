@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 # Ape keeps its data (compiler caches, accounts) inside the project.
 export APE_DATA_FOLDER ?= $(CURDIR)/.cache/ape
 
-.PHONY: install postgres demo test bench lint lock clean
+.PHONY: install postgres demo test docs bench lint lock clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -19,9 +19,10 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
-	@# `npm ci` insists on lock entries for every platform's optional anvil binary, which
-	@# the registry here does not serve; `npm install` honours the lock for what it installs.
-	npm install --no-audit --no-fund --loglevel=error
+	@# `npm ci` installs exactly what the lock says and never rewrites it (`npm install`
+	@# would add lock entries for other platforms' optional anvil binaries, leaving the
+	@# tracked package-lock.json modified). The lock lists every platform's entry.
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 # The relayer's shared-outbox tests start a throwaway PostgreSQL server; they never
@@ -37,7 +38,12 @@ postgres:
 demo: install
 	ape run demo
 
-test: install postgres
+# The documentation site (docs/, mkdocs.yml) into site/; --strict turns every
+# warning (a broken link or anchor, a page missing from the nav) into a failure.
+docs: install
+	mkdocs build --strict
+
+test: install postgres docs
 	ape test $(PYTEST_ARGS)
 
 bench: install
@@ -53,4 +59,4 @@ lock:
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
 clean:
-	rm -rf .build .cache .pytest_cache .hypothesis
+	rm -rf .build .cache .pytest_cache .hypothesis site

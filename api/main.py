@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from api.bodylimit import BodySizeLimit
 from api.chain import ChainService
@@ -99,7 +100,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         offers.close()
         db.close()
 
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc load their scripts and styles from the
+    # installed fastapi-offline package, under /static-offline-docs, not from a
+    # CDN: the pages work on a machine without internet.
+    app = FastAPIOffline(
         title="Amphora API",
         summary="Digital wine certificates and points: verification, balances, settlement and relaying.",
         description=DESCRIPTION,

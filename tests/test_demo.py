@@ -2,22 +2,43 @@
 deployment, checked on chain, so the URLs the demo prints show what they say."""
 
 import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from eth_utils import keccak
+from fastapi.testclient import TestClient
+from web3 import Web3
 
 from amphora import eip712
-from amphora.demo import STORAGE_REPORT, describe, seed
+from amphora.demo import APPRAISAL, LOAN_PRINCIPAL, STORAGE_REPORT, demo_settings, describe, seed
 from amphora.manifest import MANIFEST_DIR_ENV
 from amphora.merkle import verify_reserve
+from api.main import create_app
 
 BASE_URL = "http://127.0.0.1:8000"
 
 
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """One seeded demo for the module (Ape reverts what each test does to the chain)."""
+    tmp_path = tmp_path_factory.mktemp("demo")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv(MANIFEST_DIR_ENV, str(tmp_path / "deployments"))
+        return seed(BASE_URL, tmp_path / ".demo" / "bottles.json")
+
+
 @pytest.fixture
-def world(tmp_path, monkeypatch):
-    monkeypatch.setenv(MANIFEST_DIR_ENV, str(tmp_path / "deployments"))
-    return seed(BASE_URL, tmp_path / ".demo" / "bottles.json")
+def demo_api(world, chain):
+    """The API `make demo` serves, on the databases the seeding wrote."""
+    settings = demo_settings(world.relay_db.parent, BASE_URL, world.manifest, world.relayer_key, world.master_key,
+                             world.admin_token, chain.provider.uri)
+    with TestClient(create_app(settings), base_url=BASE_URL) as client:
+        yield client
 
 
 @pytest.fixture
@@ -42,6 +63,40 @@ def test_seed__every_printed_bottle_is_in_the_state_its_url_names(world, demo_ce
     assert demo_cert.ownerOf(world.sample_token) == world.holders["bob"]
     assert demo_cert.ownerOf(world.gift_token) == world.holders["carol"]
     assert demo_cert.balanceOf(world.holders["bob"]) == 1
+
+
+def test_seed__holders_actions_went_through_the_apis_relayer(world, demo_api, chain):
+    """The operator view does not start empty: each holder action was posted to
+    the API's relay endpoints, sent by the relayer's key and confirmed."""
+    assert set(world.relayed) == {"transfer", "redemption", "gift", "points payment", "loan acceptance"}
+    relayer = Web3().eth.account.from_key(world.relayer_key).address
+    w3 = chain.provider.web3
+    for action, request_id in world.relayed.items():
+        status = demo_api.get(f"/relay/{request_id}").json()
+        assert status["status"] == "confirmed", (action, status)
+        assert w3.eth.get_transaction(status["tx_hash"])["from"] == relayer, action
+
+    usage = demo_api.get("/admin/usage", headers={"Authorization": f"Bearer {world.admin_token}"})
+
+    assert usage.status_code == 200, usage.text
+    assert usage.json()["requests"] == {"confirmed": len(world.relayed)}
+    total = next(row for row in usage.json()["usage"] if row["account"] == "*")
+    assert total["actions"] == len(world.relayed) and total["gas"] > 0
+
+
+def test_seed__a_running_loan_an_appraisal_and_an_open_offer(world, demo_api, project):
+    lending = project.PledgeLending.at(world.manifest.address("PledgeLending"))
+
+    loan = demo_api.get(f"/collateral/{world.loan_token}").json()["loan"]
+    board = demo_api.get("/offers", params={"token_id": world.sample_token}).json()
+
+    assert (loan["state"], loan["borrower"], loan["lender"], loan["loan_id"]) == (
+        "open", world.holders["dave"], world.lender, str(world.loan_id))
+    assert loan["principal"] == str(LOAN_PRINCIPAL)
+    assert lending.appraisal(world.lot_id).value_per_bottle == APPRAISAL
+    assert lending.is_appraiser(world.appraiser)
+    assert [o["offer_hash"] for o in board["offers"]] == [world.open_offer_hash]
+    assert board["offers"][0]["offer"]["lender"] == world.lender
 
 
 def test_seed__the_redeemed_record_names_the_custodian(world, demo_cert, custodian):
@@ -92,4 +147,54 @@ def test_describe__prints_the_url_of_each_seeded_state(world):
     for token in (world.sample_token, world.redeemed_token, world.gift_token, world.flagged_token):
         assert f"{BASE_URL}/verify/{token}" in text
     assert world.gift_secret in text
+    assert f"{BASE_URL}/collateral/{world.loan_token}" in text and f"{BASE_URL}/offers?token_id=" in text
+    assert f"{BASE_URL}/relay/{world.relayed['transfer']}" in text
     assert "reconciled" in text and "NOT reconciled" not in text
+
+
+#: A server stopped the way `make demo` is, under a SIGINT handler like Ape's
+#: (which exits with 130).
+_STOPPED_BY_CTRL_C = """
+import signal, sys
+import uvicorn
+from fastapi import FastAPI
+from amphora.demo import serve_until_stopped
+signal.signal(signal.SIGINT, lambda signum, frame: sys.exit(130))
+serve_until_stopped(uvicorn.Server(uvicorn.Config(FastAPI(), host="127.0.0.1", port=int(sys.argv[1]))))
+print("stopped cleanly")
+"""
+
+
+def test_serve__ctrl_c__the_demo_exits_with_status_0():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-c", _STOPPED_BY_CTRL_C, str(port)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+                time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert "stopped cleanly" in out
+
+
+def test_package_lock__lists_every_platforms_anvil__so_installing_leaves_it_unchanged():
+    """`npm install` added the missing platforms' optional anvil packages to the
+    tracked lock on every `make demo`; with all of them listed, `npm ci` (which
+    never writes the lock) installs from it."""
+    lock = json.loads((Path(__file__).resolve().parent.parent / "package-lock.json").read_text())
+    packages = lock["packages"]
+    anvil = packages["node_modules/@foundry-rs/anvil"]
+    assert anvil.get("optionalDependencies")
+    missing = [name for name in anvil["optionalDependencies"] if f"node_modules/{name}" not in packages]
+    assert missing == []
