@@ -704,8 +704,10 @@ def transfer_with_signature(
          tokenId,uint256 nonce,uint256 deadline)` in this contract's domain
          (which binds the chain id and this address, so the signature does
          not replay on another chain or on a fork with a new chain id).
-         Nonces are sequential per holder and consumed on use. EOAs sign
-         with ECDSA (high-s rejected); contract holders answer ERC-1271.
+         Nonces are sequential per holder and consumed on use. A valid
+         ECDSA signature by the holder passes (high-s rejected), also from
+         an EOA with an EIP-7702 delegation; otherwise a holder with code
+         answers ERC-1271. `invalidate_nonces` voids unused signatures.
          A contract recipient must accept the token as in
          `safeTransferFrom`, so a relayed transfer cannot strand it.
     """
@@ -994,7 +996,8 @@ def verify_tag_signature(
                      only for the same bottle within the window, which is
                      why the verifier issues the block and checks the
                      answer at once. Malleability is harmless (the check
-                     is stateless) and high-s signatures are refused.
+                     is stateless); a high-s, malformed or unrecoverable
+                     signature answers false, it does not revert.
     """
     if block_number >= block.number or block.number - block_number > TAG_CHALLENGE_WINDOW:
         return False
@@ -1047,8 +1050,8 @@ def create_gift_with_signature(
             expiry,uint256 nonce,uint256 deadline)`; anyone may submit it.
     @custom:security As `transfer_with_signature`: the domain binds chain
                      and contract, the sequential nonce is consumed, the
-                     deadline bounds it, ECDSA refuses high-s, contract
-                     holders answer ERC-1271. The relayer cannot change
+                     deadline bounds it, ECDSA refuses high-s, holders
+                     with code answer ERC-1271. The relayer cannot change
                      the claim key or expiry without breaking the signature.
     """
     self._check_holder_signature(
