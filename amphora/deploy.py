@@ -55,7 +55,7 @@ def _runs(address: str, container: Any) -> bool:
     if not code:
         return False
     runtime = to_bytes(hexstr=container.contract_type.runtime_bytecode.bytecode)
-    if code.startswith(runtime):
+    if code.startswith(runtime) or _deploys(container, code, len(runtime)):
         return True
     name = container.contract_type.name
     if chain.chain_id not in LOCAL_CHAIN_IDS:
@@ -63,6 +63,24 @@ def _runs(address: str, container: Any) -> bool:
                          "move the manifest aside to deploy anew, or check out the matching version")
     logger.warning("%s: %s in the manifest holds other code on this chain; deploying anew", name, address)
     return False
+
+
+def _deploys(container: Any, code: bytes, runtime_size: int) -> bool:
+    """Whether ``code`` starts with the runtime this build's init code deploys.
+    Vyper's Venom pipeline (the certificate's) reports a runtime a byte longer,
+    its offsets shifted, than the one its init code copies out; that one is
+    what runs, so it is compared whole (all but the last bytes of the reported
+    size, where the immutables start)."""
+    from eth_utils import to_bytes
+
+    init = to_bytes(hexstr=container.contract_type.deployment_bytecode.bytecode)
+    start = init.find(code[:64])
+    if start < 0:
+        return False
+    embedded = init[start:]
+    same = next((i for i, (a, b) in enumerate(zip(code, embedded, strict=False)) if a != b),
+                min(len(code), len(embedded)))
+    return same >= runtime_size - 32
 
 
 def deploy_or_reuse(manifest: Manifest, name: str, deployer: Any, args: list[Any], *,

@@ -75,6 +75,13 @@ TYPES: dict[str, list[dict[str, str]]] = {
         {"name": "nonce", "type": "uint256"},
         {"name": "deadline", "type": "uint256"},
     ],
+    # WineCertificate: the holder voids every nonce below newNonce (signed at the current nonce).
+    "InvalidateNonces": [
+        {"name": "holder", "type": "address"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "newNonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ],
     # WineCertificate: signed by a gift's one-time claim key (no nonce: the key works once).
     "ClaimGift": [
         {"name": "tokenId", "type": "uint256"},
@@ -214,6 +221,11 @@ def request_redemption_message(holder: str, token_id: int, order_hash: bytes, no
 def flag_message(holder: str, token_id: int, reason_hash: bytes, nonce: int, deadline: int) -> dict[str, Any]:
     return {"holder": to_checksum_address(holder), "tokenId": int(token_id), "reasonHash": _bytes32(reason_hash),
             "nonce": int(nonce), "deadline": int(deadline)}
+
+
+def invalidate_nonces_message(holder: str, nonce: int, new_nonce: int, deadline: int) -> dict[str, Any]:
+    return {"holder": to_checksum_address(holder), "nonce": int(nonce), "newNonce": int(new_nonce),
+            "deadline": int(deadline)}
 
 
 def claim_gift_message(token_id: int, recipient: str) -> dict[str, Any]:

@@ -590,19 +590,13 @@ class ChainService:
 
     def verify_tag_signature(self, token_id: int, block_number: int, signature: bytes,
                              proof: list[bytes]) -> bool:
-        """The certificate's own check of a tag's answer to a challenge.
-        :class:`InvalidRequest` for a signature its ECDSA recovery refuses
-        outright (a high ``s``, or no key recoverable: a zero ``r`` or ``s``, a
-        ``v`` other than 27 or 28): the contract reverts on those rather than
-        answering false."""
+        """The certificate's own check of a tag's answer to a challenge. A
+        signature no key recovers from (a high ``s``, a zero ``r`` or ``s``, a
+        ``v`` other than 27 or 28) answers false like any wrong signature."""
         with node_errors():
-            try:
-                # On the pending block, so that the newest block's hash is known.
-                return bool(self.certificate_contract.functions.verify_tag_signature(
-                    token_id, block_number, signature, proof).call(block_identifier="pending"))
-            except ContractLogicError as err:
-                raise InvalidRequest(f"signature: malformed, the certificate contract refuses it "
-                                     f"({revert_reason(err)})") from err
+            # On the pending block, so that the newest block's hash is known.
+            return bool(self.certificate_contract.functions.verify_tag_signature(
+                token_id, block_number, signature, proof).call(block_identifier="pending"))
 
     def recover_tag_signer(self, token_id: int, block_number: int, signature: bytes) -> str | None:
         """Who signed the challenge for ``token_id`` at ``block_number`` (None if

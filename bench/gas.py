@@ -40,6 +40,11 @@ REFERENCES = {
     "utility_pay": ("(no reference given)", None),
 }
 
+#: EIP-170: the most bytes of code a contract may deploy; the certificate keeps
+#: CERTIFICATE_HEADROOM bytes of it free for later features (issue 12).
+EIP170_LIMIT = 24_576
+CERTIFICATE_HEADROOM = 2_048
+
 #: Ratio targets: measurement -> (the measurement it is compared with, the most it may be).
 RATIO_TARGETS = {
     "erc20_transfer": (None, 1.05 * 33_400),
@@ -68,6 +73,10 @@ def log_gas(topics: int, data_bytes: int) -> int:
     return 375 + 375 * topics + 8 * data_bytes
 
 
+#: ERC-4906: every lifecycle state change of a certificate logs MetadataUpdate(tokenId).
+METADATA_UPDATE = ("MetadataUpdate(tokenId), ERC-4906: 1 topic + 32 bytes", log_gas(1, 32))
+
+
 def string_bytes(text: str) -> int:
     """ABI size of a string in event data: offset word, length word, padded bytes."""
     return 64 + 32 * -(-len(text.encode()) // 32)
@@ -81,6 +90,7 @@ LIFECYCLE_FLOORS: dict[str, list[tuple[str, int | None]]] = {
         ("detail word: claim key | expiry, zero -> nonzero (first lock)", 22_100),
         ("claim-key registry: key used, zero -> nonzero", 22_100),
         ("Locked(tokenId): 1 topic + 32 bytes", log_gas(1, 32)),
+        METADATA_UPDATE,
         ("GiftCreated: 4 topics + expiry", log_gas(4, 32)),
     ],
     "gift_claim": [
@@ -92,6 +102,7 @@ LIFECYCLE_FLOORS: dict[str, list[tuple[str, int | None]]] = {
         ("giver's balance word, nonzero -> nonzero", 5_000),
         ("recipient's balance word (an existing holder), nonzero -> nonzero", 5_000),
         ("Unlocked(tokenId): 1 topic + 32 bytes", log_gas(1, 32)),
+        METADATA_UPDATE,
         ("Transfer: 4 topics", log_gas(4, 0)),
         ("GiftClaimed: 4 topics + claim key", log_gas(4, 32)),
     ],
@@ -101,6 +112,7 @@ LIFECYCLE_FLOORS: dict[str, list[tuple[str, int | None]]] = {
         ("token word: state -> redemption requested, nonzero -> nonzero", 5_000),
         ("detail word: order hash, zero -> nonzero (first lock)", 22_100),
         ("Locked(tokenId): 1 topic + 32 bytes", log_gas(1, 32)),
+        METADATA_UPDATE,
         ("RedemptionRequested: 4 topics + order hash", log_gas(4, 32)),
     ],
     "redeem_confirm": [
@@ -110,6 +122,7 @@ LIFECYCLE_FLOORS: dict[str, list[tuple[str, int | None]]] = {
         ("holder's balance word, nonzero -> nonzero", 5_000),
         ("supply word, nonzero -> nonzero", 5_000),
         ("Transfer to zero: 4 topics", log_gas(4, 0)),
+        METADATA_UPDATE,
         ("CertificateRedeemed: 4 topics", log_gas(4, 0)),
     ],
     "custody_attest": [
@@ -133,6 +146,7 @@ LIFECYCLE_FLOORS: dict[str, list[tuple[str, int | None]]] = {
         ("token word: state -> flagged, nonzero -> nonzero", 5_000),
         ("detail word: reason hash, zero -> nonzero (first lock)", 22_100),
         ("Locked(tokenId): 1 topic + 32 bytes", log_gas(1, 32)),
+        METADATA_UPDATE,
         ("CertificateFlagged: 3 topics + reason hash", log_gas(3, 32)),
     ],
 }
@@ -163,6 +177,7 @@ LENDING_FLOORS: dict[str, list[tuple[str, int | None]]] = {
         *_STABLECOIN_TRANSFER,
         ("LoanStarted: 4 topics + 6 words", log_gas(4, 192)),
         ("Locked(tokenId): 1 topic + 32 bytes", log_gas(1, 32)),
+        METADATA_UPDATE,
         ("CertificatePledged: 3 topics", log_gas(3, 0)),
     ],
     "loan_repay": [
@@ -176,6 +191,7 @@ LENDING_FLOORS: dict[str, list[tuple[str, int | None]]] = {
         *_STABLECOIN_TRANSFER,
         ("LoanRepaid: 4 topics + 2 words", log_gas(4, 64)),
         ("Unlocked(tokenId): 1 topic + 32 bytes", log_gas(1, 32)),
+        METADATA_UPDATE,
         ("CertificateReleased: 4 topics", log_gas(4, 0)),
     ],
     "loan_foreclose": [
@@ -189,6 +205,7 @@ LENDING_FLOORS: dict[str, list[tuple[str, int | None]]] = {
         ("lender's certificate balance word (its first certificate), zero -> nonzero", 22_100),
         ("LoanForeclosed: 4 topics", log_gas(4, 0)),
         ("Unlocked(tokenId): 1 topic + 32 bytes", log_gas(1, 32)),
+        METADATA_UPDATE,
         ("Transfer: 4 topics", log_gas(4, 0)),
         ("CertificateReleased: 4 topics", log_gas(4, 0)),
     ],
@@ -234,6 +251,7 @@ def measure() -> dict[str, int]:
         from ape import project
 
         cert = project.WineCertificate.at(manifest.address("WineCertificate"))
+        certificate_bytes = len(chain.provider.get_code(cert.address))
 
         def lot(count: int) -> LotDescription:
             return LotDescription.from_mapping({
@@ -283,6 +301,8 @@ def measure() -> dict[str, int]:
         results.update(measure_tokens(manifest, chain, accounts.test_accounts))
         results.update(measure_lifecycle(manifest, accounts.test_accounts))
         results.update(measure_lending(manifest, accounts.test_accounts))
+        # Not gas: the deployed certificate's code size, beside the EIP-170 limit.
+        results["certificate_bytes"] = certificate_bytes
     return results
 
 
@@ -491,6 +511,8 @@ def table(results: dict[str, int]) -> str:
     width = max(28, *(len(k) + 2 for k in results))
     rows = [f"{'measurement':<{width}}{'gas':>10}   {'reference':<44}{'ref gas':>12}"]
     for key, gas in results.items():
+        if key == "certificate_bytes":
+            continue
         label, ref = REFERENCES.get(key, ("", None))
         if key == "signed_transfer":
             ref = results["transfer_holder_to_holder"] + 15_000
@@ -516,6 +538,12 @@ def table(results: dict[str, int]) -> str:
                 f"  (target ≤ 1.05); marginal gas per bottle = {per_bottle:.3f}")
     rows.append(f"issue_lot_10000 per bottle = {results['issue_lot_10000'] / 10_000:.1f}"
                 "  (target ≤ 25; ERC721A ≈ 1,967)")
+    size = results.get("certificate_bytes")
+    if size is not None:
+        headroom = EIP170_LIMIT - size
+        verdict = "met" if headroom >= CERTIFICATE_HEADROOM else "MISSED"
+        rows.append(f"certificate_bytes = {size:,} of {EIP170_LIMIT:,} (EIP-170); headroom {headroom:,}"
+                    f"  (target ≥ {CERTIFICATE_HEADROOM:,}: {verdict})")
     return "\n".join(rows)
 
 
@@ -527,7 +555,7 @@ def main() -> int:
     started = time.time()
     results = measure()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    RESULTS.write_text(json.dumps({**results, "certificate_bytes_limit": EIP170_LIMIT}, indent=2) + "\n")
     LIFECYCLE_RESULTS.write_text(json.dumps(lifecycle_floors(results), indent=2) + "\n")
     itemised = "\n".join(floor_itemised(results, k) for k in LENDING_FLOORS if k in results)
     sys.stdout.write(table(results) + "\n\n" + lifecycle_table(results) + "\n\n" + itemised

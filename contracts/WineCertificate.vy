@@ -2,6 +2,7 @@
 # pragma nonreentrancy on
 # pragma evm-version prague
 # pragma optimize codesize
+# pragma experimental-codegen
 """
 @title Amphora Wine Certificate
 @custom:contract-name WineCertificate
@@ -50,18 +51,28 @@
      | active               | redemption_requested | holder: `request_redemption`        |
      | redemption_requested | redeemed (burned)    | lot's custodian: `confirm_redemption` |
      | redemption_requested | active               | lot's custodian: `reject_redemption` |
-     | active               | flagged              | holder or lot's issuer: `flag`      |
-     | flagged              | active               | lot's issuer: `clear_flag`          |
+     | active               | flagged              | holder or lot's acting issuer: `flag` |
+     | flagged              | active               | lot's acting issuer or admin: `clear_flag` |
      | active               | pledged              | the lending contract: `pledge`      |
      | pledged              | active               | the lending contract: `release` (repaid) |
      | pledged              | active (lender)      | the lending contract: `release` to the lender (foreclosed) |
      A pledge is held by the one lending contract set with
      `set_lending` (`PledgeLending`), which keeps the loan; the
-     certificate keeps only the state. `# pragma optimize codesize`: the
-     lending hooks fit under the 24,576-byte limit only so (transfers
-     cost about 300 gas more than with the gas optimiser).
+     certificate keeps only the state. The lot's acting issuer is the
+     successor the admin named for the lot, else its issuer, while it
+     holds the issuer role (`_acting_issuer`).
+     Code size: compiled with Vyper's Venom pipeline
+     (`# pragma experimental-codegen`) and `# pragma optimize codesize`,
+     the deployed code keeps over 2,048 bytes of the 24,576-byte EIP-170
+     limit free for later features; the legacy pipeline no longer fits
+     (docs/hardening/certificate.md has the figures and the trade-off).
      Every holder action has a `_with_signature` form (EIP-712, one
-     sequential nonce per holder, ERC-1271 for contract holders).
+     sequential nonce per holder, ECDSA first, then ERC-1271 for a holder
+     with code). A holder voids signatures it no longer wants run with
+     `invalidate_nonces` (or its signed form).
+     ERC-4906: every lifecycle state change logs `MetadataUpdate`, a
+     custody move `BatchMetadataUpdate` over the lot, a base URI change
+     `BatchMetadataUpdate` over every id.
 @custom:security Emergency: the admin calls `pause`, which stops whatever
                  moves, burns or starts to move a certificate: issuance,
                  every transfer (direct or signed), gift creation and
@@ -158,6 +169,10 @@ CREATE_GIFT_TYPEHASH: public(constant(bytes32)) = keccak256(
 )
 REVOKE_GIFT_TYPEHASH: public(constant(bytes32)) = keccak256(
     "RevokeGift(address holder,uint256 tokenId,uint256 nonce,uint256 deadline)"
+)
+# @dev Signed at the holder's current nonce: every nonce below `newNonce` dies.
+INVALIDATE_NONCES_TYPEHASH: public(constant(bytes32)) = keccak256(
+    "InvalidateNonces(address holder,uint256 nonce,uint256 newNonce,uint256 deadline)"
 )
 # @dev Signed by the gift's claim key, not by the holder: no nonce, since a
 # claim key is accepted for exactly one gift ever.
@@ -281,7 +296,11 @@ event Unlocked:
     tokenId: uint256
 
 
-# @dev ERC-4906.
+# @dev ERC-4906: the metadata JSON of one token, or of a range, changed.
+event MetadataUpdate:
+    _tokenId: uint256
+
+
 event BatchMetadataUpdate:
     _fromTokenId: uint256
     _toTokenId: uint256
@@ -331,6 +350,19 @@ event CertificateFlagged:
 event FlagCleared:
     token_id: indexed(uint256)
     by: indexed(address)
+
+
+# @dev The admin named `successor` to act for a lot's issuer (flag and
+# clear flags of its bottles); zero withdraws the nomination.
+event SuccessorIssuerNamed:
+    lot_id: indexed(uint256)
+    successor: indexed(address)
+
+
+# @dev `holder` made every signature nonce below `nonce` unusable.
+event NoncesInvalidated:
+    holder: indexed(address)
+    nonce: uint256
 
 
 event LendingSet:
@@ -437,6 +469,9 @@ isApprovedForAll: public(HashMap[address, HashMap[address, bool]])
 # @notice The one lending contract that may pledge and release
 #         certificates (`PledgeLending`); set once by the admin.
 lending: public(address)
+# @notice lot_id => the registered issuer the admin named to act for the
+#         lot's issuer (flag its bottles, clear their flags); zero if none.
+successor_issuer: public(HashMap[uint256, address])
 
 
 @deploy
@@ -669,8 +704,10 @@ def transfer_with_signature(
          tokenId,uint256 nonce,uint256 deadline)` in this contract's domain
          (which binds the chain id and this address, so the signature does
          not replay on another chain or on a fork with a new chain id).
-         Nonces are sequential per holder and consumed on use. EOAs sign
-         with ECDSA (high-s rejected); contract holders answer ERC-1271.
+         Nonces are sequential per holder and consumed on use. A valid
+         ECDSA signature by the holder passes (high-s rejected), also from
+         an EOA with an EIP-7702 delegation; otherwise a holder with code
+         answers ERC-1271. `invalidate_nonces` voids unused signatures.
          A contract recipient must accept the token as in
          `safeTransferFrom`, so a relayed transfer cannot strand it.
     """
@@ -680,6 +717,41 @@ def transfer_with_signature(
     )
     self._transfer(_from, _to, token_id, _from)
     self._check_receiver(_from, _from, _to, token_id, b"")
+
+
+@external
+def invalidate_nonces(new_nonce: uint256):
+    """
+    @notice Holder: make every signature nonce of the caller below
+            `new_nonce` unusable, so that no action signed with one (a
+            transfer, gift, redemption or flag, e.g. one that reverted and
+            could otherwise run later once conditions change) ever runs.
+    @param new_nonce The nonce the next signed action must carry; above the
+           current one and at most 2**64 - 1.
+    """
+    self._invalidate_nonces(msg.sender, self._accounts[msg.sender] >> 128, new_nonce)
+
+
+@external
+def invalidate_nonces_with_signature(
+    holder: address, nonce: uint256, new_nonce: uint256, deadline: uint256, signature: Bytes[65]
+):
+    """
+    @notice `invalidate_nonces` on the holder's EIP-712 signature of
+            `InvalidateNonces(address holder,uint256 nonce,uint256
+            newNonce,uint256 deadline)` at its current nonce; anyone may
+            submit it. `new_nonce` is above `nonce`: `nonce + 1` voids just
+            the signature pending at `nonce`.
+    @custom:security As `create_gift_with_signature`. Allowed while paused.
+    """
+    self._check_holder_signature(
+        holder,
+        keccak256(abi_encode(INVALIDATE_NONCES_TYPEHASH, holder, nonce, new_nonce, deadline)),
+        nonce,
+        deadline,
+        signature,
+    )
+    self._invalidate_nonces(holder, nonce, new_nonce)
 
 
 # --------------------------------------------------------------- issuance
@@ -924,14 +996,15 @@ def verify_tag_signature(
                      only for the same bottle within the window, which is
                      why the verifier issues the block and checks the
                      answer at once. Malleability is harmless (the check
-                     is stateless) and high-s signatures are refused.
+                     is stateless); a high-s, malformed or unrecoverable
+                     signature answers false, it does not revert.
     """
     if block_number >= block.number or block.number - block_number > TAG_CHALLENGE_WINDOW:
         return False
     digest: bytes32 = eip712_domain_separator._hash_typed_data_v4(
         keccak256(abi_encode(TAG_CHALLENGE_TYPEHASH, token_id, block_number, blockhash(block_number)))
     )
-    tag: address = ecdsa._recover_sig(digest, signature)
+    tag: address = self._recover(digest, signature)
     if tag == empty(address):
         return False
     return self._verify_tag(token_id, tag, proof)
@@ -977,8 +1050,8 @@ def create_gift_with_signature(
             expiry,uint256 nonce,uint256 deadline)`; anyone may submit it.
     @custom:security As `transfer_with_signature`: the domain binds chain
                      and contract, the sequential nonce is consumed, the
-                     deadline bounds it, ECDSA refuses high-s, contract
-                     holders answer ERC-1271. The relayer cannot change
+                     deadline bounds it, ECDSA refuses high-s, holders
+                     with code answer ERC-1271. The relayer cannot change
                      the claim key or expiry without breaking the signature.
     """
     self._check_holder_signature(
@@ -1028,7 +1101,7 @@ def claim_gift(token_id: uint256, recipient: address, signature: Bytes[65]):
     digest: bytes32 = eip712_domain_separator._hash_typed_data_v4(
         keccak256(abi_encode(CLAIM_GIFT_TYPEHASH, token_id, recipient))
     )
-    assert ecdsa._recover_sig(digest, signature) == claim_key, "certificate: invalid claim signature"
+    assert self._recover(digest, signature) == claim_key, "certificate: invalid claim signature"
     self._set_state(token_id, owner, word, ACTIVE)
     self._move(owner, recipient, token_id, word)
     log GiftClaimed(token_id=token_id, holder=owner, recipient=recipient, claim_key=claim_key)
@@ -1134,6 +1207,8 @@ def confirm_redemption(token_id: uint256):
     self._accounts[owner] -= 1
     self._counts -= 1 << 128
     log Transfer(sender=owner, receiver=empty(address), token_id=token_id)
+    # The record stays and its metadata now shows the redemption: ERC-4906.
+    log MetadataUpdate(_tokenId=token_id)
     # The order hash was emitted in `RedemptionRequested` and stays in `certificate`;
     # reading it again for this event would cost a cold storage read.
     log CertificateRedeemed(token_id=token_id, holder=owner, custodian=msg.sender)
@@ -1172,10 +1247,15 @@ def set_lending(lending_: address):
                      without their holders' consent; the wired contract's
                      code is public and pledges only on a holder's
                      acceptance of a loan. A new lending contract needs a
-                     new certificate deployment.
+                     new certificate deployment. Only a contract (code at
+                     the address) is accepted, so the admin's own key can
+                     never be the lending contract; the deployment wires
+                     `PledgeLending` in the same run that deploys this
+                     contract (`amphora.deploy`).
     """
     ownable._check_owner()
     assert self.lending == empty(address), "certificate: lending already set"
+    assert lending_.is_contract, "certificate: lending is not a contract"
     self.lending = lending_
     log LendingSet(lending=lending_)
 
@@ -1246,6 +1326,7 @@ def move_custody(lot_id: uint256, custodian: address):
             Allowed while paused (moving bottles may be the emergency).
     @custom:security Privilege: the admin only; it moves custody of
                      bottles, never ownership of certificates.
+    @dev Emits ERC-4906 `BatchMetadataUpdate` over the lot's token ids.
     """
     ownable._check_owner()
     b: uint256 = self._lot_b[lot_id]
@@ -1255,6 +1336,11 @@ def move_custody(lot_id: uint256, custodian: address):
     assert custodian != previous, "certificate: lot is already with this custodian"
     self._lot_b[lot_id] = ((b >> 160) << 160) | convert(custodian, uint256)
     log CustodyMoved(lot_id=lot_id, previous_custodian=previous, custodian=custodian)
+    # Every bottle's metadata names its custodian: ERC-4906 over the lot.
+    first: uint256 = (lot_id << SERIAL_BITS) | 1
+    log BatchMetadataUpdate(
+        _fromTokenId=first, _toTokenId=first + ((self._lot_a[lot_id] >> 160) & _U32) - 1
+    )
 
 
 # ------------------------------------------------------------------ flags
@@ -1264,9 +1350,12 @@ def move_custody(lot_id: uint256, custodian: address):
 def flag(token_id: uint256, reason_hash: bytes32):
     """
     @notice Report a certificate lost or stolen: its holder or its lot's
-            issuer may. The certificate locks (ERC-5192) until the issuer
-            clears the flag; `certificate` shows the reason hash and
-            whether the issuer raised it. Allowed while paused.
+            acting issuer may. The acting issuer is the successor the
+            admin named for the lot (`name_successor_issuer`), else the
+            lot's issuer, and only while it holds the issuer role. The
+            certificate locks (ERC-5192) until the acting issuer or the
+            admin clears the flag; `certificate` shows the reason hash and
+            whether the (acting) issuer raised it. Allowed while paused.
     @param reason_hash keccak256 of the report (police reference, notes).
     @custom:security Privilege: holder or issuer; a flag only locks. Only
                      an active certificate can be flagged (revoke a gift
@@ -1302,16 +1391,41 @@ def flag_with_signature(
 @external
 def clear_flag(token_id: uint256):
     """
-    @notice Issuer: clear a lost or stolen flag after its own checks; the
-            certificate unlocks.
+    @notice The lot's acting issuer (see `flag`) after its own checks, or
+            the admin: clear a lost or stolen flag; the certificate
+            unlocks. Allowed while paused.
+    @custom:security Trust: the admin can unlock a flagged certificate
+                     (never move it), so a flag outlives the issuer that
+                     raised it or a lost issuer key; an issuer whose role
+                     was revoked can no longer clear (nor raise) a flag.
     """
     owner: address = empty(address)
     word: uint256 = empty(uint256)
     owner, word = self._owner_of(token_id)
-    assert msg.sender == self._lot_issuer(token_id), "certificate: caller is not the issuer"
+    assert msg.sender == self._acting_issuer(token_id) or msg.sender == ownable.owner, (
+        "certificate: caller is not the issuer"
+    )
     self._require_state(word, FLAGGED)
     self._set_state(token_id, owner, word, ACTIVE)
     log FlagCleared(token_id=token_id, by=msg.sender)
+
+
+@external
+def name_successor_issuer(lot_id: uint256, successor: address):
+    """
+    @notice Admin: name a registered issuer to act for a lot's issuer (a
+            winery that was taken over, or lost its key): it may then flag
+            the lot's bottles and clear their flags, and the lot's own
+            issuer no longer may. Zero withdraws the nomination. The lot's
+            `issuer` (who issued it) does not change. Allowed while paused.
+    @custom:security Privilege: the admin only; a successor can only lock
+                     or unlock certificates, never move them.
+    """
+    ownable._check_owner()
+    assert self._lot_a[lot_id] != 0, "certificate: lot does not exist"
+    assert successor == empty(address) or self.is_issuer[successor], "certificate: successor is not an issuer"
+    self.successor_issuer[lot_id] = successor
+    log SuccessorIssuerNamed(lot_id=lot_id, successor=successor)
 
 
 # ------------------------------------------------------------------ roles
@@ -1330,8 +1444,10 @@ def grant_issuer(account: address, name: String[64]):
 @external
 def revoke_issuer(account: address):
     """
-    @notice Admin: stop an issuer from issuing new lots. Its certificates
-            stay valid; `certificate` reports `issuer_active = False`.
+    @notice Admin: stop an issuer from issuing new lots, flagging and
+            clearing flags. Its certificates stay valid; `certificate`
+            reports `issuer_active = False`; the admin clears flags of its
+            lots, or names a successor issuer for them.
     """
     ownable._check_owner()
     assert self.is_issuer[account], "certificate: account is not an issuer"
@@ -1469,7 +1585,8 @@ def _set_state(token_id: uint256, owner: address, word: uint256, new_state: uint
     """
     @dev The one place a live certificate changes lifecycle state. Emits
          the ERC-5192 `Locked` or `Unlocked` event when lockedness changes.
-         Keeps the owner and the approval epoch. (A burn is not a state
+         Keeps the owner and the approval epoch. Emits ERC-4906
+         `MetadataUpdate`, since the metadata JSON shows the state. (A burn is not a state
          change of a live certificate: `confirm_redemption` writes the
          redeemed record itself, from one locked state to another.)
     """
@@ -1481,6 +1598,8 @@ def _set_state(token_id: uint256, owner: address, word: uint256, new_state: uint
         log Locked(tokenId=token_id)
     elif old_state != ACTIVE and new_state == ACTIVE:
         log Unlocked(tokenId=token_id)
+    # The metadata JSON shows the state: ERC-4906.
+    log MetadataUpdate(_tokenId=token_id)
 
 
 @internal
@@ -1498,6 +1617,21 @@ def _issued(token_id: uint256) -> bool:
 @view
 def _lot_issuer(token_id: uint256) -> address:
     return convert(self._lot_a[token_id >> SERIAL_BITS] & _ADDRESS_MASK, address)
+
+
+@internal
+@view
+def _acting_issuer(token_id: uint256) -> address:
+    """
+    @dev Who may flag the token's bottles and clear their flags: the lot's
+         named successor, else its issuer; zero unless it holds the role.
+    """
+    issuer: address = self.successor_issuer[token_id >> SERIAL_BITS]
+    if issuer == empty(address):
+        issuer = self._lot_issuer(token_id)
+    if self.is_issuer[issuer]:
+        return issuer
+    return empty(address)
 
 
 @internal
@@ -1561,16 +1695,31 @@ def _check_holder_signature(
     """
     @dev The one check of a holder's EIP-712 signature, for every signed
          form: the deadline, the holder's sequential nonce, then ECDSA
-         (high-s refused) or ERC-1271 for a contract holder. Consumes the
-         nonce, which shares a word with the holder's balance.
+         (high-s refused), else ERC-1271 if the holder has code. ECDSA
+         comes first so that an EOA with an EIP-7702 delegation (which
+         has code) still signs with its key. Consumes the nonce, which
+         shares a word with the holder's balance.
     """
     assert block.timestamp <= deadline, "certificate: signature expired"
     assert holder != empty(address), "certificate: signer is the zero address"
     account: uint256 = self._accounts[holder]
     assert nonce == account >> 128, "certificate: invalid nonce"
     digest: bytes32 = eip712_domain_separator._hash_typed_data_v4(struct_hash)
-    assert signature_checker._is_valid_signature_now(holder, digest, signature), "certificate: invalid signature"
+    assert self._recover(digest, signature) == holder or (
+        holder.is_contract and signature_checker._is_valid_ERC1271_signature_now(holder, digest, signature)
+    ), "certificate: invalid signature"
     self._accounts[holder] = account + (1 << 128)
+
+
+@internal
+def _invalidate_nonces(holder: address, previous: uint256, new_nonce: uint256):
+    """
+    @dev Sets the holder's nonce to `new_nonce`, which must exceed the
+         nonce `previous` the holder had when it asked.
+    """
+    assert new_nonce > previous and new_nonce <= _U64, "certificate: nonce out of range"
+    self._accounts[holder] = (self._accounts[holder] & _U128) | (new_nonce << 128)
+    log NoncesInvalidated(holder=holder, nonce=new_nonce)
 
 
 @internal
@@ -1640,12 +1789,12 @@ def _request_redemption(actor: address, token_id: uint256, order_hash: bytes32):
 def _flag(actor: address, token_id: uint256, reason_hash: bytes32):
     """
     @dev Locks with the reason hash as the detail word; bit 4 of the state
-         byte records that the lot's issuer raised the flag.
+         byte records that the lot's acting issuer raised the flag.
     """
     owner: address = empty(address)
     word: uint256 = empty(uint256)
     owner, word = self._owner_of(token_id)
-    issuer: address = self._lot_issuer(token_id)
+    issuer: address = self._acting_issuer(token_id)
     assert actor == owner or actor == issuer, "certificate: caller is not the holder or the issuer"
     self._require_state(word, ACTIVE)
     self._details[token_id] = convert(reason_hash, uint256)
@@ -1690,6 +1839,28 @@ def _verify_tag(token_id: uint256, tag: address, proof: DynArray[bytes32, MAX_PR
     serial: uint256 = token_id & _SERIAL_MASK
     leaf: bytes32 = keccak256(abi_encode(keccak256(abi_encode(serial, tag))))
     return merkle_proof_verification._verify(proof, self._lot_tag_root[lot_id], leaf)
+
+
+@internal
+@pure
+def _recover(digest: bytes32, signature: Bytes[65]) -> address:
+    """
+    @dev The ECDSA signer of `digest`, or zero for a signature that is
+         malformed, high-s (EIP-2) or unrecoverable: never reverts.
+         65-byte `r || s || v` or 64-byte EIP-2098 `r || vs` signatures.
+    """
+    if len(signature) < 64:
+        return empty(address)
+    r: uint256 = extract32(signature, 0, output_type=uint256)
+    s: uint256 = extract32(signature, 32, output_type=uint256)
+    v: uint256 = 27 + (s >> 255)
+    if len(signature) == 65:
+        v = convert(slice(signature, 64, 1), uint256)
+    else:
+        s = s & ((1 << 255) - 1)
+    if s > ecdsa._MALLEABILITY_THRESHOLD:
+        return empty(address)
+    return ecrecover(digest, v, r, s)
 
 
 @internal

@@ -62,6 +62,8 @@ CERTIFICATE_TYPES = {
                               "uint256 deadline)"),
     "TagChallenge": ("TAG_CHALLENGE_TYPEHASH", "TagChallenge(uint256 tokenId,uint256 blockNumber,"
                                                "bytes32 blockHash)"),
+    "InvalidateNonces": ("INVALIDATE_NONCES_TYPEHASH", "InvalidateNonces(address holder,uint256 nonce,"
+                                                       "uint256 newNonce,uint256 deadline)"),
 }
 
 
@@ -81,6 +83,7 @@ def test_lifecycle_message_builders__produce_every_field_of_their_type():
         "RequestRedemption": eip712.request_redemption_message(holder, 1, h, 3, 4),
         "Flag": eip712.flag_message(holder, 1, h, 3, 4),
         "TagChallenge": eip712.tag_challenge_message(1, 2, h),
+        "InvalidateNonces": eip712.invalidate_nonces_message(holder, 3, 5, 4),
     }
     for primary_type, message in messages.items():
         assert list(message) == [f["name"] for f in eip712.TYPES[primary_type]], primary_type

@@ -256,9 +256,11 @@ def verify_tag(
     blockNumber, blockHash)`, checks that the block is recent
     (`TAG_CHALLENGE_WINDOW` blocks) and that the signer is the tag commitment
     under the lot's Merkle root with `proof`. A wrong key, a stale challenge, a
-    challenge for another token and a proof for another lot all answer `valid:
-    false` with the reason. Reports the scans (an API read does not count as one). 404 for a token id
-    never issued; 422 for a malformed signature or proof."""
+    challenge for another token, a proof for another lot and a signature no key
+    recovers from (e.g. a high `s`) all answer `valid: false` with the reason.
+    Reports the scans (an API read does not count as one). 404 for a token id
+    never issued; 422 for a signature that is not 65 bytes of hex, or a
+    malformed proof."""
     try:
         proof_items = parse_proof(proof or "")
     except ValueError as err:
