@@ -590,13 +590,18 @@ class Outbox:
         except Exception:
             return None
 
-    def next_actor_nonce(self, actor: str) -> int:
+    def next_actor_nonce(self, actor: str, open_only: bool = True) -> int:
         """One past the highest certificate nonce ``actor`` signed in a request
         still open in the outbox (0 if none): a custodial account's next
-        action must not reuse a nonce that is queued but not yet mined."""
+        action must not reuse a nonce that is queued but not yet mined. With
+        ``open_only=False``, in any request ever stored, failed ones included
+        (whose signatures stay valid until their deadline)."""
+        sql, params = "SELECT MAX(actor_nonce) AS n FROM relay_requests WHERE actor = ?", [actor]
+        if open_only:
+            sql += " AND status IN (?, ?, ?)"
+            params += OPEN_STATUSES
         with self._db.read() as tx:
-            row = tx.one("SELECT MAX(actor_nonce) AS n FROM relay_requests WHERE actor = ? AND status IN (?, ?, ?)",
-                         (actor, *OPEN_STATUSES))
+            row = tx.one(sql, params)
         return int(row["n"]) + 1 if row is not None and row["n"] is not None else 0
 
     def actor_lock(self, actor: str) -> AbstractContextManager[None]:

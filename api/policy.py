@@ -25,7 +25,7 @@ from eth_utils import to_checksum_address
 
 from api.chain import ChainService
 from api.db import Database
-from api.errors import RelayRefused, RelayUnavailable, TooManyRequests
+from api.errors import InvalidRequest, RelayRefused, RelayUnavailable, TooManyRequests
 from api.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -33,10 +33,31 @@ logger = logging.getLogger(__name__)
 #: The relayed functions, by manifest contract name. Nothing else is sent.
 RELAYED_FUNCTIONS: dict[str, tuple[str, ...]] = {
     "WineCertificate": ("transfer_with_signature", "create_gift_with_signature", "revoke_gift_with_signature",
-                        "request_redemption_with_signature", "flag_with_signature", "claim_gift"),
+                        "request_redemption_with_signature", "flag_with_signature", "claim_gift",
+                        "invalidate_nonces_with_signature"),
     "PointsToken": ("transferWithAuthorization",),
     "PledgeLending": ("accept_offer_with_signature", "extend_loan", "repay_with_authorization"),
 }
+
+#: How far past the holder's current nonce a sponsored nonce invalidation may
+#: reach: enough to void every signature a holder plausibly has pending, not
+#: enough to burn the nonce space (the contract allows up to 2**64 - 1, which
+#: a holder can still do directly with ``invalidate_nonces``, paying its gas).
+MAX_NONCE_SKIP = 1_000
+
+
+def check_nonce_invalidation(nonce: int, new_nonce: int) -> None:
+    """Sponsor policy for ``invalidate_nonces_with_signature`` signed at ``nonce``:
+    it must void something (``new_nonce`` above ``nonce``) and reach at most
+    :data:`MAX_NONCE_SKIP` past it. :class:`InvalidRequest` (422) otherwise, before
+    anything is simulated, charged or sent."""
+    if new_nonce <= nonce:
+        raise InvalidRequest(f"new_nonce: {new_nonce} is not above nonce {nonce}, so the invalidation would void "
+                             f"nothing; {nonce + 1} voids the signature pending at nonce {nonce}")
+    if new_nonce - nonce > MAX_NONCE_SKIP:
+        raise InvalidRequest(f"new_nonce: {new_nonce} is more than {MAX_NONCE_SKIP} above nonce {nonce}; the "
+                             f"relayer voids at most {MAX_NONCE_SKIP} nonces at once (up to {nonce + MAX_NONCE_SKIP})")
+
 
 #: Pseudo-accounts of the quota tables: the service-wide total, and the
 #: default limit of an account without its own row.
@@ -221,4 +242,4 @@ class BalanceGuard:
                                    "the operator has been alerted")
 
 
-__all__ = ["AllowList", "BalanceGuard", "Limit", "Quotas", "Usage"]
+__all__ = ["MAX_NONCE_SKIP", "AllowList", "BalanceGuard", "Limit", "Quotas", "Usage", "check_nonce_invalidation"]

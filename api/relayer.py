@@ -25,7 +25,7 @@ from api.db import Database
 from api.errors import InvalidRequest, RelayUnavailable
 from api.lifecycle import HolderAction
 from api.outbox import Outbox, RelayRecord, Submission
-from api.policy import AllowList, BalanceGuard, Quotas
+from api.policy import AllowList, BalanceGuard, Quotas, check_nonce_invalidation
 from api.schemas import (
     GiftClaimBySecretRequest,
     GiftClaimRelayRequest,
@@ -33,6 +33,7 @@ from api.schemas import (
     LoanAcceptanceRelayRequest,
     LoanExtensionRelayRequest,
     LoanRepaymentRelayRequest,
+    NonceInvalidationRelayRequest,
     PointsTransferRelayRequest,
     TransferRelayRequest,
 )
@@ -178,6 +179,18 @@ class Relayer:
         return self._submit(origin, action.function.removesuffix("_with_signature"), request.holder, call,
                             action.summary.format(token_id=request.token_id, holder=request.holder),
                             actor_nonce=request.nonce)
+
+    def relay_nonce_invalidation(self, request: NonceInvalidationRelayRequest, origin: Origin) -> RelayRecord:
+        """Relay ``invalidate_nonces_with_signature`` within the sponsor policy
+        (:func:`api.policy.check_nonce_invalidation`). Recorded in the outbox as
+        the holder's nonce ``new_nonce - 1``, so a custodial action signed while
+        it is in flight takes ``new_nonce``."""
+        check_nonce_invalidation(request.nonce, request.new_nonce)
+        call = self._chain.calldata(self._chain.certificate_contract, "invalidate_nonces_with_signature",
+            request.holder, request.nonce, request.new_nonce, request.deadline, request.signature)
+        return self._submit(origin, "nonce-invalidation", request.holder, call,
+                            f"invalidation of the signature nonces {request.nonce} to {request.new_nonce - 1} of "
+                            f"{request.holder}", actor_nonce=request.new_nonce - 1)
 
     def relay_gift_claim(self, request: GiftClaimRelayRequest, origin: Origin) -> RelayRecord:
         """Relay ``claim_gift`` with the claim key's signature."""

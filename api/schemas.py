@@ -676,6 +676,23 @@ class FlagRelayRequest(HolderActionRelayRequest):
     reason_hash: Bytes32Hex = Field(description="keccak256 of the loss or theft report.")
 
 
+class NonceInvalidationRelayRequest(BaseModel):
+    """A holder's signed `InvalidateNonces`: every signature nonce below `new_nonce`
+    becomes unusable, so no action signed with one (say, one that reverted and
+    could run later once conditions change) ever runs."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    holder: Address = Field(description="The holder who signed; stays the on-chain actor.")
+    nonce: Uint256In = Field(description="The holder's current `nonces(holder)`: the invalidation itself is "
+                             "signed at it.")
+    new_nonce: Uint256In = Field(description="The nonce the holder's next signed action must carry: above "
+                                 "`nonce` (`nonce + 1` voids just the signature pending at `nonce`) and at most "
+                                 "1,000 above it.")
+    deadline: Uint256In = Field(description="Unix time after which the signature is void.")
+    signature: SignatureHex = Field(description="The EIP-712 signature as 0x hex (65 bytes for an EOA).")
+
+
 class GiftClaimRelayRequest(BaseModel):
     """A gift claim signed with the claim key (the recipient holds the secret and
     signs `ClaimGift(tokenId, recipient)` themselves; the relayer only submits)."""
@@ -707,7 +724,8 @@ class HolderActionTypedData(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     types: dict[str, list[TypedDataField]]
-    primary_type: Literal["CreateGift", "RevokeGift", "RequestRedemption", "Flag", "ClaimGift"] = Field(
+    primary_type: Literal["CreateGift", "RevokeGift", "RequestRedemption", "Flag", "ClaimGift",
+                          "InvalidateNonces"] = Field(
         alias="primaryType")
     domain: TypedDataDomain
     message: dict[str, str] = Field(description="The message; numbers as decimal strings, bytes as 0x hex.")

@@ -25,11 +25,11 @@ from api import lending
 from api.chain import LENDING, POINTS, STABLECOIN, contract_label, node_errors
 from api.db import LockBusy
 from api.deps import ChainDep, CustodialOriginDep, RelayerDep, SettingsDep, UserDep, UsersDep
-from api.errors import NotFound, TooManyRequests, error_responses
+from api.errors import Conflict, NotFound, TooManyRequests, error_responses
 from api.lifecycle import ACTIONS, ActionName
 from api.outbox import request_fingerprint
 from api.relayer import Origin, Relayer
-from api.routers.relay import RELAY_ERRORS, accepted, authorization_typed_data
+from api.routers.relay import NONCE_INVALIDATION_DOC, RELAY_ERRORS, accepted, authorization_typed_data
 from api.schemas import (
     Address,
     Bytes32Hex,
@@ -38,6 +38,7 @@ from api.schemas import (
     LoanOfferIn,
     LoanRepaymentRelayRequest,
     LoanState,
+    NonceInvalidationRelayRequest,
     PointsTransferRelayRequest,
     RelayAccepted,
     SignatureHex,
@@ -139,6 +140,14 @@ class CustodialLoanAcceptance(BaseModel):
     offer: LoanOfferIn
     lender_signature: SignatureHex = Field(description="The lender's signature of `offer` (from `GET /offers`).")
     token_id: Uint256In = Field(description="The account's certificate to pledge.")
+
+
+class CustodialNonceInvalidation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    new_nonce: Uint256In | None = Field(
+        default=None, description="The nonce the account's next signed action will carry; every nonce below it "
+        "dies. Default: past every nonce the service ever signed for the account, and at least the current "
+        "nonce + 1 (void everything signed so far).")
 
 
 class CustodialLoanRepayment(BaseModel):
@@ -350,3 +359,46 @@ custodial_loan_repayment.__doc__ = """Repay open loan `loan_id` (anyone's; usual
     authorization: no gas, no allowance.""" + _CUSTODIAL_DOC
 
 
+@router.post("/nonce-invalidations", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
+             summary="Cancel my pending signed actions (void their nonces)",
+             responses=error_responses(*RELAY_ERRORS))
+def custodial_nonce_invalidation(body: CustodialNonceInvalidation, user: UserDep, users: UsersDep, chain: ChainDep,
+                                 relayer: RelayerDep, settings: SettingsDep,
+                                 origin: CustodialOriginDep) -> RelayAccepted:
+    origin = _as_asked(origin, "nonce-invalidations", body)
+    with _account_lock(relayer, user):
+        nonce = chain.nonce(user.address)
+        in_flight = relayer.outbox.next_actor_nonce(user.address)
+        if in_flight > nonce:
+            raise Conflict(f"actions of this account signed at nonces {nonce} to {in_flight - 1} are still being "
+                           "relayed and go out before anything else of this account, so they cannot be cancelled; "
+                           "wait until they are confirmed or failed, then void what failed")
+        new_nonce = body.new_nonce
+        if new_nonce is None:
+            new_nonce = max(nonce + 1, relayer.outbox.next_actor_nonce(user.address, open_only=False))
+        deadline = _deadline()
+        domain = chain.eip712_domain()
+        data = eip712.typed_data("InvalidateNonces",
+                                 eip712.invalidate_nonces_message(user.address, nonce, new_nonce, deadline),
+                                 domain.chain_id, domain.verifying_contract, name=domain.name,
+                                 version=domain.version)
+        request = NonceInvalidationRelayRequest.model_validate({
+            "holder": user.address, "nonce": nonce, "new_nonce": new_nonce, "deadline": deadline,
+            "signature": _sign(users, user, data)})
+        return accepted(relayer.relay_nonce_invalidation(request, origin), settings.public_base_url)
+
+
+custodial_nonce_invalidation.__doc__ = """Void the account's signed actions that
+    never ran: the service signs `InvalidateNonces` with the account's key at
+    its current nonce and relays it.
+
+    **"Cancel my pending signed actions"** means: no signature the service made
+    for this account that has not run yet can ever run. Without `new_nonce`,
+    the account's nonce moves past every nonce the service ever signed for it
+    (failed requests included: their signatures stay valid until their
+    deadline, an hour) and at least one past the current one. An action
+    already handed to the chain cannot be called back: one still being relayed
+    (queued in the outbox, not yet in the node's pool) is **409 `conflict`**;
+    wait until it is confirmed or failed, then void what failed. A key
+    exported with `POST /me/key-export` may have signed more: pass `new_nonce`
+    to void those too.""" + NONCE_INVALIDATION_DOC + _CUSTODIAL_DOC

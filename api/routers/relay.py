@@ -29,6 +29,7 @@ from api.errors import (
 )
 from api.lifecycle import ACTIONS, ActionName
 from api.outbox import RelayRecord
+from api.policy import MAX_NONCE_SKIP, check_nonce_invalidation
 from api.relayer import Origin, Relayer
 from api.schemas import (
     ADDRESS_PATTERN,
@@ -39,6 +40,7 @@ from api.schemas import (
     GiftRelayRequest,
     HolderActionRelayRequest,
     HolderActionTypedData,
+    NonceInvalidationRelayRequest,
     PointsTransferRelayRequest,
     PointsTransferTypedData,
     RedemptionRelayRequest,
@@ -340,6 +342,89 @@ def gift_claim_typed_data(
     data = eip712.typed_data("ClaimGift", eip712.claim_gift_message(token_id, to), domain.chain_id,
                              domain.verifying_contract, name=domain.name, version=domain.version)
     return HolderActionTypedData.model_validate(_stringified(data))
+
+
+# ------------------------------------------------------- nonce invalidation
+
+NONCE_INVALIDATION_DOC = f"""
+
+    **Why.** A signed action that reverted (a flag while the certificate was in
+    a gift, a transfer of a locked certificate) used no nonce: its signature
+    stays valid until its deadline, and anyone who has seen it (it is public
+    once sent) can submit it again once the certificate's state allows it.
+    Voiding its nonce ends that.
+
+    **What it does.** The invalidation is signed at the holder's current nonce
+    and sets the holder's nonce to `new_nonce`: every signature at a nonce below
+    `new_nonce` (including any the holder signed ahead, at higher nonces) can
+    never run. `new_nonce = nonce + 1` voids just the signature pending at the
+    current nonce. The next signed action carries `new_nonce`; typed data from
+    this API always fills in the current nonce, so nothing else changes for
+    the holder.
+
+    **Sponsor policy.** The relayer pays only for an invalidation that voids
+    something and stays near: `new_nonce` above `nonce` and at most
+    {MAX_NONCE_SKIP:,} above it; **422** in words otherwise, and nothing is sent.
+    (The contract itself allows up to 2**64 - 1 with `invalidate_nonces`, sent
+    by the holder, who then pays the gas.)"""
+
+
+@router.get(
+    "/typed-data/nonce-invalidation",
+    response_model=HolderActionTypedData,
+    summary="The typed data a holder signs to void its pending signatures",
+    responses=error_responses(InvalidRequest, UpstreamUnavailable, NotDeployed),
+)
+def nonce_invalidation_typed_data(
+    chain: ChainDep,
+    holder: Annotated[str, Query(pattern=ADDRESS_PATTERN, description="The holder who will sign.")],
+    deadline: Annotated[Uint256In, Query(description="Unix time the signature expires.")],
+    new_nonce: Annotated[Uint256In | None, Query(description="The nonce the holder's next signed action will "
+                                                 "carry; every nonce below it dies. Default: the current nonce "
+                                                 "+ 1 (void the signature pending at the current nonce).")] = None,
+) -> HolderActionTypedData:
+    try:
+        owner = checksum_address(holder)
+    except ValueError as err:
+        raise InvalidRequest(f"holder: {err}") from err
+    nonce = chain.nonce(owner)
+    target = nonce + 1 if new_nonce is None else new_nonce
+    check_nonce_invalidation(nonce, target)
+    domain = chain.eip712_domain()
+    data = eip712.typed_data("InvalidateNonces", eip712.invalidate_nonces_message(owner, nonce, target, deadline),
+                             domain.chain_id, domain.verifying_contract, name=domain.name, version=domain.version)
+    return HolderActionTypedData.model_validate(_stringified(data))
+
+
+nonce_invalidation_typed_data.__doc__ = """The complete `eth_signTypedData_v4` payload
+    of `InvalidateNonces(holder, nonce, newNonce, deadline)` in the certificate
+    contract's EIP-712 domain, with the holder's current nonce (counting
+    transactions already in the node's pool) filled in. Sign it and post the
+    signature with the same values (`newNonce` as `new_nonce`) to
+    `POST /relay/nonce-invalidations`. 422 for a `new_nonce` the relayer would
+    refuse (see below), so nobody signs what will not be sent.""" + NONCE_INVALIDATION_DOC
+
+
+@router.post("/nonce-invalidations", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,
+             summary="Relay a signed nonce invalidation (void pending signatures)",
+             responses=error_responses(*RELAY_ERRORS))
+def relay_nonce_invalidation(body: NonceInvalidationRelayRequest, relayer: RelayerDep, settings: SettingsDep,
+                             origin: OriginDep) -> RelayAccepted:
+    return accepted(relayer.relay_nonce_invalidation(body, origin), settings.public_base_url)
+
+
+relay_nonce_invalidation.__doc__ = """Submit a holder's `InvalidateNonces` signature
+    (typed data from `GET /relay/typed-data/nonce-invalidation`) through
+    `invalidate_nonces_with_signature`; the relayer pays the gas and the holder
+    stays the actor (the `NoncesInvalidated` event names the holder). Only the
+    holder's own signature works: one made by anybody else for the holder is
+    **409 `would_revert`** (`certificate: invalid signature`), as is one at a
+    nonce that is no longer the current one (`certificate: invalid nonce`) or
+    past its deadline; nothing is sent.""" + NONCE_INVALIDATION_DOC + """
+
+    202: the request is stored in the outbox (and normally already sent); poll
+    `status_url` until it is `confirmed` or `failed`. Send an `Idempotency-Key`
+    header to make a retry safe: the same key returns the first request."""
 
 
 def authorization_typed_data(domain: Eip712Domain, primary_type: str, payer: str, payee: str, value: int,

@@ -31,6 +31,8 @@ EXPECTED_ERRORS = {
     ("post", "/relay/gift-claims/by-secret"): RELAY,
     ("get", "/relay/typed-data/gift-claim"): {"422", "503"},
     ("get", "/relay/typed-data/{action}"): {"422", "503"},
+    ("post", "/relay/nonce-invalidations"): RELAY,
+    ("get", "/relay/typed-data/nonce-invalidation"): {"422", "503"},
     ("get", "/metadata/{token_id}"): {"404", "422", "503"},
     ("get", "/lots/{lot_id}/metadata.json"): {"404", "409", "422", "503"},
     ("get", "/accounts/{address}/balances"): {"422", "503"},
@@ -58,7 +60,7 @@ EXPECTED_ERRORS = {
     ("post", "/me/key-export"): {"401", "403", "422", "429", "503"},
     **{("post", f"/me/relay/{name}"): RELAY for name in (
         "transfers", "points-transfers", "gifts", "gift-revocations", "redemptions", "flags", "gift-claims",
-        "loan-acceptances")},
+        "loan-acceptances", "nonce-invalidations")},
     ("post", "/me/relay/loan-repayments"): RELAY | {"404"},
     ("get", "/admin/usage"): {"401", "403", "422", "503"},
     ("get", "/admin/quotas/{account}"): {"401", "403", "422", "503"},
@@ -130,7 +132,7 @@ def test_openapi__large_numbers__strings_out_integer_or_string_in(openapi):
 def test_openapi__lending_typed_data_routes__not_taken_by_the_lifecycle_action_route(openapi):
     paths = list(openapi["paths"])
 
-    for name in ("loan-offer", "loan-acceptance", "loan-extension"):
+    for name in ("loan-offer", "loan-acceptance", "loan-extension", "nonce-invalidation"):
         assert paths.index(f"/relay/typed-data/{name}") < paths.index("/relay/typed-data/{action}")
 
 
