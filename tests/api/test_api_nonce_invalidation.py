@@ -6,6 +6,7 @@ sponsor policy (it must void something, at most 1,000 nonces ahead)."""
 from __future__ import annotations
 
 import uuid
+from contextlib import contextmanager
 
 import pytest
 from api_fixtures import PASSWORD, outbox, wait_for_status
@@ -54,6 +55,33 @@ def _mined(w3, response) -> None:
 
 def _key() -> dict[str, str]:
     return {"Idempotency-Key": uuid.uuid4().hex}
+
+
+def _rpc(w3, method: str, *params):
+    answer = w3.provider.make_request(method, list(params))
+    assert "error" not in answer, answer
+    return answer.get("result")
+
+
+@contextmanager
+def manual_mining(w3):
+    """Automine off for the block; on again whatever happens (the rest of the
+    suite needs it)."""
+    _rpc(w3, "evm_setAutomine", False)
+    try:
+        yield
+    finally:
+        _rpc(w3, "evm_setAutomine", True)
+
+
+def _replay(w3, tx_hash: str) -> str | None:
+    """The revert reason of a mined transaction's call sent again now (None: it would run)."""
+    sent = w3.eth.get_transaction(tx_hash)
+    try:
+        w3.eth.call({"to": sent["to"], "data": sent["input"]})
+    except Exception as err:  # web3 raises ContractLogicError with the reason
+        return str(err)
+    return None
 
 
 # ------------------------------------------------------------ self-custody
@@ -207,3 +235,34 @@ def test_custodial_nonce_invalidation__without_idempotency_key__422(client, cert
     response = client.post("/me/relay/nonce-invalidations", json={})
 
     assert response.status_code == 422 and cert.nonces(client.account["address"]) == 0
+
+
+def test_custodial_nonce_invalidation__default__also_voids_failed_requests_signed_ahead(
+        client, w3, cert, lot, winery, relayer):
+    me = client.account
+    first, second = lot.token(3), lot.token(4)
+    for token_id in (first, second):
+        cert.transferFrom(winery, me["address"], token_id, sender=winery)
+    with manual_mining(w3):
+        # Two flags signed by the service at nonces 0 and 1, both in the pool...
+        a, b = (client.post("/me/relay/flags", json={"token_id": token_id, "reason_hash": "0x" + REASON.hex()},
+                            headers=_key()).json() for token_id in (first, second))
+        # ...and the issuer flags the first bottle with a higher tip: mined first.
+        front = {"to": cert.address, "data": "0x" + bytes(cert.flag.encode_input(first, REASON)).hex(),
+                 "nonce": w3.eth.get_transaction_count(winery.address), "gas": 200_000, "value": 0,
+                 "maxFeePerGas": 500 * 10**9, "maxPriorityFeePerGas": 100 * 10**9, "chainId": w3.eth.chain_id}
+        w3.eth.send_raw_transaction(Account.sign_transaction(front, winery.private_key).raw_transaction)
+        _rpc(w3, "evm_mine")
+    for request in (a, b):
+        assert wait_for_status(client, request["request_id"], "failed")["actor"] == me["address"]
+    cert.clear_flag(first, sender=winery)
+    # Both signatures are unused: anyone who read them on chain could run them now.
+    assert _replay(w3, a["tx_hash"]) is None
+    assert cert.nonces(me["address"]) == 0
+
+    done = client.post("/me/relay/nonce-invalidations", json={}, headers=_key())
+
+    wait_for_status(client, done.json()["request_id"], "confirmed")
+    assert cert.nonces(me["address"]) == 2
+    for request in (a, b):
+        assert "certificate: invalid nonce" in str(_replay(w3, request["tx_hash"]))
