@@ -266,3 +266,10 @@ def test_custodial_nonce_invalidation__default__also_voids_failed_requests_signe
     assert cert.nonces(me["address"]) == 2
     for request in (a, b):
         assert "certificate: invalid nonce" in str(_replay(w3, request["tx_hash"]))
+
+
+def test_allow_list__the_signed_invalidation_only(client):
+    functions = client.app.state.relayer.allow_list.functions()
+
+    assert "WineCertificate.invalidate_nonces_with_signature" in functions
+    assert "WineCertificate.invalidate_nonces" not in functions  # the relayer would void its own nonces

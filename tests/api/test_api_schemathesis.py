@@ -159,6 +159,19 @@ def test_api__success_answers_generated_data_cannot_reach__match_their_schemas(
     _confirmed(app, accepted["request_id"])
     assert cert.ownerOf(token) == holder.address
 
+    # The holder's pending signatures voided through the relay, then the account's.
+    payload = _call(app, "GET", "/relay/typed-data/nonce-invalidation", 200,
+                    query={"holder": holder.address, "deadline": deadline})
+    accepted = _call(app, "POST", "/relay/nonce-invalidations", 202, body={
+        "holder": holder.address, "nonce": int(payload["message"]["nonce"]),
+        "new_nonce": int(payload["message"]["newNonce"]), "deadline": deadline,
+        "signature": "0x" + eip712.sign(payload, holder.private_key).hex()})
+    _confirmed(app, accepted["request_id"])
+    accepted = _call(app, "POST", "/me/relay/nonce-invalidations", 202, body={},
+                     headers={"Idempotency-Key": "fuzz-custodial-invalidation"})
+    _confirmed(app, accepted["request_id"])
+    assert cert.nonces(holder) == 2 and cert.nonces(account["address"]) == 2
+
     # Login, key export, an API token made and revoked.
     session = _call(app, "POST", "/auth/login", 200,
                     body={"identifier": account["identifier"], "password": PASSWORD})
