@@ -397,8 +397,10 @@ custodial_nonce_invalidation.__doc__ = """Void the account's signed actions that
     the account's nonce moves past every nonce the service ever signed for it
     (failed requests included: their signatures stay valid until their
     deadline, an hour) and at least one past the current one. An action
-    already handed to the chain cannot be called back: one still being relayed
-    (queued in the outbox, not yet in the node's pool) is **409 `conflict`**;
+    already handed to the chain cannot be called back: while a request of
+    the account is still open in the outbox at a nonce the chain's pending
+    state has not used (queued, or in the pool but about to revert) the answer
+    is **409 `conflict`**, and nothing is sent;
     wait until it is confirmed or failed, then void what failed. A key
     exported with `POST /me/key-export` may have signed more: pass `new_nonce`
     to void those too.""" + NONCE_INVALIDATION_DOC + _CUSTODIAL_DOC

@@ -273,3 +273,32 @@ def test_allow_list__the_signed_invalidation_only(client):
 
     assert "WineCertificate.invalidate_nonces_with_signature" in functions
     assert "WineCertificate.invalidate_nonces" not in functions  # the relayer would void its own nonces
+
+
+def test_custodial_nonce_invalidation__my_action_still_being_relayed__409_conflict_then_voidable_once_failed(
+        client, w3, cert, lot, winery, relayer):
+    me = client.account
+    token_id = lot.token(3)
+    cert.transferFrom(winery, me["address"], token_id, sender=winery)
+    with manual_mining(w3):
+        flag = client.post("/me/relay/flags", json={"token_id": token_id, "reason_hash": "0x" + REASON.hex()},
+                           headers=_key()).json()
+        front = {"to": cert.address, "data": "0x" + bytes(cert.flag.encode_input(token_id, REASON)).hex(),
+                 "nonce": w3.eth.get_transaction_count(winery.address), "gas": 200_000, "value": 0,
+                 "maxFeePerGas": 500 * 10**9, "maxPriorityFeePerGas": 100 * 10**9, "chainId": w3.eth.chain_id}
+        w3.eth.send_raw_transaction(Account.sign_transaction(front, winery.private_key).raw_transaction)
+        before = outbox(w3, relayer)
+
+        # The flag goes out before anything else of mine: it cannot be called back.
+        busy = client.post("/me/relay/nonce-invalidations", json={}, headers=_key())
+
+        assert busy.status_code == 409 and busy.json()["error"] == "conflict"
+        assert "still being relayed" in busy.json()["detail"]
+        assert outbox(w3, relayer) == before
+        _rpc(w3, "evm_mine")
+    wait_for_status(client, flag["request_id"], "failed")
+
+    done = client.post("/me/relay/nonce-invalidations", json={}, headers=_key())
+
+    wait_for_status(client, done.json()["request_id"], "confirmed")
+    assert cert.nonces(me["address"]) == 1
