@@ -13,6 +13,7 @@ from amphora import eip712
 from api.chain import POINTS, Eip712Domain
 from api.deps import ChainDep, OriginDep, RelayerDep, SettingsDep
 from api.errors import (
+    AlreadyReverted,
     Conflict,
     InvalidRequest,
     NotDeployed,
@@ -53,7 +54,7 @@ from api.settings import Settings
 router = APIRouter(prefix="/relay", tags=["relay"])
 
 #: What a relay submission may answer besides 202.
-RELAY_ERRORS = (InvalidRequest, Unauthorized, WouldRevert, RelayRefused, Conflict, TooManyRequests,
+RELAY_ERRORS = (InvalidRequest, Unauthorized, WouldRevert, AlreadyReverted, RelayRefused, Conflict, TooManyRequests,
                 RelayUnavailable, UpstreamUnavailable, NotDeployed)
 
 
