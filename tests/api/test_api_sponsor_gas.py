@@ -10,12 +10,14 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
-from api_fixtures import SCALE, USD, outbox, wait_for_status
+from api_fixtures import ADMIN_TOKEN, SCALE, USD, outbox, sign_up, wait_for_status
 from eth_account import Account
 from fastapi.testclient import TestClient
 from web3 import Web3
 
 from amphora import eip712
+from api.policy import network_of
+from api.settings import Settings
 
 #: The API fixtures (apps and clients on the test deployment).
 pytest_plugins = ["api_fixtures"]
@@ -141,3 +143,215 @@ def test_relay_points__call_that_reverted_on_chain__same_body_refused_without_a_
     assert first.json()["request_id"] in again.json()["detail"]
     assert outbox(w3, relayer)[0] == before[0]
     assert deployed_points.balanceOf(two_faced_wallet) == HELD
+
+
+def _revert_on_chain(client, w3, body: dict, front_run) -> dict:
+    """Relay ``body`` (it passes the simulation), then let ``front_run()`` put a
+    transaction ahead of it in the same block so that it reverts; the failed request."""
+    with manual_mining(w3):
+        first = client.post("/relay/points-transfers", json=body)
+        assert first.status_code == 202, first.text
+        front_run()
+        w3.provider.make_request("evm_mine", [])
+        assert w3.eth.wait_for_transaction_receipt(first.json()["tx_hash"], timeout=10)["status"] == 0
+    return wait_for_status(client, first.json()["request_id"], "failed")
+
+
+def _set_mode_call(w3: Web3, wallet: str, valid: bool) -> str:
+    contract = w3.eth.contract(address=wallet, abi=[
+        {"type": "function", "name": "set_mode", "stateMutability": "nonpayable", "outputs": [],
+         "inputs": [{"name": "valid_", "type": "bool"}, {"name": "lie_", "type": "bool"}]}])
+    return contract.encode_abi("set_mode", args=[valid, False])
+
+
+def test_relay_points__contract_actor_over_its_reverted_gas_budget__429_other_actors_still_served(
+        make_client, w3, relayer, two_faced_wallet, attacker, customer, recipient, issue_points, authorization):
+    client = make_client(relay_contract_reverted_gas_per_actor=1)
+    issue_points(customer, HELD // SCALE)
+    two_faced_wallet.set_mode(True, False, sender=attacker)
+    failed = _revert_on_chain(client, w3, authorization(two_faced_wallet.address, recipient.address, attacker),
+                              lambda: _send_first(w3, attacker, two_faced_wallet.address,
+                                                  _set_mode_call(w3, two_faced_wallet.address, False)))
+    two_faced_wallet.set_mode(True, False, sender=attacker)  # valid again: a new body simulates fine
+    before = outbox(w3, relayer)
+
+    refused = client.post("/relay/points-transfers",
+                          json=authorization(two_faced_wallet.address, recipient.address, attacker))
+    served = client.post("/relay/points-transfers", json=authorization(customer.address, recipient.address, customer))
+
+    assert refused.status_code == 429, refused.text
+    assert "reverted on chain" in refused.json()["detail"]
+    assert "budget of a contract actor is 1" in refused.json()["detail"]
+    assert 0 < int(refused.headers["Retry-After"]) <= 86_401
+    _relayed(w3, served)
+    assert outbox(w3, relayer)[0] == before[0] + 1
+    usage = client.get("/admin/usage", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
+    reverted = {r["actor"]: r for r in usage["reverted"]}
+    assert reverted[two_faced_wallet.address.lower()]["calls"] == 1
+    assert reverted[two_faced_wallet.address.lower()]["gas"] == w3.eth.get_transaction_receipt(
+        failed["tx_hash"])["gasUsed"]
+    assert usage["contract_reverted_gas_budget"] == 1
+
+
+def test_relay_points__account_actor_over_its_reverted_gas_budget__429(
+        make_client, w3, relayer, deployed_points, customer, recipient, attacker, issue_points, authorization):
+    client = make_client(relay_reverted_gas_per_actor=1)
+    issue_points(customer, HELD // SCALE)
+    empty = deployed_points.transfer.encode_input(attacker.address, HELD)  # the payer spends it all first
+    _revert_on_chain(client, w3, authorization(customer.address, recipient.address, customer),
+                     lambda: _send_first(w3, customer, deployed_points.address, "0x" + bytes(empty).hex()))
+    issue_points(customer, HELD // SCALE)
+    before = outbox(w3, relayer)
+
+    refused = client.post("/relay/points-transfers", json=authorization(customer.address, recipient.address, customer))
+
+    assert refused.status_code == 429, refused.text
+    assert "budget of an actor is 1" in refused.json()["detail"]
+    assert outbox(w3, relayer) == before
+
+
+@pytest.mark.parametrize("listed", [False, True])
+def test_relay_points__contract_code_allow_list__only_listed_code_is_served(
+        make_client, project, admin, w3, relayer, attacker, recipient, issue_points, authorization, listed):
+    wallet = project.MockERC1271Wallet.deploy(attacker, sender=admin)
+    issue_points(wallet, HELD // SCALE)
+    code_hash = "0x" + Web3.keccak(w3.eth.get_code(wallet.address)).hex().removeprefix("0x")
+    client = make_client(relay_contract_code_hashes=(code_hash if listed else "0x" + "11" * 32))
+    before = outbox(w3, relayer)
+
+    response = client.post("/relay/points-transfers", json=authorization(wallet.address, recipient.address, attacker))
+
+    if listed:
+        assert response.status_code == 202, response.text
+    else:
+        assert response.status_code == 409
+        assert response.json()["error"] == "relay_refused"
+        assert code_hash in response.json()["detail"] and "allow-list" in response.json()["detail"]
+        assert outbox(w3, relayer) == before
+
+
+@pytest.mark.parametrize("value", ["0x12", "0x" + "1" * 63, "abc", "0x" + "g" * 64])
+def test_settings__malformed_contract_code_hash__refused_at_startup(api_settings, value):
+    with pytest.raises(ValueError, match="relay_contract_code_hashes"):
+        Settings.model_validate({**api_settings.model_dump(), "relay_contract_code_hashes": value})
+
+
+# ------------------------------------------------------------ item 2: free accounts, free gas
+
+
+def test_relay_points__zero_value_transfer__409_refused_and_nothing_sent(
+        client, w3, relayer, customer, recipient, issue_points, authorization):
+    issue_points(customer, HELD // SCALE)
+    before = outbox(w3, relayer)
+
+    response = client.post("/relay/points-transfers",
+                           json=authorization(customer.address, recipient.address, customer, value=0))
+
+    assert response.status_code == 409
+    assert response.json() == {"error": "relay_refused",
+                               "detail": "the relayer does not pay for a transfer of 0 points: it would do nothing"}
+    assert outbox(w3, relayer) == before
+
+
+def test_me_relay_points__zero_value_from_a_fresh_custodial_account__409_refused_and_nothing_sent(
+        client, w3, relayer, recipient):
+    before = outbox(w3, relayer)
+
+    response = client.post("/me/relay/points-transfers", json={"to": recipient.address, "value": 0},
+                           headers={"Idempotency-Key": secrets.token_hex(8)})
+
+    assert response.status_code == 409, response.text
+    assert response.json()["error"] == "relay_refused"
+    assert outbox(w3, relayer) == before
+
+
+def test_relay_points__sender_holds_no_points__409_and_nothing_sent(
+        client, w3, relayer, deployed_points, attacker, recipient, authorization):
+    assert deployed_points.balanceOf(attacker) == 0
+    before = outbox(w3, relayer)
+
+    response = client.post("/relay/points-transfers", json=authorization(attacker.address, recipient.address, attacker))
+
+    assert response.status_code == 409
+    assert response.json() == {"error": "would_revert", "detail": "erc20: transfer amount exceeds balance"}
+    assert outbox(w3, relayer) == before
+
+
+@pytest.mark.parametrize("host, network", [
+    ("203.0.113.77", "net:203.0.113.0/24"),
+    ("::ffff:203.0.113.9", "net:203.0.113.0/24"),
+    ("2001:db8:1:2ff:abcd::1", "net:2001:db8:1:200::/56"),
+    ("testclient", "net:testclient"),
+    (None, "net:unknown"),
+])
+def test_network_of__address__its_prefix(host, network):
+    assert network_of(host) == network
+
+
+def test_network_of__configured_prefixes__used():
+    assert network_of("203.0.113.77", v4_prefix=16) == "net:203.0.0.0/16"
+    assert network_of("2001:db8:1:2ff::1", v6_prefix=48) == "net:2001:db8:1::/48"
+
+
+def _relayed(w3: Web3, response) -> None:
+    """``response`` is a 202 whose transaction is mined."""
+    assert response.status_code == 202, response.text
+    w3.eth.wait_for_transaction_receipt(response.json()["tx_hash"], timeout=10)
+
+
+def _from(client: TestClient, host: str, token: str | None = None) -> TestClient:
+    """Another client of ``client``'s app, connecting from ``host``, signed in
+    with ``token`` or as a new account."""
+    other = TestClient(client.app, client=(host, 40_000))
+    other.headers["Authorization"] = f"Bearer {token or sign_up(other)['token']}"
+    return other
+
+
+@pytest.mark.parametrize("limit", [{"quota_network_actions_per_day": 1}, {"quota_network_gas_per_day": 100_000}])
+def test_relay__network_quota_used_up__429_for_its_accounts_not_for_other_networks(
+        make_client, w3, relayer, customer, recipient, issue_points, authorization, limit):
+    issue_points(customer, HELD // SCALE)
+    app_client = make_client(auth=False, **limit)
+    first, neighbour, elsewhere = (_from(app_client, "203.0.113.5"), _from(app_client, "203.0.113.77"),
+                                   _from(app_client, "198.51.100.5"))
+    _relayed(w3, first.post("/relay/points-transfers",
+                            json=authorization(customer.address, recipient.address, customer)))
+    before = outbox(w3, relayer)
+
+    refused = neighbour.post("/relay/points-transfers",
+                             json=authorization(customer.address, recipient.address, customer))
+    served = elsewhere.post("/relay/points-transfers",
+                            json=authorization(customer.address, recipient.address, customer))
+
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["detail"].startswith("your network's daily")
+    _relayed(w3, served)
+    assert outbox(w3, relayer)[0] == before[0] + 1
+    usage = app_client.get("/admin/usage", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()["usage"]
+    networks = {u["account"]: u["actions"] for u in usage if u["account"].startswith("net:")}
+    assert networks == {"net:203.0.113.0/24": 1, "net:198.51.100.0/24": 1}
+
+
+def test_relay__share_of_the_service_day_used_up__429_for_that_account_and_network_only(
+        make_client, w3, relayer, customer, recipient, issue_points, authorization):
+    issue_points(customer, HELD // SCALE)
+    # The account and network defaults are far above 1% of 200 actions: the share is what binds.
+    app_client = make_client(auth=False, quota_global_actions_per_day=200, quota_max_share=0.005)
+    abuser = _from(app_client, "203.0.113.5")
+    _relayed(w3, abuser.post("/relay/points-transfers",
+                             json=authorization(customer.address, recipient.address, customer)))
+    token = abuser.headers["Authorization"].removeprefix("Bearer ")
+    before = outbox(w3, relayer)
+
+    same_network = _from(app_client, "203.0.113.6")
+    same_account = _from(app_client, "192.0.2.1", token=token)
+    answers = [c.post("/relay/points-transfers", json=authorization(customer.address, recipient.address, customer))
+               for c in (same_network, same_account, _from(app_client, "198.51.100.5"))]
+
+    assert [a.status_code for a in answers[:2]] == [429, 429]
+    _relayed(w3, answers[2])
+    assert answers[0].json()["detail"].startswith("your network's daily quota of 1 relayed actions (0.50% of the")
+    assert answers[1].json()["detail"].startswith("your account's daily quota of 1 relayed actions (0.50% of the")
+    assert outbox(w3, relayer)[0] == before[0] + 1
+    quota = app_client.get("/admin/quotas/default", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
+    assert quota == {"account": "default", "actions_per_day": 1, "gas_per_day": 50_000_000, "share_capped": True}
