@@ -16,11 +16,13 @@ from fastapi.testclient import TestClient
 from web3 import Web3
 
 from amphora import eip712
-from api.policy import network_of
+from api.db import Database
+from api.errors import AlreadyReverted, TooManyRequests
+from api.policy import Quotas, RevertLedger, network_of
 from api.settings import Settings
 
-#: The API fixtures (apps and clients on the test deployment).
-pytest_plugins = ["api_fixtures"]
+#: The API fixtures (apps and clients on the test deployment), and a throwaway PostgreSQL server.
+pytest_plugins = ["api_fixtures", "pg"]
 
 #: What a wallet or customer holds in points (smallest unit) in these tests.
 HELD = 10 * USD * SCALE
@@ -355,3 +357,49 @@ def test_relay__share_of_the_service_day_used_up__429_for_that_account_and_netwo
     assert outbox(w3, relayer)[0] == before[0] + 1
     quota = app_client.get("/admin/quotas/default", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
     assert quota == {"account": "default", "actions_per_day": 1, "gas_per_day": 50_000_000, "share_capped": True}
+
+
+# ------------------------------------------------------------ the ledgers on each database
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def policy_db(request) -> Iterator[Database]:
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+    database = Database(url=url)
+    yield database
+    database.close()
+
+
+def test_revert_ledger__on_each_database__remembers_calls_and_sums_gas_per_actor(policy_db):
+    ledger = RevertLedger(policy_db, Settings(relay_reverted_gas_per_actor=100_000,
+                                              relay_contract_reverted_gas_per_actor=1_000))
+    actor, to = "0x" + "ab" * 20, "0x" + "cd" * 20
+    ledger.record("request-1", actor, to, "0x1234", 600)
+    ledger.record("request-1", actor, to, "0x1234", 600)  # the worker saw it twice: counted once
+
+    with pytest.raises(AlreadyReverted, match="request-1"):
+        ledger.check_call(to.upper().replace("0X", "0x"), "0x1234")
+    ledger.check_call(to, "0x1235")  # another call is not refused
+    with policy_db.transaction() as tx:
+        ledger.check_actor(tx, actor, None)  # 600 of 100,000
+        ledger.check_actor(tx, actor, "0x" + "00" * 32)  # 600 of 1,000
+    ledger.record("request-2", actor.upper().replace("0X", "0x"), to, "0x99", 500)
+    with policy_db.transaction() as tx, pytest.raises(TooManyRequests, match="budget of a contract actor is 1000"):
+        ledger.check_actor(tx, actor, "0x" + "00" * 32)
+    assert [(u.actor, u.calls, u.gas) for u in ledger.usage()] == [(actor, 2, 1_100)]
+
+
+def test_quotas__on_each_database__network_and_share_bind_and_a_refusal_is_not_charged(policy_db):
+    quotas = Quotas(policy_db, Settings(quota_global_actions_per_day=1_000, quota_max_share=0.002,
+                                        quota_network_actions_per_day=100))
+    with policy_db.transaction() as tx:
+        quotas.charge(tx, "alice", 10, "net:203.0.113.0/24")
+        quotas.charge(tx, "alice", 10, "net:203.0.113.0/24")
+    with pytest.raises(TooManyRequests, match="your network's daily quota of 2 relayed actions"):
+        with policy_db.transaction() as tx:
+            quotas.charge(tx, "bob", 10, "net:203.0.113.0/24")
+
+    usage = {u.account: (u.actions, u.gas) for u in quotas.usage()}
+    assert usage == {"*": (2, 20), "alice": (2, 20), "net:203.0.113.0/24": (2, 20)}
+    assert quotas.get_limit("net:198.51.100.0/24").share_capped is True
+    assert quotas.get_limit("*").actions_per_day == 1_000
