@@ -334,6 +334,24 @@ def test_relay__network_quota_used_up__429_for_its_accounts_not_for_other_networ
     assert networks == {"net:203.0.113.0/24": 1, "net:198.51.100.0/24": 1}
 
 
+def test_relay__account_gas_budget_used_up__429_for_that_account_not_for_another(
+        make_client, w3, relayer, customer, recipient, issue_points, authorization):
+    issue_points(customer, HELD // SCALE)
+    app_client = make_client(auth=False, quota_account_gas_per_day=100_000)  # one points transfer, not two
+    spender, other = _from(app_client, "203.0.113.5"), _from(app_client, "198.51.100.5")
+    _relayed(w3, spender.post("/relay/points-transfers",
+                              json=authorization(customer.address, recipient.address, customer)))
+    before = outbox(w3, relayer)
+
+    refused = spender.post("/relay/points-transfers", json=authorization(customer.address, recipient.address, customer))
+    served = other.post("/relay/points-transfers", json=authorization(customer.address, recipient.address, customer))
+
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["detail"].startswith("your account's daily gas quota of 100000 is used up")
+    _relayed(w3, served)
+    assert outbox(w3, relayer)[0] == before[0] + 1
+
+
 def test_relay__share_of_the_service_day_used_up__429_for_that_account_and_network_only(
         make_client, w3, relayer, customer, recipient, issue_points, authorization):
     issue_points(customer, HELD // SCALE)
