@@ -12,11 +12,11 @@ A relayed action's life:
    code, once more with ``eth_call`` at the exact gas limit, so that a
    contract signer cannot tell the simulation from the real thing); a
    reverting call is refused before anything is written. The policy's
-   ``admit`` checks the actor and charges the quotas, a relayer key is chosen (the same key for the
-   same on-chain actor, so one holder's signed actions keep their order), its
-   next nonce is taken from the database, and the transaction is signed. The
-   row, the nonce and the signed bytes are committed in **one** database
-   transaction: status ``queued``.
+   ``admit`` checks the actor and charges the quotas, a relayer key is chosen
+   (the same key for the same on-chain actor, so one holder's signed actions
+   keep their order), its next nonce is taken from the database, and the
+   transaction is signed. The row, the nonce and the signed bytes are
+   committed in **one** database transaction: status ``queued``.
 2. **Broadcast**, right after the commit. Only then is anything sent, and what
    is sent is exactly the committed bytes, so a crash between the two leaves a
    ``queued`` row that the worker broadcasts again (resending identical bytes
