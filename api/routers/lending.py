@@ -169,10 +169,11 @@ def list_offers(
 
 _RELAY_DOC = """
 
-    The transaction is first simulated (`eth_estimateGas` on the pending block) from the relayer's
-    address: if it would revert the answer is **409 `would_revert`** with the
-    contract's reason (`lending: ...`) and nothing is sent. Malformed input is
-    422; a missing relayer key is 503.
+    The transaction is first simulated (`eth_estimateGas` on the pending block) with the fields the
+    transaction will carry (the relayer's address, its fee fields; for a signer with code, once more
+    at the exact gas limit): if it would revert the answer is **409 `would_revert`** with the
+    contract's reason (`lending: ...`) and nothing is sent. Malformed input is 422; a missing
+    relayer key is 503.
 
     202: the request is stored in the outbox (and normally already sent); poll
     `status_url` until it is `confirmed` or `failed`. Send an `Idempotency-Key`
