@@ -385,7 +385,7 @@ class Outbox:
             calls.append(("eth_getCode", [actor, "pending"]))
         answers = self._rpc_answers(calls)
         error = answers[0].get("error")
-        if error is not None and not _is_revert(error) and _refused_for_funds(str(error.get("message", ""))):
+        if error is not None and not _is_revert(error) and self._cannot_pay(relayer, error, fees):
             # The fee fields make the node check the key's balance: it cannot pay for this call.
             logger.error("ALERT relayer %s cannot pay for gas: refusing a new relay through it", relayer)
             raise RelayUnavailable(f"the relayer key {relayer} cannot pay for gas now; new relays through it are "
@@ -400,6 +400,22 @@ class Outbox:
             return Simulation(estimate, gas_limit)
         _result(self._rpc_answers([("eth_call", [{**call, "gas": hex(gas_limit)}, "pending"])])[0])
         return Simulation(estimate, gas_limit, "0x" + keccak(hexstr=code).hex())
+
+    def _cannot_pay(self, relayer: str, error: dict[str, Any], fees: dict[str, int]) -> bool:
+        """Whether a simulation's (non-revert) error means ``relayer`` cannot pay
+        for the call: the node says so, or caps the gas at what the balance buys
+        ("gas required exceeds allowance") and the balance is below the gas cap
+        at these fees."""
+        message = str(error.get("message", ""))
+        if _refused_for_funds(message):
+            return True
+        if "allowance" not in message.lower():
+            return False
+        try:
+            balance = int(self._rpc("eth_getBalance", [relayer, "pending"])["result"], 16)
+        except Exception:  # the node cannot tell: report its error as it is
+            return False
+        return balance < self._settings.relay_gas_limit_cap * fees["maxFeePerGas"]
 
     def _rpc_answers(self, calls: list[tuple[str, list[Any]]]) -> list[dict[str, Any]]:
         """Several JSON-RPC calls in one HTTP request, answered whole (errors
@@ -889,13 +905,31 @@ class Outbox:
                        " gas_used = NULL, sent_at = ?, updated_at = ?, next_check_at = ? WHERE id = ?",
                        (SENT, now, now, now + self._settings.relay_poll_seconds, row["id"]))
         self._changed(row["id"])
-        self._resend(row["raw_tx"])
+        self._resend(row["raw_tx"], row["id"])
 
-    def _resend(self, raw: str) -> None:
+    def _resend(self, raw: str, request_id: str | None = None) -> None:
+        """Send ``raw`` again. If the node refuses it because the key cannot pay
+        (it may have dropped the transaction for that reason), ``request_id``
+        goes back to ``queued`` with the key's fault recorded, as a first
+        broadcast refused for funds would: new work through the key is refused
+        and the worker offers the request again until the key is funded."""
         try:
-            self._rpc("eth_sendRawTransaction", [raw])
+            result = self._rpc("eth_sendRawTransaction", [raw])
         except Exception as err:
             logger.warning("re-send failed: %s", self._scrub(str(err)))
+            return
+        error = result.get("error")
+        if error is None or request_id is None:
+            return
+        message = str(error.get("message", error))
+        if not _refused_for_funds(message):
+            return
+        logger.warning("node refused the re-send of %s: %s", request_id, self._scrub(message))
+        with self._db.transaction() as tx:
+            tx.execute("UPDATE relay_requests SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
+                       (QUEUED, time.time(), request_id, SENT))
+        self._note_error(request_id, f"node refused the transaction: {message}")
+        self._note_fault(request_id, message)
 
     def _replace(self, row: Row, now: float) -> None:
         """No receipt for ``relay_stuck_seconds``: if the node lost the
@@ -908,7 +942,7 @@ class Outbox:
         new_max = min(cap, max(old_max + old_max // 8 + 1, current["maxFeePerGas"]))
         new_tip = min(new_max, max(old_tip + old_tip // 8 + 1, current["maxPriorityFeePerGas"]))
         if new_max <= old_max:
-            self._resend(row["raw_tx"])
+            self._resend(row["raw_tx"], row["id"])
             with self._db.transaction() as tx:
                 tx.execute("UPDATE relay_requests SET sent_at = ?, next_check_at = ?, updated_at = ? WHERE id = ?",
                            (now, now + self._settings.relay_poll_seconds, now, row["id"]))
@@ -926,7 +960,7 @@ class Outbox:
                         row["id"]))
         logger.info("request %s: replaced stuck transaction with %s (max fee %d -> %d wei)", row["id"], tx_hash,
                     old_max, new_max)
-        self._resend(raw)
+        self._resend(raw, row["id"])
 
     def _reschedule(self, request_id: str, at: float) -> None:
         with self._db.transaction() as tx:
