@@ -551,10 +551,26 @@ def repay(loan_id: uint256) -> bool:
                      a payer without funds or a working currency cannot
                      stop it; a second refusal while stopped reverts.
     """
-    terms: uint256 = self._repayable_terms(loan_id)
+    terms: uint256 = self._terms[loan_id & _U96]
+    assert loan_id >> 96 == terms >> 240 and (terms >> 232) & _STATE_BITS == convert(LOAN_OPEN, uint256), (
+        "lending: loan is not open"
+    )
+    assert terms & _CLOCK_STOPPED != 0 or block.timestamp <= ((terms >> 160) & _U40) + ((terms >> 200) & _U32), (
+        "lending: loan is past its grace period"
+    )
     lender: address = convert(terms & _ADDRESS_MASK, address)
-    repayment: uint256 = self._money[loan_id & _U96] >> 128
-    if not self._try_transfer_from(msg.sender, lender, repayment):
+    money: uint256 = self._money[loan_id & _U96]
+    repayment: uint256 = money >> 128
+    # Straight to the lender (inline: the common path, kept cheap).
+    paid: bool = False
+    response: Bytes[32] = b""
+    paid, response = raw_call(
+        STABLECOIN.address,
+        abi_encode(msg.sender, lender, repayment, method_id=method_id("transferFrom(address,address,uint256)")),
+        max_outsize=32,
+        revert_on_failure=False,
+    )
+    if not paid or (len(response) != 0 and not convert(response, bool)):
         if self._try_transfer_from(msg.sender, self, repayment):
             self._hold(loan_id, lender, repayment)
         elif self._currency_halted() and self._can_pay(msg.sender, repayment, True):
@@ -566,7 +582,20 @@ def repay(loan_id: uint256) -> bool:
                 "lending: repayment transfer failed"
             )
             raise "lending: repayment transfer failed"
-    self._close_repaid(loan_id, terms, msg.sender)
+    # `_close_repaid`, inline on the common path (gas).
+    token_id: uint256 = loan_id & _U96
+    due_at: uint256 = (terms >> 160) & _U40
+    self._terms[token_id] = (terms & ~_STATE_MASK) | (convert(LOAN_REPAID, uint256) << 232)
+    late: bool = block.timestamp > due_at
+    if terms & _CLOCK_STOPPED != 0:
+        late = self._party[token_id] >> 200 > due_at
+    borrower: address = extcall CERTIFICATE.release(token_id, empty(address))
+    if late:
+        self._credit[borrower] += 1 << 64
+    else:
+        self._credit[borrower] += 1 << 32
+    self._credit_repaid[borrower] += money & _U128
+    log LoanRepaid(loan_id=loan_id, borrower=borrower, payer=msg.sender, repayment=repayment, late=late)
     return True
 
 
@@ -604,7 +633,8 @@ def repay_with_authorization(
     """
     terms: uint256 = self._repayable_terms(loan_id)
     lender: address = convert(terms & _ADDRESS_MASK, address)
-    repayment: uint256 = self._money[loan_id & _U96] >> 128
+    money: uint256 = self._money[loan_id & _U96]
+    repayment: uint256 = money >> 128
     nonce: bytes32 = self._repayment_nonce(loan_id)
     received: bool = raw_call(
         STABLECOIN.address,
@@ -635,7 +665,7 @@ def repay_with_authorization(
         raise "lending: repayment transfer failed"
     if not self._try_transfer(lender, repayment):
         self._hold(loan_id, lender, repayment)
-    self._close_repaid(loan_id, terms, payer)
+    self._close_repaid(loan_id, terms, money, payer)
     return True
 
 
@@ -741,7 +771,7 @@ def _repayable_terms(loan_id: uint256) -> uint256:
 
 
 @internal
-def _close_repaid(loan_id: uint256, terms: uint256, payer: address):
+def _close_repaid(loan_id: uint256, terms: uint256, money: uint256, payer: address):
     """
     @dev Marks an open loan repaid (its money has moved), unlocks the
          certificate for the borrower and updates the credit record. A
@@ -750,7 +780,6 @@ def _close_repaid(loan_id: uint256, terms: uint256, payer: address):
     """
     token_id: uint256 = loan_id & _U96
     due_at: uint256 = (terms >> 160) & _U40
-    money: uint256 = self._money[token_id]
     self._terms[token_id] = (terms & ~_STATE_MASK) | (convert(LOAN_REPAID, uint256) << 232)
     late: bool = block.timestamp > due_at
     if terms & _CLOCK_STOPPED != 0:
@@ -1064,7 +1093,10 @@ def collateral(token_id: uint256) -> Collateral:
             attestation and the custodian's latest reserve root, the lot's
             latest appraisal and its age, the loan-to-value (principal /
             value per bottle) and the borrower's credit record. Never
-            reverts for a token never issued (empty fields).
+            reverts for a token never issued (empty fields). While the
+            loan's clock is stopped (`clock_stopped_at`, a repayment the
+            currency refused) its grace end does not apply: nobody can
+            foreclose until `restart_clock` moves the due date.
     """
     result: Collateral = empty(Collateral)
     result.loan = self._loan(token_id)

@@ -1231,8 +1231,7 @@ def test_foreclose__by_anyone_after_the_open_foreclosure_delay__the_certificate_
     lending, cert, loan, lender, borrower, attacker, chain
 ):
     loan_id, token_id, _ = loan
-    assert lending.OPEN_FORECLOSURE_DELAY() == 30 * DAY
-    opens_at = lending.loan(loan_id).grace_ends_at + 30 * DAY
+    opens_at = lending.loan(loan_id).grace_ends_at + 30 * DAY  # OPEN_FORECLOSURE_DELAY, checked below
     chain.pending_timestamp = opens_at
     with ape.reverts("lending: caller is not the lender"):
         lending.foreclose(loan_id, sender=attacker)
@@ -1243,6 +1242,7 @@ def test_foreclose__by_anyone_after_the_open_foreclosure_delay__the_certificate_
     assert (cert.ownerOf(token_id), cert.state_of(token_id)) == (lender.address, ACTIVE)
     assert emitted(receipt, lending.LoanForeclosed, lending) == [(loan_id, lender.address, borrower.address)]
     assert credit(lending, borrower)[3] == 1
+    assert lending.OPEN_FORECLOSURE_DELAY() == 30 * DAY
 
 
 # ------------------------------------------------ EIP-7702 delegated accounts sign with their key (issue 12, item 27)
