@@ -23,6 +23,7 @@ from api.chain import ChainService
 from api.db import Database
 from api.errors import Forbidden, ServiceUnavailable, Unauthorized
 from api.offers import OfferBook
+from api.policy import network_of
 from api.ratelimit import RateLimiter
 from api.relayer import Origin, Relayer
 from api.scans import ScanLog
@@ -157,9 +158,13 @@ def relay_origin(
         "request instead of relaying again; the same key with a different request is 409.")] = None,
 ) -> Origin:
     """Who asks for a relayed action: the authenticated account (charged for
-    it, rate-limited per account) and its idempotency key."""
+    it, rate-limited per account), its client's network (charged too) and its
+    idempotency key."""
     get_rate_limiter(request).check(f"account:{user.id}", "relay requests")
-    return Origin(account=user.id, idempotency_key=idempotency_key)
+    settings = get_app_settings(request)
+    network = network_of(request.client.host if request.client else None, settings.quota_network_prefix_v4,
+                         settings.quota_network_prefix_v6)
+    return Origin(account=user.id, idempotency_key=idempotency_key, network=network)
 
 
 OriginDep = Annotated[Origin, Depends(relay_origin)]

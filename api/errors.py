@@ -88,8 +88,10 @@ class InFlight(Conflict):
 class TooManyRequests(AmphoraError):
     status_code = 429
     code = "rate_limited"
-    meaning = ("Too many requests, or a quota (actions or gas per day, per account or for the whole service) is "
-               "used up; `Retry-After` says how many seconds to wait.")
+    meaning = ("Too many requests, or a quota is used up: actions or gas per day per account, per client "
+               "network or for the whole service (no account or network may take more than a set share of the "
+               "service's day), or the gas of an on-chain actor's reverted transactions today; `Retry-After` "
+               "says how many seconds to wait.")
 
     def __init__(self, detail: str, retry_after: int) -> None:
         super().__init__(detail, {"Retry-After": str(max(1, int(retry_after)))})
@@ -106,7 +108,15 @@ class PayloadTooLarge(AmphoraError):
 class RelayRefused(AmphoraError):
     status_code = 409
     code = "relay_refused"
-    meaning = "The relayer will not send this transaction (its gas exceeds the relayer's cap)."
+    meaning = ("The relayer will not pay for this transaction: its gas exceeds the relayer's cap, it would do "
+               "nothing (a transfer of 0), or its signer is a contract whose code is not on the operator's "
+               "allow-list (`AMPHORA_RELAY_CONTRACT_CODE_HASHES`).")
+
+
+class AlreadyReverted(RelayRefused):
+    code = "already_reverted"
+    meaning = ("The relayer already paid for exactly this call and it reverted on chain; it never pays for the "
+               "same call twice. `detail` names the failed request. Nothing was sent.")
 
 
 class WouldRevert(RelayRefused):

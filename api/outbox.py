@@ -4,14 +4,19 @@ sends nothing twice.
 A relayed action's life:
 
 1. **Admission** (:meth:`Outbox.submit`, in the HTTP request). An idempotency
-   key seen before returns the first request, never a second transaction. The
-   call is simulated (``eth_estimateGas`` on the pending state, which reverts
-   with the contract's reason); a reverting call is refused before anything is
-   written. Quotas are charged, a relayer key is chosen (the same key for the
-   same on-chain actor, so one holder's signed actions keep their order), its
-   next nonce is taken from the database, and the transaction is signed. The
-   row, the nonce and the signed bytes are committed in **one** database
-   transaction: status ``queued``.
+   key seen before returns the first request, never a second transaction. A
+   call that already reverted on chain is refused (the policy's ``screen``).
+   The call is simulated with the fields the transaction will carry (the
+   relayer key as sender, the fee fields, no value: ``eth_estimateGas`` on the
+   pending state, which reverts with the contract's reason; for an actor with
+   code, once more with ``eth_call`` at the exact gas limit, so that a
+   contract signer cannot tell the simulation from the real thing); a
+   reverting call is refused before anything is written. The policy's
+   ``admit`` checks the actor and charges the quotas, a relayer key is chosen
+   (the same key for the same on-chain actor, so one holder's signed actions
+   keep their order), its next nonce is taken from the database, and the
+   transaction is signed. The row, the nonce and the signed bytes are
+   committed in **one** database transaction: status ``queued``.
 2. **Broadcast**, right after the commit. Only then is anything sent, and what
    is sent is exactly the committed bytes, so a crash between the two leaves a
    ``queued`` row that the worker broadcasts again (resending identical bytes
@@ -54,12 +59,12 @@ import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 from eth_abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
-from eth_utils import to_checksum_address
+from eth_utils import is_hex_address, keccak, to_checksum_address
 
 from api.chain import ChainService, node_errors, node_session
 from api.db import Database, Row
@@ -178,6 +183,32 @@ class Submission:
     #: call itself: a request the service signs anew on each try (a custodial action gets a
     #: fresh nonce and deadline) is identified by what the client asked for.
     fingerprint: str | None = None
+    #: The client's network (an IP prefix, see :func:`api.policy.network_of`), charged beside the account.
+    network: str | None = None
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """What the admission simulation found: the node's gas estimate, the gas
+    limit the transaction will carry, and keccak256 of the actor's code
+    (``None`` when the actor has none or is not an address)."""
+
+    estimate: int
+    gas_limit: int
+    actor_code_hash: str | None = None
+
+
+class AdmissionPolicy(Protocol):
+    """What the relayer pays for (:class:`api.policy.Sponsorship`)."""
+
+    def screen(self, submission: Submission) -> None:
+        """Before the simulation: raise to refuse."""
+
+    def admit(self, tx: Any, submission: Submission, simulation: Simulation) -> None:
+        """In the admission transaction, after the simulation: raise to refuse (nothing is stored)."""
+
+    def reverted(self, request_id: str, actor: str, to: str, data: str, gas: int) -> None:
+        """A request's transaction reverted on chain, having used ``gas``."""
 
 
 @dataclass(frozen=True)
@@ -238,13 +269,14 @@ def request_fingerprint(kind: str, fields: dict[str, Any]) -> str:
 class Outbox:
     """The outbox over ``db``, sending with the key pool ``keys`` through ``chain``.
 
-    ``admit`` is called inside the admission transaction with the transaction,
-    the submission and the gas estimate: the policy charges quotas there, so a
-    refused request leaves no row and no charge behind. ``on_change`` is called
-    with each record whose status changed (the webhook)."""
+    ``policy`` screens each new submission before its simulation, admits it
+    inside the admission transaction (charging quotas there, so a refused
+    request leaves no row and no charge behind), and hears of each request
+    that reverted on chain. ``on_change`` is called with each record whose
+    status changed (the webhook)."""
 
     def __init__(self, db: Database, chain: ChainService, keys: Sequence[LocalAccount], settings: Settings,
-                 admit: Callable[[Any, Submission, int], None] | None = None,
+                 policy: AdmissionPolicy | None = None,
                  on_change: Callable[[RelayRecord], None] | None = None) -> None:
         if not keys:
             raise ValueError("the outbox needs at least one relayer key")
@@ -253,7 +285,7 @@ class Outbox:
         self._keys: dict[str, LocalAccount] = {k.address: k for k in keys}
         self._key_order = [k.address for k in keys]
         self._settings = settings
-        self._admit = admit
+        self._policy = policy
         self._on_change = on_change
         self._owner = uuid.uuid4().hex
         self._stop = threading.Event()
@@ -285,11 +317,14 @@ class Outbox:
         replayed = self._replay_or_refuse_in_flight(submission, print_, call, look_up_key=False)
         if replayed is not None:  # the first try landed since the lookup above
             return replayed
+        if self._policy is not None:
+            self._policy.screen(submission)
         relayer = self.key_for(submission.actor)
         self._refuse_unpaid_key(relayer)
         self._ensure_nonces()
+        fees = self._fee_fields()
         try:
-            estimate = self._estimate(relayer, to, data)
+            simulation = self._simulate(relayer, submission.actor, to, data, fees)
         except WouldRevert:
             # It may revert only because the same call is in flight already: a retry that
             # raced its first try gets the first request, a twin the in-flight answer.
@@ -297,17 +332,13 @@ class Outbox:
             if replayed is not None:
                 return replayed
             raise
-        cap = self._settings.relay_gas_limit_cap
-        if estimate > cap:
-            raise RelayRefused(f"the transaction needs {estimate} gas, above the relayer's cap of {cap}")
-        gas_limit = min(cap, estimate * (100 + GAS_HEADROOM_PERCENT) // 100)
-        fees = self._fee_fields()
+        gas_limit = simulation.gas_limit
         now = time.time()
         request_id = uuid.uuid4().hex
         try:
             with self._db.transaction() as tx:
-                if self._admit is not None:
-                    self._admit(tx, submission, estimate)
+                if self._policy is not None:
+                    self._policy.admit(tx, submission, simulation)
                 # At most one request in flight per call: the unique key refuses a twin that
                 # raced past the check above (another idempotency key, another account).
                 tx.execute("INSERT INTO relay_in_flight (call, request_id) VALUES (?, ?)", (call, request_id))
@@ -337,22 +368,66 @@ class Outbox:
         self._broadcast(request_id, raw, tx_hash)
         return self.get(request_id, count_confirmations=False)
 
-    def _estimate(self, relayer: str, to: str, data: str) -> int:
-        """``eth_estimateGas`` of the call from ``relayer`` on the pending state
-        (the block it would be mined in: deadlines are judged by its time), as
-        one plain JSON-RPC request; :class:`WouldRevert` with the contract's
-        reason when it would fail."""
+    def _simulate(self, relayer: str, actor: str, to: str, data: str, fees: dict[str, int]) -> Simulation:
+        """Simulate the call as the transaction will carry it: from ``relayer``,
+        with ``fees``, no value, on the pending state (the block it would be
+        mined in: deadlines are judged by its time). ``eth_estimateGas`` and the
+        actor's code come in one JSON-RPC batch; an actor with code is
+        simulated once more with ``eth_call`` at the exact gas limit (a
+        contract's ERC-1271 check could tell a gas estimate by its gas).
+        :class:`WouldRevert` with the contract's reason when either fails,
+        :class:`RelayRefused` above the gas cap."""
+        call: dict[str, Any] = {"from": relayer, "to": to, "data": data, "value": "0x0", "type": "0x2",
+                                "maxFeePerGas": hex(fees["maxFeePerGas"]),
+                                "maxPriorityFeePerGas": hex(fees["maxPriorityFeePerGas"])}
+        calls: list[tuple[str, list[Any]]] = [("eth_estimateGas", [call, "pending"])]
+        if is_hex_address(actor):
+            calls.append(("eth_getCode", [actor, "pending"]))
+        answers = self._rpc_answers(calls)
+        error = answers[0].get("error")
+        if error is not None and not _is_revert(error) and self._cannot_pay(relayer, error, fees):
+            # The fee fields make the node check the key's balance: it cannot pay for this call.
+            logger.error("ALERT relayer %s cannot pay for gas: refusing a new relay through it", relayer)
+            raise RelayUnavailable(f"the relayer key {relayer} cannot pay for gas now; new relays through it are "
+                                   "refused until it is funded, and the operator has been alerted")
+        estimate = int(_result(answers[0]), 16)
+        cap = self._settings.relay_gas_limit_cap
+        if estimate > cap:
+            raise RelayRefused(f"the transaction needs {estimate} gas, above the relayer's cap of {cap}")
+        gas_limit = min(cap, estimate * (100 + GAS_HEADROOM_PERCENT) // 100)
+        code = _result(answers[1]) if len(answers) > 1 else "0x"
+        if code in ("0x", "", None):
+            return Simulation(estimate, gas_limit)
+        _result(self._rpc_answers([("eth_call", [{**call, "gas": hex(gas_limit)}, "pending"])])[0])
+        return Simulation(estimate, gas_limit, "0x" + keccak(hexstr=code).hex())
+
+    def _cannot_pay(self, relayer: str, error: dict[str, Any], fees: dict[str, int]) -> bool:
+        """Whether a simulation's (non-revert) error means ``relayer`` cannot pay
+        for the call: the node says so, or caps the gas at what the balance buys
+        ("gas required exceeds allowance") and the balance is below the gas cap
+        at these fees."""
+        message = str(error.get("message", ""))
+        if _refused_for_funds(message):
+            return True
+        if "allowance" not in message.lower():
+            return False
         try:
-            answer = self._rpc("eth_estimateGas", [{"from": relayer, "to": to, "data": data}, "pending"])
-        except requests.RequestException as err:
+            balance = int(self._rpc("eth_getBalance", [relayer, "pending"])["result"], 16)
+        except Exception:  # the node cannot tell: report its error as it is
+            return False
+        return balance < self._settings.relay_gas_limit_cap * fees["maxFeePerGas"]
+
+    def _rpc_answers(self, calls: list[tuple[str, list[Any]]]) -> list[dict[str, Any]]:
+        """Several JSON-RPC calls in one HTTP request, answered whole (errors
+        included) in order; :class:`UpstreamUnavailable` if the node cannot be reached."""
+        payload = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(calls)]
+        try:
+            response = self._http.post(self._settings.rpc_url, json=payload, timeout=self._settings.rpc_timeout)
+            response.raise_for_status()
+            answers = {item["id"]: item for item in response.json()}
+        except (requests.RequestException, ValueError, TypeError, KeyError) as err:
             raise UpstreamUnavailable("the blockchain node cannot be reached") from err
-        error = answer.get("error")
-        if error is not None:
-            if _is_revert(error):
-                raise WouldRevert(rpc_revert_reason(error))
-            raise UpstreamUnavailable(self._scrub(f"the blockchain node answered with an error: "
-                                                  f"{error.get('message', error)}"))
-        return int(answer["result"], 16)
+        return [answers.get(i, {"error": {"message": "no answer"}}) for i in range(len(calls))]
 
     def _replay(self, row: Row, print_: str) -> RelayRecord:
         if row["fingerprint"] != print_:
@@ -721,6 +796,9 @@ class Outbox:
                 error = row["error"] if cancelled else None if succeeded else "the transaction reverted on chain"
                 self._update(request_id, final, now, tx_hash=receipt["transactionHash"], block_number=block_number,
                              block_hash=block_hash, gas_used=int(receipt["gasUsed"], 16), error=error)
+                if not succeeded and self._policy is not None:
+                    self._policy.reverted(request_id, row["actor"], row["to_address"], row["data"],
+                                          int(receipt["gasUsed"], 16))
                 return
             self._update(request_id, MINED, now + poll, tx_hash=receipt["transactionHash"],
                          block_number=block_number, block_hash=block_hash, gas_used=int(receipt["gasUsed"], 16))
@@ -790,7 +868,7 @@ class Outbox:
         try:
             if int(self._rpc("eth_getTransactionCount", [relayer, "pending"])["result"], 16) != nonce:
                 return False
-            self._estimate(relayer, row["to_address"], row["data"])
+            self._simulate(relayer, row["actor"], row["to_address"], row["data"], self._fee_fields())
             return False
         except WouldRevert as err:
             reason = err.detail
@@ -832,13 +910,31 @@ class Outbox:
                        " gas_used = NULL, sent_at = ?, updated_at = ?, next_check_at = ? WHERE id = ?",
                        (SENT, now, now, now + self._settings.relay_poll_seconds, row["id"]))
         self._changed(row["id"])
-        self._resend(row["raw_tx"])
+        self._resend(row["raw_tx"], row["id"])
 
-    def _resend(self, raw: str) -> None:
+    def _resend(self, raw: str, request_id: str | None = None) -> None:
+        """Send ``raw`` again. If the node refuses it because the key cannot pay
+        (it may have dropped the transaction for that reason), ``request_id``
+        goes back to ``queued`` with the key's fault recorded, as a first
+        broadcast refused for funds would: new work through the key is refused
+        and the worker offers the request again until the key is funded."""
         try:
-            self._rpc("eth_sendRawTransaction", [raw])
+            result = self._rpc("eth_sendRawTransaction", [raw])
         except Exception as err:
             logger.warning("re-send failed: %s", self._scrub(str(err)))
+            return
+        error = result.get("error")
+        if error is None or request_id is None:
+            return
+        message = str(error.get("message", error))
+        if not _refused_for_funds(message):
+            return
+        logger.warning("node refused the re-send of %s: %s", request_id, self._scrub(message))
+        with self._db.transaction() as tx:
+            tx.execute("UPDATE relay_requests SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
+                       (QUEUED, time.time(), request_id, SENT))
+        self._note_error(request_id, f"node refused the transaction: {message}")
+        self._note_fault(request_id, message)
 
     def _replace(self, row: Row, now: float) -> None:
         """No receipt for ``relay_stuck_seconds``: if the node lost the
@@ -851,7 +947,7 @@ class Outbox:
         new_max = min(cap, max(old_max + old_max // 8 + 1, current["maxFeePerGas"]))
         new_tip = min(new_max, max(old_tip + old_tip // 8 + 1, current["maxPriorityFeePerGas"]))
         if new_max <= old_max:
-            self._resend(row["raw_tx"])
+            self._resend(row["raw_tx"], row["id"])
             with self._db.transaction() as tx:
                 tx.execute("UPDATE relay_requests SET sent_at = ?, next_check_at = ?, updated_at = ? WHERE id = ?",
                            (now, now + self._settings.relay_poll_seconds, now, row["id"]))
@@ -869,7 +965,7 @@ class Outbox:
                         row["id"]))
         logger.info("request %s: replaced stuck transaction with %s (max fee %d -> %d wei)", row["id"], tx_hash,
                     old_max, new_max)
-        self._resend(raw)
+        self._resend(raw, row["id"])
 
     def _reschedule(self, request_id: str, at: float) -> None:
         with self._db.transaction() as tx:
@@ -898,6 +994,19 @@ class Outbox:
 
 def _refused_for_funds(message: str) -> bool:
     return any(text in message.lower() for text in _INSUFFICIENT_FUNDS)
+
+
+def _result(answer: dict[str, Any]) -> Any:
+    """A JSON-RPC answer's result; :class:`WouldRevert` with the contract's
+    reason for a revert, :class:`UpstreamUnavailable` for any other error
+    (its text never carries a URL: the answer is public)."""
+    error = answer.get("error")
+    if error is not None:
+        if _is_revert(error):
+            raise WouldRevert(rpc_revert_reason(error))
+        raise UpstreamUnavailable(scrub(f"the blockchain node answered with an error: "
+                                        f"{error.get('message', error)}"))
+    return answer.get("result")
 
 
 def _is_revert(error: dict[str, Any]) -> bool:
@@ -941,5 +1050,5 @@ def record_json(record: RelayRecord) -> str:
                        "error": record.error}, sort_keys=True)
 
 
-__all__ = ["Outbox", "RelayRecord", "Submission", "fingerprint", "record_json",
+__all__ = ["AdmissionPolicy", "Outbox", "RelayRecord", "Simulation", "Submission", "fingerprint", "record_json",
            "request_fingerprint"]

@@ -4,8 +4,11 @@ Every relayed action (certificate transfers and lifecycle actions, points
 transfers, gift claims, loan acceptances, extensions and repayments) goes
 through one path, :meth:`Relayer._submit`: the allow-list, the relayer key's
 minimum balance, then the persistent outbox (:mod:`api.outbox`), which
-simulates, charges the quotas (:mod:`api.policy`), stores, signs, sends and
-follows the transaction to its confirmations. Each request is owned by the
+simulates, applies the sponsorship policy (:mod:`api.policy`: calls that
+reverted before, the actor's code and reverted-gas budget, the quotas per
+account, network and service), stores, signs, sends and follows the
+transaction to its confirmations. Actions that would do nothing (a transfer
+of 0 points) are refused before any of that. Each request is owned by the
 account that asked (:class:`Origin`); an ``Idempotency-Key`` makes a retried
 request return the first one.
 """
@@ -22,10 +25,10 @@ from eth_account.signers.local import LocalAccount
 from amphora import eip712
 from api.chain import POINTS, ChainService
 from api.db import Database
-from api.errors import InvalidRequest, RelayUnavailable
+from api.errors import InvalidRequest, RelayRefused, RelayUnavailable
 from api.lifecycle import HolderAction
 from api.outbox import Outbox, RelayRecord, Submission
-from api.policy import AllowList, BalanceGuard, Quotas, check_nonce_invalidation
+from api.policy import AllowList, BalanceGuard, Quotas, RevertLedger, Sponsorship, check_nonce_invalidation
 from api.schemas import (
     GiftClaimBySecretRequest,
     GiftClaimRelayRequest,
@@ -52,6 +55,8 @@ class Origin:
     idempotency_key: str | None = None
     #: Set by routes that sign for the account: see :attr:`api.outbox.Submission.fingerprint`.
     fingerprint: str | None = None
+    #: The client's network (:func:`api.policy.network_of`), charged beside the account.
+    network: str | None = None
 
 
 class Relayer:
@@ -66,6 +71,8 @@ class Relayer:
         self._webhook: Webhook | None = None
         self.allow_list = AllowList(chain)
         self.quotas = Quotas(db, settings)
+        self.reverts = RevertLedger(db, settings)
+        self.sponsorship = Sponsorship(self.quotas, self.reverts)
         self.balances = BalanceGuard(chain, settings.relayer_min_balance_wei)
         secret = settings.relayer_private_key
         self._configured = secret is not None
@@ -98,7 +105,7 @@ class Relayer:
             hook_secret = settings.relay_webhook_secret.get_secret_value().encode()
             self._webhook = Webhook(settings.relay_webhook_url, hook_secret,
                                     max_queue=settings.relay_webhook_queue_size)
-        self._outbox = Outbox(db, chain, self._pool, settings, admit=self._admit,
+        self._outbox = Outbox(db, chain, self._pool, settings, policy=self.sponsorship,
                               on_change=self._webhook.push if self._webhook else None)
 
     @property
@@ -162,7 +169,10 @@ class Relayer:
                             actor_nonce=request.nonce)
 
     def relay_points_transfer(self, request: PointsTransferRelayRequest, origin: Origin) -> RelayRecord:
-        """Relay the PointsToken's EIP-3009 ``transferWithAuthorization``."""
+        """Relay the PointsToken's EIP-3009 ``transferWithAuthorization``; a
+        transfer of 0 does nothing, so the relayer does not pay for it."""
+        if request.value == 0:
+            raise RelayRefused("the relayer does not pay for a transfer of 0 points: it would do nothing")
         v, r, s = _vrs(request.signature)
         call = self._chain.calldata(self._chain.authorization_token(POINTS), "transferWithAuthorization",
             request.sender, request.to, request.value, request.valid_after, request.valid_before,
@@ -257,10 +267,8 @@ class Relayer:
         self.balances.require(outbox.key_for(actor))
         return outbox.submit(Submission(account=origin.account, kind=kind, actor=actor, to=to, data=data,
                                         description=description, idempotency_key=origin.idempotency_key,
-                                        actor_nonce=actor_nonce, fingerprint=origin.fingerprint))
-
-    def _admit(self, tx: object, submission: Submission, gas: int) -> None:
-        self.quotas.charge(tx, submission.account, gas)
+                                        actor_nonce=actor_nonce, fingerprint=origin.fingerprint,
+                                        network=origin.network))
 
     def status(self, request_id: str) -> RelayRecord:
         """A request by its id or the hash of one of its transactions."""

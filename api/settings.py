@@ -13,7 +13,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -126,6 +126,40 @@ class Settings(BaseSettings):
     relay_gas_limit_cap: int = Field(
         default=500_000, gt=21_000,
         description="Highest gas limit the relayer will pay for in one transaction.",
+    )
+    relay_reverted_gas_per_actor: int = Field(
+        default=1_000_000, ge=0,
+        description="Gas of relayed transactions that reverted on chain, per on-chain actor (the signer) and UTC "
+        "day, after which the relayer refuses that actor's requests (429) until 00:00 UTC.",
+    )
+    relay_contract_reverted_gas_per_actor: int = Field(
+        default=100_000, ge=0,
+        description="The same budget for an actor that has code (a smart-contract wallet or an EIP-7702 "
+        "delegated account, whose signature check can behave differently on chain than in the simulation).",
+    )
+    relay_contract_code_hashes: str | None = Field(
+        default=None,
+        description="Comma-separated keccak256 hashes (0x + 64 hex) of the contract code the relayer accepts "
+        "as an actor. Set: an actor with any other code is refused (409 `relay_refused`). Unset: any code, "
+        "within `relay_contract_reverted_gas_per_actor`.",
+    )
+    quota_network_actions_per_day: int = Field(
+        default=2_000, ge=0,
+        description="Relayed actions per UTC day from one client network (see `quota_network_prefix_v4`).",
+    )
+    quota_network_gas_per_day: int = Field(
+        default=200_000_000, ge=0, description="Relayed gas per UTC day from one client network.",
+    )
+    quota_network_prefix_v4: int = Field(
+        default=24, ge=8, le=32, description="Prefix length that groups IPv4 client addresses into one network.",
+    )
+    quota_network_prefix_v6: int = Field(
+        default=56, ge=16, le=128, description="Prefix length that groups IPv6 client addresses into one network.",
+    )
+    quota_max_share: float = Field(
+        default=0.01, gt=0, le=1,
+        description="Largest share of the service's daily actions and gas that one account or one network may "
+        "use, whatever its own quota: an abuser exhausts their own allowance, not everyone's.",
     )
     scan_db: Path | None = Field(
         default=None,
@@ -245,6 +279,19 @@ class Settings(BaseSettings):
         description="Blocks per eth_getLogs request when searching events (for nodes that limit "
         "the range); 0 searches from the deploy block to the latest block in one request.",
     )
+
+    @field_validator("relay_contract_code_hashes")
+    @classmethod
+    def _code_hashes(cls, value: str | None) -> str | None:
+        # A typo here would refuse every contract wallet: fail at startup instead.
+        if value is None or not value.strip():
+            return None
+        hashes = [h.strip().lower() for h in value.split(",") if h.strip()]
+        for code_hash in hashes:
+            if len(code_hash) != 66 or not code_hash.startswith("0x") or any(
+                    c not in "0123456789abcdef" for c in code_hash[2:]):
+                raise ValueError(f"relay_contract_code_hashes: {code_hash!r} is not 0x and 64 hex digits")
+        return ",".join(hashes)
 
     @model_validator(mode="after")
     def _webhook_is_signed(self) -> Settings:

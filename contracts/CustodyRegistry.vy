@@ -104,6 +104,9 @@ def attest_storage(lot_id: uint256, document_hash: bytes32, document_uri: String
     @notice The lot's custodian: attest how the lot is stored, by the
             keccak256 of the document and where it can be fetched. It
             replaces the lot's previous attestation.
+    @param lot_id An issued lot (at most 64 bits, as in the certificate);
+           any other id reverts, so no event names a lot that does not
+           exist.
     @param document_hash keccak256 of the document; not zero.
     @param document_uri Where the document is, emitted in `StorageAttested`.
     @custom:security Privilege: only the lot's current custodian (in the
@@ -114,7 +117,11 @@ def attest_storage(lot_id: uint256, document_hash: bytes32, document_uri: String
                      certificate. Records only; moves no token.
     """
     assert document_hash != empty(bytes32), "custody: document hash is empty"
-    custodian: address = staticcall CERTIFICATE.custodian_of((lot_id << SERIAL_BITS) | 1)
+    # A lot id above 64 bits would lose its high bits in the shift and name
+    # a real lot's first bottle (a phantom lot in the event): refused.
+    custodian: address = empty(address)
+    if lot_id <= _U64:
+        custodian = staticcall CERTIFICATE.custodian_of((lot_id << SERIAL_BITS) | 1)
     assert custodian != empty(address), "custody: lot does not exist"
     assert msg.sender == custodian and staticcall CERTIFICATE.is_custodian(msg.sender), (
         "custody: caller is not the lot's custodian"

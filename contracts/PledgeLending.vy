@@ -16,9 +16,15 @@
         (still the holder's, but it cannot move, be gifted, flagged or
         redeemed) and the principal goes from the lender to the borrower
         in the same transaction. Anyone may repay a loan in full until
-        its due date plus grace: the repayment goes to the lender and the
-        certificate unlocks for the borrower. After the grace period the
-        lender forecloses and receives the certificate, unlocked.
+        its due date plus grace: the repayment goes to the lender (or is
+        held here for it, if the stablecoin refuses to pay the lender) and
+        the certificate unlocks for the borrower. After the grace period
+        the lender forecloses and receives the certificate, unlocked;
+        `OPEN_FORECLOSURE_DELAY` later anyone may do it for the lender. A
+        borrower never loses the certificate because the currency refused
+        its repayment: a repayment refused by a paused stablecoin, or one
+        that blacklisted this contract, stops the loan's clock until
+        `restart_clock`.
         Appraisers post lots' values per bottle; every borrower has a
         public credit record; `collateral` gives a lender everything about
         a pledged bottle in one call.
@@ -39,8 +45,12 @@
      record is two words: loans | on time << 32 | late << 64 | defaulted
      << 96 | principal borrowed << 128, and principal repaid. An appraisal
      is one word: value per bottle | appraised_at << 208.
-     The contract never holds stablecoin: principal and repayment move
-     straight between the parties with `transferFrom`.
+     Stablecoin normally moves straight between the parties with
+     `transferFrom`; the contract holds only repayments the stablecoin
+     refused to pay to their lender (`repayments_held`, summed in
+     `total_repayments_held`) until the lender withdraws them. The state
+     byte's top bit marks a loan whose clock is stopped, and the time it
+     stopped is kept at bit 200 of the borrower word.
 @custom:security Emergency: the admin calls `pause` (shutdown mode),
                  which stops new loans (`accept_offer`, its signed form).
                  Repay, foreclose, extensions, cancellations and
@@ -50,7 +60,9 @@
                  repayments. Every state-changing function is
                  non-reentrant; external calls (the certificate, then the
                  stablecoin) come after the state they depend on is
-                 written. The admin cannot move funds or certificates:
+                 written, except in repayments, which call the stablecoin
+                 first to learn whether it refused (no re-entry is
+                 possible). The admin cannot move funds or certificates:
                  it appoints appraisers, sets the appraisal age and
                  pauses.
 """
@@ -71,6 +83,8 @@ from snekmate.utils import eip712_domain_separator
 initializes: eip712_domain_separator
 
 from snekmate.utils import signature_checker
+
+from .modules import vrs_signature
 
 
 # @dev `renounce_ownership` is left out on purpose: without an admin no
@@ -274,6 +288,28 @@ event LoanForeclosed:
     borrower: indexed(address)
 
 
+event RepaymentHeld:
+    loan_id: indexed(uint256)
+    lender: indexed(address)
+    amount: uint256
+
+
+event RepaymentsWithdrawn:
+    lender: indexed(address)
+    amount: uint256
+
+
+event RepaymentRefused:
+    loan_id: indexed(uint256)
+    payer: indexed(address)
+
+
+event LoanClockRestarted:
+    loan_id: indexed(uint256)
+    due_at: uint256
+    stopped_for: uint256
+
+
 event LoanExtended:
     loan_id: indexed(uint256)
     due_at: uint256
@@ -335,7 +371,20 @@ _U64: constant(uint256) = (1 << 64) - 1
 _U96: constant(uint256) = (1 << 96) - 1
 _U128: constant(uint256) = (1 << 128) - 1
 _U208: constant(uint256) = (1 << 208) - 1
+_U200: constant(uint256) = (1 << 200) - 1
+# @dev The terms word's state byte: the loan state in its low bits, and its
+# top bit set while the loan's clock is stopped (a refused repayment).
 _STATE_MASK: constant(uint256) = 255 << 232
+_STATE_BITS: constant(uint256) = 127
+_CLOCK_STOPPED: constant(uint256) = 1 << 239
+
+# @notice Seconds after a loan's grace period ends from which anyone, not
+#         only the lender, may foreclose it (the certificate still goes to
+#         the lender): 30 days.
+OPEN_FORECLOSURE_DELAY: public(constant(uint256)) = 30 * 86_400
+# @notice Seconds the borrower has at least, after `restart_clock`, before
+#         its loan's grace period ends: 3 days.
+RESTART_WINDOW: public(constant(uint256)) = 3 * 86_400
 
 
 # @notice The certificate whose holders pledge here.
@@ -353,13 +402,20 @@ is_appraiser: public(HashMap[address, bool])
 # @notice Offers of a lender with a nonce below this are cancelled.
 nonce_floor: public(HashMap[address, uint256])
 
+# @notice Repayments held here for each lender because the stablecoin
+#         refused to pay the lender at repayment time; `withdraw_repayments`.
+repayments_held: public(HashMap[address, uint256])
+# @notice The sum of `repayments_held`: the stablecoin this contract holds
+#         for lenders (anything above it was sent here by mistake).
+total_repayments_held: public(uint256)
+
 # @dev lender => nonce >> 8 => bitmap of used or cancelled nonces
 _nonce_bits: HashMap[address, HashMap[uint256, uint256]]
 # @dev token_id => lender | due_at << 160 | grace << 200 | state << 232 | seq << 240
 _terms: HashMap[uint256, uint256]
 # @dev token_id => principal | repayment << 128
 _money: HashMap[uint256, uint256]
-# @dev token_id => borrower | started_at << 160
+# @dev token_id => borrower | started_at << 160 | clock_stopped_at << 200
 _party: HashMap[uint256, uint256]
 # @dev account => loans | on_time << 32 | late << 64 | defaulted << 96 | borrowed << 128
 _credit: HashMap[address, uint256]
@@ -457,14 +513,14 @@ def accept_offer_with_signature(
     digest: bytes32 = eip712_domain_separator._hash_typed_data_v4(
         keccak256(abi_encode(ACCEPT_OFFER_TYPEHASH, offer_hash, token_id, borrower, deadline))
     )
-    assert borrower != empty(address) and signature_checker._is_valid_signature_now(
+    assert borrower != empty(address) and self._signed_by(
         borrower, digest, borrower_signature
     ), "lending: invalid borrower signature"
     return self._accept(offer, lender_signature, token_id, borrower)
 
 
 @external
-def repay(loan_id: uint256):
+def repay(loan_id: uint256) -> bool:
     """
     @notice Repay an open loan in full: the offer's repayment amount goes
             from the caller to the lender and the certificate unlocks for
@@ -473,23 +529,80 @@ def repay(loan_id: uint256):
             Allowed until the due date plus grace period (at that second
             included); after the due date it counts as repaid late.
             Works in shutdown mode and while the certificate is paused.
+            If the stablecoin refuses to pay the lender (the lender is
+            blacklisted) the repayment is taken into this contract and
+            held for the lender (`repayments_held`, `withdraw_repayments`):
+            the loan is repaid all the same. If the stablecoin refuses every
+            movement (it is paused, or it blacklisted this contract) while
+            the caller holds the repayment and has approved it, nothing
+            moves, `RepaymentRefused` is logged and the loan's clock stops:
+            it cannot be foreclosed until `restart_clock`, and can be repaid
+            at any time meanwhile.
+    @return bool True if the loan is repaid; False if the currency refused
+            the repayment and the loan's clock stopped.
     @custom:security The payer gains nothing but the borrower's thanks:
                      the certificate and the credit record are the
-                     borrower's. The loan is marked repaid before the
-                     external calls.
+                     borrower's. Re-entrancy: every entry point is
+                     non-reentrant (the stablecoin is called before the
+                     loan is closed, the certificate after). A refusal
+                     stops the clock only if the currency refuses this
+                     contract a zero-value transfer to itself (`paused` or
+                     this contract blacklisted) and the payer could pay, so
+                     a payer without funds or a working currency cannot
+                     stop it; a second refusal while stopped reverts.
     """
-    lender: address = empty(address)
-    repayment: uint256 = 0
-    lender, repayment = self._close_repaid(loan_id, msg.sender)
-    assert extcall STABLECOIN.transferFrom(msg.sender, lender, repayment, default_return_value=True), (
-        "lending: repayment transfer failed"
+    terms: uint256 = self._terms[loan_id & _U96]
+    assert loan_id >> 96 == terms >> 240 and (terms >> 232) & _STATE_BITS == convert(LOAN_OPEN, uint256), (
+        "lending: loan is not open"
     )
+    assert terms & _CLOCK_STOPPED != 0 or block.timestamp <= ((terms >> 160) & _U40) + ((terms >> 200) & _U32), (
+        "lending: loan is past its grace period"
+    )
+    lender: address = convert(terms & _ADDRESS_MASK, address)
+    money: uint256 = self._money[loan_id & _U96]
+    repayment: uint256 = money >> 128
+    # Straight to the lender (inline: the common path, kept cheap).
+    paid: bool = False
+    response: Bytes[32] = b""
+    paid, response = raw_call(
+        STABLECOIN.address,
+        abi_encode(msg.sender, lender, repayment, method_id=method_id("transferFrom(address,address,uint256)")),
+        max_outsize=32,
+        revert_on_failure=False,
+    )
+    if not paid or (len(response) != 0 and not convert(response, bool)):
+        if self._try_transfer_from(msg.sender, self, repayment):
+            self._hold(loan_id, lender, repayment)
+        elif self._currency_halted() and self._can_pay(msg.sender, repayment, True):
+            self._stop_clock(loan_id, terms, msg.sender)
+            return False
+        else:
+            # Not the currency's doing: fail with the stablecoin's own reason.
+            assert extcall STABLECOIN.transferFrom(msg.sender, lender, repayment, default_return_value=True), (
+                "lending: repayment transfer failed"
+            )
+            raise "lending: repayment transfer failed"
+    # `_close_repaid`, inline on the common path (gas).
+    token_id: uint256 = loan_id & _U96
+    due_at: uint256 = (terms >> 160) & _U40
+    self._terms[token_id] = (terms & ~_STATE_MASK) | (convert(LOAN_REPAID, uint256) << 232)
+    late: bool = block.timestamp > due_at
+    if terms & _CLOCK_STOPPED != 0:
+        late = self._party[token_id] >> 200 > due_at
+    borrower: address = extcall CERTIFICATE.release(token_id, empty(address))
+    if late:
+        self._credit[borrower] += 1 << 64
+    else:
+        self._credit[borrower] += 1 << 32
+    self._credit_repaid[borrower] += money & _U128
+    log LoanRepaid(loan_id=loan_id, borrower=borrower, payer=msg.sender, repayment=repayment, late=late)
+    return True
 
 
 @external
 def repay_with_authorization(
     loan_id: uint256, payer: address, valid_after: uint256, valid_before: uint256, v: uint8, r: bytes32, s: bytes32
-):
+) -> bool:
     """
     @notice `repay` with the payer's EIP-3009 `ReceiveWithAuthorization`
             of the stablecoin instead of an allowance, so a borrower
@@ -497,9 +610,14 @@ def repay_with_authorization(
             the stablecoin's domain: from `payer`, to this contract, value
             the loan's repayment, the validity window, and the nonce
             `repayment_nonce(loan_id)`. This contract receives the money
-            and passes it to the lender in the same transaction.
+            and passes it to the lender in the same transaction, or holds
+            it for the lender if the stablecoin refuses to pay the lender.
     @dev Same rules as `repay` (anyone's money, the borrower's
-         certificate and credit record).
+         certificate and credit record; a refusal by a halted currency
+         while `payer` holds the repayment stops the clock and returns
+         False).
+    @return bool True if the loan is repaid; False if the currency refused
+            the repayment and the loan's clock stopped.
     @custom:security Front-running: `receiveWithAuthorization` only lets
                      its payee (this contract) submit the authorization,
                      so nobody can spend it on a plain transfer that
@@ -508,18 +626,47 @@ def repay_with_authorization(
                      authorization repays one loan once; the value must
                      be the loan's current repayment (after an extension
                      the payer signs the new amount, same nonce).
-                     Re-entrancy: the loan is closed before any external
-                     call and every entry point is non-reentrant.
+                     Re-entrancy: every entry point is non-reentrant.
+                     While the currency is halted anyone may stop a loan's
+                     clock this way (the authorization cannot be checked
+                     then): that is what the clock is for.
     """
-    lender: address = empty(address)
-    repayment: uint256 = 0
-    lender, repayment = self._close_repaid(loan_id, payer)
-    extcall IEIP3009(STABLECOIN.address).receiveWithAuthorization(
-        payer, self, repayment, valid_after, valid_before, self._repayment_nonce(loan_id), v, r, s
+    terms: uint256 = self._repayable_terms(loan_id)
+    lender: address = convert(terms & _ADDRESS_MASK, address)
+    money: uint256 = self._money[loan_id & _U96]
+    repayment: uint256 = money >> 128
+    nonce: bytes32 = self._repayment_nonce(loan_id)
+    received: bool = raw_call(
+        STABLECOIN.address,
+        abi_encode(
+            payer,
+            self,
+            repayment,
+            valid_after,
+            valid_before,
+            nonce,
+            v,
+            r,
+            s,
+            method_id=method_id(
+                "receiveWithAuthorization(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)"
+            ),
+        ),
+        revert_on_failure=False,
     )
-    assert extcall STABLECOIN.transfer(lender, repayment, default_return_value=True), (
-        "lending: repayment transfer failed"
-    )
+    if not received:
+        if self._currency_halted() and self._can_pay(payer, repayment, False):
+            self._stop_clock(loan_id, terms, payer)
+            return False
+        # Not the currency's doing: fail with the stablecoin's own reason.
+        extcall IEIP3009(STABLECOIN.address).receiveWithAuthorization(
+            payer, self, repayment, valid_after, valid_before, nonce, v, r, s
+        )
+        raise "lending: repayment transfer failed"
+    if not self._try_transfer(lender, repayment):
+        self._hold(loan_id, lender, repayment)
+    self._close_repaid(loan_id, terms, money, payer)
+    return True
 
 
 @external
@@ -533,6 +680,76 @@ def repayment_nonce(loan_id: uint256) -> bytes32:
     return self._repayment_nonce(loan_id)
 
 
+@external
+def withdraw_repayments() -> uint256:
+    """
+    @notice Lender: take the repayments held for the caller (those the
+            stablecoin refused to pay it at repayment time, see `repay`).
+            Everything held is sent to the caller, and only to the caller:
+            a blacklisted lender withdraws once the stablecoin lets it
+            receive again. Works in shutdown mode.
+    @return uint256 The stablecoin sent.
+    @custom:security Privilege: each lender withdraws only its own
+                     balance; the admin cannot touch it. The balance is
+                     cleared before the transfer; a refused transfer
+                     reverts and leaves it held.
+    """
+    amount: uint256 = self.repayments_held[msg.sender]
+    assert amount != 0, "lending: no repayments held for the caller"
+    self.repayments_held[msg.sender] = 0
+    self.total_repayments_held -= amount
+    log RepaymentsWithdrawn(lender=msg.sender, amount=amount)
+    assert extcall STABLECOIN.transfer(msg.sender, amount, default_return_value=True), (
+        "lending: withdrawal transfer failed"
+    )
+    return amount
+
+
+@external
+def restart_clock(loan_id: uint256):
+    """
+    @notice Anyone: restart the clock of a loan whose repayment the
+            currency refused (`RepaymentRefused`), once the currency works
+            again. The due date moves later by the time the clock stood
+            still, and at least far enough that the borrower has
+            `RESTART_WINDOW` seconds before the grace period ends.
+            Foreclosure is impossible while the clock is stopped.
+    @custom:security "The currency works" means it lets this contract
+                     move a zero amount to itself: not paused and this
+                     contract not blacklisted. The due date only moves
+                     later, so a restart never costs the borrower time.
+    """
+    token_id: uint256 = loan_id & _U96
+    terms: uint256 = self._open_terms(loan_id)
+    assert terms & _CLOCK_STOPPED != 0, "lending: the loan's clock is running"
+    assert not self._currency_halted(), "lending: the currency still refuses transfers"
+    stopped_at: uint256 = self._party[token_id] >> 200
+    grace: uint256 = (terms >> 200) & _U32
+    due_at: uint256 = ((terms >> 160) & _U40) + (block.timestamp - stopped_at)
+    if due_at + grace < block.timestamp + RESTART_WINDOW:
+        due_at = block.timestamp + RESTART_WINDOW - grace
+    due_at = min(due_at, _U40)
+    self._terms[token_id] = (terms & ~(_U40 << 160) & ~_CLOCK_STOPPED) | (due_at << 160)
+    log LoanClockRestarted(loan_id=loan_id, due_at=due_at, stopped_for=block.timestamp - stopped_at)
+
+
+@external
+@view
+@reentrant
+def clock_stopped_at(loan_id: uint256) -> uint256:
+    """
+    @notice When the currency refused this open loan's repayment and its
+            clock stopped (unix time); zero while the clock runs (or for a
+            loan that is not open).
+    """
+    terms: uint256 = self._terms[loan_id & _U96]
+    if loan_id >> 96 != terms >> 240 or terms & _CLOCK_STOPPED == 0:
+        return 0
+    if (terms >> 232) & _STATE_BITS != convert(LOAN_OPEN, uint256):
+        return 0
+    return self._party[loan_id & _U96] >> 200
+
+
 @internal
 @view
 def _repayment_nonce(loan_id: uint256) -> bytes32:
@@ -540,49 +757,148 @@ def _repayment_nonce(loan_id: uint256) -> bytes32:
 
 
 @internal
-def _close_repaid(loan_id: uint256, payer: address) -> (address, uint256):
+@view
+def _repayable_terms(loan_id: uint256) -> uint256:
     """
-    @dev Marks an open loan repaid, unlocks the certificate for the
-         borrower and updates the credit record; returns the lender and
-         the repayment for the caller to move.
+    @dev The terms word of an open loan that may be repaid now: within its
+         grace period, or at any time while its clock is stopped.
+    """
+    terms: uint256 = self._open_terms(loan_id)
+    assert terms & _CLOCK_STOPPED != 0 or block.timestamp <= ((terms >> 160) & _U40) + ((terms >> 200) & _U32), (
+        "lending: loan is past its grace period"
+    )
+    return terms
+
+
+@internal
+def _close_repaid(loan_id: uint256, terms: uint256, money: uint256, payer: address):
+    """
+    @dev Marks an open loan repaid (its money has moved), unlocks the
+         certificate for the borrower and updates the credit record. A
+         loan whose clock stopped is late if it was already late when the
+         currency refused its repayment.
     """
     token_id: uint256 = loan_id & _U96
-    terms: uint256 = self._open_terms(loan_id)
     due_at: uint256 = (terms >> 160) & _U40
-    assert block.timestamp <= due_at + ((terms >> 200) & _U32), "lending: loan is past its grace period"
-    money: uint256 = self._money[token_id]
     self._terms[token_id] = (terms & ~_STATE_MASK) | (convert(LOAN_REPAID, uint256) << 232)
     late: bool = block.timestamp > due_at
+    if terms & _CLOCK_STOPPED != 0:
+        late = self._party[token_id] >> 200 > due_at
     borrower: address = extcall CERTIFICATE.release(token_id, empty(address))
-    repayment: uint256 = money >> 128
     if late:
         self._credit[borrower] += 1 << 64
     else:
         self._credit[borrower] += 1 << 32
     self._credit_repaid[borrower] += money & _U128
-    log LoanRepaid(loan_id=loan_id, borrower=borrower, payer=payer, repayment=repayment, late=late)
-    return convert(terms & _ADDRESS_MASK, address), repayment
+    log LoanRepaid(loan_id=loan_id, borrower=borrower, payer=payer, repayment=money >> 128, late=late)
+
+
+@internal
+def _hold(loan_id: uint256, lender: address, amount: uint256):
+    """
+    @dev The repayment is in this contract; the lender withdraws it.
+    """
+    self.repayments_held[lender] += amount
+    self.total_repayments_held += amount
+    log RepaymentHeld(loan_id=loan_id, lender=lender, amount=amount)
+
+
+@internal
+def _stop_clock(loan_id: uint256, terms: uint256, payer: address):
+    assert terms & _CLOCK_STOPPED == 0, "lending: the currency refused the repayment; the loan's clock is already stopped"
+    token_id: uint256 = loan_id & _U96
+    self._terms[token_id] = terms | _CLOCK_STOPPED
+    self._party[token_id] = (self._party[token_id] & _U200) | (block.timestamp << 200)
+    log RepaymentRefused(loan_id=loan_id, payer=payer)
+
+
+@internal
+def _try_transfer_from(payer: address, to: address, amount: uint256) -> bool:
+    """
+    @dev The stablecoin's `transferFrom`, answering False instead of
+         reverting (a token that returns nothing counts as success).
+    """
+    success: bool = False
+    response: Bytes[32] = b""
+    success, response = raw_call(
+        STABLECOIN.address,
+        abi_encode(payer, to, amount, method_id=method_id("transferFrom(address,address,uint256)")),
+        max_outsize=32,
+        revert_on_failure=False,
+    )
+    return success and (len(response) == 0 or convert(response, bool))
+
+
+@internal
+def _try_transfer(to: address, amount: uint256) -> bool:
+    """
+    @dev The stablecoin's `transfer` from this contract, answering False
+         instead of reverting.
+    """
+    success: bool = False
+    response: Bytes[32] = b""
+    success, response = raw_call(
+        STABLECOIN.address,
+        abi_encode(to, amount, method_id=method_id("transfer(address,uint256)")),
+        max_outsize=32,
+        revert_on_failure=False,
+    )
+    return success and (len(response) == 0 or convert(response, bool))
+
+
+@internal
+def _currency_halted() -> bool:
+    """
+    @dev Whether the stablecoin refuses this contract a zero-value
+         transfer to itself: it is paused, or it blacklisted this
+         contract. Then nobody can repay through this contract.
+    """
+    return not self._try_transfer(self, 0)
+
+
+@internal
+@view
+def _can_pay(payer: address, amount: uint256, with_allowance: bool) -> bool:
+    """
+    @dev Whether `payer` holds `amount` (and, for `repay`, has approved it
+         to this contract): a refusal then is the currency's, not the
+         payer's.
+    """
+    if staticcall STABLECOIN.balanceOf(payer) < amount:
+        return False
+    return not with_allowance or staticcall STABLECOIN.allowance(payer, self) >= amount
 
 
 @external
 def foreclose(loan_id: uint256):
     """
-    @notice Lender: take the certificate of a loan not repaid by its due
-            date plus grace period (from the next second on). It moves to
-            the lender, unlocked; the borrower's record counts a default.
-            Works in shutdown mode; not while the certificate is paused.
+    @notice Take the certificate of a loan not repaid by its due date plus
+            grace period (from the next second on). It moves to the
+            lender, unlocked; the borrower's record counts a default.
+            The lender may foreclose from the first second after the grace
+            period; anyone else from the first second after a further
+            `OPEN_FORECLOSURE_DELAY` (30 days), so a lender that lost its
+            key does not leave the certificate pledged forever; the
+            certificate goes to the lender whoever calls. Not while the
+            loan's clock is stopped (the currency refused its repayment,
+            see `repay` and `restart_clock`). Works in shutdown mode; not
+            while the certificate is paused.
     @dev No ERC-721 receiver hook is called (see `WineCertificate.release`):
          a lender contract must be able to hold certificates.
-    @custom:security Privilege: the loan's lender only. Timing: one second
+    @custom:security Privilege: the loan's lender, then anyone after the
+                     further delay (the caller gains nothing: the
+                     certificate is the lender's). Timing: one second
                      early reverts.
     """
     token_id: uint256 = loan_id & _U96
     terms: uint256 = self._open_terms(loan_id)
     lender: address = convert(terms & _ADDRESS_MASK, address)
-    assert msg.sender == lender, "lending: caller is not the lender"
-    assert block.timestamp > ((terms >> 160) & _U40) + ((terms >> 200) & _U32), (
-        "lending: grace period has not ended"
+    grace_ends_at: uint256 = ((terms >> 160) & _U40) + ((terms >> 200) & _U32)
+    assert msg.sender == lender or block.timestamp > grace_ends_at + OPEN_FORECLOSURE_DELAY, (
+        "lending: caller is not the lender"
     )
+    assert terms & _CLOCK_STOPPED == 0, "lending: the currency refused the repayment; the loan's clock is stopped"
+    assert block.timestamp > grace_ends_at, "lending: grace period has not ended"
     self._terms[token_id] = (terms & ~_STATE_MASK) | (convert(LOAN_FORECLOSED, uint256) << 232)
     borrower: address = extcall CERTIFICATE.release(token_id, lender)
     self._credit[borrower] += 1 << 96
@@ -620,11 +936,11 @@ def extend_loan(
     digest: bytes32 = eip712_domain_separator._hash_typed_data_v4(
         keccak256(abi_encode(LOAN_EXTENSION_TYPEHASH, loan_id, due_at, repayment, deadline))
     )
-    assert signature_checker._is_valid_signature_now(
+    assert self._signed_by(
         convert(terms & _ADDRESS_MASK, address), digest, lender_signature
     ), "lending: invalid lender signature"
     borrower: address = convert(self._party[token_id] & _ADDRESS_MASK, address)
-    assert signature_checker._is_valid_signature_now(borrower, digest, borrower_signature), (
+    assert self._signed_by(borrower, digest, borrower_signature), (
         "lending: invalid borrower signature"
     )
     self._terms[token_id] = (terms & ~(_U40 << 160)) | (due_at << 160)
@@ -777,7 +1093,10 @@ def collateral(token_id: uint256) -> Collateral:
             attestation and the custodian's latest reserve root, the lot's
             latest appraisal and its age, the loan-to-value (principal /
             value per bottle) and the borrower's credit record. Never
-            reverts for a token never issued (empty fields).
+            reverts for a token never issued (empty fields). While the
+            loan's clock is stopped (`clock_stopped_at`, a repayment the
+            currency refused) its grace end does not apply: nobody can
+            foreclose until `restart_clock` moves the due date.
     """
     result: Collateral = empty(Collateral)
     result.loan = self._loan(token_id)
@@ -887,7 +1206,7 @@ def _accept(offer: LoanOffer, lender_signature: Bytes[65], token_id: uint256, bo
     bit: uint256 = 1 << (offer.nonce & 255)
     assert bits & bit == 0, "lending: offer used or cancelled"
     offer_hash: bytes32 = self._offer_hash(offer)
-    assert offer.lender != empty(address) and signature_checker._is_valid_signature_now(
+    assert offer.lender != empty(address) and self._signed_by(
         offer.lender, offer_hash, lender_signature
     ), "lending: invalid lender signature"
 
@@ -925,6 +1244,29 @@ def _accept(offer: LoanOffer, lender_signature: Bytes[65], token_id: uint256, bo
 
 @internal
 @view
+def _signed_by(signer: address, digest: bytes32, signature: Bytes[65]) -> bool:
+    """
+    @dev Whether `signer` signed `digest`: a 65-byte signature is checked
+         as ECDSA first, whether or not `signer` has code (an EOA with an
+         EIP-7702 delegation has code and still holds its key), then as
+         ERC-1271 if `signer` has code (`vrs_signature`, as the tokens do);
+         high-s ECDSA never passes. Other lengths (EIP-2098 compact
+         signatures, a contract's own format) go to snekmate's
+         `signature_checker` as before.
+    """
+    if len(signature) == 65:
+        return vrs_signature._is_valid(
+            signer,
+            digest,
+            convert(slice(signature, 64, 1), uint8),
+            extract32(signature, 0),
+            extract32(signature, 32),
+        )
+    return signature_checker._is_valid_signature_now(signer, digest, signature)
+
+
+@internal
+@view
 def _offer_hash(offer: LoanOffer) -> bytes32:
     return eip712_domain_separator._hash_typed_data_v4(keccak256(abi_encode(LOAN_OFFER_TYPEHASH, offer)))
 
@@ -936,7 +1278,7 @@ def _open_terms(loan_id: uint256) -> uint256:
     @dev The terms word of an open loan; reverts for any other id.
     """
     terms: uint256 = self._terms[loan_id & _U96]
-    assert loan_id >> 96 == terms >> 240 and (terms >> 232) & 255 == convert(LOAN_OPEN, uint256), (
+    assert loan_id >> 96 == terms >> 240 and (terms >> 232) & _STATE_BITS == convert(LOAN_OPEN, uint256), (
         "lending: loan is not open"
     )
     return terms
@@ -965,7 +1307,7 @@ def _loan(token_id: uint256) -> Loan:
     result.loan_id = ((terms >> 240) << 96) | token_id
     result.token_id = token_id
     result.lot_id = token_id >> SERIAL_BITS
-    result.state = convert((terms >> 232) & 255, uint8)
+    result.state = convert((terms >> 232) & _STATE_BITS, uint8)
     result.lender = convert(terms & _ADDRESS_MASK, address)
     result.borrower = convert(party & _ADDRESS_MASK, address)
     result.principal = money & _U128

@@ -287,8 +287,14 @@ def issue(customer: address, stablecoin_amount: uint256) -> uint256:
     assert customer != empty(address), "points: customer is the zero address"
     assert stablecoin_amount != 0, "points: amount is zero"
     points: uint256 = stablecoin_amount * SCALE
-    # Outstanding as issuer (issued minus redeemed) may not exceed the cap.
-    assert merchant.issued + points <= merchant.cap + merchant.redeemed, "points: merchant cap exceeded"
+    # Outstanding as issuer (issued minus redeemed) may not exceed the cap:
+    # issued + points <= cap + redeemed, with the right side saturating at
+    # 2**256 - 1 so that an unlimited cap stays unlimited after redemptions,
+    # and the left side compared without overflowing.
+    limit: uint256 = max_value(uint256)
+    if merchant.redeemed <= max_value(uint256) - merchant.cap:
+        limit = merchant.cap + merchant.redeemed
+    assert points <= limit and merchant.issued <= limit - points, "points: merchant cap exceeded"
 
     before: uint256 = staticcall IERC20(STABLECOIN).balanceOf(self)
     assert extcall IERC20(STABLECOIN).transferFrom(msg.sender, self, stablecoin_amount, default_return_value=True), (
@@ -363,7 +369,9 @@ def register_merchant(merchant: address, name: String[64], cap: uint256):
     """
     @notice Admin: register a merchant under `name` with an issuance cap:
             the most points it may have outstanding as issuer, counted as
-            points it issued minus points it redeemed.
+            points it issued minus points it redeemed. A cap of
+            `2**256 - 1` is unlimited (the check saturates, it never
+            overflows).
     """
     ownable._check_owner()
     assert merchant != empty(address), "points: merchant is the zero address"

@@ -81,6 +81,10 @@ def server_env(rpc_url: str, manifest_path: Path | str, relayer_keys: Sequence[s
         "AMPHORA_QUOTA_ACCOUNT_GAS_PER_DAY": str(10**15),
         "AMPHORA_QUOTA_GLOBAL_ACTIONS_PER_DAY": str(10**9),
         "AMPHORA_QUOTA_GLOBAL_GAS_PER_DAY": str(10**15),
+        # A load test sends everything from one address: its network may take the whole day.
+        "AMPHORA_QUOTA_NETWORK_ACTIONS_PER_DAY": str(10**9),
+        "AMPHORA_QUOTA_NETWORK_GAS_PER_DAY": str(10**15),
+        "AMPHORA_QUOTA_MAX_SHARE": "1",
         "AMPHORA_RATE_LIMIT_PER_SECOND": str(10**6),
         "AMPHORA_RATE_LIMIT_BURST": str(10**6),
         # Every account signs up from this one machine.

@@ -678,7 +678,7 @@ def test_accept__high_s_twin_of_the_lender_signature__reverts(lending, bottles, 
     offer = make_offer(bottles.lot_id, 0)
     r, s, v = offer.signature[:32], int.from_bytes(offer.signature[32:64], "big"), offer.signature[64]
     twin = r + (SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - v])
-    with ape.reverts("ecdsa: invalid signature `s` value"):
+    with ape.reverts("lending: invalid lender signature"):
         lending.accept_offer(offer.args, twin, bottles.token(1), sender=borrower)
 
 
@@ -1004,3 +1004,310 @@ def test_malicious_stablecoin__reenters_on_every_transfer__gains_nothing(
     assert (c.state_of(t1), c.ownerOf(t1)) == (ACTIVE, borrower.address)
     assert (c.state_of(t2), lend.nonce_used(lender, 1)) == (ACTIVE, False)
     assert lend.credit_record(borrower).loans_taken == 1
+
+
+# ------------------------------------------------ the stablecoin refuses the repayment (issue 12, item 20)
+
+CLOCK_STOPPED = "lending: the currency refused the repayment; the loan's clock is stopped"
+ALREADY_STOPPED = "lending: the currency refused the repayment; the loan's clock is already stopped"
+STILL_HALTED = "lending: the currency still refuses transfers"
+BLACKLISTED = "stablecoin: account is blacklisted"
+HALTS = ["currency paused", "lending contract blacklisted"]
+
+
+def halt(stable, lending, admin, how: str, on: bool = True):
+    """Make the stablecoin refuse every repayment through ``lending`` (or lift it)."""
+    if how == "currency paused":
+        (stable.pause if on else stable.unpause)(sender=admin)
+    else:
+        (stable.blacklist if on else stable.unBlacklist)(lending, sender=admin)
+
+
+@pytest.mark.parametrize("how", HALTS)
+def test_repay__currency_refuses_every_transfer__stops_the_clock_and_nobody_forecloses(
+    lending, cert, stable, admin, loan, lender, borrower, attacker, chain, how
+):
+    loan_id, token_id, _ = loan
+    halt(stable, lending, admin, how)
+    chain.pending_timestamp = lending.loan(loan_id).due_at - DAY
+
+    receipt = lending.repay(loan_id, sender=borrower)
+
+    stopped_at = chain.blocks[receipt.block_number].timestamp
+    assert receipt.return_value is False
+    assert emitted(receipt, lending.RepaymentRefused, lending) == [(loan_id, borrower.address)]
+    assert lending.clock_stopped_at(loan_id) == stopped_at
+    assert (lending.loan(loan_id).state, cert.state_of(token_id), cert.ownerOf(token_id)) == (
+        LOAN_OPEN, PLEDGED, borrower.address)
+    chain.pending_timestamp = lending.loan(loan_id).grace_ends_at + lending.OPEN_FORECLOSURE_DELAY() + 1
+    for caller in (lender, attacker):
+        with ape.reverts(CLOCK_STOPPED):
+            lending.foreclose(loan_id, sender=caller)
+    assert cert.ownerOf(token_id) == borrower
+
+
+@pytest.mark.parametrize("how", HALTS)
+def test_restart_clock__after_the_halt__shifts_the_due_date_by_the_stop_and_the_borrower_repays_on_time(
+    lending, cert, stable, admin, loan, lender, borrower, chain, how
+):
+    loan_id, token_id, _ = loan
+    due_at = lending.loan(loan_id).due_at
+    halt(stable, lending, admin, how)
+    chain.pending_timestamp = due_at - DAY
+    stopped_at = chain.blocks[lending.repay(loan_id, sender=borrower).block_number].timestamp
+    chain.pending_timestamp = due_at + GRACE + 40 * DAY
+    with ape.reverts(STILL_HALTED):
+        lending.restart_clock(loan_id, sender=lender)
+    halt(stable, lending, admin, how, on=False)
+
+    receipt = lending.restart_clock(loan_id, sender=lender)
+
+    stopped_for = chain.blocks[receipt.block_number].timestamp - stopped_at
+    assert lending.loan(loan_id).due_at == due_at + stopped_for
+    assert emitted(receipt, lending.LoanClockRestarted, lending) == [(loan_id, due_at + stopped_for, stopped_for)]
+    assert lending.clock_stopped_at(loan_id) == 0
+    with ape.reverts("lending: grace period has not ended"):
+        lending.foreclose(loan_id, sender=lender)
+    with ape.reverts("lending: the loan's clock is running"):
+        lending.restart_clock(loan_id, sender=lender)
+    assert lending.repay(loan_id, sender=borrower).return_value is True
+    assert (cert.ownerOf(token_id), cert.state_of(token_id)) == (borrower.address, ACTIVE)
+    assert credit(lending, borrower) == (1, 1, 0, 0, 0, PRINCIPAL, PRINCIPAL)
+
+
+def test_restart_clock__refused_at_the_last_second_of_grace__leaves_the_restart_window(
+    lending, cert, stable, admin, loan, lender, borrower, chain
+):
+    loan_id, token_id, _ = loan
+    stable.pause(sender=admin)
+    chain.pending_timestamp = lending.loan(loan_id).grace_ends_at
+    lending.repay(loan_id, sender=borrower)
+    stable.unpause(sender=admin)
+
+    restarted = chain.blocks[lending.restart_clock(loan_id, sender=lender).block_number].timestamp
+
+    assert lending.RESTART_WINDOW() == 3 * DAY
+    assert lending.loan(loan_id).grace_ends_at == restarted + 3 * DAY
+    chain.pending_timestamp = restarted + 3 * DAY
+    with ape.reverts("lending: grace period has not ended"):
+        lending.foreclose(loan_id, sender=lender)
+    chain.pending_timestamp = restarted + 3 * DAY + 1
+    lending.foreclose(loan_id, sender=lender)
+    assert cert.ownerOf(token_id) == lender
+
+
+def test_repay__clock_stopped_then_currency_works__repays_after_the_old_grace_without_a_restart(
+    lending, cert, stable, admin, loan, borrower, lender, chain
+):
+    loan_id, token_id, _ = loan
+    stable.pause(sender=admin)
+    lending.repay(loan_id, sender=borrower)
+    stable.unpause(sender=admin)
+    chain.pending_timestamp = lending.loan(loan_id).grace_ends_at + 10 * DAY
+    before = balances(stable, lender, borrower)
+
+    assert lending.repay(loan_id, sender=borrower).return_value is True
+
+    assert balances(stable, lender, borrower) == [before[0] + REPAYMENT, before[1] - REPAYMENT]
+    assert cert.ownerOf(token_id) == borrower and cert.state_of(token_id) == ACTIVE
+    assert credit(lending, borrower)[1:3] == (1, 0), "on time: it was on time when the currency refused it"
+
+
+def test_repay__currency_halted_but_the_payer_cannot_pay__reverts_and_the_clock_runs(
+    lending, stable, admin, loan, borrower, attacker
+):
+    stable.pause(sender=admin)
+    for payer in (attacker, borrower):  # no funds; funds but no allowance
+        if payer == borrower:
+            stable.unpause(sender=admin)
+            stable.approve(lending, 0, sender=borrower)
+            stable.pause(sender=admin)
+        with ape.reverts(PAUSED):
+            lending.repay(loan[0], sender=payer)
+    assert lending.clock_stopped_at(loan[0]) == 0
+
+
+def test_repay__refused_again_while_stopped__reverts(lending, stable, admin, loan, borrower):
+    stable.pause(sender=admin)
+    lending.repay(loan[0], sender=borrower)
+    with ape.reverts(ALREADY_STOPPED):
+        lending.repay(loan[0], sender=borrower)
+
+
+def test_repay__currency_works_but_the_payer_is_blacklisted__reverts_with_the_currency_reason(
+    lending, stable, admin, loan, borrower
+):
+    stable.blacklist(borrower, sender=admin)
+    with ape.reverts(BLACKLISTED):
+        lending.repay(loan[0], sender=borrower)
+    assert lending.clock_stopped_at(loan[0]) == 0
+
+
+def test_repay__lender_blacklisted__held_for_the_lender_and_the_certificate_unlocks(
+    lending, cert, stable, admin, loan, lender, borrower
+):
+    loan_id, token_id, _ = loan
+    stable.blacklist(lender, sender=admin)
+    before = balances(stable, lender, borrower, lending)
+
+    receipt = lending.repay(loan_id, sender=borrower)
+
+    assert receipt.return_value is True
+    assert balances(stable, lender, borrower, lending) == [before[0], before[1] - REPAYMENT, REPAYMENT]
+    assert (lending.repayments_held(lender), lending.total_repayments_held()) == (REPAYMENT, REPAYMENT)
+    assert emitted(receipt, lending.RepaymentHeld, lending) == [(loan_id, lender.address, REPAYMENT)]
+    assert lending.loan(loan_id).state == LOAN_REPAID
+    assert (cert.ownerOf(token_id), cert.state_of(token_id)) == (borrower.address, ACTIVE)
+    assert credit(lending, borrower) == (1, 1, 0, 0, 0, PRINCIPAL, PRINCIPAL)
+    with ape.reverts(BLACKLISTED):
+        lending.withdraw_repayments(sender=lender)
+    assert lending.repayments_held(lender) == REPAYMENT
+
+    stable.unBlacklist(lender, sender=admin)
+    receipt = lending.withdraw_repayments(sender=lender)
+
+    assert receipt.return_value == REPAYMENT
+    assert balances(stable, lender, lending) == [before[0] + REPAYMENT, 0]
+    assert (lending.repayments_held(lender), lending.total_repayments_held()) == (0, 0)
+    assert emitted(receipt, lending.RepaymentsWithdrawn, lending) == [(lender.address, REPAYMENT)]
+    with ape.reverts("lending: no repayments held for the caller"):
+        lending.withdraw_repayments(sender=lender)
+
+
+def test_withdraw_repayments__by_anyone_else__takes_nothing(lending, stable, admin, loan, lender, borrower, attacker):
+    stable.blacklist(lender, sender=admin)
+    lending.repay(loan[0], sender=borrower)
+    for caller in (attacker, borrower, admin):
+        with ape.reverts("lending: no repayments held for the caller"):
+            lending.withdraw_repayments(sender=caller)
+    assert stable.balanceOf(lending) == REPAYMENT
+
+
+def test_repay_with_authorization__lender_blacklisted__held_for_the_lender(
+    lending, cert, stable, admin, loan, lender, borrower, relayer, authorize
+):
+    loan_id, token_id, _ = loan
+    stable.blacklist(lender, sender=admin)
+    receipt = repay_by_authorization(lending, loan_id, authorize(borrower, loan_id), relayer)
+    assert receipt.return_value is True
+    assert lending.repayments_held(lender) == stable.balanceOf(lending) == REPAYMENT
+    assert cert.ownerOf(token_id) == borrower and cert.state_of(token_id) == ACTIVE
+
+
+@pytest.mark.parametrize("how", HALTS)
+def test_repay_with_authorization__currency_halted__stops_the_clock(
+    lending, cert, stable, admin, loan, lender, borrower, relayer, authorize, chain, how
+):
+    loan_id, token_id, _ = loan
+    auth = authorize(borrower, loan_id)
+    halt(stable, lending, admin, how)
+
+    receipt = repay_by_authorization(lending, loan_id, auth, relayer)
+
+    assert receipt.return_value is False
+    assert emitted(receipt, lending.RepaymentRefused, lending) == [(loan_id, borrower.address)]
+    chain.pending_timestamp = lending.loan(loan_id).grace_ends_at + 1
+    with ape.reverts(CLOCK_STOPPED):
+        lending.foreclose(loan_id, sender=lender)
+    halt(stable, lending, admin, how, on=False)
+    assert repay_by_authorization(lending, loan_id, auth, relayer).return_value is True
+    assert cert.ownerOf(token_id) == borrower and not stable.balanceOf(lending)
+
+
+def test_repay_with_authorization__bad_signature_while_the_currency_works__reverts_with_its_reason(
+    lending, loan, borrower, attacker, relayer, authorize
+):
+    auth = authorize(attacker, loan[0])  # signed by someone else for the borrower's money
+    with ape.reverts():
+        lending.repay_with_authorization(loan[0], borrower, auth.valid_after, auth.valid_before, auth.v, auth.r,
+                                         auth.s, sender=relayer)
+    assert lending.clock_stopped_at(loan[0]) == 0
+
+
+# ------------------------------------------------ a lender that lost its key (issue 12, item 25)
+
+
+def test_foreclose__by_anyone_after_the_open_foreclosure_delay__the_certificate_goes_to_the_lender(
+    lending, cert, loan, lender, borrower, attacker, chain
+):
+    loan_id, token_id, _ = loan
+    opens_at = lending.loan(loan_id).grace_ends_at + 30 * DAY  # OPEN_FORECLOSURE_DELAY, checked below
+    chain.pending_timestamp = opens_at
+    with ape.reverts("lending: caller is not the lender"):
+        lending.foreclose(loan_id, sender=attacker)
+    chain.pending_timestamp = opens_at + 1
+
+    receipt = lending.foreclose(loan_id, sender=attacker)
+
+    assert (cert.ownerOf(token_id), cert.state_of(token_id)) == (lender.address, ACTIVE)
+    assert emitted(receipt, lending.LoanForeclosed, lending) == [(loan_id, lender.address, borrower.address)]
+    assert credit(lending, borrower)[3] == 1
+    assert lending.OPEN_FORECLOSURE_DELAY() == 30 * DAY
+
+
+# ------------------------------------------------ EIP-7702 delegated accounts sign with their key (issue 12, item 27)
+
+
+def delegate(chain, account, target: str, sponsor) -> None:
+    """Give ``account`` an EIP-7702 delegation to ``target`` with a real
+    type-4 transaction (sent and paid by ``sponsor``)."""
+    from eth_account import Account
+
+    w3 = chain.provider.web3
+    auth = Account.sign_authorization(
+        {"chainId": chain.chain_id, "address": target, "nonce": w3.eth.get_transaction_count(account.address)},
+        account.private_key)
+    fee = 2 * w3.eth.gas_price + 10**9
+    tx = {"type": 4, "chainId": chain.chain_id, "nonce": w3.eth.get_transaction_count(sponsor.address),
+          "to": sponsor.address, "value": 0, "gas": 100_000, "maxFeePerGas": fee, "maxPriorityFeePerGas": 10**9,
+          "data": b"", "accessList": [], "authorizationList": [auth]}
+    signed = Account.sign_transaction(tx, sponsor.private_key)
+    assert w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction)).status == 1
+    assert bytes(w3.eth.get_code(account.address)) == b"\xef\x01\x00" + bytes.fromhex(target[2:])
+
+
+@pytest.fixture
+def wallet_code(project, relayer):
+    """A smart-wallet implementation to delegate to; its ERC-1271 check answers
+    for its own owner only, which a delegating EOA never set."""
+    return relayer.deploy(project.MockERC1271Wallet, relayer).address
+
+
+def test_accept__lender_is_an_eip7702_delegated_eoa__its_ecdsa_offer_is_accepted(
+    lending, cert, stable, bottles, make_offer, lender, borrower, relayer, wallet_code, chain
+):
+    delegate(chain, lender, wallet_code, relayer)
+    token_id = bottles.token(1)
+    offer = make_offer(bottles.lot_id, token_id)
+    before = balances(stable, lender, borrower)
+
+    loan_id = lending.accept_offer(offer.args, offer.signature, token_id, sender=borrower).return_value
+
+    assert lending.loan(loan_id).lender == lender.address
+    assert balances(stable, lender, borrower) == [before[0] - PRINCIPAL, before[1] + PRINCIPAL]
+    assert cert.state_of(token_id) == PLEDGED
+
+
+def test_accept_relayed__borrower_is_an_eip7702_delegated_eoa__its_ecdsa_acceptance_is_accepted(
+    lending, cert, bottles, make_offer, sign_lending, borrower, relayer, wallet_code, chain
+):
+    delegate(chain, borrower, wallet_code, relayer)
+    token_id = bottles.token(2)
+    offer = make_offer(bottles.lot_id, token_id)
+    acceptance = sign_lending(borrower, "AcceptOffer", eip712.accept_offer_message(
+        lending.offer_hash(offer.args), token_id, borrower.address, FAR))
+
+    lending.accept_offer_with_signature(offer.args, offer.signature, token_id, borrower, FAR, acceptance,
+                                        sender=relayer)
+
+    assert cert.state_of(token_id) == PLEDGED
+
+
+def test_accept__delegated_eoa_high_s_twin__still_refused(lending, bottles, make_offer, lender, borrower, relayer,
+                                                          wallet_code, chain):
+    delegate(chain, lender, wallet_code, relayer)
+    offer = make_offer(bottles.lot_id, bottles.token(1))
+    r, s, v = offer.signature[:32], int.from_bytes(offer.signature[32:64], "big"), offer.signature[64]
+    twin = r + (SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - v])
+    with ape.reverts("lending: invalid lender signature"):
+        lending.accept_offer(offer.args, twin, bottles.token(1), sender=borrower)

@@ -173,3 +173,55 @@ def test_surplus__stablecoin_sent_directly__not_counted_as_reserve(points, stabl
 def test_abi__no_mint_burn_or_renounce(points):
     names = {item.name for item in points.contract_type.abi if item.type == "function"}
     assert not names & {"mint", "burn", "burn_from", "set_minter", "renounce_ownership"}
+
+
+# ------------------------------------------------ the merchant cap at its extremes (issue 12, item 23)
+
+UNLIMITED = 2**256 - 1
+
+
+def _cycle(points, merchant, customer, usd: int):
+    """``merchant`` issues ``usd`` to ``customer``, takes it back and redeems it."""
+    points.issue(customer, usd * USD, sender=merchant)
+    points.transfer(merchant, usd * USD * SCALE, sender=customer)
+    points.redeem(usd * USD * SCALE, sender=merchant)
+
+
+@pytest.mark.parametrize("cap", [UNLIMITED, UNLIMITED - 1, UNLIMITED - 5 * USD * SCALE],
+                         ids=["2**256-1", "2**256-2", "2**256-1 minus 5 USD of points"])
+def test_issue__cap_near_unlimited_after_a_redemption__still_issues(points, admin, merchant, customer, cap):
+    """``cap + redeemed`` overflowed once the merchant had redeemed anything:
+    the sum saturates instead, so an unlimited cap stays unlimited."""
+    points.set_merchant_cap(merchant, cap, sender=admin)
+    _cycle(points, merchant, customer, 10)
+    assert points.merchants(merchant).redeemed == 10 * USD * SCALE
+
+    points.issue(customer, 20 * USD, sender=merchant)
+
+    record = points.merchants(merchant)
+    assert (record.issued, record.redeemed, record.cap) == (30 * USD * SCALE, 10 * USD * SCALE, cap)
+    assert points.balanceOf(customer) == 20 * USD * SCALE
+
+
+def test_issue__registered_unlimited__issues_and_redeems_repeatedly(points, stablecoin, admin, customer, accounts):
+    shop = accounts[17]
+    points.register_merchant(shop, "Unlimited Shop", UNLIMITED, sender=admin)
+    stablecoin.mint(shop, 100 * USD, sender=admin)
+    stablecoin.approve(points, UNLIMITED, sender=shop)
+    for _ in range(3):
+        _cycle(points, shop, customer, 5)
+    assert points.merchants(shop).issued == points.merchants(shop).redeemed == 15 * USD * SCALE
+
+
+def test_issue__finite_cap__exactly_at_the_cap_issues_one_unit_more_reverts(points, admin, merchant, customer):
+    points.set_merchant_cap(merchant, 10 * USD * SCALE, sender=admin)
+    _cycle(points, merchant, customer, 4)  # redeemed 4: room is cap + 4 - issued 4 = 10
+    points.issue(customer, 10 * USD, sender=merchant)
+    with ape.reverts("points: merchant cap exceeded"):
+        points.issue(customer, 1, sender=merchant)
+
+
+def test_issue__zero_cap__reverts_with_the_cap_message(points, admin, merchant, customer):
+    points.set_merchant_cap(merchant, 0, sender=admin)
+    with ape.reverts("points: merchant cap exceeded"):
+        points.issue(customer, 1, sender=merchant)

@@ -23,10 +23,10 @@ import sys
 from dataclasses import dataclass, field
 
 import pytest
+from determinism import forget_cached_constants, without_local_constants
 from fastchain import FastChain
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.internal.conjecture import providers
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from amphora import eip712
@@ -294,11 +294,9 @@ def machine_actors(merchant, other_merchant, customer, holder, attacker, admin):
 def run_machine(chain, tokens, actors, examples: int, monkeypatch) -> tuple[int, str]:
     """Run the machine for ``examples`` derandomized examples: (steps, fingerprint
     of every step sent)."""
-    # Hypothesis mixes into its draws the literals of every local module imported
-    # so far (`_get_local_constants`, cached in CONSTANTS_CACHE): which modules
-    # those are depends on the tests that ran before. No local constants here.
-    monkeypatch.setattr(providers, "_get_local_constants", providers.Constants)
-    providers.CONSTANTS_CACHE.cache.clear()
+    # No local constants in the draws (see `determinism.without_local_constants`): which
+    # modules supply them depends on the tests that ran before.
+    without_local_constants(monkeypatch)
     stable, points = tokens
     merchant, other_merchant, customer, holder, attacker, admin = actors
     fast = FastChain(chain.provider.uri)
@@ -314,7 +312,7 @@ def run_machine(chain, tokens, actors, examples: int, monkeypatch) -> tuple[int,
         # Fixed examples: the coverage floor below must not depend on luck.
         derandomize=True,
     ))
-    providers.CONSTANTS_CACHE.cache.clear()
+    forget_cached_constants()
     return fast.steps - COVERAGE["setup"], trace.hexdigest()
 
 

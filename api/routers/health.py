@@ -69,6 +69,8 @@ def _is_operator(settings: SettingsDep, credentials: HTTPAuthorizationCredential
     response_model=Health | PublicHealth,
     summary="Service status (detail for the operator)",
     responses=error_responses(UpstreamUnavailable, NotDeployed),
+    # Anyone may ask; the operator token is optional and only adds the detail.
+    openapi_extra={"security": [{}]},  # FastAPI adds {"adminToken": []} beside it
 )
 def get_health(
     chain: ChainDep, relayer: RelayerDep, settings: SettingsDep,

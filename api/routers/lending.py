@@ -169,10 +169,11 @@ def list_offers(
 
 _RELAY_DOC = """
 
-    The transaction is first simulated (`eth_estimateGas` on the pending block) from the relayer's
-    address: if it would revert the answer is **409 `would_revert`** with the
-    contract's reason (`lending: ...`) and nothing is sent. Malformed input is
-    422; a missing relayer key is 503.
+    The transaction is first simulated (`eth_estimateGas` on the pending block) with the fields the
+    transaction will carry (the relayer's address, its fee fields; for a signer with code, once more
+    at the exact gas limit): if it would revert the answer is **409 `would_revert`** with the
+    contract's reason (`lending: ...`) and nothing is sent. Malformed input is 422; a missing
+    relayer key is 503.
 
     202: the request is stored in the outbox (and normally already sent); poll
     `status_url` until it is `confirmed` or `failed`. Send an `Idempotency-Key`
@@ -224,10 +225,18 @@ relay_loan_repayment.__doc__ = """Submit `repay_with_authorization`: the payer (
     `GET /relay/typed-data/loan-repayment`). The lending contract takes the
     money and passes it to the lender, and the certificate unlocks for the
     borrower, in one transaction: the payer needs neither gas nor an
-    allowance. Only the lending contract can use the authorization, and only
-    for this loan, once. 409 `would_revert` also for a loan past its grace
-    period, already closed, or whose repayment changed (an extension) since
-    the payer signed.""" + _RELAY_DOC
+    allowance. If the stablecoin refuses to pay the lender (blacklisted), the
+    repayment is held in the lending contract for the lender and the loan is
+    repaid all the same. If the stablecoin refuses every transfer (paused, or
+    the lending contract blacklisted) while the payer holds the repayment, the
+    transaction succeeds without repaying: it logs `RepaymentRefused` and
+    stops the loan's clock, so the lender cannot foreclose until the currency
+    works again and `restart_clock` moves the due date later (the
+    authorization stays unused; relay it again then). Only the lending
+    contract can use the authorization, and only for this loan, once. 409
+    `would_revert` also for a loan past its grace period (unless its clock
+    is stopped), already closed, whose clock is already stopped, or whose
+    repayment changed (an extension) since the payer signed.""" + _RELAY_DOC
 
 
 def _typed(chain: ChainDep, primary_type: str, message: dict) -> LendingTypedData:

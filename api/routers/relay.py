@@ -13,6 +13,7 @@ from amphora import eip712
 from api.chain import POINTS, Eip712Domain
 from api.deps import ChainDep, OriginDep, RelayerDep, SettingsDep
 from api.errors import (
+    AlreadyReverted,
     Conflict,
     Forbidden,
     InFlight,
@@ -57,7 +58,7 @@ from api.settings import Settings
 router = APIRouter(prefix="/relay", tags=["relay"])
 
 #: What a relay submission may answer besides 202 (403: a read-only API token).
-RELAY_ERRORS = (InvalidRequest, Unauthorized, Forbidden, WouldRevert, RelayRefused, Conflict, InFlight,
+RELAY_ERRORS = (InvalidRequest, Unauthorized, Forbidden, WouldRevert, AlreadyReverted, RelayRefused, Conflict, InFlight,
                 TooManyRequests,
                 RelayUnavailable, UpstreamUnavailable, NotDeployed)
 
@@ -83,12 +84,13 @@ def relay_transfer(body: TransferRelayRequest, relayer: RelayerDep, settings: Se
     `transfer_with_signature`; the relayer pays the gas and the holder stays the
     actor (the `Transfer` event names the holder as sender).
 
-    The transfer is first simulated (`eth_estimateGas` on the pending block) from the relayer's address. If it
-    would revert (invalid signature, wrong nonce, expired deadline, a locked token,
-    a sender who does not hold it, a paused contract) the answer is **409
-    `would_revert`** with the contract's revert reason in `detail`, and nothing is
-    sent: 409 because the request is well-formed but conflicts with the chain's
-    current state. Malformed input is 422; a missing relayer key is 503.
+    The transfer is first simulated (`eth_estimateGas` on the pending block) with the fields the
+    transaction will carry (the relayer's address, its fee fields; for a signer with code, once more
+    at the exact gas limit). If it would revert (invalid signature, wrong nonce, expired deadline, a
+    locked token, a sender who does not hold it, a paused contract) the answer is **409
+    `would_revert`** with the contract's revert reason in `detail`, and nothing is sent: 409 because
+    the request is well-formed but conflicts with the chain's current state. Malformed input is 422;
+    a missing relayer key is 503.
 
     202: the request is stored in the outbox (and normally already sent); poll
     `status_url` until it is `confirmed` or `failed`. Send an `Idempotency-Key`
@@ -112,12 +114,18 @@ def relay_points_transfer(
     sender; `AuthorizationUsed` names the holder and the nonce). The 65-byte
     signature is split into the contract's `v, r, s` here.
 
-    As for certificates, the transfer is first simulated (`eth_estimateGas` on the pending block) from the
-    relayer's address. If it would revert (invalid signature, nonce already used
-    or canceled, outside `valid_after`..`valid_before`, balance too low) the answer
-    is **409 `would_revert`** with the contract's revert reason in `detail`, and
-    nothing is sent. Malformed input is 422; a missing relayer key is 503, as is
-    a PointsToken without EIP-3009.
+    As for certificates, the transfer is first simulated (`eth_estimateGas` on the pending block) with
+    the fields the transaction will carry (the relayer's address, its fee fields; for a signer with
+    code, once more at the exact gas limit). If it would revert (invalid signature, nonce already
+    used or canceled, outside
+    `valid_after`..`valid_before`, balance too low) the answer is **409 `would_revert`** with the
+    contract's revert reason in `detail`, and nothing is sent. A transfer of 0 does nothing and is
+    refused (**409 `relay_refused`**); a call that already reverted on chain at the relayer's cost
+    is never paid again (**409 `already_reverted`**); a signer with code not on the operator's
+    allow-list is 409 `relay_refused`, and one whose relayed calls reverted for more than its daily
+    budget is 429, as are an account or a client network (IP prefix) over its quota or its share of
+    the service's day. Malformed input is 422; a missing relayer key is 503, as is a PointsToken
+    without EIP-3009.
 
     202: the request is stored in the outbox (and normally already sent); poll
     `status_url` until it is `confirmed` or `failed`. Send an `Idempotency-Key`
@@ -212,11 +220,12 @@ _LIFECYCLE_DOC = """
 
     The holder signs the typed data from `GET /relay/typed-data/{action}` (the
     holder's current nonce filled in); the relayer pays the gas and the holder
-    stays the on-chain actor. The action is first simulated (`eth_estimateGas` on the pending block) from the
-    relayer's address: if it would revert (invalid signature, wrong nonce,
-    expired deadline, a certificate not in the state the action needs, a paused
-    contract) the answer is **409 `would_revert`** with the contract's reason,
-    which names the certificate's current state, and nothing is sent. Malformed
+    stays the on-chain actor. The action is first simulated (`eth_estimateGas` on the pending block) with
+    the fields the transaction will carry (the relayer's address, its fee fields; for a signer with
+    code, once more at the exact gas limit): if it would revert (invalid signature, wrong nonce,
+    expired deadline, a certificate not in the
+    state the action needs, a paused contract) the answer is **409 `would_revert`** with the
+    contract's reason, which names the certificate's current state, and nothing is sent. Malformed
     input is 422; a missing relayer key is 503.
 
     202: the request is stored in the outbox (and normally already sent); poll

@@ -594,8 +594,10 @@ def test_openapi__account_routes__declare_the_bearer_scheme(auth_client):
                  ("get", "/auth/api-tokens"), ("delete", "/auth/api-tokens/{id}"), ("post", "/me/key-export")}
     for method, path in protected:
         assert document["paths"][path][method]["security"] == [{"accountToken": []}]
-    for method, path in (("post", "/auth/signup"), ("post", "/auth/login"), ("get", "/health")):
+    for method, path in (("post", "/auth/signup"), ("post", "/auth/login")):
         assert "security" not in document["paths"][path][method]
+    # /health answers anyone; the operator token is optional (it adds the detail).
+    assert document["paths"]["/health"]["get"]["security"] == [{"adminToken": []}, {}]
     assert "the service holds the key" in document["paths"]["/auth/signup"]["post"]["description"]
     assert "re-authentication" in document["paths"]["/me/key-export"]["post"]["description"].lower()
 

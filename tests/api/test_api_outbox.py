@@ -350,7 +350,8 @@ def test_admin__quota_set_and_read_back(client):
     got = client.get(f"/admin/quotas/{client.account['user_id']}", headers=bearer(ADMIN_TOKEN))
 
     assert put.status_code == 200
-    assert got.json() == {"account": client.account["user_id"], "actions_per_day": 7, "gas_per_day": 7_000_000}
+    assert got.json() == {"account": client.account["user_id"], "actions_per_day": 7, "gas_per_day": 7_000_000,
+                          "share_capped": False}
 
 
 # ------------------------------------------------------------ key pool and webhook

@@ -192,18 +192,30 @@ def _fund(w3, address: str) -> None:
     _rpc(w3, "anvil_setBalance", address, hex(10**20))
 
 
+def _stuck_on_a_drained_key(client, w3, relayer, body) -> dict:
+    """A request admitted while its key could pay, whose transaction the node
+    then forgot (dropped from the pool) while the key was drained: the
+    outbox's re-send is refused for lack of funds, and the request waits on
+    the key's nonce. Returns the 202 body; the key is left drained."""
+    with manual_mining(w3):
+        stuck = client.post("/relay/transfers", json=body, headers=_key())
+        assert stuck.status_code == 202, stuck.text
+        _rpc(w3, "anvil_dropTransaction", stuck.json()["tx_hash"])
+        _drain(w3, relayer.address)
+    request_id = stuck.json()["request_id"]
+    _until(lambda: client.get(f"/relay/{request_id}").json()["status"] == "queued", what="the request queued again")
+    return stuck.json()
+
+
 def test_key_cannot_pay__new_work_503_health_degraded__funded_again_the_stuck_request_confirms(
         make_client, w3, cert, relayer, lot, winery, held_token, holder, recipient, attacker, transfer_body,
         caplog):
-    client = make_client(relayer_min_balance_wei=0)  # the balance guard alone would not see it
+    client = make_client(relayer_min_balance_wei=0, relay_stuck_seconds=0.3)  # the balance guard would not see it
     other = lot.token(5)
     cert.transferFrom(winery, attacker, other, sender=winery)
     nonce_before = w3.eth.get_transaction_count(relayer.address)
-    _drain(w3, relayer.address)
     try:
-        stuck = client.post("/relay/transfers", json=transfer_body(holder, recipient, held_token), headers=_key())
-        assert stuck.status_code == 202, stuck.text
-        assert stuck.json()["status"] == "queued"
+        stuck = _stuck_on_a_drained_key(client, w3, relayer, transfer_body(holder, recipient, held_token))
         assert _until(lambda: client.get("/health").json() == {"status": "degraded"},
                       what="public health degraded")
         health = client.get("/health", headers=OPERATOR).json()
@@ -220,7 +232,7 @@ def test_key_cannot_pay__new_work_503_health_degraded__funded_again_the_stuck_re
     finally:
         _fund(w3, relayer.address)
 
-    done = wait_for_status(client, stuck.json()["request_id"], "confirmed")
+    done = wait_for_status(client, stuck["request_id"], "confirmed")
     assert done["nonce"] == nonce_before
     assert cert.ownerOf(held_token) == recipient
     assert client.get("/health").json() == {"status": "ok"}
@@ -230,20 +242,36 @@ def test_key_cannot_pay__new_work_503_health_degraded__funded_again_the_stuck_re
     wait_for_status(client, later.json()["request_id"], "confirmed")
 
 
-def test_key_cannot_pay__stuck_call_would_revert_once_funded__nonce_freed_by_a_cancellation(
-        make_client, w3, cert, relayer, held_token, holder, recipient, attacker, transfer_body):
+def test_key_cannot_pay__new_request_while_drained__503_at_simulation_nothing_stored(
+        make_client, w3, relayer, held_token, holder, recipient, transfer_body):
     client = make_client(relayer_min_balance_wei=0)
-    nonce_before = w3.eth.get_transaction_count(relayer.address)
+    before = outbox(w3, relayer)
     _drain(w3, relayer.address)
     try:
-        stuck = client.post("/relay/transfers", json=transfer_body(holder, recipient, held_token), headers=_key())
-        assert stuck.status_code == 202, stuck.text
+        refused = client.post("/relay/transfers", json=transfer_body(holder, recipient, held_token), headers=_key())
+        pending = w3.eth.get_transaction_count(relayer.address, "pending")
+    finally:
+        _fund(w3, relayer.address)
+
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["error"] == "relay_unavailable"
+    assert "cannot pay for gas" in refused.json()["detail"]
+    assert client.get("/health", headers=OPERATOR).json()["relayer"]["requests"] == {}
+    assert (pending, *outbox(w3, relayer)[1:]) == before
+
+
+def test_key_cannot_pay__stuck_call_would_revert_once_funded__nonce_freed_by_a_cancellation(
+        make_client, w3, cert, relayer, held_token, holder, recipient, attacker, transfer_body):
+    client = make_client(relayer_min_balance_wei=0, relay_stuck_seconds=0.3)
+    nonce_before = w3.eth.get_transaction_count(relayer.address)
+    try:
+        stuck = _stuck_on_a_drained_key(client, w3, relayer, transfer_body(holder, recipient, held_token))
         _until(lambda: client.get("/health").json()["status"] == "degraded", what="health degraded")
         cert.transferFrom(holder, attacker, held_token, sender=holder)  # the signed transfer is void now
     finally:
         _fund(w3, relayer.address)
 
-    failed = wait_for_status(client, stuck.json()["request_id"], "failed")
+    failed = wait_for_status(client, stuck["request_id"], "failed")
     assert failed["error"].startswith("cancelled:")
     assert "would revert" in failed["error"]
     cancel = w3.eth.get_transaction(failed["tx_hash"])
