@@ -4,8 +4,9 @@ account key under a new ``AMPHORA_MASTER_KEY``.
 Usage (with the API instances stopped, see below)::
 
     AMPHORA_MASTER_KEY=<current key> AMPHORA_NEW_MASTER_KEY=<new key> \\
-    AMPHORA_DATABASE_URL=postgresql://...   # or AMPHORA_RELAY_DB=relay.sqlite
-    python -m api.rotate_master_key
+    AMPHORA_DATABASE_URL=postgresql://... python -m api.rotate_master_key
+
+(or ``AMPHORA_RELAY_DB=relay.sqlite`` in place of ``AMPHORA_DATABASE_URL``),
 
 then restart every instance with ``AMPHORA_MASTER_KEY=<new key>``. The keys are
 read from the environment only (never from the command line, where ``ps``

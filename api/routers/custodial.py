@@ -293,8 +293,8 @@ def custodial_flag(body: CustodialFlag, user: UserDep, users: UsersDep, chain: C
                           users, chain, relayer, origin, settings.public_base_url)
 
 
-custodial_flag.__doc__ = """Flag `token_id` lost or stolen (`Flag`); only its
-    issuer can clear it.""" + _CUSTODIAL_DOC
+custodial_flag.__doc__ = """Flag `token_id` lost or stolen (`Flag`); the lot's
+    acting issuer (or the admin) can clear it.""" + _CUSTODIAL_DOC
 
 
 @router.post("/gift-claims", status_code=status.HTTP_202_ACCEPTED, response_model=RelayAccepted,

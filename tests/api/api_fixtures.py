@@ -10,17 +10,77 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import requests
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from web3 import Web3
 
 from api.main import create_app
 from api.settings import Settings
+
+
+def node_rpc(w3: Web3, method: str, *params):
+    """One JSON-RPC call to the test node (anvil's own methods included); its result."""
+    answer = w3.provider.make_request(method, list(params))
+    assert "error" not in answer, answer
+    return answer.get("result")
+
+
+@contextmanager
+def manual_mining(w3: Web3) -> Iterator[None]:
+    """Automine off for the block; on again whatever happens (the rest of the
+    suite needs it)."""
+    node_rpc(w3, "evm_setAutomine", False)
+    try:
+        yield
+    finally:
+        node_rpc(w3, "evm_setAutomine", True)
+
+
+@contextmanager
+def node_gateway(rpc_url: str, refuse: tuple[str, ...] = ()) -> Iterator[tuple[str, list[bytes]]]:
+    """An HTTP gateway in front of the test node, as a provider runs one: it
+    records each HTTP request it gets (a JSON-RPC batch is one request) and
+    forwards it, except that it answers `502 Bad Gateway` to a single call of a
+    method in ``refuse`` (as a provider's gateway does when its backend is
+    down). Yields (its URL, the request bodies seen)."""
+    seen: list[bytes] = []
+    session = requests.Session()
+
+    class Gateway(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (the http.server API)
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            seen.append(body)
+            payload = json.loads(body)
+            if isinstance(payload, dict) and payload.get("method") in refuse:
+                self.send_response(502)
+                self.end_headers()
+                return
+            answer = session.post(rpc_url, data=body, headers={"Content-Type": "application/json"}, timeout=10)
+            self.send_response(answer.status_code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer.content)))
+            self.end_headers()
+            self.wfile.write(answer.content)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
 
 PUBLIC_BASE_URL = "https://verify.amphora.example"
 #: Test-only secrets of the custodial accounts and the operator endpoints.

@@ -6,13 +6,10 @@ loans made directly through Ape and the chain's clock moved forward."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-import requests
-from api_fixtures import SNAPSHOT_KEY, USD, outbox, wait_for_status
+from api_fixtures import SNAPSHOT_KEY, USD, node_gateway, outbox, wait_for_status
 from eth_account import Account
 from eth_account.messages import encode_defunct, encode_typed_data
 from pydantic import SecretStr
@@ -527,30 +524,9 @@ def test_offers__listing__node_requests_do_not_grow_with_the_offers_on_the_page(
 
 @pytest.fixture
 def counting_gateway(rpc_url):
-    """An HTTP gateway in front of the test node that records each HTTP request
-    it forwards (a JSON-RPC batch is one request): (its URL, the requests)."""
-    seen: list[bytes] = []
-    session = requests.Session()
-
-    class Gateway(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (the http.server API)
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            seen.append(body)
-            answer = session.post(rpc_url, data=body, headers={"Content-Type": "application/json"}, timeout=10)
-            self.send_response(answer.status_code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer.content)))
-            self.end_headers()
-            self.wfile.write(answer.content)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    server.shutdown()
-    server.server_close()
+    """A gateway in front of the test node that counts HTTP requests: (its URL, the requests)."""
+    with node_gateway(rpc_url) as gateway:
+        yield gateway
 
 
 def test_offers__typed_data__signed_by_lender_and_posted(client, chain, bottles, lender):

@@ -6,10 +6,9 @@ sponsor policy (it must void something, at most 1,000 nonces ahead)."""
 from __future__ import annotations
 
 import uuid
-from contextlib import contextmanager
 
 import pytest
-from api_fixtures import PASSWORD, outbox, wait_for_status
+from api_fixtures import PASSWORD, manual_mining, node_rpc, outbox, wait_for_status
 from eth_abi import encode
 from eth_account import Account
 from eth_account.messages import encode_typed_data
@@ -57,21 +56,6 @@ def _key() -> dict[str, str]:
     return {"Idempotency-Key": uuid.uuid4().hex}
 
 
-def _rpc(w3, method: str, *params):
-    answer = w3.provider.make_request(method, list(params))
-    assert "error" not in answer, answer
-    return answer.get("result")
-
-
-@contextmanager
-def manual_mining(w3):
-    """Automine off for the block; on again whatever happens (the rest of the
-    suite needs it)."""
-    _rpc(w3, "evm_setAutomine", False)
-    try:
-        yield
-    finally:
-        _rpc(w3, "evm_setAutomine", True)
 
 
 def _replay(w3, tx_hash: str) -> str | None:
@@ -252,7 +236,7 @@ def test_custodial_nonce_invalidation__default__also_voids_failed_requests_signe
                  "nonce": w3.eth.get_transaction_count(winery.address), "gas": 200_000, "value": 0,
                  "maxFeePerGas": 500 * 10**9, "maxPriorityFeePerGas": 100 * 10**9, "chainId": w3.eth.chain_id}
         w3.eth.send_raw_transaction(Account.sign_transaction(front, winery.private_key).raw_transaction)
-        _rpc(w3, "evm_mine")
+        node_rpc(w3, "evm_mine")
     for request in (a, b):
         assert wait_for_status(client, request["request_id"], "failed")["actor"] == me["address"]
     cert.clear_flag(first, sender=winery)
@@ -295,7 +279,7 @@ def test_custodial_nonce_invalidation__my_action_still_being_relayed__409_confli
         assert busy.status_code == 409 and busy.json()["error"] == "conflict"
         assert "still being relayed" in busy.json()["detail"]
         assert outbox(w3, relayer) == before
-        _rpc(w3, "evm_mine")
+        node_rpc(w3, "evm_mine")
     wait_for_status(client, flag["request_id"], "failed")
 
     done = client.post("/me/relay/nonce-invalidations", json={}, headers=_key())

@@ -8,11 +8,10 @@ from __future__ import annotations
 import json
 import threading
 import time
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from api_fixtures import ADMIN_TOKEN, bearer, outbox, sign_up, wait_for_status
+from api_fixtures import ADMIN_TOKEN, bearer, manual_mining, node_rpc, outbox, sign_up, wait_for_status
 from eth_account import Account
 from pydantic import SecretStr
 
@@ -24,21 +23,6 @@ from api.webhooks import verify
 pytest_plugins = ["api_fixtures", "pg"]
 
 
-def _rpc(w3, method: str, *params):
-    answer = w3.provider.make_request(method, list(params))
-    assert "error" not in answer, answer
-    return answer.get("result")
-
-
-@contextmanager
-def manual_mining(w3):
-    """Automine off for the block; on again whatever happens (the rest of the
-    suite needs it)."""
-    _rpc(w3, "evm_setAutomine", False)
-    try:
-        yield
-    finally:
-        _rpc(w3, "evm_setAutomine", True)
 
 
 def _attempts(client, request_id: str) -> list[dict]:
@@ -137,7 +121,7 @@ def test_confirmations__three__mined_until_two_more_blocks(
     mined = wait_for_status(client, accepted["request_id"], "mined")
     time.sleep(0.3)  # several worker passes: still not enough blocks
     assert client.get(f"/relay/{accepted['request_id']}").json()["status"] == "mined"
-    _rpc(w3, "anvil_mine", "0x2")
+    node_rpc(w3, "anvil_mine", "0x2")
 
     confirmed = wait_for_status(client, accepted["request_id"], "confirmed")
     assert mined["confirmations"] == 1
@@ -152,10 +136,10 @@ def test_reorg__block_reorganised_away__sent_again_and_confirmed_exactly_once(
     accepted = client.post("/relay/transfers", json=transfer_body(holder, recipient, held_token)).json()
     mined = wait_for_status(client, accepted["request_id"], "mined")
 
-    _rpc(w3, "anvil_reorg", 1, [])  # the block with our transaction is replaced by an empty one
+    node_rpc(w3, "anvil_reorg", 1, [])  # the block with our transaction is replaced by an empty one
     assert w3.eth.get_transaction_count(relayer.address) == nonce_before
     _until(lambda: w3.eth.get_transaction_count(relayer.address) == nonce_before + 1, what="re-send")
-    _rpc(w3, "anvil_mine", "0x3")
+    node_rpc(w3, "anvil_mine", "0x3")
     confirmed = wait_for_status(client, accepted["request_id"], "confirmed")
 
     assert confirmed["block_hash"] != mined["block_hash"]
@@ -178,7 +162,7 @@ def test_stuck__base_fee_above_its_offer__replaced_with_higher_fees_never_above_
         time.sleep(1)  # more stuck periods: at the cap it only re-sends
         attempts = _attempts(client, accepted["request_id"])
         latest = client.get(f"/relay/{accepted['request_id']}").json()
-        _rpc(w3, "evm_mine")
+        node_rpc(w3, "evm_mine")
 
     confirmed = wait_for_status(client, accepted["request_id"], "confirmed")
     fees = [int(a["max_fee"]) for a in attempts]
@@ -199,12 +183,12 @@ def test_dropped__node_forgets_the_transaction__sent_again_and_confirmed(
     client = make_client(relay_stuck_seconds=0.3)
     with manual_mining(w3):
         accepted = client.post("/relay/transfers", json=transfer_body(holder, recipient, held_token)).json()
-        _rpc(w3, "anvil_dropTransaction", accepted["tx_hash"])
+        node_rpc(w3, "anvil_dropTransaction", accepted["tx_hash"])
         assert w3.eth.get_transaction_count(relayer.address, "pending") == w3.eth.get_transaction_count(
             relayer.address)
         _until(lambda: w3.eth.get_transaction_count(relayer.address, "pending")
                > w3.eth.get_transaction_count(relayer.address), what="the transaction back in the pool")
-        _rpc(w3, "evm_mine")
+        node_rpc(w3, "evm_mine")
 
     wait_for_status(client, accepted["request_id"], "confirmed")
     assert cert.ownerOf(held_token) == recipient
@@ -220,7 +204,7 @@ def test_front_run__holder_moves_the_token_first__failed_with_reason(
                  "nonce": w3.eth.get_transaction_count(holder.address), "gas": 200_000, "value": 0,
                  "maxFeePerGas": 500 * 10**9, "maxPriorityFeePerGas": 100 * 10**9, "chainId": w3.eth.chain_id}
         w3.eth.send_raw_transaction(Account.sign_transaction(front, holder.private_key).raw_transaction)
-        _rpc(w3, "evm_mine")
+        node_rpc(w3, "evm_mine")
 
     failed = wait_for_status(client, accepted["request_id"], "failed")
     assert failed["error"] == "the transaction reverted on chain"

@@ -10,10 +10,9 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import pytest
-from api_fixtures import ADMIN_TOKEN, bearer, outbox, sign_up, wait_for_status
+from api_fixtures import ADMIN_TOKEN, bearer, manual_mining, node_rpc, outbox, sign_up, wait_for_status
 from fastapi.testclient import TestClient
 
 from api.main import create_app
@@ -25,20 +24,6 @@ OPERATOR = bearer(ADMIN_TOKEN)
 pytest_plugins = ["api_fixtures"]
 
 
-def _rpc(w3, method: str, *params):
-    answer = w3.provider.make_request(method, list(params))
-    assert "error" not in answer, answer
-    return answer.get("result")
-
-
-@contextmanager
-def manual_mining(w3):
-    """Automine off for the block; on again whatever happens."""
-    _rpc(w3, "evm_setAutomine", False)
-    try:
-        yield
-    finally:
-        _rpc(w3, "evm_setAutomine", True)
 
 
 def _until(predicate, timeout: float = 15.0, what: str = "condition"):
@@ -69,7 +54,7 @@ def test_in_flight__same_signature_under_other_keys_and_accounts__one_admitted_t
         other_key = client.post("/relay/transfers", json=body, headers={"Idempotency-Key": "b"})
         no_key = client.post("/relay/transfers", json=body)
         other_account = client.post("/relay/transfers", json=body, headers={"Idempotency-Key": "a", **bob})
-        _rpc(w3, "evm_mine")
+        node_rpc(w3, "evm_mine")
 
     assert first.status_code == 202, first.text
     for twin in (other_key, no_key, other_account):
@@ -107,7 +92,7 @@ def test_in_flight__same_signature_sent_concurrently_under_eight_keys__one_trans
 
     with manual_mining(w3), ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(post, range(8)))
-    _rpc(w3, "evm_mine")
+    node_rpc(w3, "evm_mine")
 
     statuses = sorted(a.status_code for a in answers)
     assert statuses == [202] + [409] * 7, [a.text for a in answers]
@@ -174,7 +159,7 @@ def test_custodial__openapi__idempotency_key_required_on_every_custodial_post(cl
 
     custodial = {path: item["post"] for path, item in paths.items() if path.startswith("/me/relay/")}
 
-    assert len(custodial) == 9
+    assert len(custodial) == 10  # nine actions and the nonce invalidation
     for path, operation in custodial.items():
         header = [p for p in operation["parameters"] if p["in"] == "header" and p["name"] == "Idempotency-Key"]
         assert header and header[0]["required"] is True, path
@@ -185,11 +170,11 @@ def test_custodial__openapi__idempotency_key_required_on_every_custodial_post(cl
 
 
 def _drain(w3, address: str) -> None:
-    _rpc(w3, "anvil_setBalance", address, hex(1))
+    node_rpc(w3, "anvil_setBalance", address, hex(1))
 
 
 def _fund(w3, address: str) -> None:
-    _rpc(w3, "anvil_setBalance", address, hex(10**20))
+    node_rpc(w3, "anvil_setBalance", address, hex(10**20))
 
 
 def _stuck_on_a_drained_key(client, w3, relayer, body) -> dict:
@@ -200,7 +185,7 @@ def _stuck_on_a_drained_key(client, w3, relayer, body) -> dict:
     with manual_mining(w3):
         stuck = client.post("/relay/transfers", json=body, headers=_key())
         assert stuck.status_code == 202, stuck.text
-        _rpc(w3, "anvil_dropTransaction", stuck.json()["tx_hash"])
+        node_rpc(w3, "anvil_dropTransaction", stuck.json()["tx_hash"])
         _drain(w3, relayer.address)
     request_id = stuck.json()["request_id"]
     _until(lambda: client.get(f"/relay/{request_id}").json()["status"] == "queued", what="the request queued again")

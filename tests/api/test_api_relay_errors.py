@@ -3,14 +3,12 @@ must never carry the node's URL, which holds the provider's key."""
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
+from api_fixtures import node_gateway
 
 #: The API fixtures (apps and clients on the test deployment).
 pytest_plugins = ["api_fixtures"]
@@ -24,32 +22,8 @@ def keyed_gateway(rpc_url) -> Iterator[str]:
     gateway in front of the test node that forwards every JSON-RPC call, except
     that it answers `502 Bad Gateway` to `eth_sendRawTransaction`, as a
     provider's gateway does when its backend is down."""
-    session = requests.Session()
-
-    class Gateway(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (the http.server API)
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            payload = json.loads(body)
-            if isinstance(payload, dict) and payload.get("method") == "eth_sendRawTransaction":
-                self.send_response(502)
-                self.end_headers()
-                return
-            answer = session.post(rpc_url, data=body, headers={"Content-Type": "application/json"}, timeout=10)
-            self.send_response(answer.status_code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer.content)))
-            self.end_headers()
-            self.wfile.write(answer.content)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v3/{PROVIDER_KEY}"
-    server.shutdown()
-    server.server_close()
+    with node_gateway(rpc_url, refuse=("eth_sendRawTransaction",)) as (url, _seen):
+        yield f"{url}/v3/{PROVIDER_KEY}"
 
 
 def test_relay_error__node_url_carries_a_key__error_is_stored_shown_and_logged_without_it(
