@@ -6,8 +6,7 @@ Usage (with the API instances stopped, see below)::
     AMPHORA_MASTER_KEY=<current key> AMPHORA_NEW_MASTER_KEY=<new key> \\
     AMPHORA_DATABASE_URL=postgresql://... python -m api.rotate_master_key
 
-(or ``AMPHORA_RELAY_DB=relay.sqlite`` in place of ``AMPHORA_DATABASE_URL``),
-
+(or ``AMPHORA_RELAY_DB=relay.sqlite`` in place of ``AMPHORA_DATABASE_URL``);
 then restart every instance with ``AMPHORA_MASTER_KEY=<new key>``. The keys are
 read from the environment only (never from the command line, where ``ps``
 shows them). Every key is decrypted under the current master key, checked
