@@ -12,6 +12,7 @@ import json
 import secrets
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,6 +34,22 @@ def node_rpc(w3: Web3, method: str, *params):
     assert "error" not in answer, answer
     return answer.get("result")
 
+
+
+def until(predicate, timeout: float = 15.0, what: str = "condition"):
+    """Poll ``predicate`` until it answers something true; that answer. Fails the test on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def idempotency_key(**headers: str) -> dict[str, str]:
+    """A new action's headers: its own Idempotency-Key (required on custodial POSTs), plus ``headers``."""
+    return {"Idempotency-Key": uuid.uuid4().hex, **headers}
 
 @contextmanager
 def manual_mining(w3: Web3) -> Iterator[None]:

@@ -5,10 +5,9 @@ account's address is the on-chain actor. One account cannot act for another."""
 from __future__ import annotations
 
 import time
-import uuid
 
 import pytest
-from api_fixtures import PASSWORD, SCALE, USD, bearer, outbox, sign_up, wait_for_status
+from api_fixtures import PASSWORD, SCALE, USD, bearer, idempotency_key, outbox, sign_up, wait_for_status
 from eth_account import Account
 from eth_utils import keccak
 
@@ -32,11 +31,6 @@ def my_token(cert, lot, winery, me) -> int:
     return token_id
 
 
-def _key(**headers: str) -> dict[str, str]:
-    """A new action's headers: its own Idempotency-Key (required on custodial POSTs), plus ``headers``."""
-    return {"Idempotency-Key": uuid.uuid4().hex, **headers}
-
-
 def _confirmed(client, response) -> dict:
     assert response.status_code == 202, response.text
     return wait_for_status(client, response.json()["request_id"], "confirmed")
@@ -46,7 +40,7 @@ def test_transfer__my_certificate__moves_with_my_address_as_actor_and_no_gas_of_
         client, w3, cert, relayer, me, my_token, recipient):
     done = _confirmed(client, client.post("/me/relay/transfers",
                                           json={"token_id": my_token, "to": recipient.address},
-                                          headers=_key()))
+                                          headers=idempotency_key()))
 
     assert cert.ownerOf(my_token) == recipient
     assert done["actor"] == me["address"]
@@ -60,8 +54,10 @@ def test_transfer__two_at_once__both_signed_on_consecutive_nonces(
     second = lot.token(4)
     cert.transferFrom(winery, me["address"], second, sender=winery)
 
-    first = client.post("/me/relay/transfers", json={"token_id": my_token, "to": recipient.address}, headers=_key())
-    then = client.post("/me/relay/transfers", json={"token_id": second, "to": recipient.address}, headers=_key())
+    first = client.post("/me/relay/transfers", json={"token_id": my_token, "to": recipient.address},
+                        headers=idempotency_key())
+    then = client.post("/me/relay/transfers", json={"token_id": second, "to": recipient.address},
+                       headers=idempotency_key())
 
     _confirmed(client, first)
     _confirmed(client, then)
@@ -75,7 +71,7 @@ def test_transfer__another_accounts_certificate__409_and_nothing_sent(
     before = outbox(w3, relayer)
 
     response = client.post("/me/relay/transfers", json={"token_id": my_token, "to": attacker.address},
-                           headers=_key(**thief))
+                           headers=idempotency_key(**thief))
 
     assert response.status_code == 409
     assert response.json()["detail"] == "certificate: transfer from incorrect owner"
@@ -88,7 +84,7 @@ def test_points__pay_from_my_points__moves_them(client, deployed_points, issue_p
     value = 3 * SCALE * USD
 
     _confirmed(client, client.post("/me/relay/points-transfers", json={"to": merchant.address, "value": value},
-                                   headers=_key()))
+                                   headers=idempotency_key()))
 
     assert deployed_points.balanceOf(me["address"]) == 7 * SCALE * USD
     assert deployed_points.balanceOf(merchant) == value
@@ -98,7 +94,7 @@ def test_points__more_than_i_hold__409(client, deployed_points, issue_points, me
     issue_points(me["address"], USD)
 
     response = client.post("/me/relay/points-transfers", json={"to": merchant.address, "value": 2 * SCALE * USD},
-                           headers=_key())
+                           headers=idempotency_key())
 
     assert response.status_code == 409
     assert response.json()["error"] == "would_revert"
@@ -109,13 +105,13 @@ def test_gift__created_by_me_then_claimed_by_a_new_account_with_the_secret(
     claim_key = Account.create()
     expiry = chain.pending_timestamp + 86_400
     _confirmed(client, client.post("/me/relay/gifts", json={"token_id": my_token, "claim_key": claim_key.address,
-                                                            "expiry": expiry}, headers=_key()))
+                                                            "expiry": expiry}, headers=idempotency_key()))
     assert cert.state_of(my_token) != 0
     friend = sign_up(client)  # the recipient signs up on the same service, no wallet
 
-    claimed = _confirmed(client, client.post("/me/relay/gift-claims", headers=_key(**bearer(friend["token"])),
-                                             json={"token_id": my_token,
-                                                   "claim_secret": "0x" + claim_key.key.hex()}))
+    claimed = _confirmed(client, client.post(
+        "/me/relay/gift-claims", headers=idempotency_key(**bearer(friend["token"])),
+        json={"token_id": my_token, "claim_secret": "0x" + claim_key.key.hex()}))
 
     assert cert.ownerOf(my_token) == friend["address"]
     assert claimed["actor"] == friend["address"]
@@ -124,16 +120,18 @@ def test_gift__created_by_me_then_claimed_by_a_new_account_with_the_secret(
 def test_gift_revocation_redemption_and_flag__each_relayed_for_me(client, cert, lot, winery, me, my_token):
     claim_key = Account.create()
     _confirmed(client, client.post("/me/relay/gifts", json={
-        "token_id": my_token, "claim_key": claim_key.address, "expiry": int(time.time()) + 86_400}, headers=_key()))
-    _confirmed(client, client.post("/me/relay/gift-revocations", json={"token_id": my_token}, headers=_key()))
+        "token_id": my_token, "claim_key": claim_key.address, "expiry": int(time.time()) + 86_400},
+        headers=idempotency_key()))
+    _confirmed(client, client.post("/me/relay/gift-revocations", json={"token_id": my_token},
+                                   headers=idempotency_key()))
     assert cert.state_of(my_token) == 0
     flagged = lot.token(5)
     cert.transferFrom(winery, me["address"], flagged, sender=winery)
 
     _confirmed(client, client.post("/me/relay/redemptions", json={
-        "token_id": my_token, "order_hash": "0x" + keccak(text="deliver to me").hex()}, headers=_key()))
+        "token_id": my_token, "order_hash": "0x" + keccak(text="deliver to me").hex()}, headers=idempotency_key()))
     _confirmed(client, client.post("/me/relay/flags", json={
-        "token_id": flagged, "reason_hash": "0x" + keccak(text="lost at the party").hex()}, headers=_key()))
+        "token_id": flagged, "reason_hash": "0x" + keccak(text="lost at the party").hex()}, headers=idempotency_key()))
 
     assert cert.state_of(my_token) != 0 and cert.state_of(flagged) != 0
     assert cert.state_of(my_token) != cert.state_of(flagged)

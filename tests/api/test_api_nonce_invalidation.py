@@ -5,10 +5,8 @@ sponsor policy (it must void something, at most 1,000 nonces ahead)."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
-from api_fixtures import PASSWORD, manual_mining, node_rpc, outbox, wait_for_status
+from api_fixtures import PASSWORD, idempotency_key, manual_mining, node_rpc, outbox, wait_for_status
 from eth_abi import encode
 from eth_account import Account
 from eth_account.messages import encode_typed_data
@@ -50,12 +48,6 @@ def _mined(w3, response) -> None:
     assert response.status_code == 202, response.text
     receipt = w3.eth.wait_for_transaction_receipt(response.json()["tx_hash"], timeout=10)
     assert receipt["status"] == 1
-
-
-def _key() -> dict[str, str]:
-    return {"Idempotency-Key": uuid.uuid4().hex}
-
-
 
 
 def _replay(w3, tx_hash: str) -> str | None:
@@ -175,7 +167,7 @@ def test_custodial_nonce_invalidation__default__voids_what_was_signed_with_my_ke
     pending = eip712.sign(eip712.typed_data("Transfer", eip712.transfer_message(
         me["address"], recipient.address, token_id, 0, deadline), chain_id, cert.address), key)
 
-    response = client.post("/me/relay/nonce-invalidations", json={}, headers=_key())
+    response = client.post("/me/relay/nonce-invalidations", json={}, headers=idempotency_key())
 
     assert response.status_code == 202, response.text
     done = wait_for_status(client, response.json()["request_id"], "confirmed")
@@ -193,11 +185,11 @@ def test_custodial_nonce_invalidation__explicit_new_nonce__then_my_next_action_c
     me = client.account
     token_id = lot.token(3)
     cert.transferFrom(winery, me["address"], token_id, sender=winery)
-    first = client.post("/me/relay/nonce-invalidations", json={"new_nonce": 5}, headers=_key())
+    first = client.post("/me/relay/nonce-invalidations", json={"new_nonce": 5}, headers=idempotency_key())
     wait_for_status(client, first.json()["request_id"], "confirmed")
 
     moved = client.post("/me/relay/transfers", json={"token_id": token_id, "to": recipient.address},
-                        headers=_key())
+                        headers=idempotency_key())
 
     wait_for_status(client, moved.json()["request_id"], "confirmed")
     assert cert.nonces(me["address"]) == 6 and cert.ownerOf(token_id) == recipient
@@ -209,7 +201,7 @@ def test_custodial_nonce_invalidation__no_op_or_too_far__422_and_nothing_sent(
         client, w3, relayer, cert, new_nonce, problem):
     before = outbox(w3, relayer)
 
-    response = client.post("/me/relay/nonce-invalidations", json={"new_nonce": new_nonce}, headers=_key())
+    response = client.post("/me/relay/nonce-invalidations", json={"new_nonce": new_nonce}, headers=idempotency_key())
 
     assert response.status_code == 422 and problem in response.json()["detail"]
     assert outbox(w3, relayer) == before and cert.nonces(client.account["address"]) == 0
@@ -230,7 +222,7 @@ def test_custodial_nonce_invalidation__default__also_voids_failed_requests_signe
     with manual_mining(w3):
         # Two flags signed by the service at nonces 0 and 1, both in the pool...
         a, b = (client.post("/me/relay/flags", json={"token_id": token_id, "reason_hash": "0x" + REASON.hex()},
-                            headers=_key()).json() for token_id in (first, second))
+                            headers=idempotency_key()).json() for token_id in (first, second))
         # ...and the issuer flags the first bottle with a higher tip: mined first.
         front = {"to": cert.address, "data": "0x" + bytes(cert.flag.encode_input(first, REASON)).hex(),
                  "nonce": w3.eth.get_transaction_count(winery.address), "gas": 200_000, "value": 0,
@@ -244,7 +236,7 @@ def test_custodial_nonce_invalidation__default__also_voids_failed_requests_signe
     assert _replay(w3, a["tx_hash"]) is None
     assert cert.nonces(me["address"]) == 0
 
-    done = client.post("/me/relay/nonce-invalidations", json={}, headers=_key())
+    done = client.post("/me/relay/nonce-invalidations", json={}, headers=idempotency_key())
 
     wait_for_status(client, done.json()["request_id"], "confirmed")
     assert cert.nonces(me["address"]) == 2
@@ -266,7 +258,7 @@ def test_custodial_nonce_invalidation__my_action_still_being_relayed__409_confli
     cert.transferFrom(winery, me["address"], token_id, sender=winery)
     with manual_mining(w3):
         flag = client.post("/me/relay/flags", json={"token_id": token_id, "reason_hash": "0x" + REASON.hex()},
-                           headers=_key()).json()
+                           headers=idempotency_key()).json()
         front = {"to": cert.address, "data": "0x" + bytes(cert.flag.encode_input(token_id, REASON)).hex(),
                  "nonce": w3.eth.get_transaction_count(winery.address), "gas": 200_000, "value": 0,
                  "maxFeePerGas": 500 * 10**9, "maxPriorityFeePerGas": 100 * 10**9, "chainId": w3.eth.chain_id}
@@ -274,7 +266,7 @@ def test_custodial_nonce_invalidation__my_action_still_being_relayed__409_confli
         before = outbox(w3, relayer)
 
         # The flag goes out before anything else of mine: it cannot be called back.
-        busy = client.post("/me/relay/nonce-invalidations", json={}, headers=_key())
+        busy = client.post("/me/relay/nonce-invalidations", json={}, headers=idempotency_key())
 
         assert busy.status_code == 409 and busy.json()["error"] == "conflict"
         assert "still being relayed" in busy.json()["detail"]
@@ -282,7 +274,7 @@ def test_custodial_nonce_invalidation__my_action_still_being_relayed__409_confli
         node_rpc(w3, "evm_mine")
     wait_for_status(client, flag["request_id"], "failed")
 
-    done = client.post("/me/relay/nonce-invalidations", json={}, headers=_key())
+    done = client.post("/me/relay/nonce-invalidations", json={}, headers=idempotency_key())
 
     wait_for_status(client, done.json()["request_id"], "confirmed")
     assert cert.nonces(me["address"]) == 1

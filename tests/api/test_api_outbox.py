@@ -11,7 +11,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from api_fixtures import ADMIN_TOKEN, bearer, manual_mining, node_rpc, outbox, sign_up, wait_for_status
+from api_fixtures import ADMIN_TOKEN, bearer, manual_mining, node_rpc, outbox, sign_up, until, wait_for_status
 from eth_account import Account
 from pydantic import SecretStr
 
@@ -23,21 +23,9 @@ from api.webhooks import verify
 pytest_plugins = ["api_fixtures", "pg"]
 
 
-
-
 def _attempts(client, request_id: str) -> list[dict]:
     with client.app.state.db.transaction() as tx:
         return tx.all("SELECT * FROM relay_attempts WHERE request_id = ? ORDER BY created_at", (request_id,))
-
-
-def _until(predicate, timeout: float = 15.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 # ------------------------------------------------------------ idempotency
@@ -138,7 +126,7 @@ def test_reorg__block_reorganised_away__sent_again_and_confirmed_exactly_once(
 
     node_rpc(w3, "anvil_reorg", 1, [])  # the block with our transaction is replaced by an empty one
     assert w3.eth.get_transaction_count(relayer.address) == nonce_before
-    _until(lambda: w3.eth.get_transaction_count(relayer.address) == nonce_before + 1, what="re-send")
+    until(lambda: w3.eth.get_transaction_count(relayer.address) == nonce_before + 1, what="re-send")
     node_rpc(w3, "anvil_mine", "0x3")
     confirmed = wait_for_status(client, accepted["request_id"], "confirmed")
 
@@ -157,7 +145,7 @@ def test_stuck__base_fee_above_its_offer__replaced_with_higher_fees_never_above_
     with manual_mining(w3):
         accepted = client.post("/relay/transfers", json=transfer_body(holder, recipient, held_token)).json()
         assert accepted["status"] == "sent"
-        _until(lambda: any(int(a["max_fee"]) == cap for a in _attempts(client, accepted["request_id"])),
+        until(lambda: any(int(a["max_fee"]) == cap for a in _attempts(client, accepted["request_id"])),
                what="fee bumps up to the cap")
         time.sleep(1)  # more stuck periods: at the cap it only re-sends
         attempts = _attempts(client, accepted["request_id"])
@@ -186,7 +174,7 @@ def test_dropped__node_forgets_the_transaction__sent_again_and_confirmed(
         node_rpc(w3, "anvil_dropTransaction", accepted["tx_hash"])
         assert w3.eth.get_transaction_count(relayer.address, "pending") == w3.eth.get_transaction_count(
             relayer.address)
-        _until(lambda: w3.eth.get_transaction_count(relayer.address, "pending")
+        until(lambda: w3.eth.get_transaction_count(relayer.address, "pending")
                > w3.eth.get_transaction_count(relayer.address), what="the transaction back in the pool")
         node_rpc(w3, "evm_mine")
 
@@ -388,7 +376,7 @@ def test_webhook__status_changes_pushed_with_a_valid_signature(
                              relay_webhook_secret=SecretStr("hook-secret"))
         accepted = client.post("/relay/transfers", json=transfer_body(holder, recipient, held_token)).json()
         wait_for_status(client, accepted["request_id"], "confirmed")
-        _until(lambda: any(r[0]["status"] == "confirmed" for r in _Hook.received), what="the confirmed push")
+        until(lambda: any(r[0]["status"] == "confirmed" for r in _Hook.received), what="the confirmed push")
     finally:
         server.shutdown()
 

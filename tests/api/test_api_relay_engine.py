@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from api_fixtures import ADMIN_TOKEN, bearer, manual_mining, node_rpc, outbox, sign_up, wait_for_status
+from api_fixtures import (
+    ADMIN_TOKEN,
+    bearer,
+    idempotency_key,
+    manual_mining,
+    node_rpc,
+    outbox,
+    sign_up,
+    until,
+    wait_for_status,
+)
 from fastapi.testclient import TestClient
 
 from api.main import create_app
@@ -22,22 +31,6 @@ OPERATOR = bearer(ADMIN_TOKEN)
 
 #: The API fixtures (apps and clients on the test deployment).
 pytest_plugins = ["api_fixtures"]
-
-
-
-
-def _until(predicate, timeout: float = 15.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"timed out waiting for {what}")
-
-
-def _key() -> dict[str, str]:
-    return {"Idempotency-Key": uuid.uuid4().hex}
 
 
 # ------------------------------------------------------------ item 3: one in flight per call
@@ -69,11 +62,11 @@ def test_in_flight__same_signature_under_other_keys_and_accounts__one_admitted_t
 def test_in_flight__after_the_first_is_final__the_same_call_is_judged_by_the_chain_again(
         client, w3, relayer, held_token, holder, recipient, transfer_body):
     body = transfer_body(holder, recipient, held_token)
-    first = client.post("/relay/transfers", json=body, headers=_key())
+    first = client.post("/relay/transfers", json=body, headers=idempotency_key())
     wait_for_status(client, first.json()["request_id"], "confirmed")
     before = outbox(w3, relayer)
 
-    again = client.post("/relay/transfers", json=body, headers=_key())
+    again = client.post("/relay/transfers", json=body, headers=idempotency_key())
 
     assert again.status_code == 409
     assert again.json()["error"] == "would_revert"  # the signature is spent, no longer "in flight"
@@ -88,7 +81,7 @@ def test_in_flight__same_signature_sent_concurrently_under_eight_keys__one_trans
 
     def post(_: int):
         barrier.wait()
-        return client.post("/relay/transfers", json=body, headers=_key())
+        return client.post("/relay/transfers", json=body, headers=idempotency_key())
 
     with manual_mining(w3), ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(post, range(8)))
@@ -183,12 +176,12 @@ def _stuck_on_a_drained_key(client, w3, relayer, body) -> dict:
     outbox's re-send is refused for lack of funds, and the request waits on
     the key's nonce. Returns the 202 body; the key is left drained."""
     with manual_mining(w3):
-        stuck = client.post("/relay/transfers", json=body, headers=_key())
+        stuck = client.post("/relay/transfers", json=body, headers=idempotency_key())
         assert stuck.status_code == 202, stuck.text
         node_rpc(w3, "anvil_dropTransaction", stuck.json()["tx_hash"])
         _drain(w3, relayer.address)
     request_id = stuck.json()["request_id"]
-    _until(lambda: client.get(f"/relay/{request_id}").json()["status"] == "queued", what="the request queued again")
+    until(lambda: client.get(f"/relay/{request_id}").json()["status"] == "queued", what="the request queued again")
     return stuck.json()
 
 
@@ -201,12 +194,13 @@ def test_key_cannot_pay__new_work_503_health_degraded__funded_again_the_stuck_re
     nonce_before = w3.eth.get_transaction_count(relayer.address)
     try:
         stuck = _stuck_on_a_drained_key(client, w3, relayer, transfer_body(holder, recipient, held_token))
-        assert _until(lambda: client.get("/health").json() == {"status": "degraded"},
+        assert until(lambda: client.get("/health").json() == {"status": "degraded"},
                       what="public health degraded")
         health = client.get("/health", headers=OPERATOR).json()
         assert health["status"] == "degraded"
 
-        refused = client.post("/relay/transfers", json=transfer_body(attacker, recipient, other), headers=_key())
+        refused = client.post("/relay/transfers", json=transfer_body(attacker, recipient, other),
+                              headers=idempotency_key())
 
         assert refused.status_code == 503, refused.text
         assert refused.json()["error"] == "relay_unavailable"
@@ -222,7 +216,7 @@ def test_key_cannot_pay__new_work_503_health_degraded__funded_again_the_stuck_re
     assert cert.ownerOf(held_token) == recipient
     assert client.get("/health").json() == {"status": "ok"}
     assert client.get("/health", headers=OPERATOR).json()["relayer"]["keys"][0]["fault"] is None
-    later = client.post("/relay/transfers", json=transfer_body(attacker, recipient, other), headers=_key())
+    later = client.post("/relay/transfers", json=transfer_body(attacker, recipient, other), headers=idempotency_key())
     assert later.status_code == 202, later.text
     wait_for_status(client, later.json()["request_id"], "confirmed")
 
@@ -233,7 +227,8 @@ def test_key_cannot_pay__new_request_while_drained__503_at_simulation_nothing_st
     before = outbox(w3, relayer)
     _drain(w3, relayer.address)
     try:
-        refused = client.post("/relay/transfers", json=transfer_body(holder, recipient, held_token), headers=_key())
+        refused = client.post("/relay/transfers", json=transfer_body(holder, recipient, held_token),
+                              headers=idempotency_key())
         pending = w3.eth.get_transaction_count(relayer.address, "pending")
     finally:
         _fund(w3, relayer.address)
@@ -251,7 +246,7 @@ def test_key_cannot_pay__stuck_call_would_revert_once_funded__nonce_freed_by_a_c
     nonce_before = w3.eth.get_transaction_count(relayer.address)
     try:
         stuck = _stuck_on_a_drained_key(client, w3, relayer, transfer_body(holder, recipient, held_token))
-        _until(lambda: client.get("/health").json()["status"] == "degraded", what="health degraded")
+        until(lambda: client.get("/health").json()["status"] == "degraded", what="health degraded")
         cert.transferFrom(holder, attacker, held_token, sender=holder)  # the signed transfer is void now
     finally:
         _fund(w3, relayer.address)
