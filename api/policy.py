@@ -27,7 +27,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import logging
 import threading
 import time
@@ -39,6 +38,7 @@ from eth_utils import to_checksum_address
 from api.chain import ChainService
 from api.db import Database
 from api.errors import AlreadyReverted, InvalidRequest, RelayRefused, RelayUnavailable, TooManyRequests
+from api.network import ip_prefix
 from api.outbox import Simulation, Submission, fingerprint
 from api.settings import Settings
 
@@ -111,14 +111,8 @@ def network_of(host: str | None, v4_prefix: int = 24, v6_prefix: int = 56) -> st
     """The quota key of a client's network: its address cut to the prefix
     (an IPv4-mapped IPv6 address counts as IPv4); a host that is not an
     address (a test client, a Unix socket) is its own network."""
-    try:
-        address = ipaddress.ip_address(host or "")
-    except ValueError:
-        return NETWORK + (host or "unknown")[:60]
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    prefix = v4_prefix if address.version == 4 else v6_prefix
-    return NETWORK + str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+    prefix = ip_prefix(host, v4_prefix, v6_prefix)
+    return NETWORK + (prefix if prefix is not None else (host or "unknown")[:60])
 
 
 class AllowList:

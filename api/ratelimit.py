@@ -21,7 +21,6 @@ can make the limiter forget its oldest keys. Refusals are 429 with
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import math
 import threading
 import time
@@ -31,6 +30,7 @@ from cachetools import TTLCache
 from starlette.requests import Request
 
 from api.errors import TooManyRequests
+from api.network import ip_prefix
 
 #: Keys a limiter remembers at most, unless its owner says otherwise: about 5 MiB of buckets.
 DEFAULT_MAX_KEYS = 20_000
@@ -45,15 +45,8 @@ def _digest(*parts: str) -> bytes:
 def client_key(request: Request) -> str:
     """The network a request comes from: the IPv4 address, or the IPv6 /64."""
     host = request.client.host if request.client else "unknown"
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address)
+    prefix = ip_prefix(host, 32, 64)
+    return prefix if prefix is not None else host
 
 
 class RateLimiter:

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import secrets
 import threading
 import time
@@ -48,6 +47,7 @@ from pathlib import Path
 from crawlerdetect import CrawlerDetect
 
 from api.db import Database, Store, Transaction
+from api.network import ip_prefix
 
 #: Anomaly codes, in the order they are reported.
 BURST = "burst"
@@ -92,14 +92,8 @@ def network_prefix(host: str | None) -> str:
     address as IPv4); anything else as given."""
     if not host:
         return "unknown"
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    bits = 24 if address.version == 4 else 48
-    return str(ipaddress.ip_network(f"{address}/{bits}", strict=False))
+    prefix = ip_prefix(host, 24, 48)
+    return prefix if prefix is not None else host
 
 
 def is_bot(user_agent: str | None) -> bool:
