@@ -51,8 +51,8 @@ bench: install
 	python bench/relayer.py
 
 lint: install
-	ruff check amphora api scripts tests bench
-	mypy api amphora
+	ruff check amphora api storage indexer scripts tests bench
+	mypy api amphora storage indexer
 
 # Re-resolve the pinned environment after editing pyproject.toml.
 lock:

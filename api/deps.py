@@ -20,7 +20,6 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.chain import ChainService
-from api.db import Database
 from api.errors import Forbidden, ServiceUnavailable, Unauthorized
 from api.offers import OfferBook
 from api.policy import network_of
@@ -29,6 +28,8 @@ from api.relayer import Origin, Relayer
 from api.scans import ScanLog
 from api.settings import Settings
 from api.users import User, UserStore
+from indexer.reader import IndexReader
+from storage.db import Database
 
 #: Session tokens (`POST /auth/signup`, `POST /auth/login`) and API tokens (`POST /auth/api-tokens`).
 user_bearer = HTTPBearer(
@@ -56,6 +57,10 @@ def get_chain(request: Request) -> ChainService:
 
 def get_db(request: Request) -> Database:
     return cast(Database, request.app.state.db)
+
+
+def get_index(request: Request) -> IndexReader:
+    return request.app.state.index  # type: ignore[no-any-return]
 
 
 def get_relayer(request: Request) -> Relayer:
@@ -130,6 +135,7 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 ChainDep = Annotated[ChainService, Depends(get_chain)]
 DbDep = Annotated[Database, Depends(get_db)]
 RelayerDep = Annotated[Relayer, Depends(get_relayer)]
+IndexDep = Annotated[IndexReader, Depends(get_index)]
 ScansDep = Annotated[ScanLog, Depends(get_scans)]
 OffersDep = Annotated[OfferBook, Depends(get_offers)]
 UsersDep = Annotated[UserStore, Depends(get_users)]

@@ -17,7 +17,6 @@ from fastapi_offline import FastAPIOffline
 
 from api.bodylimit import BodySizeLimit
 from api.chain import ChainService
-from api.db import Database
 from api.errors import PayloadTooLarge, error_responses, install_exception_handlers
 from api.lending import SnapshotSigner
 from api.offers import OfferBook
@@ -28,6 +27,10 @@ from api.scans import ScanLog
 from api.security import SecurityHeaders
 from api.settings import Settings, get_settings
 from api.users import UserStore
+from indexer.follower import IndexConfig, ensure_schema
+from indexer.reader import IndexReader
+from indexer.service import IndexerService
+from storage.db import Database
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +88,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     clients_per_network=settings.scan_clients_per_network,
                     retention_days=settings.scan_retention_days)
     offers = OfferBook(db if db.postgres else settings.offer_db)
+    # The index: in the relayer's database, unless a SQLite file of its own is named
+    # (written by an indexer run as its own process, or shared by the tests).
+    index_db = db if db.postgres or settings.index_db is None else Database(sqlite_path=settings.index_db)
+    ensure_schema(index_db)
+    follower = IndexerService(index_db, settings.rpc_url, settings.manifest_path, IndexConfig(
+        reorg_window=settings.index_reorg_window, poll_seconds=settings.index_poll_seconds,
+        lease_seconds=settings.index_lease_seconds)) if settings.index_worker else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -94,10 +104,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             logger.warning("custodial accounts are not configured: signup, key export and signing answer 503 "
                            "until AMPHORA_MASTER_KEY holds 32+ random bytes (hex or base64)")
         relayer.start()
+        if follower is not None:
+            follower.start()
         yield
+        if follower is not None:
+            follower.stop()
         relayer.stop()
         scans.close()
         offers.close()
+        if index_db is not db:
+            index_db.close()
         db.close()
 
     # /docs (Swagger UI) and /redoc load their scripts and styles from the
@@ -118,6 +134,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.db = db
     app.state.users = users
     app.state.relayer = relayer
+    app.state.index = IndexReader(index_db)
+    app.state.follower = follower
     max_keys = settings.rate_limit_max_keys
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst, max_keys)
     app.state.password_limiter = RateLimiter(settings.password_attempts_per_minute / 60,

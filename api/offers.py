@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from api.db import Database, Row, Store
 from api.errors import Conflict
+from storage.db import Database, Row, Store
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS offers (

@@ -67,7 +67,6 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import is_hex_address, keccak, to_checksum_address
 
 from api.chain import ChainService, node_errors, node_session
-from api.db import Database, Row
 from api.errors import (
     Conflict,
     InFlight,
@@ -79,6 +78,7 @@ from api.errors import (
 )
 from api.redact import ScrubFilter, scrub
 from api.settings import Settings
+from storage.db import Database, Row
 
 logger = logging.getLogger(__name__)
 logger.addFilter(ScrubFilter())  # node and webhook URLs carry credentials: never log one

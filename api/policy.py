@@ -36,11 +36,11 @@ from typing import Any
 from eth_utils import to_checksum_address
 
 from api.chain import ChainService
-from api.db import Database
 from api.errors import AlreadyReverted, InvalidRequest, RelayRefused, RelayUnavailable, TooManyRequests
 from api.network import ip_prefix
 from api.outbox import Simulation, Submission, fingerprint
 from api.settings import Settings
+from storage.db import Database
 
 logger = logging.getLogger(__name__)
 

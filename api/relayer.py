@@ -24,7 +24,6 @@ from eth_account.signers.local import LocalAccount
 
 from amphora import eip712
 from api.chain import POINTS, ChainService
-from api.db import Database
 from api.errors import InvalidRequest, RelayRefused, RelayUnavailable
 from api.lifecycle import HolderAction
 from api.outbox import Outbox, RelayRecord, Submission
@@ -42,6 +41,7 @@ from api.schemas import (
 )
 from api.settings import Settings
 from api.webhooks import Webhook
+from storage.db import Database
 
 logger = logging.getLogger(__name__)
 

@@ -35,9 +35,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eth_account import Account
 from pydantic import SecretStr
 
-from api.db import Database, Row
 from api.settings import Settings
 from api.users import _NONCE_BYTES, KEY_FORMAT, SCHEMA, _associated_data, _key_cipher, parse_master_key
+from storage.db import Database, Row
 
 NEW_KEY_VARIABLE = "AMPHORA_NEW_MASTER_KEY"
 

@@ -46,8 +46,8 @@ from pathlib import Path
 
 from crawlerdetect import CrawlerDetect
 
-from api.db import Database, Store, Transaction
 from api.network import ip_prefix
+from storage.db import Database, Store, Transaction
 
 #: Anomaly codes, in the order they are reported.
 BURST = "burst"

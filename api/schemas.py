@@ -187,13 +187,29 @@ class RelayerHealth(BaseModel):
     database: str | None = Field(default=None, description="`sqlite` or `postgresql`.")
 
 
+class IndexHealth(BaseModel):
+    """How far the index (the chain follower's tables) goes."""
+
+    state: Literal["following", "behind", "stopped", "empty"] = Field(
+        description="`following`: at the head; `behind`: catching up (`lag` blocks); `stopped`: the follower "
+        "has not written for a minute (dead, or no node); `empty`: nothing indexed yet.")
+    indexed_block: int | None = Field(description="The last block in the index.")
+    head_block: int | None = Field(description="The node's head when the follower last looked.")
+    lag: int | None = Field(description="`head_block - indexed_block`.")
+    final_block: int | None = Field(description="Rows from blocks up to this one are final (beyond the reorg "
+                                    "window); newer ones may still be rolled back by a reorg.")
+    holder: str | None = Field(default=None, description="The instance that indexes (it holds the lease).")
+    error: str | None = Field(default=None, description="Why this instance's follower is not following, if it "
+                              "runs one and it is not.")
+
+
 class PublicHealth(BaseModel):
     """What anyone may know: whether the service works."""
 
     model_config = ConfigDict(extra="forbid")
     status: Literal["ok", "degraded"] = Field(
         description="`degraded`: the API answers but the relayer cannot relay (invalid key, or a key below its "
-        "minimum balance).")
+        "minimum balance), or the index is stopped or more than `AMPHORA_INDEX_MAX_LAG_BLOCKS` behind.")
 
 
 class Health(BaseModel):
@@ -208,6 +224,8 @@ class Health(BaseModel):
     latest_block: int
     certificate_address: Address = Field(description="The WineCertificate contract the API reads.")
     relayer: RelayerHealth | None = Field(description="Null when no relayer key is configured.")
+    index: IndexHealth | None = Field(default=None, description="The index the history, holdings, lots and "
+                                      "loans endpoints read.")
 
 
 # ------------------------------------------------------------ certificates

@@ -207,6 +207,35 @@ class Settings(BaseSettings):
         description="SQLite file of the relayer's database when `database_url` is unset. Unset too: an "
         "in-memory database (accounts and queued requests end with the process; for tests only).",
     )
+    index_worker: bool = Field(
+        default=True,
+        description="Run the chain follower (the indexer) in this process. With several instances on one "
+        "PostgreSQL database each may run it: one indexes at a time (a lease), the others take over "
+        "when it stops. Off: this instance only reads the index another process writes "
+        "(`python -m indexer run`).",
+    )
+    index_db: Path | None = Field(
+        default=None,
+        description="SQLite file of the index when `database_url` is unset and the index lives apart from "
+        "the relayer's database (an indexer run as its own process shares it this way). Unset: the "
+        "index is in the relayer's database (`relay_db`).",
+    )
+    index_reorg_window: int = Field(
+        default=64, ge=1, le=10_000,
+        description="Blocks below the head a reorg may reach: newer rows are answered as `latest`, older "
+        "as `final`, and the follower checks every block's parent hash within this window.",
+    )
+    index_poll_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="Seconds between the follower's polls of the node at the head.",
+    )
+    index_lease_seconds: float = Field(
+        default=15.0, gt=0, le=600,
+        description="Seconds the indexing lease lasts without renewal: a dead indexer is replaced within it.",
+    )
+    index_max_lag_blocks: int = Field(
+        default=20, ge=1,
+        description="An index more blocks than this behind the head answers /health `degraded`.",
+    )
     master_key: SecretStr | None = Field(
         default=None,
         description="Master key of the custodial accounts: at least 32 random bytes, as 64+ hex digits or "

@@ -61,9 +61,9 @@ from eth_account import Account
 from pydantic import SecretStr
 
 from amphora import eip712
-from api.db import Database, Row, Transaction
 from api.errors import Conflict, Forbidden, InvalidRequest, NotFound, ServerBusy, ServiceUnavailable, Unauthorized
 from api.settings import Settings
+from storage.db import Database, Row, Transaction
 
 logger = logging.getLogger(__name__)
 #: Account creations and key exports, one line each, for the operator's audit trail.

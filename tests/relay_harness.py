@@ -444,7 +444,7 @@ def wait_final(base_url: str, request_ids: Iterable[str], timeout: float = 120.0
 
 def outbox_rows(relay_db: Path | None = None, database_url: str | None = None) -> list[dict[str, Any]]:
     """Every row of the outbox, read straight from its database."""
-    from api.db import Database
+    from storage.db import Database
 
     db = Database(url=database_url, sqlite_path=relay_db, pool_size=1)
     try:

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from relay_harness import ApiServer, RawChain, server_env, sign_up, wait_final
 
-from api.db import Database, LockBusy
+from storage.db import Database, LockBusy
 
 pytest_plugins = ["pg"]
 

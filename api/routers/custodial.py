@@ -23,7 +23,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from amphora import eip712
 from api import lending
 from api.chain import LENDING, POINTS, STABLECOIN, contract_label, node_errors
-from api.db import LockBusy
 from api.deps import ChainDep, CustodialOriginDep, RelayerDep, SettingsDep, UserDep, UsersDep
 from api.errors import Conflict, NotFound, TooManyRequests, error_responses
 from api.lifecycle import ACTIONS, ActionName
@@ -46,6 +45,7 @@ from api.schemas import (
     Uint256In,
 )
 from api.users import User, UserStore
+from storage.db import LockBusy
 
 router = APIRouter(prefix="/me/relay", tags=["custodial"])
 

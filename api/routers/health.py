@@ -7,13 +7,15 @@ import hmac
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials
 
-from api.deps import ChainDep, RelayerDep, SettingsDep, admin_bearer
+from api.deps import ChainDep, IndexDep, RelayerDep, SettingsDep, admin_bearer
 from api.errors import NotDeployed, UpstreamUnavailable, error_responses
 from api.relayer import Relayer
-from api.schemas import Health, PublicHealth, RelayerHealth, RelayerKeyHealth
+from api.schemas import Health, IndexHealth, PublicHealth, RelayerHealth, RelayerKeyHealth
+from api.settings import Settings
+from indexer.reader import IndexReader
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,18 @@ def _degraded(relayer: Relayer) -> bool:
     return any(relayer.balances.low(key) for key in relayer.addresses)
 
 
+def _index_health(index: IndexReader, chain: ChainDep, request: Request) -> IndexHealth:
+    status = index.status(chain.chain_id)
+    follower = getattr(request.app.state, "follower", None)
+    return IndexHealth(state=status.state, indexed_block=status.indexed_block, head_block=status.head_block,
+                       lag=status.lag, final_block=status.final_block, holder=status.holder,
+                       error=follower.last_error if follower is not None else None)
+
+
+def _index_degraded(health: IndexHealth, settings: Settings) -> bool:
+    return health.state in ("stopped", "empty") or (health.lag or 0) > settings.index_max_lag_blocks
+
+
 def _is_operator(settings: SettingsDep, credentials: HTTPAuthorizationCredentials | None) -> bool:
     """Whether the request carries the operator token (compared in constant time)."""
     expected = settings.admin_token.get_secret_value() if settings.admin_token else ""
@@ -73,7 +87,7 @@ def _is_operator(settings: SettingsDep, credentials: HTTPAuthorizationCredential
     openapi_extra={"security": [{}]},  # FastAPI adds {"adminToken": []} beside it
 )
 def get_health(
-    chain: ChainDep, relayer: RelayerDep, settings: SettingsDep,
+    chain: ChainDep, relayer: RelayerDep, settings: SettingsDep, index: IndexDep, request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(admin_bearer)],
 ) -> Health | PublicHealth:
     """200 when the node answers and the manifest's certificate contract has code
@@ -89,21 +103,26 @@ def get_health(
     address and ETH balance when a relayer key is configured (never the key),
     each key of its pool with `low_balance` when it is below the minimum (or
     `fault` when the node refuses its transactions for lack of funds), and the
-    outbox's requests by status. Any other credentials (an account's token, a
+    outbox's requests by status, and the index (`state`, `indexed_block`,
+    `head_block`, `lag`). The index makes the status `degraded` when its
+    follower has stopped or lags more than `AMPHORA_INDEX_MAX_LAG_BLOCKS`. Any other credentials (an account's token, a
     wrong operator token) get the public answer."""
     latest = chain.latest_block()
     chain.require_deployed()
+    index_health = _index_health(index, chain, request)
+    index_degraded = _index_degraded(index_health, settings)
     if not _is_operator(settings, credentials):
-        return PublicHealth(status="degraded" if _degraded(relayer) else "ok")
+        return PublicHealth(status="degraded" if _degraded(relayer) or index_degraded else "ok")
     relayer_health = _relayer_health(relayer, chain)
     degraded = relayer_health is not None and (
         relayer_health.low_balance or relayer_health.error is not None
         or any(k.fault for k in relayer_health.keys))
     return Health(
-        status="degraded" if degraded else "ok",
+        status="degraded" if degraded or index_degraded else "ok",
         node_reachable=True,
         chain_id=chain.chain_id,
         latest_block=latest,
         certificate_address=chain.certificate_address,
         relayer=relayer_health,
+        index=index_health,
     )

@@ -26,6 +26,10 @@ from web3 import Web3
 
 from api.main import create_app
 from api.settings import Settings
+from indexer.follower import IndexConfig, Indexer
+from indexer.node import Node
+from indexer.reader import IndexReader
+from storage.db import Database
 
 
 def node_rpc(w3: Web3, method: str, *params):
@@ -138,8 +142,47 @@ def w3(rpc_url) -> Web3:
 
 
 @pytest.fixture(scope="session")
-def api_settings(rpc_url, manifest, relayer, public_base_url) -> Settings:
+def index_file(tmp_path_factory) -> Path:
+    """The SQLite file of the session's index, which every test app reads."""
+    return tmp_path_factory.mktemp("index") / "index.sqlite"
+
+
+@pytest.fixture(scope="session")
+def shared_index(index_file, rpc_url, manifest) -> Iterator[Indexer]:
+    """One follower for the whole session, in a thread, writing ``index_file``
+    (as an indexer run as its own process would): the test apps only read it.
+    Each test's chain is reverted after it (Ape's isolation), which the
+    follower sees as reorgs; its window is wide enough to roll them back."""
+    db = Database(sqlite_path=index_file)
+    indexer = Indexer(db, Node(rpc_url), manifest,
+                      IndexConfig(reorg_window=512, poll_seconds=0.02, lease_seconds=60))
+    indexer.start()
+    yield indexer
+    indexer.stop()
+    db.close()
+
+
+def wait_indexed(w3: Web3, client: TestClient | None = None, timeout: float = 15.0) -> int:
+    """Wait until the session's index holds the node's current head (same
+    number, same hash); that block number."""
+    reader = IndexReader(client.app.state.index.db) if client is not None else None
+    assert reader is not None, "wait_indexed needs a client of an app reading the shared index"
+
+    def caught_up() -> int | None:
+        head = w3.eth.get_block("latest")
+        status = reader.status(int(w3.eth.chain_id))
+        if status.indexed_block == head["number"] and status.indexed_hash == head["hash"].to_0x_hex():
+            return int(head["number"]) or -1
+        return None
+
+    return int(until(caught_up, timeout, "the index to reach the head"))
+
+
+@pytest.fixture(scope="session")
+def api_settings(rpc_url, manifest, relayer, public_base_url, shared_index, index_file) -> Settings:
     return Settings(
+        index_worker=False,
+        index_db=index_file,
         rpc_url=rpc_url,
         manifest_path=manifest.path,
         relayer_private_key=SecretStr(relayer.private_key),

@@ -14,9 +14,9 @@ from api_fixtures import MASTER_KEY, PASSWORD, bearer, sign_up, wait_for_status
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from api.db import Database
 from api.main import create_app
 from api.rotate_master_key import RotationError, rotate_master_key
+from storage.db import Database
 
 #: The API fixtures (apps and clients on the test deployment).
 pytest_plugins = ["api_fixtures"]

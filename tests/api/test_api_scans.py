@@ -10,8 +10,8 @@ import threading
 
 from fastapi.testclient import TestClient
 
-from api.db import Database
 from api.scans import BURST, DAY_SECONDS, FLAGGED, REDEEMED, Client, ScanLog, is_bot, network_prefix, page_client
+from storage.db import Database
 
 #: The API fixtures, and a throwaway PostgreSQL server for the shared-database case.
 pytest_plugins = ["api_fixtures", "pg"]

@@ -16,10 +16,10 @@ from fastapi.testclient import TestClient
 from web3 import Web3
 
 from amphora import eip712
-from api.db import Database
 from api.errors import AlreadyReverted, TooManyRequests
 from api.policy import Quotas, RevertLedger, network_of
 from api.settings import Settings
+from storage.db import Database
 
 #: The API fixtures (apps and clients on the test deployment), and a throwaway PostgreSQL server.
 pytest_plugins = ["api_fixtures", "pg"]

@@ -56,6 +56,11 @@ class Transaction:
         self._cursor.execute(self._sql(sql), tuple(params))
         return int(self._cursor.rowcount)
 
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run ``sql`` once per parameter row (one round of the driver's batch API)."""
+        if rows:
+            self._cursor.executemany(self._sql(sql), [tuple(row) for row in rows])
+
     def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         """The first row ``sql`` returns, or ``None``."""
         self._cursor.execute(self._sql(sql), tuple(params))

@@ -1,4 +1,4 @@
-"""``api.db``: one transaction interface over SQLite (in memory and in a file)
+"""``storage.db``: one transaction interface over SQLite (in memory and in a file)
 and PostgreSQL, and the row locks that let several relayer instances share one
 PostgreSQL outbox. The PostgreSQL cases run on a throwaway server (``tests/pg.py``)."""
 
@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from api.db import Database
+from storage.db import Database
 
 #: The throwaway PostgreSQL server (tests/pg.py).
 pytest_plugins = ["pg"]

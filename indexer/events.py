@@ -1,0 +1,166 @@
+"""Decoding the logs of the deployment's contracts into events.
+
+A :class:`Decoder` is built from the deploy manifest: for every contract it
+indexes (every Amphora contract; not an external stablecoin) it knows each
+event's topic and argument layout. :meth:`Decoder.decode` turns one raw log of
+``eth_getLogs`` into an :class:`Event` with named arguments; addresses come out
+checksummed, integers as ``int``, fixed bytes as ``0x`` hex.
+
+Static arguments (integers, addresses, booleans, fixed bytes) are read straight
+from the hex of the log; only events with a dynamic argument (a string) go
+through ``eth_abi``. At catch-up decoding is a large share of the work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_utils import event_abi_to_log_topic, to_checksum_address
+
+from amphora.manifest import Manifest
+
+#: Manifest names of the contracts the read models understand.
+CERTIFICATE = "WineCertificate"
+CUSTODY = "CustodyRegistry"
+LENDING = "PledgeLending"
+POINTS = "PointsToken"
+STABLECOIN = "Stablecoin"
+UTILITY = "UtilityToken"
+#: ``token_id >> SERIAL_BITS`` is a certificate's lot; the low bits its serial.
+SERIAL_BITS = 32
+SERIAL_MASK = (1 << SERIAL_BITS) - 1
+
+_STATIC = ("uint", "int", "address", "bool", "bytes")
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    contract: str
+    name: str
+    inputs: tuple[tuple[str, str, bool], ...]  # (name, type, indexed)
+    static: bool  # every non-indexed input is static
+
+    @property
+    def data_types(self) -> list[str]:
+        return [kind for _, kind, indexed in self.inputs if not indexed]
+
+
+@dataclass
+class Event:
+    """One decoded log, where it is on the chain and what it says."""
+
+    contract: str
+    name: str
+    args: dict[str, Any]
+    block_number: int
+    block_hash: str
+    block_time: int | None
+    log_index: int
+    tx_hash: str
+    address: str
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.block_hash, self.log_index)
+
+
+def _is_static(kind: str) -> bool:
+    return kind.startswith(_STATIC) and kind not in ("bytes",) and "[" not in kind
+
+
+def _word(kind: str, word: str) -> Any:
+    """One 32-byte ABI word (64 hex digits) of static type ``kind``."""
+    if kind == "address":
+        return to_checksum_address("0x" + word[24:])
+    if kind == "bool":
+        return int(word, 16) != 0
+    if kind.startswith("uint"):
+        return int(word, 16)
+    if kind.startswith("int"):
+        value = int(word, 16)
+        return value - (1 << 256) if value >= 1 << 255 else value
+    size = int(kind[len("bytes"):])
+    return "0x" + word[: size * 2]
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, (list, tuple)):
+        return [_json_value(item) for item in value]
+    if isinstance(value, str) and value.startswith("0x") and len(value) == 42:
+        return to_checksum_address(value)
+    return value
+
+
+class Decoder:
+    """The events of the manifest's indexed contracts, by address and topic."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.contracts: dict[str, str] = {}  # name -> checksummed address
+        self.deploy_blocks: dict[str, int] = {}
+        self._specs: dict[tuple[str, str], EventSpec] = {}
+        for name, record in sorted(manifest.contracts.items()):
+            if record.get("contract") == "external" or record.get("deploy_block") is None:
+                continue  # not ours (an existing stablecoin): its history is not Amphora's
+            address = to_checksum_address(record["address"])
+            self.contracts[name] = address
+            self.deploy_blocks[name] = int(record["deploy_block"])
+            for item in record.get("abi", []):
+                if item.get("type") != "event" or item.get("anonymous"):
+                    continue
+                inputs = tuple((i["name"], i["type"], bool(i.get("indexed"))) for i in item["inputs"])
+                topic = "0x" + event_abi_to_log_topic(item).hex()
+                static = all(_is_static(kind) for _, kind, indexed in inputs if not indexed)
+                self._specs[(address.lower(), topic)] = EventSpec(name, item["name"], inputs, static)
+
+    @property
+    def addresses(self) -> list[str]:
+        return list(self.contracts.values())
+
+    @property
+    def start_block(self) -> int:
+        """The first block any indexed contract can have a log in."""
+        return min(self.deploy_blocks.values(), default=0)
+
+    def address_of(self, name: str) -> str | None:
+        return self.contracts.get(name)
+
+    def decode(self, log: dict[str, Any]) -> Event | None:
+        """``log`` (as ``eth_getLogs`` gives it) decoded; None for a log of an
+        unknown event (an upgrade's new event, a removed log)."""
+        if log.get("removed"):
+            return None
+        topics = log.get("topics") or []
+        if not topics:
+            return None
+        spec = self._specs.get((str(log["address"]).lower(), topics[0]))
+        if spec is None:
+            return None
+        args: dict[str, Any] = {}
+        position = 1
+        for name, kind, indexed in spec.inputs:
+            if indexed:
+                topic = topics[position]
+                position += 1
+                # A dynamic indexed argument is only its hash.
+                args[name] = _word(kind, topic[2:]) if _is_static(kind) else topic
+        data = str(log.get("data") or "0x")[2:]
+        data_inputs = [(name, kind) for name, kind, indexed in spec.inputs if not indexed]
+        if spec.static:
+            for offset, (name, kind) in enumerate(data_inputs):
+                args[name] = _word(kind, data[offset * 64:(offset + 1) * 64])
+        elif data_inputs:
+            values = abi_decode([kind for _, kind in data_inputs], bytes.fromhex(data))
+            for (name, _), value in zip(data_inputs, values, strict=True):
+                args[name] = _json_value(value)
+        block_time = log.get("blockTimestamp")
+        return Event(
+            contract=spec.contract, name=spec.name, args=args,
+            block_number=int(log["blockNumber"], 16), block_hash=log["blockHash"],
+            block_time=int(block_time, 16) if block_time else None,
+            log_index=int(log["logIndex"], 16), tx_hash=log["transactionHash"],
+            address=to_checksum_address(log["address"]),
+        )
