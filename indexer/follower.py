@@ -422,6 +422,20 @@ class Indexer:
                 return held
             time.sleep(min(1.0, self.config.lease_seconds / 4))
 
+    def lease_holder(self) -> str | None:
+        """The instance named in the lease (live or expired), if any."""
+        with self.db.read() as tx:
+            row = tx.one("SELECT holder FROM ix_lease WHERE name = ?", (self._lease_name,))
+        return str(row["holder"]) if row else None
+
+    def take_lease(self) -> None:
+        """Take the lease from whoever holds it (an operator's rebuild): the
+        holder's next write fails with :class:`LeaseLost` and it waits."""
+        with self.db.transaction() as tx:
+            tx.execute("INSERT INTO ix_lease (name, holder, expires_at) VALUES (?, ?, ?) ON CONFLICT (name) "
+                       "DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at",
+                       (self._lease_name, self.config.instance, time.time() + self.config.lease_seconds))
+
     def _manifest_changed(self, tx: Transaction) -> bool:
         row = tx.one("SELECT manifest_id FROM ix_cursor WHERE chain_id = ?", (self.chain_id,))
         return row is not None and row["manifest_id"] != self.manifest_id

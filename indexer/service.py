@@ -46,11 +46,13 @@ class IndexerService:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        if self.indexer is not None:
-            self.indexer.stop(timeout)
+        # The thread first, then the lease: released while the thread could
+        # still begin a step, the lease would be taken again and held until it expired.
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        if self.indexer is not None:
+            self.indexer.stop(timeout)
 
     def _run(self) -> None:
         pause = self.config.poll_seconds
