@@ -7,8 +7,14 @@ declares ``pytest_plugins = ["ix_fixtures"]``."""
 
 from __future__ import annotations
 
+import os
 import secrets
+import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -247,3 +253,60 @@ def assert_equals_rebuild(node_url, manifest) -> Callable[..., None]:
 def rows(db: Database, sql: str, *params: Any) -> list[dict[str, Any]]:
     with db.read() as tx:
         return tx.all(sql, params)
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def command_env(node_url: str, manifest: Manifest, index_db: Path | None = None, database_url: str | None = None,
+                **settings: Any) -> dict[str, str]:
+    """The environment of ``python -m indexer`` on the test node and deployment:
+    the index in the SQLite file ``index_db`` or the PostgreSQL ``database_url``;
+    ``settings`` adds ``AMPHORA_<NAME>`` by lower-case name."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AMPHORA_") and k != "DATABASE_URL"}
+    env.update({"PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
+                "AMPHORA_RPC_URL": node_url, "AMPHORA_MANIFEST_PATH": str(manifest.path)})
+    if index_db is not None:
+        env["AMPHORA_INDEX_DB"] = str(index_db)
+    if database_url is not None:
+        env["DATABASE_URL"] = database_url
+    for name, value in settings.items():
+        env[f"AMPHORA_{name.upper()}"] = str(value)
+    return env
+
+
+def indexer_command(env: dict[str, str], *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """``python -m indexer ARGS`` to its end."""
+    return subprocess.run([sys.executable, "-m", "indexer", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def start_indexer(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``python -m indexer run`` in the background, its output appended to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "indexer", "run"], cwd=REPO, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``predicate`` until it answers something true; that answer. Fails the test on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def cursor_block(db_path: Path, chain_id: int) -> int | None:
+    """The index's last block in the SQLite file ``db_path``, read on a connection of its own."""
+    if not db_path.exists():
+        return None
+    with closing(sqlite3.connect(db_path, timeout=30)) as conn:
+        try:
+            row = conn.execute("SELECT block_number FROM ix_cursor WHERE chain_id = ?", (chain_id,)).fetchone()
+        except sqlite3.OperationalError:  # no table yet
+            return None
+    return int(row[0]) if row else None
