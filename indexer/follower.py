@@ -452,8 +452,13 @@ class Indexer:
     def _fence(self, tx: Transaction) -> None:
         row = tx.one("SELECT holder, expires_at FROM ix_lease WHERE name = ?" + self.db.for_update,
                      (self._lease_name,))
-        if row is None or row["holder"] != self.config.instance or float(row["expires_at"]) < time.time():
+        now = time.time()
+        if row is None or row["holder"] != self.config.instance or float(row["expires_at"]) < now:
             raise LeaseLost(f"{self.config.instance} no longer holds {self._lease_name}")
+        # Every write renews the lease: a holder busy with a catch-up longer
+        # than the lease keeps it (it would otherwise lose it to a waiting instance).
+        tx.execute("UPDATE ix_lease SET expires_at = ? WHERE name = ?",
+                   (now + self.config.lease_seconds, self._lease_name))
 
 
 def stored_event(row: dict[str, Any]) -> Event:

@@ -3,6 +3,7 @@ what /health says when the follower stops writing."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -156,3 +157,47 @@ def test_health__follower_lagging__behind_and_degraded(world, make_indexer, tmp_
     assert body["index"]["head_block"] == head
     assert body["index"]["lag"] == 4
     assert body["status"] == "degraded"
+
+
+class SlowNode(Node):
+    """A node that takes ``delay`` seconds over each log query."""
+
+    def __init__(self, url: str, delay: float) -> None:
+        super().__init__(url)
+        self.delay = delay
+
+    def logs(self, addresses, from_block, to_block):
+        time.sleep(self.delay)
+        return super().logs(addresses, from_block, to_block)
+
+
+def test_lease__catch_up_longer_than_the_lease__the_busy_holder_keeps_it(world, make_indexer, tmp_path, node_url,
+                                                                         signer):
+    # Regression: the lease was renewed only at the start of a step, so a
+    # catch-up longer than the lease lost it half-way to any waiting instance.
+    path = tmp_path / "shared.sqlite"
+    busy = make_indexer(path, instance="busy", lease_seconds=0.5, reorg_window=1, page_blocks=1, page_logs=1)
+    rival = make_indexer(path, instance="rival", lease_seconds=0.5)
+    busy.node = SlowNode(node_url, delay=0.05)
+    signer.mine([[] for _ in range(40)])  # at least 40 pages of one block to catch up
+    taken: list[bool] = []
+    done = threading.Event()
+
+    def rival_tries() -> None:
+        while not done.is_set():
+            taken.append(rival.hold_lease())
+            time.sleep(0.05)
+
+    started = time.monotonic()
+    assert busy.hold_lease()
+    thread = threading.Thread(target=rival_tries)
+    thread.start()
+    try:
+        busy.step()
+    finally:
+        done.set()
+        thread.join()
+
+    assert time.monotonic() - started > 1.0  # several leases long
+    assert busy.cursor().number == int(signer.w3.eth.block_number)
+    assert taken and not any(taken)
