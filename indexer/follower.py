@@ -356,6 +356,9 @@ class Indexer:
         start = max(from_block, self.decoder.start_block)
         with self.db.transaction() as tx:
             self._fence(tx)
+            # Past the indexed block there is nothing to forget: the cursor must
+            # not jump ahead over blocks never ingested.
+            start = min(start, self._cursor(tx).number + 1)
             if start <= self.decoder.start_block:
                 self._clear(tx)
                 return

@@ -119,3 +119,20 @@ def test_command__unusable_configuration__exits_2_with_the_reason(args, message,
 
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_rebuild__from_a_block_beyond_the_index__skips_nothing(world, actors, signer, make_indexer,
+                                                              assert_equals_rebuild):
+    # Regression: the cursor jumped to the block before `from_block`, so the
+    # blocks between the index's end and it were never ingested.
+    indexer = make_indexer()
+    indexer.run_until_synced()
+    indexed = indexer.cursor().number
+    head = signer.mine([[world.actions.transfer(world.token(18), actors.winery, actors.holder)],
+                        [world.actions.issue_points(9)], [], []])
+
+    indexer.rebuild(from_block=head)
+
+    assert indexer.cursor().number == indexed
+    indexer.run_until_synced()
+    assert_equals_rebuild(indexer.db, head)
