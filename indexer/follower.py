@@ -409,10 +409,10 @@ class Indexer:
                 row = tx.one("SELECT holder, expires_at FROM ix_lease WHERE name = ?" + self.db.for_update,
                              (self._lease_name,))
                 if row is None:
-                    tx.execute("INSERT INTO ix_lease (name, holder, expires_at) VALUES (?, ?, ?) "
-                               "ON CONFLICT (name) DO NOTHING",
-                               (self._lease_name, self.config.instance, now + self.config.lease_seconds))
-                    held = True
+                    # Another instance may insert it first (no row to lock): only the insert that counted holds.
+                    held = tx.execute("INSERT INTO ix_lease (name, holder, expires_at) VALUES (?, ?, ?) "
+                                      "ON CONFLICT (name) DO NOTHING",
+                                      (self._lease_name, self.config.instance, now + self.config.lease_seconds)) == 1
                 elif row["holder"] == self.config.instance or float(row["expires_at"]) < now:
                     tx.execute("UPDATE ix_lease SET holder = ?, expires_at = ? WHERE name = ?",
                                (self.config.instance, now + self.config.lease_seconds, self._lease_name))

@@ -5,6 +5,7 @@ SIGKILLed the other takes over within the lease time, catches up, and its
 
 from __future__ import annotations
 
+import threading
 import time
 
 import httpx
@@ -13,6 +14,8 @@ from ix_fixtures import wait_for
 from psycopg.rows import dict_row
 from relay_harness import ApiServer, server_env
 
+from indexer.follower import IndexConfig, Indexer
+from indexer.node import Node
 from storage.db import Database
 
 #: The throwaway PostgreSQL server and the indexer fixtures.
@@ -20,6 +23,8 @@ pytest_plugins = ["pg", "ix_fixtures"]
 
 ADMIN_TOKEN = "failover-admin-token-" + "0" * 12
 LEASE_SECONDS = 2.0
+#: Rounds of two instances racing for a free lease.
+ROUNDS = 60
 
 
 def _lease(url: str, chain_id: int) -> tuple[str | None, str | None, int | None]:
@@ -95,3 +100,30 @@ def test_two_api_instances_on_postgresql__one_indexes__the_other_takes_over_when
         assert_equals_rebuild(db, health["index"]["indexed_block"])
     finally:
         db.close()
+
+
+def test_lease__two_instances_race_for_a_free_lease__exactly_one_gets_it(postgres_url, manifest, node_url):
+    # Regression: both saw no lease row; the loser's INSERT did nothing, yet it
+    # counted itself the holder (and could clear the index on a manifest change).
+    dbs = [Database(postgres_url) for _ in range(2)]
+    racers = [Indexer(db, Node(node_url), manifest, IndexConfig(instance=f"racer-{i}")) for i, db in enumerate(dbs)]
+    try:
+        for _ in range(ROUNDS):
+            barrier = threading.Barrier(2)
+            held: list[bool] = [False, False]
+
+            def race(i: int) -> None:
+                barrier.wait()
+                held[i] = racers[i].hold_lease()  # noqa: B023 (joined within the round)
+
+            threads = [threading.Thread(target=race, args=(i,)) for i in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert sorted(held) == [False, True]
+            racers[held.index(True)].release_lease()
+    finally:
+        for racer, db in zip(racers, dbs, strict=True):
+            racer.node.close()
+            db.close()
