@@ -102,6 +102,11 @@ def test_two_api_instances_on_postgresql__one_indexes__the_other_takes_over_when
         db.close()
 
 
+def _race(racer: Indexer, i: int, barrier: threading.Barrier, held: list[bool]) -> None:
+    barrier.wait()
+    held[i] = racer.hold_lease()
+
+
 def test_lease__two_instances_race_for_a_free_lease__exactly_one_gets_it(postgres_url, manifest, node_url):
     # Regression: both saw no lease row; the loser's INSERT did nothing, yet it
     # counted itself the holder (and could clear the index on a manifest change).
@@ -112,11 +117,7 @@ def test_lease__two_instances_race_for_a_free_lease__exactly_one_gets_it(postgre
             barrier = threading.Barrier(2)
             held: list[bool] = [False, False]
 
-            def race(i: int) -> None:
-                barrier.wait()
-                held[i] = racers[i].hold_lease()  # noqa: B023 (joined within the round)
-
-            threads = [threading.Thread(target=race, args=(i,)) for i in range(2)]
+            threads = [threading.Thread(target=_race, args=(racers[i], i, barrier, held)) for i in range(2)]
             for thread in threads:
                 thread.start()
             for thread in threads:
