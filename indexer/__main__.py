@@ -116,15 +116,16 @@ def rebuild(settings: Settings, from_block: int, take_over: bool, timeout: float
             else:
                 logger.warning("taking the lease from %s: it stops writing until this rebuild ends", holder)
                 indexer.take_lease()
-        indexer.rebuild(from_block)
-        logger.info("forgot the index from block %d on; indexing again up to the head", from_block)
         try:
+            indexer.rebuild(from_block)
+            logger.info("forgot the index from block %d on; indexing again up to the head", from_block)
             block = indexer.run_until_synced(timeout)
         except LeaseLost:
             logger.error("another instance took the lease during the rebuild: it goes on from where this one was")
             return 1
+        finally:
+            indexer.release_lease()  # also when interrupted: the followers need not wait for it to expire
         logger.info("the index is at block %d", block)
-        indexer.release_lease()
         return 0
     finally:
         node.close()

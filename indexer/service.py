@@ -57,12 +57,13 @@ class IndexerService:
     def _run(self) -> None:
         pause = self.config.poll_seconds
         while not self._stop.is_set() and self.indexer is None:
+            node = Node(self._rpc_url)
             try:
-                node = Node(self._rpc_url)
                 chain_id = node.chain_id()
                 manifest = Manifest.load(self._manifest_file or manifest_path(chain_id))
                 self.indexer = Indexer(self.db, node, manifest, self.config)
             except Exception as err:  # noqa: BLE001 (no node or manifest yet: say so, try again)
+                node.close()
                 self._error = f"{type(err).__name__}: {err}"
                 logger.warning("indexer not started (retrying in %.0f s): %s", pause, self._error)
                 self._stop.wait(pause)

@@ -136,3 +136,25 @@ def test_rebuild__from_a_block_beyond_the_index__skips_nothing(world, actors, si
     assert indexer.cursor().number == indexed
     indexer.run_until_synced()
     assert_equals_rebuild(indexer.db, head)
+
+
+def test_check__index_left_on_a_dropped_branch__exits_1_naming_the_block_and_the_stale_rows(
+        world, actors, signer, make_indexer, tmp_path, node_url, manifest):
+    path = tmp_path / "index.sqlite"
+    indexer = make_indexer(path)
+    indexer.run_until_synced()
+    fork = signer.snapshot()
+    signer.mine([[world.actions.issue_points(11)], [world.actions.transfer(world.token(15), actors.winery,
+                                                                             actors.holder)]])
+    indexer.run_until_synced()
+    indexer.release_lease()
+    signer.revert(fork)
+    head = signer.mine([[], []])  # as long, other blocks: the index was not told
+
+    result = indexer_command(command_env(node_url, manifest, path), "check")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"block {head} is 0x" in result.stdout and "in the index but 0x" in result.stdout
+    assert "the PointsIssued event of PointsToken in block" in result.stdout
+    assert (f"certificate {world.token(15)} (lot {world.lot_id}, bottle 15) is in the index but not in a fresh scan"
+            in result.stdout)
