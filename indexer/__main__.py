@@ -32,7 +32,7 @@ from pydantic import ValidationError
 
 from amphora.manifest import Manifest, manifest_path
 from api.settings import Settings
-from indexer.check import compare, extend_index
+from indexer.check import compare_snapshots, extend_index, read_index
 from indexer.follower import IndexConfig, Indexer, LeaseLost, ensure_schema
 from indexer.node import Node
 from indexer.service import IndexerService
@@ -42,8 +42,6 @@ logger = logging.getLogger("indexer")
 
 #: Differences ``check`` prints before it only counts the rest.
 MAX_SHOWN = 50
-#: Times ``check`` catches up with a live index that moved on while it was compared.
-CHECK_ROUNDS = 5
 
 
 class ConfigError(Exception):
@@ -133,35 +131,31 @@ def rebuild(settings: Settings, from_block: int, take_over: bool, timeout: float
 
 
 def check(settings: Settings) -> int:
-    """Compare the index with a fresh scan of the chain up to the indexed block; 1 on a difference."""
+    """Compare the index with a fresh scan of the chain up to the indexed block; 1 on a difference.
+
+    The live index is read first, in one snapshot (the follower may go on
+    writing meanwhile); the fresh index is then built up to that snapshot's
+    block and compared with it."""
     db = open_database(settings)
     node = Node(settings.rpc_url)
     fresh = Database()
     try:
         manifest = load_manifest(settings, node)
         ensure_schema(db)
-        differences: list[str] = []
-        block: int | None = None
-        for _ in range(CHECK_ROUNDS):
-            with db.read() as tx:
-                row = tx.one("SELECT block_number FROM ix_cursor WHERE chain_id = ?", (manifest.chain_id,))
-            if row is None:
-                print("the index is empty: nothing to check")
-                return 1
-            block = int(row["block_number"])
-            extend_index(fresh, settings.rpc_url, manifest, block, settings.index_reorg_window)
-            differences = compare(db, fresh, manifest.chain_id, block)
-            moved = differences and differences[0].startswith("the index ends at block")
-            if not moved:
-                break
+        live = read_index(db, manifest.chain_id, up_to_block=2**62)
+        if live.block is None:
+            print("the index is empty: nothing to check")
+            return 1
+        extend_index(fresh, settings.rpc_url, manifest, live.block, settings.index_reorg_window)
+        differences = compare_snapshots(live, read_index(fresh, manifest.chain_id, live.block), live.block)
         for line in differences[:MAX_SHOWN]:
             print(line)
         if len(differences) > MAX_SHOWN:
             print(f"... and {len(differences) - MAX_SHOWN} more differences")
         if differences:
-            print(f"{len(differences)} differences between the index and a fresh scan up to block {block}")
+            print(f"{len(differences)} differences between the index and a fresh scan up to block {live.block}")
             return 1
-        print(f"the index equals a fresh scan of the chain up to block {block}")
+        print(f"the index equals a fresh scan of the chain up to block {live.block}")
         return 0
     finally:
         node.close()

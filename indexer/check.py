@@ -99,7 +99,13 @@ def compare(db_a: Database, db_b: Database, chain_id: int, up_to_block: int,
     Events are compared up to ``up_to_block``; the read models (their state at
     the index's last block) only mean the same when both indexes end there, so
     an index that ends elsewhere is reported first."""
-    a, b = read_index(db_a, chain_id, up_to_block), read_index(db_b, chain_id, up_to_block)
+    return compare_snapshots(read_index(db_a, chain_id, up_to_block), read_index(db_b, chain_id, up_to_block),
+                             up_to_block, names)
+
+
+def compare_snapshots(a: Snapshot, b: Snapshot, up_to_block: int,
+                      names: tuple[str, str] = ("the index", "a fresh scan")) -> list[str]:
+    """:func:`compare` of two indexes already read."""
     differences = []
     for snapshot, name in ((a, names[0]), (b, names[1])):
         if snapshot.block != up_to_block:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import signal
 import sqlite3
+import threading
+import time
 from contextlib import closing
 
 import pytest
@@ -158,3 +160,29 @@ def test_check__index_left_on_a_dropped_branch__exits_1_naming_the_block_and_the
     assert "the PointsIssued event of PointsToken in block" in result.stdout
     assert (f"certificate {world.token(15)} (lot {world.lot_id}, bottle 15) is in the index but not in a fresh scan"
             in result.stdout)
+
+
+def test_check__while_the_follower_writes_a_moving_chain__compares_one_snapshot_and_exits_0(
+        world, signer, make_indexer, tmp_path, node_url, manifest):
+    path = tmp_path / "index.sqlite"
+    follower = make_indexer(path, poll_seconds=0.01)
+    follower.run_until_synced()
+    follower.start()
+    done = threading.Event()
+
+    def traffic() -> None:  # a block of points every 50 ms, until the check ends
+        while not done.is_set():
+            signer.mine([[world.actions.issue_points(1)]])
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=traffic)
+    thread.start()
+    try:
+        result = indexer_command(command_env(node_url, manifest, path), "check")
+    finally:
+        done.set()
+        thread.join()
+        follower.stop()
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "the index equals a fresh scan of the chain up to block" in result.stdout
