@@ -356,6 +356,9 @@ class Indexer:
         start = max(from_block, self.decoder.start_block)
         with self.db.transaction() as tx:
             self._fence(tx)
+            # Past the indexed block there is nothing to forget: the cursor must
+            # not jump ahead over blocks never ingested.
+            start = min(start, self._cursor(tx).number + 1)
             if start <= self.decoder.start_block:
                 self._clear(tx)
                 return
@@ -406,10 +409,10 @@ class Indexer:
                 row = tx.one("SELECT holder, expires_at FROM ix_lease WHERE name = ?" + self.db.for_update,
                              (self._lease_name,))
                 if row is None:
-                    tx.execute("INSERT INTO ix_lease (name, holder, expires_at) VALUES (?, ?, ?) "
-                               "ON CONFLICT (name) DO NOTHING",
-                               (self._lease_name, self.config.instance, now + self.config.lease_seconds))
-                    held = True
+                    # Another instance may insert it first (no row to lock): only the insert that counted holds.
+                    held = tx.execute("INSERT INTO ix_lease (name, holder, expires_at) VALUES (?, ?, ?) "
+                                      "ON CONFLICT (name) DO NOTHING",
+                                      (self._lease_name, self.config.instance, now + self.config.lease_seconds)) == 1
                 elif row["holder"] == self.config.instance or float(row["expires_at"]) < now:
                     tx.execute("UPDATE ix_lease SET holder = ?, expires_at = ? WHERE name = ?",
                                (self.config.instance, now + self.config.lease_seconds, self._lease_name))
@@ -421,6 +424,20 @@ class Indexer:
             if held or not wait:
                 return held
             time.sleep(min(1.0, self.config.lease_seconds / 4))
+
+    def lease_holder(self) -> str | None:
+        """The instance named in the lease (live or expired), if any."""
+        with self.db.read() as tx:
+            row = tx.one("SELECT holder FROM ix_lease WHERE name = ?", (self._lease_name,))
+        return str(row["holder"]) if row else None
+
+    def take_lease(self) -> None:
+        """Take the lease from whoever holds it (an operator's rebuild): the
+        holder's next write fails with :class:`LeaseLost` and it waits."""
+        with self.db.transaction() as tx:
+            tx.execute("INSERT INTO ix_lease (name, holder, expires_at) VALUES (?, ?, ?) ON CONFLICT (name) "
+                       "DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at",
+                       (self._lease_name, self.config.instance, time.time() + self.config.lease_seconds))
 
     def _manifest_changed(self, tx: Transaction) -> bool:
         row = tx.one("SELECT manifest_id FROM ix_cursor WHERE chain_id = ?", (self.chain_id,))
@@ -438,8 +455,13 @@ class Indexer:
     def _fence(self, tx: Transaction) -> None:
         row = tx.one("SELECT holder, expires_at FROM ix_lease WHERE name = ?" + self.db.for_update,
                      (self._lease_name,))
-        if row is None or row["holder"] != self.config.instance or float(row["expires_at"]) < time.time():
+        now = time.time()
+        if row is None or row["holder"] != self.config.instance or float(row["expires_at"]) < now:
             raise LeaseLost(f"{self.config.instance} no longer holds {self._lease_name}")
+        # Every write renews the lease: a holder busy with a catch-up longer
+        # than the lease keeps it (it would otherwise lose it to a waiting instance).
+        tx.execute("UPDATE ix_lease SET expires_at = ? WHERE name = ?",
+                   (now + self.config.lease_seconds, self._lease_name))
 
 
 def stored_event(row: dict[str, Any]) -> Event:

@@ -46,21 +46,24 @@ class IndexerService:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        if self.indexer is not None:
-            self.indexer.stop(timeout)
+        # The thread first, then the lease: released while the thread could
+        # still begin a step, the lease would be taken again and held until it expired.
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        if self.indexer is not None:
+            self.indexer.stop(timeout)
 
     def _run(self) -> None:
         pause = self.config.poll_seconds
         while not self._stop.is_set() and self.indexer is None:
+            node = Node(self._rpc_url)
             try:
-                node = Node(self._rpc_url)
                 chain_id = node.chain_id()
                 manifest = Manifest.load(self._manifest_file or manifest_path(chain_id))
                 self.indexer = Indexer(self.db, node, manifest, self.config)
             except Exception as err:  # noqa: BLE001 (no node or manifest yet: say so, try again)
+                node.close()
                 self._error = f"{type(err).__name__}: {err}"
                 logger.warning("indexer not started (retrying in %.0f s): %s", pause, self._error)
                 self._stop.wait(pause)
