@@ -192,11 +192,17 @@ MAX_BOTTLES_PER_CLAIM: public(constant(uint256)) = 50
 MAX_COUNTRY: public(constant(uint256)) = 999
 
 # @dev The investor word: expiry (64 bits) | country << 64 (16 bits) |
-# frozen << 80 (1 bit) | frozen amount << 128 (128 bits).
+# frozen << 80 (1 bit) | partly frozen << 81 (1 bit) | distribution
+# snapshot << 128 (128 bits). A transfer reads each party's word once for
+# both the rules and its entitlement.
 _U64: constant(uint256) = (1 << 64) - 1
 _U16: constant(uint256) = (1 << 16) - 1
 _U128: constant(uint256) = (1 << 128) - 1
 _FROZEN_BIT: constant(uint256) = 1 << 80
+_PARTIAL_BIT: constant(uint256) = 1 << 81
+_U32: constant(uint256) = (1 << 32) - 1
+_U80: constant(uint256) = (1 << 80) - 1
+_U96: constant(uint256) = (1 << 96) - 1
 
 
 # @notice The WineCertificate the bottling lot is issued on.
@@ -223,25 +229,29 @@ max_holders: public(uint256)
 # @notice Addresses holding shares now.
 holder_count: public(uint256)
 
-# @notice Cumulative stablecoin per share ever deposited, × PRECISION.
-distributed_per_share: public(uint256)
+# @dev What every transfer needs in one word: the cumulative stablecoin
+# per share ever deposited, × PRECISION (128 bits) | shares per bottle << 128
+# (96 bits, 0 before bottling).
+_hot: uint256
 # @notice Stablecoin deposited as distributions, and paid out of them.
 distributions_deposited: public(uint256)
 distributions_paid: public(uint256)
 # @dev Deposits not yet spread (below one unit per share), × PRECISION.
 _undistributed: uint256
-# @dev Per account: `distributed_per_share` when its entitlement was last brought up to date.
-_snapshot: HashMap[address, uint256]
+# @dev Per account: shares the agent froze (the investor word's partial bit says whether any).
+_frozen_amount: HashMap[address, uint256]
 # @dev Per account: stablecoin owed and not yet claimed.
 _owed: HashMap[address, uint256]
 
 # @dev Per account: the investor word (see above).
 _investors: HashMap[address, uint256]
 
-# @notice The bottling declaration; `bottled` is false before it.
-bottling: public(Bottling)
-# @dev `bottling.shares_per_bottle`, alone in a word for the transfer check; 0 before bottling.
-_shares_per_bottle: uint256
+# @dev The bottling declaration, two words (read them with `bottling`):
+# terms = shares per bottle (96 bits) | lot id << 96 (64) | remainder price << 160 (96),
+# zero before the declaration; counts = bottles issued (32) | delivered << 32 (32) |
+# holders at the declaration << 64 (32) | remainder fund << 96 (80) | remainder paid << 176 (80).
+_terms: uint256
+_counts: uint256
 
 
 event AgentSet:
@@ -391,7 +401,7 @@ def investor(account: address) -> Investor:
         country=(word >> 64) & _U16,
         expiry=expiry,
         frozen=word & _FROZEN_BIT != 0,
-        frozen_amount=word >> 128,
+        frozen_amount=self._frozen_amount[account],
     )
 
 
@@ -424,7 +434,17 @@ def claimable(holder: address) -> uint256:
     """
     @notice The stablecoin `holder` can claim from distributions now.
     """
-    return self._owed[holder] + self._pending(holder, self.distributed_per_share)
+    return self._owed[holder] + self._pending(holder, self._hot & _U128)
+
+
+@external
+@view
+@reentrant
+def distributed_per_share() -> uint256:
+    """
+    @notice Cumulative stablecoin per share ever deposited, × PRECISION.
+    """
+    return self._hot & _U128
 
 
 @external
@@ -436,7 +456,7 @@ def backing() -> Backing:
             worth of outstanding shares against the bottles the cask still
             holds, and the remainder fund against the most it may owe.
     """
-    b: Bottling = self.bottling
+    b: Bottling = self._bottling()
     result: Backing = empty(Backing)
     result.shares_outstanding = packed_erc20.totalSupply
     if not b.bottled:
@@ -451,6 +471,17 @@ def backing() -> Backing:
     result.remainder_fund_needed = b.remainder_price * (b.shares_per_bottle - 1) * b.holders_at_bottling
     result.covered = result.whole_bottles_outstanding <= result.bottles_held
     return result
+
+
+@external
+@view
+@reentrant
+def bottling() -> Bottling:
+    """
+    @notice The bottling declaration and its running counts; `bottled` is
+            false before the declaration.
+    """
+    return self._bottling()
 
 
 # ------------------------------------------------------------ transfers
@@ -571,9 +602,11 @@ def deposit_distribution(amount: uint256):
         "shares: stablecoin paid in differs from amount"
     )
     scaled: uint256 = amount * PRECISION + self._undistributed
-    per_share: uint256 = self.distributed_per_share + scaled // supply
+    hot: uint256 = self._hot
+    per_share: uint256 = (hot & _U128) + scaled // supply
+    assert per_share <= _U128, "shares: distribution too large for the supply"
     self._undistributed = scaled % supply
-    self.distributed_per_share = per_share
+    self._hot = (hot & ~_U128) | per_share
     self.distributions_deposited += amount
     log DistributionDeposited(by=msg.sender, amount=amount, distributed_per_share=per_share)
 
@@ -586,11 +619,15 @@ def claim_distribution(holder: address) -> uint256:
             stablecoin goes to `holder` only.
     @return uint256 The stablecoin paid.
     """
-    assert self._investors[holder] & _FROZEN_BIT == 0, "shares: account is frozen"
-    self._settle(holder, self.distributed_per_share)
-    amount: uint256 = self._owed[holder]
+    word: uint256 = self._investors[holder]
+    assert word & _FROZEN_BIT == 0, "shares: account is frozen"
+    per_share: uint256 = self._hot & _U128
+    owed: uint256 = self._owed[holder]
+    amount: uint256 = owed + self._pending(holder, per_share)
     assert amount != 0, "shares: nothing to claim"
-    self._owed[holder] = 0
+    self._investors[holder] = (word & _U128) | (per_share << 128)
+    if owed != 0:
+        self._owed[holder] = 0
     self.distributions_paid += amount
     log DistributionClaimed(holder=holder, amount=amount)
     assert extcall IERC20(STABLECOIN).transfer(holder, amount, default_return_value=True), (
@@ -626,8 +663,10 @@ def declare_bottled(
     @return uint256 The lot id.
     """
     ownable._check_owner()
-    assert not self.bottling.bottled, "shares: cask already bottled"
+    assert self._terms == 0, "shares: cask already bottled"
     assert shares_per_bottle != 0, "shares: shares per bottle is zero"
+    assert shares_per_bottle <= _U96, "shares: shares per bottle out of range"
+    assert remainder_price <= _U96, "shares: remainder price out of range"
     bottles: uint256 = packed_erc20.totalSupply // shares_per_bottle
     assert bottles != 0, "shares: less than one bottle outstanding"
     assert staticcall IWineCertificate(CERTIFICATE).is_issuer(self), (
@@ -635,6 +674,7 @@ def declare_bottled(
     )
     holders: uint256 = self.holder_count
     fund: uint256 = remainder_price * (shares_per_bottle - 1) * holders
+    assert fund <= _U80 and holders <= _U32, "shares: remainder fund out of range"
     lot_id: uint256 = extcall IWineCertificate(CERTIFICATE).issue_lot(
         _CELLAR,
         bottles,
@@ -648,19 +688,9 @@ def declare_bottled(
         region,
         metadata_uri,
     )
-    self.bottling = Bottling(
-        bottled=True,
-        lot_id=lot_id,
-        first_token_id=(lot_id << 32) | 1,
-        shares_per_bottle=shares_per_bottle,
-        remainder_price=remainder_price,
-        bottles_issued=bottles,
-        bottles_delivered=0,
-        remainder_fund=fund,
-        remainder_paid=0,
-        holders_at_bottling=holders,
-    )
-    self._shares_per_bottle = shares_per_bottle
+    self._terms = shares_per_bottle | (lot_id << 96) | (remainder_price << 160)
+    self._hot = (self._hot & _U128) | (shares_per_bottle << 128)
+    self._counts = bottles | (holders << 64) | (fund << 96)
     if fund != 0:
         before: uint256 = staticcall IERC20(STABLECOIN).balanceOf(self)
         assert extcall IERC20(STABLECOIN).transferFrom(msg.sender, self, fund, default_return_value=True), (
@@ -761,7 +791,7 @@ def set_frozen_amount(account: address, amount: uint256):
     """
     self._check_agent()
     assert amount <= packed_erc20._balance_of(account), "shares: frozen amount exceeds balance"
-    self._investors[account] = (self._investors[account] & _U128) | (amount << 128)
+    self._set_frozen_amount(account, amount)
     log SharesFrozen(account=account, amount=amount)
 
 
@@ -783,7 +813,7 @@ def recover(lost: address, new: address):
     assert (lost_word >> 64) & _U16 == (new_word >> 64) & _U16, "shares: new address is of another country"
     amount: uint256 = packed_erc20._balance_of(lost)
     assert amount != 0, "shares: lost address holds no shares"
-    per_share: uint256 = self.distributed_per_share
+    per_share: uint256 = self._hot & _U128
     self._settle(lost, per_share)
     self._settle(new, per_share)
     owed: uint256 = self._owed[lost]
@@ -792,9 +822,10 @@ def recover(lost: address, new: address):
         self._owed[new] += owed
     if packed_erc20._balance_of(new) != 0:
         self.holder_count -= 1
-    frozen_total: uint256 = (new_word >> 128) + (lost_word >> 128)
-    self._investors[new] = (new_word & _U128) | (frozen_total << 128)
-    self._investors[lost] = (lost_word & ((_U16 << 64))) | _FROZEN_BIT
+    self._set_frozen_amount(new, self._frozen_amount[new] + self._frozen_amount[lost])
+    self._set_frozen_amount(lost, 0)
+    # The lost key: no longer eligible, frozen; its country and snapshot stay.
+    self._investors[lost] = (self._investors[lost] & ~_U64) | _FROZEN_BIT
     packed_erc20._transfer(lost, new, amount)
     log SharesRecovered(lost=lost, new=new, amount=amount)
 
@@ -855,6 +886,31 @@ def set_agent(agent_: address):
 
 @internal
 @view
+def _bottling() -> Bottling:
+    """
+    @dev The two bottling words, unpacked.
+    """
+    terms: uint256 = self._terms
+    if terms == 0:
+        return empty(Bottling)
+    counts: uint256 = self._counts
+    lot_id: uint256 = (terms >> 96) & _U64
+    return Bottling(
+        bottled=True,
+        lot_id=lot_id,
+        first_token_id=(lot_id << 32) | 1,
+        shares_per_bottle=terms & _U96,
+        remainder_price=terms >> 160,
+        bottles_issued=counts & _U32,
+        bottles_delivered=(counts >> 32) & _U32,
+        remainder_fund=(counts >> 96) & _U80,
+        remainder_paid=counts >> 176,
+        holders_at_bottling=(counts >> 64) & _U32,
+    )
+
+
+@internal
+@view
 def _check_agent():
     assert msg.sender == self.agent, "shares: caller is not the agent"
 
@@ -889,9 +945,9 @@ def _restriction(_from: address, to: address, amount: uint256) -> String[64]:
     balance: uint256 = packed_erc20._balance_of(_from)
     if amount > balance:
         return "erc20: transfer amount exceeds balance"
-    if amount > balance - min(sender >> 128, balance):
+    if sender & _PARTIAL_BIT != 0 and amount > balance - min(self._frozen_amount[_from], balance):
         return "shares: amount exceeds unfrozen shares"
-    spb: uint256 = self._shares_per_bottle
+    spb: uint256 = self._hot >> 128
     if spb != 0 and amount % spb != 0:
         return "shares: bottled, move whole bottles only"
     if amount != 0 and _from != to and packed_erc20._balance_of(to) == 0 and amount != balance:
@@ -909,7 +965,7 @@ def _transfer(_from: address, to: address, amount: uint256):
     """
     reason: String[64] = self._restriction(_from, to, amount)
     assert len(reason) == 0, reason
-    per_share: uint256 = self.distributed_per_share
+    per_share: uint256 = self._hot & _U128
     if per_share != 0:
         self._settle(_from, per_share)
         self._settle(to, per_share)
@@ -931,7 +987,7 @@ def _pending(account: address, per_share: uint256) -> uint256:
     """
     @dev What `account` earned since its last snapshot.
     """
-    return packed_erc20._balance_of(account) * (per_share - self._snapshot[account]) // PRECISION
+    return packed_erc20._balance_of(account) * (per_share - (self._investors[account] >> 128)) // PRECISION
 
 
 @internal
@@ -940,13 +996,27 @@ def _settle(account: address, per_share: uint256):
     @dev Moves what `account` earned since its last snapshot into what it
          is owed; called before every change of its balance.
     """
-    snapshot: uint256 = self._snapshot[account]
+    word: uint256 = self._investors[account]
+    snapshot: uint256 = word >> 128
     if snapshot == per_share:
         return
     earned: uint256 = packed_erc20._balance_of(account) * (per_share - snapshot) // PRECISION
     if earned != 0:
         self._owed[account] += earned
-    self._snapshot[account] = per_share
+    self._investors[account] = (word & _U128) | (per_share << 128)
+
+
+@internal
+def _set_frozen_amount(account: address, amount: uint256):
+    """
+    @dev Records `amount` frozen shares of `account` and its partial bit.
+    """
+    self._frozen_amount[account] = amount
+    word: uint256 = self._investors[account]
+    if amount != 0:
+        self._investors[account] = word | _PARTIAL_BIT
+    else:
+        self._investors[account] = word & ~_PARTIAL_BIT
 
 
 @internal
@@ -955,14 +1025,16 @@ def _claim(holder: address, bottles: uint256, remainder: bool) -> uint256:
     @dev Burns the holder's shares for bottles and its remainder for stablecoin.
     """
     pausable._require_not_paused()
-    b: Bottling = self.bottling
+    b: Bottling = self._bottling()
     assert b.bottled, "shares: cask not bottled"
     word: uint256 = self._investors[holder]
     assert word & _FROZEN_BIT == 0, "shares: account is frozen"
     assert word & _U64 > block.timestamp, "shares: holder is not eligible"
     assert bottles <= MAX_BOTTLES_PER_CLAIM, "shares: too many bottles in one claim"
     balance: uint256 = packed_erc20._balance_of(holder)
-    unfrozen: uint256 = balance - min(word >> 128, balance)
+    unfrozen: uint256 = balance
+    if word & _PARTIAL_BIT != 0:
+        unfrozen = balance - min(self._frozen_amount[holder], balance)
     burned: uint256 = bottles * b.shares_per_bottle
     rest: uint256 = 0
     if remainder:
@@ -973,16 +1045,14 @@ def _claim(holder: address, bottles: uint256, remainder: bool) -> uint256:
     paid: uint256 = rest * b.remainder_price
     assert b.remainder_paid + paid <= b.remainder_fund, "shares: remainder fund exhausted"
 
-    self._settle(holder, self.distributed_per_share)
+    self._settle(holder, self._hot & _U128)
     if burned + rest == balance:
         self.holder_count -= 1
     packed_erc20._burn(holder, burned + rest)
     first: uint256 = 0
     if bottles != 0:
         first = b.first_token_id + b.bottles_delivered
-        self.bottling.bottles_delivered = b.bottles_delivered + bottles
-    if paid != 0:
-        self.bottling.remainder_paid = b.remainder_paid + paid
+    self._counts += (bottles << 32) | (paid << 176)
     log BottlesClaimed(
         holder=holder, bottles=bottles, first_token_id=first, shares_burned=burned, remainder_shares=rest, remainder_paid=paid
     )
