@@ -23,7 +23,7 @@ from api.lending import SnapshotSigner
 from api.offers import OfferBook
 from api.ratelimit import LoginThrottle, RateLimiter
 from api.relayer import Relayer
-from api.routers import accounts, admin, auth, certificates, custodial, health, lending, metadata, points, relay
+from api.routers import accounts, admin, auth, casks, certificates, custodial, health, lending, metadata, points, relay
 from api.scans import ScanLog
 from api.security import SecurityHeaders
 from api.settings import Settings, get_settings
@@ -150,6 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(custodial.router)
     app.include_router(admin.router)
+    app.include_router(casks.router)
     return app
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from amphora import eip712
 from amphora.deploy import CaskSettings, deploy_cask, record_investor
+from amphora.manifest import Manifest
 
 USD = 10**6
 SUPPLY = 1_000_000
@@ -45,13 +46,23 @@ def stablecoin(project, manifest, admin, minter, winery, holder, recipient):
 
 
 @pytest.fixture(scope="module")
-def create_cask(project, manifest, winery, agent, cask_settings, stablecoin) -> Callable[..., object]:
+def cask_manifest(manifest, tmp_path_factory) -> Manifest:
+    """A copy of the shared deployment's manifest that the casks are recorded
+    in: the shared one outlives the chain snapshots, the casks do not."""
+    path = tmp_path_factory.mktemp("cask-manifest") / f"{manifest.chain_id}.json"
+    return Manifest(chain_id=manifest.chain_id, network=manifest.network, contracts=dict(manifest.contracts),
+                    roles=dict(manifest.roles), path=path)
+
+
+@pytest.fixture(scope="module")
+def create_cask(project, cask_manifest, winery, agent, cask_settings, stablecoin) -> Callable[..., object]:
     """Builder: a fresh cask issued by ``winery``, the winery itself recorded
     eligible (French) and the stablecoin approved for deposits."""
 
-    def _create(**overrides: object) -> object:
+    def _create(record: str | None = None, **overrides: object) -> object:
         settings = replace(cask_settings, **overrides)
-        cask = deploy_cask(manifest, winery, agent.address, settings, record=f"Cask-{secrets.token_hex(4)}")
+        cask = deploy_cask(cask_manifest, winery, agent.address, settings,
+                           record=record or f"Cask-{secrets.token_hex(4)}")
         record_investor(cask, agent, winery.address, FRANCE, FAR)
         stablecoin.approve(cask, 2**256 - 1, sender=winery)
         return cask
@@ -73,11 +84,9 @@ def eligible(cask, agent, holder, recipient, relayer, attacker):
 
 
 @pytest.fixture(scope="module")
-def bottling_ready(manifest, admin, cask):
+def bottling_ready(cert, admin, cask):
     """The certificate's admin lets the cask issue its bottling lot."""
-    from amphora.deploy import grant_issuer
-
-    grant_issuer(manifest, admin, cask.address, "Cask Test")
+    cert.grant_issuer(cask, "Cask Test", sender=admin)
     return cask
 
 
