@@ -56,6 +56,10 @@ certificates and points by signature.
   service holds each account's key (encrypted at rest) and signs the
   account's actions with it, so on chain the account's own address acts;
   exporting the key lets its owner leave with their certificates.
+* **casks**: cask shares (a security token per cask): a cask's facts and
+  bottling backing, a holder's shares, eligibility and claimable
+  distributions, whether a transfer is allowed (in words), and relayed share
+  transfers, bottle claims and distribution claims.
 * **metadata**: the NFT metadata each certificate's `tokenURI` points at, and
   each lot's metadata document, served only if it matches its on-chain hash.
 

@@ -55,6 +55,15 @@ def test_mint__no_entry_point_exists(cask):
     assert not names & {"mint", "_mint", "burn", "burnFrom", "forced_transfer"}
 
 
+def test_claim_bottles_typehash__matches_python_definition(cask, chain_id):
+    assert eip712.encode_type("ClaimBottles") == (
+        "ClaimBottles(address holder,uint256 bottles,bool remainder,uint256 validAfter,uint256 validBefore,"
+        "bytes32 nonce)")
+    assert cask.CLAIM_BOTTLES_TYPEHASH() == eip712.typehash("ClaimBottles")
+    assert cask.DOMAIN_SEPARATOR() == eip712.domain_separator(chain_id, cask.address, "Cask Test",
+                                                              eip712.CASK_DOMAIN_VERSION)
+
+
 # ------------------------------------------------------------ eligibility
 
 
