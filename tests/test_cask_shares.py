@@ -460,3 +460,51 @@ def test_transfer__after_bottling__only_whole_bottles(bottling_ready, eligible, 
         eligible.transfer(recipient, 500, sender=holder)
     eligible.transfer(recipient, 1_000, sender=holder)
     assert eligible.balanceOf(recipient) == 1_000
+
+
+def test_attack__claim_signed_for_another_cask__reverts(bottling_ready, eligible, create_cask, winery, holder,
+                                                         chain_id):
+    eligible.transfer(holder, 1_000, sender=winery)
+    declare(eligible, winery, 1_000)
+    other = create_cask()
+    args = sign_claim(other, chain_id, holder, holder.address, 1, False)
+    with ape.reverts("eip3009: invalid signature"):
+        eligible.claim_with_authorization(*args, sender=holder)
+
+
+def test_attack__transfer_authorization_replayed_as_claim__reverts(bottling_ready, eligible, winery, holder,
+                                                                   relayer, chain_id):
+    # The same nonce and fields under another typehash do not verify: a signed
+    # transfer cannot be turned into a claim.
+    eligible.transfer(holder, 1_000, sender=winery)
+    declare(eligible, winery, 1_000)
+    auth = _authorization(eligible, chain_id, holder, holder.address, 1)
+    with ape.reverts("eip3009: invalid signature"):
+        eligible.claim_with_authorization(holder, 1, False, 0, FAR, auth[5], *auth[6:], sender=relayer)
+
+
+def test_pause__stops_bottle_claims_but_not_recovery(bottling_ready, eligible, winery, holder, agent, accounts):
+    eligible.transfer(holder, 1_000, sender=winery)
+    declare(eligible, winery, 1_000)
+    eligible.pause(sender=agent)
+    with ape.reverts("pausable: contract is paused"):
+        eligible.claim(1, False, sender=holder)
+    new = accounts[18]
+    record_investor(eligible, agent, new.address, FRANCE, FAR)
+    eligible.recover(holder, new, sender=agent)
+    assert eligible.balanceOf(new) == 1_000
+
+
+def test_recover__merged_remainders__never_exceed_the_fund(bottling_ready, eligible, winery, holder, recipient,
+                                                          agent, stablecoin):
+    # Two holders with remainders at the declaration; one loses its key and
+    # its shares merge into the other's: the remainder fund still pays.
+    eligible.transfer(holder, 1_700, sender=winery)
+    eligible.transfer(recipient, 800, sender=winery)
+    declare(eligible, winery, 1_000, price=1)
+    eligible.recover(recipient, holder, sender=agent)  # 2,500: 2 bottles + 500
+    before = stablecoin.balanceOf(holder)
+    eligible.claim(2, True, sender=holder)
+    assert stablecoin.balanceOf(holder) == before + 500
+    b = eligible.bottling()
+    assert b.remainder_paid <= b.remainder_fund and eligible.backing().covered

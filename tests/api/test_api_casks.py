@@ -183,3 +183,25 @@ def test_attack__custodial_claim_beyond_my_shares__409(cask_client, bottling_rea
     response = cask_client.post(f"/me/relay/casks/{eligible.address}/claims", json={"bottles": 4},
                                 headers=idempotency_key())
     assert response.status_code == 409 and "shares: claim exceeds unfrozen shares" in response.json()["detail"]
+
+
+def test_relay_transfer__of_zero__refused_before_anything_is_paid(cask_client, eligible, holder, recipient, w3,
+                                                                  relayer, chain_id):
+    before = outbox(w3, relayer)
+    body = _authorization(eligible, chain_id, holder, recipient.address, 0)
+    response = cask_client.post(f"/casks/{eligible.address}/relay/transfers", json=body)
+    assert response.status_code == 409 and response.json()["error"] == "relay_refused"
+    assert outbox(w3, relayer) == before
+
+
+def test_custodial_claim__of_nothing__refused(cask_client, eligible, me):
+    response = cask_client.post(f"/me/relay/casks/{eligible.address}/claims", json={"bottles": 0},
+                                headers=idempotency_key())
+    assert response.status_code == 409 and response.json()["error"] == "relay_refused"
+
+
+def test_anonymous__cannot_relay(make_client, cask_manifest, eligible, holder):
+    anonymous = make_client(auth=False, manifest_path=cask_manifest.path)
+    response = anonymous.post(f"/casks/{eligible.address}/relay/distribution-claims",
+                              json={"holder": holder.address})
+    assert response.status_code == 401
