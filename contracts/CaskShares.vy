@@ -48,17 +48,22 @@
      `price × (shares_per_bottle - 1) × holders at the declaration`, which
      covers every remainder there can be.
      Storage per account: the packed_erc20 word (balance | permit nonce),
-     the investor word (expiry | country | frozen | frozen amount) and the
-     distribution snapshot (written only when a distribution happened since
-     the account's last change).
+     the investor word (expiry | country | frozen | partly frozen |
+     distribution snapshot; the snapshot is written only when a distribution
+     happened since the account's last change), what it is owed, and the
+     frozen amount (read only when the partly-frozen bit is set). A transfer
+     reads each party's two words, the `_hot` word and the recipient's
+     country ban, nothing else.
 @custom:security Emergency: the compliance agent calls `pause`, which stops
                  every movement of shares (transfers, signed transfers,
                  bottle claims); distribution claims (which only pay out
                  what is owed) and the agent's recovery still work.
                  Trust model: the agent can freeze and recover but never
-                 mint, burn or move shares to anyone but the same holder's
-                 new address; the issuer can deposit and bottle but not
-                 take shares or the distribution and remainder funds back.
+                 mint or burn; `recover` is its one way to move shares, to
+                 an eligible, unfrozen address of the same country that the
+                 agent vouches is the same holder's (logged with both
+                 addresses). The issuer can deposit and bottle but not take
+                 shares or the distribution and remainder funds back.
 """
 
 
