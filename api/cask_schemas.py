@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas import Address, Bytes32Hex, EcdsaSignatureHex, Uint256In, Uint256Out
+from api.schemas import (
+    Address,
+    Bytes32Hex,
+    EcdsaSignatureHex,
+    TypedDataDomain,
+    TypedDataField,
+    Uint256In,
+    Uint256Out,
+)
 
 
 class CaskSummary(BaseModel):
@@ -130,3 +140,27 @@ class CustodialBottleClaim(BaseModel):
 
 class CustodialDistributionClaim(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class ClaimBottlesMessage(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    holder: Address
+    bottles: Uint256Out
+    remainder: bool
+    valid_after: Uint256Out = Field(alias="validAfter")
+    valid_before: Uint256Out = Field(alias="validBefore")
+    nonce: Bytes32Hex = Field(description="The 32-byte nonce: the one given, or an unused one the API picked in a "
+                              "bitmap word the holder already uses.")
+
+
+class ClaimBottlesTypedData(BaseModel):
+    """An `eth_signTypedData_v4` payload for a cask's `ClaimBottles`: pass it
+    unchanged to any EIP-712 signer."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    types: dict[str, list[TypedDataField]]
+    primary_type: Literal["ClaimBottles"] = Field(alias="primaryType")
+    domain: TypedDataDomain
+    message: ClaimBottlesMessage

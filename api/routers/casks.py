@@ -15,7 +15,7 @@ from dataclasses import replace
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Path, Query, Request, status
 from web3.contract import Contract
 
 from amphora import eip712
@@ -27,6 +27,7 @@ from api.cask_schemas import (
     CaskHolder,
     CaskSummary,
     CaskView,
+    ClaimBottlesTypedData,
     CustodialBottleClaim,
     CustodialDistributionClaim,
     CustodialShareTransfer,
@@ -39,7 +40,15 @@ from api.errors import InvalidRequest, NotDeployed, NotFound, UpstreamUnavailabl
 from api.outbox import request_fingerprint
 from api.relayer import Origin
 from api.routers.relay import RELAY_ERRORS, accepted, authorization_typed_data
-from api.schemas import ADDRESS_PATTERN, PointsTransferRelayRequest, RelayAccepted, Uint256In, checksum_address
+from api.schemas import (
+    ADDRESS_PATTERN,
+    BYTES32_PATTERN,
+    PointsTransferRelayRequest,
+    PointsTransferTypedData,
+    RelayAccepted,
+    Uint256In,
+    checksum_address,
+)
 
 router = APIRouter(tags=["casks"])
 
@@ -197,6 +206,81 @@ def transfer_check(
     return TransferCheck(cask=contract.address, sender=frm, to=recipient, amount=amount, allowed=not reason,
                          reason=reason or None,
                          explanation=EXPLANATIONS.get(reason, reason) if reason else ALLOWED)
+
+
+# ------------------------------------------------------------------ typed data
+
+NonceQuery = Annotated[str | None, Query(pattern=BYTES32_PATTERN, description="A unique 0x-prefixed 32-byte "
+                                         "nonce; omit it and the API picks a free one next to the signer's used "
+                                         "nonces (the cheapest).")]
+
+
+def _window(valid_after: int, valid_before: int) -> None:
+    if valid_before <= valid_after:
+        raise InvalidRequest("valid_before: must be after valid_after (the signature is valid only strictly "
+                             "between them)")
+
+
+def _nonce(request: Request, chain: ChainService, record: str, signer: str, valid_before: int,
+           nonce: str | None) -> bytes:
+    if nonce is not None:
+        return bytes.fromhex(nonce[2:])
+    caller = f"client:{request.client.host}" if request.client else "client:unknown"
+    return chain.free_authorization_nonce(record, signer, valid_before, caller=caller)
+
+
+@router.get("/casks/{cask}/typed-data/transfer", response_model=PointsTransferTypedData,
+            summary="The typed data a holder signs to transfer shares", responses=error_responses(*READ_ERRORS))
+def share_transfer_typed_data(
+    request: Request,
+    cask: CaskAddress,
+    chain: ChainDep,
+    sender: Annotated[str, Query(alias="from", pattern=ADDRESS_PATTERN, description="The holder.")],
+    to: Annotated[str, Query(pattern=ADDRESS_PATTERN, description="The recipient.")],
+    value: Annotated[Uint256In, Query(description="Shares in the smallest unit.")],
+    valid_before: Annotated[Uint256In, Query(description="Unix time before which it must be used.")],
+    valid_after: Annotated[Uint256In, Query(description="Unix time after which it is valid (default 0).")] = 0,
+    nonce: NonceQuery = None,
+) -> PointsTransferTypedData:
+    """The `eth_signTypedData_v4` payload of an EIP-3009
+    `TransferWithAuthorization` of shares in the cask's own EIP-712 domain;
+    without `nonce` the API picks a free one (as for points). Sign it and post
+    the signature to `POST /casks/{cask}/relay/transfers` with the same values."""
+    record, _ = _cask(chain, cask)
+    payer, payee = _address(sender, "from"), _address(to, "to")
+    _window(valid_after, valid_before)
+    data = authorization_typed_data(chain.eip712_domain(record), "TransferWithAuthorization", payer, payee, value,
+                                    valid_after, valid_before,
+                                    _nonce(request, chain, record, payer, valid_before, nonce))
+    return PointsTransferTypedData.model_validate(data)
+
+
+@router.get("/casks/{cask}/typed-data/claim", response_model=ClaimBottlesTypedData,
+            summary="The typed data a holder signs to claim bottles", responses=error_responses(*READ_ERRORS))
+def bottle_claim_typed_data(
+    request: Request,
+    cask: CaskAddress,
+    chain: ChainDep,
+    holder: Annotated[str, Query(pattern=ADDRESS_PATTERN, description="The holder.")],
+    bottles: Annotated[Uint256In, Query(description="Bottles to claim (at most 50).")],
+    valid_before: Annotated[Uint256In, Query(description="Unix time before which it must be used.")],
+    remainder: Annotated[bool, Query(description="Also claim the remainder in stablecoin.")] = False,
+    valid_after: Annotated[Uint256In, Query(description="Unix time after which it is valid (default 0).")] = 0,
+    nonce: NonceQuery = None,
+) -> ClaimBottlesTypedData:
+    """The `eth_signTypedData_v4` payload of a cask's `ClaimBottles`, its nonce
+    from the same bitmap as the cask's EIP-3009 authorizations (picked by the
+    API when not given). Sign it and post the signature to
+    `POST /casks/{cask}/relay/claims` with the same values."""
+    record, _ = _cask(chain, cask)
+    signer = _address(holder, "holder")
+    _window(valid_after, valid_before)
+    nonce_bytes = _nonce(request, chain, record, signer, valid_before, nonce)
+    domain = chain.eip712_domain(record)
+    message = eip712.claim_bottles_message(signer, bottles, remainder, valid_after, valid_before, nonce_bytes)
+    data = eip712.typed_data("ClaimBottles", {**message, "nonce": "0x" + nonce_bytes.hex()}, domain.chain_id,
+                             domain.verifying_contract, name=domain.name, version=domain.version)
+    return ClaimBottlesTypedData.model_validate(data)
 
 
 # ------------------------------------------------------------------ self-custody relay

@@ -123,6 +123,40 @@ def test_relay_transfer__to_a_non_cask__404(cask_client, holder, recipient, chai
     assert response.status_code == 404
 
 
+def test_typed_data__claim__signed_and_relayed_delivers_the_bottle(cask_client, bottling_ready, eligible, winery,
+                                                                    holder, cert):
+    eligible.transfer(holder, 1_000, sender=winery)
+    declare(eligible, winery, 1_000)
+    data = cask_client.get(f"/casks/{eligible.address}/typed-data/claim",
+                           params={"holder": holder.address, "bottles": 1, "valid_before": FAR}).json()
+    assert data["primaryType"] == "ClaimBottles" and data["domain"]["verifyingContract"] == eligible.address
+    signature = eip712.sign(data, holder.private_key)
+    message = data["message"]
+    body = {"holder": holder.address, "bottles": 1, "remainder": False, "valid_after": 0, "valid_before": FAR,
+            "nonce": message["nonce"], "signature": "0x" + signature.hex()}
+    _confirmed(cask_client, cask_client.post(f"/casks/{eligible.address}/relay/claims", json=body))
+    assert cert.ownerOf(eligible.bottling().first_token_id) == holder.address
+
+
+def test_typed_data__transfer__signed_and_relayed_moves_shares(cask_client, eligible, winery, holder, recipient):
+    eligible.transfer(holder, 10, sender=winery)
+    data = cask_client.get(f"/casks/{eligible.address}/typed-data/transfer",
+                           params={"from": holder.address, "to": recipient.address, "value": 7,
+                                   "valid_before": FAR}).json()
+    signature = eip712.sign(data, holder.private_key)
+    m = data["message"]
+    body = {"from": holder.address, "to": recipient.address, "value": 7, "valid_after": 0, "valid_before": FAR,
+            "nonce": m["nonce"], "signature": "0x" + signature.hex()}
+    _confirmed(cask_client, cask_client.post(f"/casks/{eligible.address}/relay/transfers", json=body))
+    assert eligible.balanceOf(recipient) == 7
+
+
+def test_typed_data__inverted_window__422(cask_client, eligible, holder):
+    response = cask_client.get(f"/casks/{eligible.address}/typed-data/claim",
+                               params={"holder": holder.address, "bottles": 1, "valid_before": 5, "valid_after": 5})
+    assert response.status_code == 422
+
+
 def test_relay_distribution_claim__nothing_owed__409(cask_client, eligible, holder):
     response = cask_client.post(f"/casks/{eligible.address}/relay/distribution-claims",
                                 json={"holder": holder.address})

@@ -69,6 +69,8 @@ EXPECTED_ERRORS = {
     ("get", "/casks/{cask}"): {"404", "422", "503"},
     ("get", "/casks/{cask}/holders/{address}"): {"404", "422", "503"},
     ("get", "/casks/{cask}/transfer-check"): {"404", "422", "503"},
+    ("get", "/casks/{cask}/typed-data/transfer"): {"404", "422", "503"},
+    ("get", "/casks/{cask}/typed-data/claim"): {"404", "422", "503"},
     **{("post", path): RELAY | {"404"} for path in (
         "/casks/{cask}/relay/transfers", "/casks/{cask}/relay/claims", "/casks/{cask}/relay/distribution-claims",
         "/me/relay/casks/{cask}/transfers", "/me/relay/casks/{cask}/claims",
