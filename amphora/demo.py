@@ -16,12 +16,15 @@ from typing import Any
 
 from amphora import custody, eip712, lots
 from amphora.deploy import (
+    CaskSettings,
     CertificateSettings,
     custody_registry,
     deploy_all,
+    deploy_cask,
     grant_appraiser,
     grant_custodian,
     grant_issuer,
+    record_investor,
 )
 from amphora.manifest import Manifest
 from amphora.merkle import ReserveTree
@@ -32,6 +35,9 @@ EXAMPLE_LOT = EXAMPLES / "demo-lot.json"
 STORAGE_REPORT = EXAMPLES / "demo-storage-report.txt"
 USD = 10**6
 DAY = 24 * 3600
+#: The demo cask's holders: ISO 3166-1 numeric France, eligibility checked for a year.
+CASK_COUNTRY = 250
+CASK_SHARES = {"alice": 120, "bob": 60}
 #: The demo's loan: 1,000 stablecoin against a bottle appraised at 2,500, due in 30 days.
 LOAN_PRINCIPAL = 1_000 * USD
 LOAN_REPAYMENT = 1_050 * USD
@@ -73,6 +79,8 @@ class DemoWorld:
     master_key: str = field(default_factory=lambda: os.environ.get("AMPHORA_MASTER_KEY") or secrets.token_hex(32))
     admin_token: str = field(default_factory=lambda: os.environ.get("AMPHORA_ADMIN_TOKEN")
                              or secrets.token_urlsafe(24))
+    #: The demo cask's shares contract (recorded in the manifest as ``CaskShares``).
+    cask: str = ""
 
 
 class DemoApi:
@@ -224,6 +232,21 @@ def seed_lending(manifest: Manifest, api: DemoApi, tokens: dict[str, str], lot_i
     return lender.address, appraiser.address, loan_id, str(lot_wide["offer_hash"]), request_id
 
 
+def seed_cask(manifest: Manifest, winery: Any, custodian: Any, agent: Any, holders: dict[str, Any]) -> str:
+    """One cask of shares issued by the winery, kept by the demo's cellar, its
+    compliance agent a test account; the winery, Alice and Bob recorded as
+    eligible, Alice and Bob holding shares. Not bottled. Its address."""
+    from ape import chain
+
+    cask = deploy_cask(manifest, winery, agent.address, CaskSettings(cellar=custodian.address))
+    expiry = chain.pending_timestamp + 365 * DAY
+    for account in (winery, *holders.values()):
+        record_investor(cask, agent, account.address, CASK_COUNTRY, expiry)
+    for name, shares in CASK_SHARES.items():
+        cask.transfer(holders[name], shares, sender=winery)
+    return str(cask.address)
+
+
 def public_dir(bottles_out: Path) -> Path:
     """What the demo publishes under /demo/: never the bottles file, which holds
     the tags' private keys."""
@@ -318,6 +341,7 @@ def seed(base_url: str, bottles_out: Path) -> DemoWorld:
     tree = ReserveTree.build([token(b.serial) for b in issued.bottles if b.serial != 2])
     custody.post_reserve_root(registry, custodian, tree, f"{base_url}/demo/reserve.json")
     reserve_file = custody.write_reserve_document(public / "reserve.json", tree)
+    cask = seed_cask(manifest, winery, custodian, accounts.test_accounts[17], {"alice": alice, "bob": bob})
 
     return DemoWorld(
         merchants=merchants, settlement=settlement, settlement_files=files,
@@ -328,7 +352,7 @@ def seed(base_url: str, bottles_out: Path) -> DemoWorld:
         gift_secret="0x" + claim_key.key.hex(), reserve_file=reserve_file,
         relay_db=settings.relay_db, offer_db=settings.offer_db, relayed=relayed, lender=lender,
         appraiser=appraiser, loan_token=token(4), loan_id=loan_id, open_offer_hash=open_offer,
-        master_key=master_key, admin_token=admin_token,
+        master_key=master_key, admin_token=admin_token, cask=cask,
     )
 
 
@@ -365,6 +389,8 @@ def describe(world: DemoWorld, base_url: str, rpc_url: str) -> str:
         f"{base_url}/points/settlement?from_block={world.settlement.from_block}"
         f"&to_block={world.settlement.to_block})",
         f"  balances of alice     {base_url}/accounts/{world.holders['alice']}/balances",
+        f"  a cask of shares      {base_url}/casks/{world.cask} (alice's: "
+        f"{base_url}/casks/{world.cask}/holders/{world.holders['alice']})",
         "",
     ]
     return "\n".join(lines)

@@ -289,3 +289,52 @@ def grant_appraiser(manifest: Manifest, admin: Any, account: str, name: str) -> 
     pledge_lending(manifest).set_appraiser(account, True, sender=admin)
     manifest.roles.setdefault("appraisers", {})[str(account)] = name
     manifest.save()
+
+
+@dataclass(frozen=True)
+class CaskSettings:
+    """One cask's shares contract: its token, its facts and its rules."""
+
+    name: str = "Amphora Cask 1"
+    symbol: str = "CASK1"
+    supply: int = 1_200
+    decimals: int = 0
+    producer: str = "Domaine Amphora"
+    wine: str = "Pauillac Grand Vin, cask 1"
+    vintage: int = 2023
+    volume_litres: int = 225
+    expected_bottles: int = 300
+    #: The custodian keeping the cask (and later its bottles).
+    cellar: str = ""
+    document_hash: str = "0x" + "00" * 32
+    #: Until this unix time only the issuer's shares move (the primary sale).
+    lockup_end: int = 0
+
+    def constructor_args(self, certificate: str, stablecoin: str, agent: str) -> list[Any]:
+        facts = (self.producer, self.wine, self.vintage, self.volume_litres, self.expected_bottles, self.cellar,
+                 self.document_hash, self.lockup_end, certificate, stablecoin)
+        return [certificate, stablecoin, agent, self.supply, self.decimals, self.name, self.symbol, self.name,
+                eip712.CASK_DOMAIN_VERSION, facts]
+
+
+def deploy_cask(manifest: Manifest, deployer: Any, agent: str, settings: CaskSettings, *,
+                record: str = "CaskShares") -> Any:
+    """A cask's shares contract over the manifest's certificate and stablecoin,
+    recorded in the manifest under ``record`` (reused if it still runs this
+    build). The deployer is the issuer and receives every share; the issuer
+    is recorded as an eligible investor by ``agent`` afterwards (see
+    :func:`record_investor`)."""
+    cert = certificate(manifest)
+    stablecoin = manifest.address("Stablecoin")
+    if not settings.cellar:
+        raise ValueError("a cask needs its cellar (a registered custodian)")
+    cask, _ = deploy_or_reuse(manifest, record, deployer,
+                              settings.constructor_args(cert.address, stablecoin, agent), contract="CaskShares")
+    manifest.save()
+    return cask
+
+
+def record_investor(cask: Any, agent: Any, account: str, country: int, expiry: int) -> None:
+    """The compliance agent records ``account`` as eligible (ISO 3166-1 numeric
+    ``country``, check valid until ``expiry``)."""
+    cask.set_investor(account, country, expiry, sender=agent)

@@ -19,6 +19,8 @@ CERTIFICATE_DOMAIN_VERSION = "1"
 #: Domain name and version PledgeLending is deployed with (offers, acceptances, extensions).
 LENDING_DOMAIN_NAME = "Amphora Pledge Lending"
 LENDING_DOMAIN_VERSION = "1"
+#: Domain version of every CaskShares contract (the domain name is the cask's token name).
+CASK_DOMAIN_VERSION = "1"
 
 EIP712_DOMAIN_TYPE = [
     {"name": "name", "type": "string"},
@@ -132,6 +134,15 @@ TYPES: dict[str, list[dict[str, str]]] = {
     # ERC-20 tokens: EIP-3009 transfers with authorization (random bytes32 nonces).
     "TransferWithAuthorization": _AUTHORIZATION,
     "ReceiveWithAuthorization": _AUTHORIZATION,
+    # CaskShares: a holder's signed bottle claim (nonce from the EIP-3009 bitmap).
+    "ClaimBottles": [
+        {"name": "holder", "type": "address"},
+        {"name": "bottles", "type": "uint256"},
+        {"name": "remainder", "type": "bool"},
+        {"name": "validAfter", "type": "uint256"},
+        {"name": "validBefore", "type": "uint256"},
+        {"name": "nonce", "type": "bytes32"},
+    ],
     "CancelAuthorization": [
         {"name": "authorizer", "type": "address"},
         {"name": "nonce", "type": "bytes32"},
@@ -323,6 +334,21 @@ def authorization_message(sender: str, to: str, value: int, valid_after: int, va
         "from": to_checksum_address(sender),
         "to": to_checksum_address(to),
         "value": int(value),
+        "validAfter": int(valid_after),
+        "validBefore": int(valid_before),
+        "nonce": bytes(nonce),
+    }
+
+
+def claim_bottles_message(holder: str, bottles: int, remainder: bool, valid_after: int, valid_before: int,
+                          nonce: bytes) -> dict[str, Any]:
+    """The message of a cask holder's signed ``ClaimBottles``."""
+    if len(nonce) != 32:
+        raise ValueError("a claim nonce is 32 bytes")
+    return {
+        "holder": to_checksum_address(holder),
+        "bottles": int(bottles),
+        "remainder": bool(remainder),
         "validAfter": int(valid_after),
         "validBefore": int(valid_before),
         "nonce": bytes(nonce),

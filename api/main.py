@@ -22,7 +22,7 @@ from api.lending import SnapshotSigner
 from api.offers import OfferBook
 from api.ratelimit import LoginThrottle, RateLimiter
 from api.relayer import Relayer
-from api.routers import accounts, admin, auth, certificates, custodial, health, lending, metadata, points, relay
+from api.routers import accounts, admin, auth, casks, certificates, custodial, health, lending, metadata, points, relay
 from api.scans import ScanLog
 from api.security import SecurityHeaders
 from api.settings import Settings, get_settings
@@ -59,6 +59,10 @@ certificates and points by signature.
   service holds each account's key (encrypted at rest) and signs the
   account's actions with it, so on chain the account's own address acts;
   exporting the key lets its owner leave with their certificates.
+* **casks**: cask shares (a security token per cask): a cask's facts and
+  bottling backing, a holder's shares, eligibility and claimable
+  distributions, whether a transfer is allowed (in words), and relayed share
+  transfers, bottle claims and distribution claims.
 * **metadata**: the NFT metadata each certificate's `tokenURI` points at, and
   each lot's metadata document, served only if it matches its on-chain hash.
 
@@ -168,6 +172,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(custodial.router)
     app.include_router(admin.router)
+    app.include_router(casks.router)
     return app
 
 

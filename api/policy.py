@@ -52,6 +52,11 @@ RELAYED_FUNCTIONS: dict[str, tuple[str, ...]] = {
     "PointsToken": ("transferWithAuthorization",),
     "PledgeLending": ("accept_offer_with_signature", "extend_loan", "repay_with_authorization"),
 }
+#: The same, for every contract of a type the manifest may record many times
+#: under names of their own (one ``CaskShares`` per cask).
+RELAYED_FUNCTIONS_BY_TYPE: dict[str, tuple[str, ...]] = {
+    "CaskShares": ("transferWithAuthorization", "claim_with_authorization", "claim_distribution"),
+}
 
 #: How far past the holder's current nonce a sponsored nonce invalidation may
 #: reach: enough to void every signature a holder plausibly has pending, not
@@ -126,7 +131,12 @@ class AllowList:
 
     def _build(self) -> dict[tuple[str, bytes], str]:
         allowed: dict[tuple[str, bytes], str] = {}
-        for contract_name, functions in RELAYED_FUNCTIONS.items():
+        relayed = dict(RELAYED_FUNCTIONS)
+        for name, record in self._chain.manifest.contracts.items():
+            functions = RELAYED_FUNCTIONS_BY_TYPE.get(str(record.get("contract") or name))
+            if functions:
+                relayed[name] = functions
+        for contract_name, functions in relayed.items():
             contract = self._chain.contract(contract_name)
             if contract is None:
                 continue

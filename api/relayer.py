@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
+from web3.contract import Contract
 
 from amphora import eip712
+from api.cask_schemas import BottleClaimRelayRequest
 from api.chain import POINTS, ChainService
 from api.errors import InvalidRequest, RelayRefused, RelayUnavailable
 from api.lifecycle import HolderAction
@@ -180,6 +182,39 @@ class Relayer:
         return self._submit(origin, "points-transfer", request.sender, call,
                             f"transfer of {request.value} points units from {request.sender} to {request.to} "
                             f"(authorization {request.nonce})")
+
+    def relay_share_transfer(self, cask: Contract, request: PointsTransferRelayRequest,
+                             origin: Origin) -> RelayRecord:
+        """Relay a cask's EIP-3009 ``transferWithAuthorization`` of shares (the
+        cask's rules apply on chain; the simulation reports a refusal)."""
+        if request.value == 0:
+            raise RelayRefused("the relayer does not pay for a transfer of 0 shares: it would do nothing")
+        v, r, s = _vrs(request.signature)
+        call = self._chain.calldata(cask, "transferWithAuthorization", request.sender, request.to, request.value,
+                                    request.valid_after, request.valid_before, bytes.fromhex(request.nonce[2:]),
+                                    v, r, s)
+        return self._submit(origin, "share-transfer", request.sender, call,
+                            f"transfer of {request.value} shares of cask {cask.address} from {request.sender} to "
+                            f"{request.to} (authorization {request.nonce})")
+
+    def relay_bottle_claim(self, cask: Contract, request: BottleClaimRelayRequest, origin: Origin) -> RelayRecord:
+        """Relay a cask holder's signed ``claim_with_authorization``."""
+        if request.bottles == 0 and not request.remainder:
+            raise RelayRefused("the relayer does not pay for a claim of no bottle and no remainder")
+        v, r, s = _vrs(request.signature)
+        call = self._chain.calldata(cask, "claim_with_authorization", request.holder, request.bottles,
+                                    request.remainder, request.valid_after, request.valid_before,
+                                    bytes.fromhex(request.nonce[2:]), v, r, s)
+        return self._submit(origin, "bottle-claim", request.holder, call,
+                            f"claim of {request.bottles} bottles{' and the remainder' if request.remainder else ''} "
+                            f"from cask {cask.address} by {request.holder} (authorization {request.nonce})")
+
+    def relay_distribution_claim(self, cask: Contract, holder: str, origin: Origin) -> RelayRecord:
+        """Relay ``claim_distribution(holder)``: it pays ``holder`` only, so it
+        needs no signature; the simulation refuses it when nothing is owed."""
+        call = self._chain.calldata(cask, "claim_distribution", holder)
+        return self._submit(origin, "distribution-claim", holder, call,
+                            f"claim of the distributions owed to {holder} by cask {cask.address}")
 
     def relay_holder_action(self, action: HolderAction, request: HolderActionRelayRequest,
                             origin: Origin) -> RelayRecord:

@@ -38,6 +38,9 @@ REFERENCES = {
     "points_issue": ("(no reference given)", None),
     "points_redeem": ("(no reference given)", None),
     "utility_pay": ("(no reference given)", None),
+    "shares_transfer": ("ERC-20 floor ≈ 33,400; target ≤ 1.5 × floor", 33_400),
+    "shares_distribution_claim": ("(floor below)", None),
+    "shares_claim_bottle": ("(floor below)", None),
 }
 
 #: EIP-170: the most bytes of code a contract may deploy; the certificate keeps
@@ -50,6 +53,7 @@ RATIO_TARGETS = {
     "erc20_transfer": (None, 1.05 * 33_400),
     "erc20_permit": ("erc20_approve", 1.6),
     "erc20_transfer_with_authorization": ("erc20_transfer", 1.4),
+    "shares_transfer": (None, 1.5 * 33_400),
 }
 
 
@@ -226,7 +230,56 @@ LENDING_FLOORS["loan_accept_returning"] = [
      5_000 if gas == 22_100 else gas)
     for label, gas in LENDING_FLOORS["loan_accept"]
 ]
-FLOORS = {**LIFECYCLE_FLOORS, **LENDING_FLOORS}
+#: The cask shares' paths (CaskShares). The bench's transfer is between two
+#: eligible holders that both hold shares, after a distribution both have
+#: been brought up to date with; the claim is a returning claimant's (its
+#: snapshot in use); the bottle claim by a holder of other certificates, the
+#: bottle untouched since the cask issued its lot. A compliant, distribution-
+#: paying transfer cannot skip reading the two investor words (eligibility,
+#: freeze and distribution snapshot share one), the recipient's country ban
+#: and the running total per share.
+_COLD_READ = 2_100
+SHARES_FLOORS: dict[str, list[tuple[str, int | None]]] = {
+    "shares_transfer": [
+        ("base transaction", 21_000),
+        ("calldata", None),
+        ("sender's balance word, nonzero -> nonzero", 5_000),
+        ("recipient's balance word (an existing holder), nonzero -> nonzero", 5_000),
+        ("Transfer: 3 topics + amount", log_gas(3, 32)),
+        ("eligibility and distribution snapshot: sender's and recipient's investor words (cold reads)",
+         2 * _COLD_READ),
+        ("recipient's country ban (cold read)", _COLD_READ),
+        ("distributions: running total per share (cold read)", _COLD_READ),
+    ],
+    "shares_distribution_claim": [
+        ("base transaction", 21_000),
+        ("calldata", None),
+        ("holder's balance word (cold read)", _COLD_READ),
+        ("running total per share and owed word (cold reads)", 2 * _COLD_READ),
+        ("holder's investor word: frozen?, snapshot, nonzero -> nonzero", 5_000),
+        ("distributions paid, nonzero -> nonzero", 5_000),
+        ("call to the stablecoin (cold account)", 2_600),
+        *_STABLECOIN_TRANSFER,
+        ("DistributionClaimed: 2 topics + amount", log_gas(2, 32)),
+    ],
+    "shares_claim_bottle": [
+        ("base transaction", 21_000),
+        ("calldata", None),
+        ("holder's investor word: eligible, frozen (cold read)", _COLD_READ),
+        ("bottling terms word (cold read)", _COLD_READ),
+        ("bottling counts word: bottles delivered, nonzero -> nonzero", 5_000),
+        ("holder's balance word, nonzero -> nonzero", 5_000),
+        ("total supply, nonzero -> nonzero", 5_000),
+        ("Transfer to zero (burn): 3 topics + amount", log_gas(3, 32)),
+        ("BottlesClaimed: 2 topics + 5 words", log_gas(2, 160)),
+        ("call to the certificate (cold account)", 2_600),
+        ("certificate token word (untouched bottle), zero -> nonzero", 22_100),
+        ("cask's certificate balance word, nonzero -> nonzero", 5_000),
+        ("holder's certificate balance word (holds other bottles), nonzero -> nonzero", 5_000),
+        ("certificate Transfer: 4 topics", log_gas(4, 0)),
+    ],
+}
+FLOORS = {**LIFECYCLE_FLOORS, **LENDING_FLOORS, **SHARES_FLOORS}
 #: Floors reported beside their figures but not held to the target: the target
 #: is set for the direct acceptance; these show what the other paths cost.
 FLOORS_REPORTED_ONLY = frozenset({"loan_accept_relayed", "loan_accept_returning"})
@@ -301,6 +354,7 @@ def measure() -> dict[str, int]:
         results.update(measure_tokens(manifest, chain, accounts.test_accounts))
         results.update(measure_lifecycle(manifest, accounts.test_accounts))
         results.update(measure_lending(manifest, accounts.test_accounts))
+        results.update(measure_shares(manifest, accounts.test_accounts))
         # Not gas: the deployed certificate's code size, beside the EIP-170 limit.
         results["certificate_bytes"] = certificate_bytes
     return results
@@ -475,6 +529,43 @@ def measure_lending(manifest, people) -> dict[str, int]:
     return out
 
 
+def measure_shares(manifest, people) -> dict[str, int]:
+    """CaskShares' paths: a transfer between two eligible holders, a returning
+    claimant's distribution claim and a holder's first bottle. Fixed amounts."""
+    from ape import project
+
+    from amphora.deploy import CaskSettings, deploy_cask, grant_issuer, record_investor
+
+    admin, winery, custodian, alice, bob = (people[i] for i in (0, 1, 2, 3, 4))
+    minter, agent = people[13], people[17]
+    stable = project.ReferenceStablecoin.at(manifest.address("Stablecoin"))
+    usd = 10**6
+    cask = deploy_cask(manifest, winery, agent.address, CaskSettings(cellar=custodian.address, supply=1_200))
+    grant_issuer(manifest, admin, cask.address, "Bench Cask")
+    for account in (winery, alice, bob):
+        record_investor(cask, agent, account.address, 250, 2**40)
+    stable.mint(winery, 100_000 * usd, sender=minter)
+    stable.approve(cask, 2**256 - 1, sender=winery)
+    cask.transfer(alice, 100, sender=winery)
+    cask.transfer(bob, 100, sender=winery)
+    cask.deposit_distribution(1_200 * usd, sender=winery)
+    for account in (alice, bob):  # each has claimed before: its snapshot word is in use
+        cask.claim_distribution(account, sender=account)
+    out: dict[str, int] = {}
+
+    def record(name: str, receipt) -> None:
+        out[name] = receipt.gas_used
+        LIFECYCLE_CALLDATA[name] = calldata_gas(bytes(receipt.transaction.data))
+
+    record("shares_transfer", cask.transfer(bob, 10, sender=alice))
+    cask.deposit_distribution(1_200 * usd, sender=winery)
+    record("shares_distribution_claim", cask.claim_distribution(bob, sender=bob))
+    cask.declare_bottled(2, 0, 750, BOTTLING_DATE, b"\x01" * 32, b"\x02" * 32, "Pauillac AOC", "ipfs://bench",
+                         sender=winery)
+    record("shares_claim_bottle", cask.claim(1, False, sender=bob))
+    return out
+
+
 def lifecycle_floors(results: dict[str, int]) -> dict[str, dict[str, float | int]]:
     """Each lifecycle measurement beside its floor (LIFECYCLE_FLOORS, with the
     measured calldata) and their ratio."""
@@ -557,7 +648,7 @@ def main() -> int:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({**results, "certificate_bytes_limit": EIP170_LIMIT}, indent=2) + "\n")
     LIFECYCLE_RESULTS.write_text(json.dumps(lifecycle_floors(results), indent=2) + "\n")
-    itemised = "\n".join(floor_itemised(results, k) for k in LENDING_FLOORS if k in results)
+    itemised = "\n".join(floor_itemised(results, k) for k in (*LENDING_FLOORS, *SHARES_FLOORS) if k in results)
     sys.stdout.write(table(results) + "\n\n" + lifecycle_table(results) + "\n\n" + itemised
                      + f"\n\nwritten to {RESULTS} and {LIFECYCLE_RESULTS.name} in {time.time() - started:.0f} s\n")
     return 0

@@ -198,3 +198,13 @@ def test_package_lock__lists_every_platforms_anvil__so_installing_leaves_it_unch
     assert anvil.get("optionalDependencies")
     missing = [name for name in anvil["optionalDependencies"] if f"node_modules/{name}" not in packages]
     assert missing == []
+
+
+def test_seed__demo_cask__recorded_in_the_manifest_with_its_holders(world, project, demo_api):
+    from amphora.demo import CASK_SHARES
+
+    assert world.manifest.address("CaskShares") == world.cask
+    cask = project.CaskShares.at(world.cask)
+    assert {name: cask.balanceOf(world.holders[name]) for name in CASK_SHARES} == CASK_SHARES
+    body = demo_api.get(f"/casks/{world.cask}/holders/{world.holders['alice']}").json()
+    assert body["shares"] == str(CASK_SHARES["alice"]) and body["eligible"] is True

@@ -65,6 +65,16 @@ EXPECTED_ERRORS = {
     ("get", "/admin/usage"): {"401", "403", "422", "503"},
     ("get", "/admin/quotas/{account}"): {"401", "403", "422", "503"},
     ("put", "/admin/quotas/{account}"): {"401", "403", "422", "503"},
+    ("get", "/casks"): {"503"},
+    ("get", "/casks/{cask}"): {"404", "422", "503"},
+    ("get", "/casks/{cask}/holders/{address}"): {"404", "422", "503"},
+    ("get", "/casks/{cask}/transfer-check"): {"404", "422", "503"},
+    ("get", "/casks/{cask}/typed-data/transfer"): {"404", "422", "503"},
+    ("get", "/casks/{cask}/typed-data/claim"): {"404", "422", "503"},
+    **{("post", path): RELAY | {"404"} for path in (
+        "/casks/{cask}/relay/transfers", "/casks/{cask}/relay/claims", "/casks/{cask}/relay/distribution-claims",
+        "/me/relay/casks/{cask}/transfers", "/me/relay/casks/{cask}/claims",
+        "/me/relay/casks/{cask}/distribution-claims")},
 }
 
 
@@ -151,7 +161,7 @@ def test_openapi__tags__one_per_router(openapi):
     tags = {tag for item in openapi["paths"].values() for op in item.values() for tag in op["tags"]}
 
     assert tags == {"health", "certificates", "verification page", "relay", "metadata", "accounts", "points",
-                    "lending", "auth", "custodial", "operator"}
+                    "lending", "auth", "custodial", "operator", "casks"}
 
 
 def test_openapi__info__names_license_and_version(openapi):
