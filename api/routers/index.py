@@ -44,7 +44,7 @@ from indexer import holdings, ledgers
 from indexer.events import SERIAL_BITS
 from indexer.reader import MAX_PAGE, BadCursor, IndexReader, IndexStatus, decode_cursor
 
-router = APIRouter(tags=["index"])
+router = APIRouter()  # each route carries the tag of its resource
 
 #: Lot ids the index can hold (signed 64-bit columns); the contract counts lots from 1.
 MAX_LOT_ID = 2**63 - 1

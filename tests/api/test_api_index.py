@@ -9,14 +9,13 @@ session's index holds the head (``wait_indexed``), then reads."""
 from __future__ import annotations
 
 import pytest
-from api_fixtures import SCALE, USD, sign_up, wait_indexed
+from api_fixtures import SCALE, USD, wait_indexed
 from eth_utils import keccak
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_api_lending import (  # noqa: F401 (fixtures)
     PRINCIPAL,
     REPAYMENT,
-    _args,
     appraised,
     bottles,
     deployed_lending,
@@ -468,3 +467,18 @@ def test_statement__random_histories__index_equals_chain_scan(
                       for line in expected.to_json()["merchants"]],
         "totals": {k: str(v) for k, v in expected.to_json()["totals"].items()},
         "reserve": {k: str(v) for k, v in expected.to_json()["reserve"].items()}}
+
+
+# ------------------------------------------------------------------ page
+
+
+def test_verify_page__history_from_the_index__newest_first_and_escaped(
+        client, w3, cert, registry, held_token, lot, holder, custodian):
+    registry.attest_storage(lot.lot_id, keccak(text="r"), "ipfs://<script>alert(1)</script>", sender=custodian)
+    cert.flag(held_token, b"\x06" * 32, sender=holder)
+
+    page = client.get(f"/verify/{held_token}").text
+
+    assert "<h2>History</h2>" in page
+    assert page.index(f"Reported lost or stolen by {short(holder.address)}") < page.index("Storage attested")
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
