@@ -33,6 +33,10 @@ LOT_EVENTS = ("LotIssued", "ConsecutiveTransfer", "CustodyMoved", "StorageAttest
 _AFTER = "(block_number > ? OR (block_number = ? AND log_index > ?))"
 _BEFORE = "(block_number < ? OR (block_number = ? AND log_index < ?))"
 _COLUMNS = "block_number, log_index, block_time, tx_hash, contract, event, args"
+#: Chain order, written so that it cannot be read off ``ix_events_order``: a
+#: SQLite index without statistics would otherwise walk the whole chain's events
+#: in that index's order instead of the few rows of the token, lot or party.
+CHAIN_ORDER = "ORDER BY block_number + 0, log_index"
 
 
 @dataclass(frozen=True)
@@ -152,8 +156,8 @@ def _entry(row: dict[str, Any]) -> HistoryEntry:
 def _custody_periods(tx: Transaction, chain_id: int, lot_id: int) -> list[tuple[str, tuple[int, int],
                                                                                   tuple[int, int] | None]]:
     """(custodian, from position, until position or None) for each custodian the lot had."""
-    rows = tx.all(f"SELECT {_COLUMNS} FROM ix_events WHERE chain_id = ? AND lot_id = ? AND contract = ? "
-                  "AND event IN ('LotIssued', 'CustodyMoved') ORDER BY block_number, log_index",
+    rows = tx.all(f"SELECT {_COLUMNS} FROM ix_events WHERE chain_id = ? AND lot_id = ? AND token_id IS NULL "
+                  "AND contract = ? AND event IN ('LotIssued', 'CustodyMoved') ORDER BY block_number, log_index",
                   (chain_id, lot_id, CERTIFICATE))
     periods: list[tuple[str, tuple[int, int], tuple[int, int] | None]] = []
     for row in rows:
@@ -176,12 +180,14 @@ def history(tx: Transaction, chain_id: int, token_id: int, *, after: tuple[int, 
     lot_names = ", ".join(f"'{name}'" for name in LOT_EVENTS)
     found = [_entry(row) for row in tx.all(
         f"SELECT {_COLUMNS} FROM ix_events WHERE chain_id = ? AND token_id = ? AND {_AFTER} "
-        f"AND event NOT IN ({echoes}) ORDER BY block_number, log_index LIMIT ?",
+        f"AND event NOT IN ({echoes}) {CHAIN_ORDER} LIMIT ?",
         (chain_id, str(token_id), *cut, limit + 1))]
     for row in tx.all(
-            f"SELECT {_COLUMNS} FROM ix_events WHERE chain_id = ? AND lot_id = ? AND token_id IS NULL AND {_AFTER} "
-            f"AND event IN ({lot_names}) ORDER BY block_number, log_index LIMIT ?",
-            (chain_id, lot_id, *cut, limit + 1)):
+            # Read off the partial index of lot-level events (ix_events_lot_level), in its order.
+            f"SELECT {_COLUMNS} FROM ix_events WHERE chain_id = ? AND lot_id = ? AND token_id IS NULL "
+            f"AND (block_number, log_index) > (?, ?) AND event IN ({lot_names}) "
+            "ORDER BY block_number, log_index LIMIT ?",
+            (chain_id, lot_id, *begin, limit + 1)):
         entry = _entry(row)
         if entry.event == "ConsecutiveTransfer" and not (
                 int(entry.args["fromTokenId"]) <= token_id <= int(entry.args["toTokenId"])):
@@ -191,14 +197,16 @@ def history(tx: Transaction, chain_id: int, token_id: int, *, after: tuple[int, 
         if until is not None and until <= begin:
             continue
         since = max(start, begin)
+        # The custodian's registry events are its attestations and its roots; "not an attestation" (rather
+        # than "= 'ReserveRootPosted'") lets the planner pick the party's index over the event kind's.
         sql = (f"SELECT {_COLUMNS} FROM ix_events WHERE chain_id = ? AND contract = ? AND party_a = ? "
-               f"AND event = 'ReserveRootPosted' AND {_AFTER}")
+               f"AND event <> 'StorageAttested' AND {_AFTER}")
         params: list[Any] = [chain_id, CUSTODY, custodian, since[0], since[0], since[1]]
         if until is not None:
             sql += f" AND {_BEFORE}"
             params += [until[0], until[0], until[1]]
-        found += [_entry(row) for row in tx.all(sql + " ORDER BY block_number, log_index LIMIT ?",
-                                                (*params, limit + 1))]
+        found += [_entry(row) for row in tx.all(f"{sql} {CHAIN_ORDER} LIMIT ?", (*params, limit + 1))
+                  if row["event"] == "ReserveRootPosted"]
     found.sort(key=lambda entry: entry.position)
     page = found[:limit]
     return Page(page, encode_cursor(*page[-1].position) if len(found) > limit else None)
@@ -206,8 +214,8 @@ def history(tx: Transaction, chain_id: int, token_id: int, *, after: tuple[int, 
 
 def storage_document_uri(tx: Transaction, chain_id: int, lot_id: int, document_hash: str) -> str | None:
     """The URI the lot's newest ``StorageAttested`` of document ``document_hash`` named."""
-    for row in tx.all("SELECT args FROM ix_events WHERE chain_id = ? AND lot_id = ? AND contract = ? "
-                      "AND event = 'StorageAttested' ORDER BY block_number DESC, log_index DESC",
+    for row in tx.all("SELECT args FROM ix_events WHERE chain_id = ? AND lot_id = ? AND token_id IS NULL "
+                      "AND contract = ? AND event = 'StorageAttested' ORDER BY block_number DESC, log_index DESC",
                       (chain_id, lot_id, CUSTODY)):
         args = json.loads(row["args"])
         if str(args.get("document_hash", "")).lower() == document_hash.lower():

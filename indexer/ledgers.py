@@ -14,6 +14,7 @@ from typing import Any
 
 from amphora.settlement import PointsMovement, Statement, settle
 from indexer.events import POINTS
+from indexer.history import CHAIN_ORDER
 from indexer.reader import Page, encode_cursor
 from storage.db import Transaction
 
@@ -150,8 +151,8 @@ class LedgerEntry:
 
 def _registered_periods(tx: Transaction, chain_id: int, merchant: str) -> list[tuple[tuple[int, int], bool]]:
     rows = tx.all("SELECT block_number, log_index, event FROM ix_events WHERE chain_id = ? AND contract = ? "
-                  "AND party_a = ? AND event IN ('MerchantRegistered', 'MerchantRemoved') "
-                  "ORDER BY block_number, log_index", (chain_id, POINTS, merchant))
+                  f"AND party_a = ? AND event IN ('MerchantRegistered', 'MerchantRemoved') {CHAIN_ORDER}",
+                  (chain_id, POINTS, merchant))
     return [((int(row["block_number"]), int(row["log_index"])), row["event"] == "MerchantRegistered")
             for row in rows]
 
@@ -172,11 +173,14 @@ def ledger(tx: Transaction, chain_id: int, merchant: str, *, after: tuple[int, i
     cut = (begin[0], begin[0], begin[1])
     columns = "block_number, log_index, block_time, tx_hash, event, party_a, args"
     own = tx.all(f"SELECT {columns} FROM ix_events WHERE chain_id = ? AND contract = ? AND party_a = ? "
-                 f"AND event IN ('PointsIssued', 'PointsRedeemed') AND {_AFTER} ORDER BY block_number, log_index "
-                 "LIMIT ?", (chain_id, POINTS, merchant, *cut, limit + 1))
-    received = tx.all(f"SELECT {columns} FROM ix_events WHERE chain_id = ? AND contract = ? AND party_b = ? "
-                      f"AND event = 'Transfer' AND party_a <> ? AND {_AFTER} ORDER BY block_number, log_index "
-                      "LIMIT ?", (chain_id, POINTS, merchant, ZERO, *cut, limit + 1))
+                 f"AND event IN ('PointsIssued', 'PointsRedeemed') AND {_AFTER} {CHAIN_ORDER} LIMIT ?",
+                 (chain_id, POINTS, merchant, *cut, limit + 1))
+    # A points event whose second address is the merchant is a transfer to it or an approval of it as
+    # spender; "not an approval" (rather than "= 'Transfer'") lets the planner pick the party's index.
+    received = [row for row in tx.all(
+        f"SELECT {columns} FROM ix_events WHERE chain_id = ? AND contract = ? AND party_b = ? "
+        f"AND event <> 'Approval' AND party_a <> ? AND {_AFTER} {CHAIN_ORDER} LIMIT ?",
+        (chain_id, POINTS, merchant, ZERO, *cut, limit + 1)) if row["event"] == "Transfer"]
     periods = _registered_periods(tx, chain_id, merchant) if received else []
     entries: list[LedgerEntry] = []
     for row in own + received:
@@ -208,7 +212,7 @@ def statement(tx: Transaction, chain_id: int, points: str, from_block: int, to_b
     ``to_block``."""
     rows = tx.all("SELECT event, args FROM ix_events WHERE chain_id = ? AND contract = ? "
                   "AND event IN ('PointsIssued', 'PointsRedeemed') AND block_number >= ? AND block_number <= ? "
-                  "ORDER BY block_number, log_index", (chain_id, POINTS, from_block, to_block))
+                  f"{CHAIN_ORDER}", (chain_id, POINTS, from_block, to_block))
     issued: list[PointsMovement] = []
     redeemed: list[PointsMovement] = []
     for row in rows:
@@ -221,7 +225,7 @@ def statement(tx: Transaction, chain_id: int, points: str, from_block: int, to_b
     def name_of(merchant: str) -> str:
         row = tx.one("SELECT args FROM ix_events WHERE chain_id = ? AND contract = ? AND party_a = ? "
                      "AND event = 'MerchantRegistered' AND block_number <= ? "
-                     "ORDER BY block_number DESC, log_index DESC LIMIT 1", (chain_id, POINTS, merchant, to_block))
+                     "ORDER BY block_number + 0 DESC, log_index DESC LIMIT 1", (chain_id, POINTS, merchant, to_block))
         return str(json.loads(row["args"])["name"]) if row is not None else ""
 
     return settle(points, from_block, to_block, issued, redeemed, name_of, reserve_at(from_block - 1),
