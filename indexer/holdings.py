@@ -290,9 +290,9 @@ def lot_counts(tx: Transaction, chain_id: int, facts: LotFacts) -> LotCounts:
         (chain_id, facts.lot_id, facts.issuer))}
     moved, with_issuer, active_with_issuer = sum(by_state.values()), sum(issuers.values()), issuers.get(ACTIVE, 0)
     unmoved = facts.bottle_count - moved
-    # COUNT(DISTINCT) leaves out the redeemed (no owner); "serial >= 0" steers the planner to the lot's index.
-    owners = tx.one("SELECT COUNT(DISTINCT owner) AS n FROM ix_tokens WHERE chain_id = ? AND lot_id = ? "
-                    "AND serial >= 0", (chain_id, facts.lot_id))
+    # COUNT(DISTINCT) leaves out the redeemed (no owner). Every count here is read off ix_tokens_lot_state.
+    owners = tx.one("SELECT COUNT(DISTINCT owner) AS n FROM ix_tokens WHERE chain_id = ? AND lot_id = ?",
+                    (chain_id, facts.lot_id))
     holders = int(owners["n"]) if owners else 0
     if unmoved > 0 and with_issuer == 0:
         holders += 1  # the issuer holds the unsold stock and no bottle with a row

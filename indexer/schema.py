@@ -117,6 +117,7 @@ CREATE TABLE IF NOT EXISTS ix_tokens (
 );
 CREATE INDEX IF NOT EXISTS ix_tokens_owner ON ix_tokens (chain_id, owner, lot_id, serial);
 CREATE INDEX IF NOT EXISTS ix_tokens_lot ON ix_tokens (chain_id, lot_id, serial);
+CREATE INDEX IF NOT EXISTS ix_tokens_lot_state ON ix_tokens (chain_id, lot_id, state, owner);
 CREATE TABLE IF NOT EXISTS ix_loans (
     chain_id BIGINT NOT NULL,
     loan_id TEXT NOT NULL,

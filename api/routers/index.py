@@ -46,6 +46,8 @@ from indexer.reader import MAX_PAGE, BadCursor, IndexReader, IndexStatus, decode
 
 router = APIRouter()  # each route carries the tag of its resource
 
+#: Most lots a page of `GET /lots` counts (each count reads the index entries of the lot's moved bottles).
+MAX_LOTS_PAGE = 50
 #: Lot ids the index can hold (signed 64-bit columns); the contract counts lots from 1.
 MAX_LOT_ID = 2**63 - 1
 _ERRORS = (InvalidRequest, UpstreamUnavailable, NotDeployed)
@@ -241,7 +243,9 @@ def _lot_out(status: IndexStatus, summary: holdings.LotSummary) -> LotSummaryOut
     responses=error_responses(*_ERRORS),
 )
 def list_lots(
-    chain: ChainDep, index: IndexDep, cursor: CursorQuery = None, limit: LimitQuery = 50,
+    chain: ChainDep, index: IndexDep, cursor: CursorQuery = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LOTS_PAGE, description=f"Lots per page, 1 to {MAX_LOTS_PAGE} "
+                                "(each is counted by state).")] = 20,
     issuer: Annotated[str | None, Query(pattern=ADDRESS_PATTERN, description="Only this issuer's lots.")] = None,
     custodian: Annotated[str | None, Query(pattern=ADDRESS_PATTERN,
                                            description="Only lots this custodian keeps now.")] = None,
