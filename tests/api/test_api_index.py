@@ -483,3 +483,28 @@ def test_verify_page__history_from_the_index__newest_first_and_escaped(
     assert "<h2>History</h2>" in page
     assert page.index(f"Reported lost or stolen by {short(holder.address)}") < page.index("Storage attested")
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+# ---------------------------------------------------------------- abuse
+
+
+def test_me_certificates__read_only_api_token__may_read(make_client, w3, cert, create_lot, winery):
+    client = make_client()
+    token = client.post("/auth/api-tokens", json={"name": "reader", "scope": "read"}).json()["token"]
+    lot = create_lot(2)
+    cert.transferFrom(winery, client.account["address"], lot.token(1), sender=winery)
+    wait_indexed(w3, client)
+
+    body = client.get("/me/certificates", headers={"Authorization": f"Bearer {token}"}).json()
+
+    assert [c["token_id"] for c in body["certificates"]] == [str(lot.token(1))]
+
+
+def test_history__token_id_beyond_any_lot__404_without_touching_the_database(client):
+    response = client.get(f"/certificates/{2**255}/history")
+    assert response.status_code == 404 and "never issued" in response.json()["detail"]
+
+
+def test_lots__more_than_fifty_a_page__422(client):
+    response = client.get("/lots", params={"limit": 51})
+    assert response.status_code == 422 and "limit" in response.json()["detail"]
