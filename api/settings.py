@@ -236,7 +236,8 @@ class Settings(BaseSettings):
         default=2.0, ge=0, le=30,
         description="How long an answer that must include a block just read from the node (a certificate's "
         "view and page, the points statement) waits for the index to reach that block. After it, the view "
-        "answers as of the index (saying so) and the statement is 503 `index_behind`.",
+        "answers as of the index (saying so) and the statement is 503 `index_behind`. An index that is "
+        "empty, stopped or more than `index_max_lag_blocks` behind is not waited for.",
     )
     index_max_lag_blocks: int = Field(
         default=20, ge=1,

@@ -129,15 +129,21 @@ class IndexReader:
             status = self.status(chain_id, tx)
             return Answer(status, query(tx, status))
 
-    def wait_for(self, chain_id: int, block_number: int, timeout: float, poll: float = 0.02) -> IndexStatus:
+    def wait_for(self, chain_id: int, block_number: int, timeout: float, max_gap: int = 20,
+                 poll: float = 0.02) -> IndexStatus:
         """The status once the index holds ``block_number``, or after ``timeout``
         seconds whatever it holds (an answer that must include a block the
-        caller just read from the node waits this long at most)."""
+        caller just read from the node waits this long at most). An index that
+        cannot get there soon (empty, stopped, or more than ``max_gap`` blocks
+        behind) is not waited for: a request must not hold a worker for
+        nothing while the follower is down."""
         deadline = time.monotonic() + timeout
         while True:
-            status = self.status(chain_id)
-            if (status.indexed_block is not None and status.indexed_block >= block_number) \
-                    or time.monotonic() >= deadline:
+            status = self.status(chain_id, None)
+            if status.indexed_block is not None and status.indexed_block >= block_number:
+                return status
+            if (status.indexed_block is None or status.state == "stopped"
+                    or block_number - status.indexed_block > max_gap or time.monotonic() >= deadline):
                 return status
             time.sleep(poll)
 

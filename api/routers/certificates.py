@@ -121,7 +121,7 @@ def certificate_view(chain: ChainService, index: IndexReader, settings: Settings
                        f"of lot {lot_id})")
     custody = chain.custody(token_id, block.number)
     chain_id = chain.chain_id
-    index.wait_for(chain_id, block.number, settings.index_read_wait_seconds)
+    index.wait_for(chain_id, block.number, settings.index_read_wait_seconds, settings.index_max_lag_blocks)
 
     def query(tx: Transaction, status: IndexStatus) -> tuple[holdings.LotFacts | None, list[histories.HistoryEntry],
                                                          str | None, str | None]:

@@ -45,7 +45,7 @@ def points_statement(chain: ChainService, index: IndexReader, settings: Settings
     except SettlementError as err:
         raise InvalidRequest(str(err)) from err
     chain_id = chain.chain_id
-    status = index.wait_for(chain_id, end, settings.index_read_wait_seconds)
+    status = index.wait_for(chain_id, end, settings.index_read_wait_seconds, settings.index_max_lag_blocks)
     if status.indexed_block is None or status.indexed_block < end:
         raise IndexBehind(f"the index reaches block {status.indexed_block}, not yet to_block {end}: "
                           "try again shortly")

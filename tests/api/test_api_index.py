@@ -8,6 +8,8 @@ session's index holds the head (``wait_indexed``), then reads."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from api_fixtures import SCALE, USD, wait_indexed
 from eth_utils import keccak
@@ -292,11 +294,15 @@ def test_view__history_from_the_index_matches_the_history_endpoint(client, w3, c
 
 def test_view__index_stopped_behind__says_history_incomplete(make_client, create_lot, w3, tmp_path):
     """An app reading an index that never reached the certificate answers the chain's record, without the
-    lot's text, and says its history is incomplete (after waiting at most `index_read_wait_seconds`)."""
+    lot's text, and says its history is incomplete, at once: an empty or stopped index is not waited for
+    (else every view would hold a worker for `index_read_wait_seconds` while the follower is down)."""
     lot = create_lot(2)
-    stale = make_client(index_db=tmp_path / "empty-index.sqlite", index_read_wait_seconds=0.1)
+    stale = make_client(index_db=tmp_path / "empty-index.sqlite", index_read_wait_seconds=10)
 
+    started = time.monotonic()
     view = stale.get(f"/certificates/{lot.token(1)}").json()
+
+    assert time.monotonic() - started < 3  # an index that cannot catch up is not waited for
 
     assert view["owner"] is not None and view["lot"]["wine"] is None
     assert view["history"] == [] and view["history_complete"] is False and view["indexed_block"] is None
@@ -508,3 +514,13 @@ def test_history__token_id_beyond_any_lot__404_without_touching_the_database(cli
 def test_lots__more_than_fifty_a_page__422(client):
     response = client.get("/lots", params={"limit": 51})
     assert response.status_code == 422 and "limit" in response.json()["detail"]
+
+
+def test_settlement__index_not_there__503_index_behind_at_once(make_client, tmp_path, points_merchants):
+    stale = make_client(index_db=tmp_path / "empty-index.sqlite", index_read_wait_seconds=10)
+
+    started = time.monotonic()
+    response = stale.get("/points/settlement")
+
+    assert response.status_code == 503 and response.json()["error"] == "index_behind"
+    assert "not yet to_block" in response.json()["detail"] and time.monotonic() - started < 3
