@@ -10,8 +10,10 @@ depends on the bottles that moved, never on the size of the lot.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from indexer.events import SERIAL_BITS
@@ -233,29 +235,19 @@ def holdings(tx: Transaction, chain_id: int, owner: str, *, start: tuple[int, in
     begin = start or (0, 0)
     lots = _Lots(tx, chain_id)
     bottles = _bottles(tx, chain_id, owner, begin, limit + 1, state, lot_id, lots)
-    ranges: Iterator[StockRange] = iter(())
-    if state in (None, ACTIVE):
-        ranges = _issuer_ranges(tx, chain_id, owner, begin, lot_id, lots)
-    taken_bottles: list[Bottle] = []
-    taken_ranges: list[StockRange] = []
-    next_range = next(ranges, None)
-    position = 0
-    while True:
-        bottle = bottles[position] if position < len(bottles) else None
-        if bottle is None and next_range is None:
-            return Holdings(taken_bottles, taken_ranges, None)
-        take_range = bottle is None or (next_range is not None and (next_range.lot.lot_id, next_range.first_serial)
-                                        < (bottle.lot_id, bottle.serial))
-        at = ((next_range.lot.lot_id, next_range.first_serial) if take_range and next_range is not None
-              else (bottle.lot_id, bottle.serial) if bottle is not None else (0, 0))
-        if len(taken_bottles) + len(taken_ranges) == limit:
-            return Holdings(taken_bottles, taken_ranges, encode_cursor(*at))
-        if take_range and next_range is not None:
-            taken_ranges.append(next_range)
-            next_range = next(ranges, None)
-        elif bottle is not None:
-            taken_bottles.append(bottle)
-            position += 1
+    ranges = _issuer_ranges(tx, chain_id, owner, begin, lot_id, lots) if state in (None, ACTIVE) else iter(())
+    # Lazily: the ranges are walked only as far as the page needs.
+    items: list[Iterator[Bottle | StockRange]] = [iter(bottles), ranges]
+    merged = list(islice(heapq.merge(*items, key=_position), limit + 1))
+    page = merged[:limit]
+    return Holdings([item for item in page if isinstance(item, Bottle)],
+                    [item for item in page if isinstance(item, StockRange)],
+                    encode_cursor(*_position(merged[limit])) if len(merged) > limit else None)
+
+
+def _position(item: Bottle | StockRange) -> tuple[int, int]:
+    """Where an item of an address's holdings sorts: (lot, first serial)."""
+    return (item.lot.lot_id, item.first_serial) if isinstance(item, StockRange) else (item.lot_id, item.serial)
 
 
 # ------------------------------------------------------------------ lots
