@@ -524,3 +524,19 @@ def test_settlement__index_not_there__503_index_behind_at_once(make_client, tmp_
 
     assert response.status_code == 503 and response.json()["error"] == "index_behind"
     assert "not yet to_block" in response.json()["detail"] and time.monotonic() - started < 3
+
+
+def test_ledger__points_sent_after_removal__received_not_accepted_and_not_in_totals(
+        client, w3, deployed_points, issue_points, customer, merchant, other_merchant, admin):
+    issue_points(customer, 10 * USD, issuer=merchant)
+    deployed_points.transfer(other_merchant, 1 * USD * SCALE, sender=customer)
+    deployed_points.remove_merchant(other_merchant, sender=admin)
+    deployed_points.transfer(other_merchant, 2 * USD * SCALE, sender=customer)
+    wait_indexed(w3, client)
+
+    body = client.get(f"/merchants/{other_merchant.address}/ledger").json()
+
+    assert [(e["kind"], e["points"]) for e in body["entries"]][-2:] == [
+        ("accepted", str(1 * USD * SCALE)), ("received", str(2 * USD * SCALE))]
+    assert body["totals"]["registered"] is False
+    assert body["totals"]["points_accepted"] == str(1 * USD * SCALE)
