@@ -540,3 +540,24 @@ def test_ledger__points_sent_after_removal__received_not_accepted_and_not_in_tot
         ("accepted", str(1 * USD * SCALE)), ("received", str(2 * USD * SCALE))]
     assert body["totals"]["registered"] is False
     assert body["totals"]["points_accepted"] == str(1 * USD * SCALE)
+
+
+def test_history__transfer_reorganised_away__gone_from_history_and_holdings(
+        client, w3, chain, cert, create_lot, winery, holder, recipient):
+    lot = create_lot(3)
+    token_id = lot.token(1)
+    cert.transferFrom(winery, holder, token_id, sender=winery)
+    snapshot = chain.snapshot()
+    cert.transferFrom(holder, recipient, token_id, sender=holder)
+    wait_indexed(w3, client)
+    assert client.get(f"/certificates/{token_id}/history").json()["history"][-1]["args"]["receiver"] == (
+        recipient.address)
+
+    chain.restore(snapshot)
+    chain.mine(2)  # another branch, longer than the one abandoned
+    wait_indexed(w3, client)
+
+    history = client.get(f"/certificates/{token_id}/history").json()["history"]
+    held = client.get(f"/accounts/{recipient.address}/certificates", params={"lot": lot.lot_id}).json()
+    assert history[-1]["summary"] == f"Moved from {short(winery.address)} to {short(holder.address)}"
+    assert held["certificates"] == []
