@@ -194,7 +194,7 @@ def test_certificates__mixed_case_address_with_wrong_checksum__422(client, winer
 # -------------------------------------------------------------- history
 
 
-def test_history__gift_claimed__own_and_lot_events_in_order_with_words(
+def test_history__gift_created_then_revoked__own_and_lot_events_in_order_with_words(
         client, w3, cert, create_lot, winery, holder, recipient, chain):
     lot = create_lot(4)
     token_id = lot.token(2)
