@@ -1,15 +1,19 @@
 """The points clearing statement: what each merchant issued and redeemed over a
 block range, and whether the totals reconcile with the reserve on chain.
 
-Reads only the chain (web3): ``PointsIssued`` and ``PointsRedeemed`` events in
-the range, and the points contract's ``reserve()`` just before and at the end
-of the range. Used by ``ape run settlement`` and ``GET /points/settlement``.
+:func:`settle` is the arithmetic: from the range's ``PointsIssued`` and
+``PointsRedeemed`` events (wherever they were read), the merchants' names and
+the points contract's ``reserve()`` just before and at the end of the range,
+the statement. :func:`statement` reads all of it from the chain (web3; used by
+``ape run settlement``); the API reads the events and names from its index
+(:func:`indexer.ledgers.statement`) and only the reserve from the chain.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -115,6 +119,66 @@ class Statement:
         return out.getvalue()
 
 
+@dataclass(frozen=True)
+class PointsMovement:
+    """One ``PointsIssued`` (``stablecoin`` paid in) or ``PointsRedeemed`` (paid out) event's figures."""
+
+    merchant: str
+    points: int
+    stablecoin: int
+
+
+def check_range(from_block: int, to_block: int, head: int) -> None:
+    """:class:`SettlementError` unless ``from_block..to_block`` is a range that ends by block ``head``."""
+    if from_block < 0 or to_block < from_block:
+        raise SettlementError(f"from_block {from_block} to to_block {to_block} is not a range")
+    if to_block > head:
+        raise SettlementError(f"to_block {to_block} is beyond the latest block {head}")
+
+
+def settle(points: str, from_block: int, to_block: int, issued: Iterable[PointsMovement],
+           redeemed: Iterable[PointsMovement], name_of: Callable[[str], str], reserve_before: int,
+           reserve_after: int) -> Statement:
+    """The statement of blocks ``from_block`` to ``to_block`` from their
+    issuances and redemptions, each merchant's name (``name_of``, given the
+    checksummed address) and the reserve before and at the end of the range."""
+    lines: dict[str, MerchantLine] = {}
+
+    def line(merchant: str) -> MerchantLine:
+        merchant = to_checksum_address(merchant)
+        if merchant not in lines:
+            lines[merchant] = MerchantLine(merchant=merchant)
+        return lines[merchant]
+
+    issued_events = redeemed_events = 0
+    for movement in issued:
+        entry = line(movement.merchant)
+        entry.points_issued += movement.points
+        entry.stablecoin_paid_in += movement.stablecoin
+        issued_events += 1
+    for movement in redeemed:
+        entry = line(movement.merchant)
+        entry.points_redeemed += movement.points
+        entry.stablecoin_paid_out += movement.stablecoin
+        redeemed_events += 1
+    for merchant, entry in lines.items():
+        entry.name = name_of(merchant)
+    return Statement(
+        points=to_checksum_address(points), from_block=from_block, to_block=to_block,
+        lines=sorted(lines.values(), key=lambda entry: entry.merchant.lower()),
+        reserve_before=reserve_before, reserve_after=reserve_after, issued_events=issued_events,
+        redeemed_events=redeemed_events,
+    )
+
+
+def reserve_at(w3: Web3, points_address: str, points_abi: list[dict[str, Any]], block: int) -> int:
+    """The points contract's ``reserve()`` at ``block`` (0 before the contract existed)."""
+    contract = w3.eth.contract(address=to_checksum_address(points_address), abi=points_abi)
+    if block < 0 or not w3.eth.get_code(contract.address, block_identifier=block):
+        return 0
+    return int(contract.functions.reserve().call(block_identifier=block))
+
+
 def _logs(event: Any, from_block: int, to_block: int, step: int) -> list[Any]:
     if step <= 0:
         return list(event.get_logs(from_block=from_block, to_block=to_block))
@@ -130,40 +194,17 @@ def statement(w3: Web3, points_address: str, points_abi: list[dict[str, Any]], f
     default: the latest block)."""
     head = w3.eth.block_number
     to_block = head if to_block is None else to_block
-    if from_block < 0 or to_block < from_block:
-        raise SettlementError(f"from_block {from_block} to to_block {to_block} is not a range")
-    if to_block > head:
-        raise SettlementError(f"to_block {to_block} is beyond the latest block {head}")
+    check_range(from_block, to_block, head)
     contract = w3.eth.contract(address=to_checksum_address(points_address), abi=points_abi)
-    lines: dict[str, MerchantLine] = {}
-
-    def line(merchant: str) -> MerchantLine:
-        merchant = to_checksum_address(merchant)
-        if merchant not in lines:
-            lines[merchant] = MerchantLine(merchant=merchant)
-        return lines[merchant]
-
     issued = _logs(contract.events.PointsIssued(), from_block, to_block, log_block_range)
     redeemed = _logs(contract.events.PointsRedeemed(), from_block, to_block, log_block_range)
-    for log in issued:
-        entry = line(log["args"]["merchant"])
-        entry.points_issued += int(log["args"]["points"])
-        entry.stablecoin_paid_in += int(log["args"]["stablecoin_paid_in"])
-    for log in redeemed:
-        entry = line(log["args"]["merchant"])
-        entry.points_redeemed += int(log["args"]["points"])
-        entry.stablecoin_paid_out += int(log["args"]["stablecoin_paid_out"])
-    for merchant, entry in lines.items():
-        entry.name = str(contract.functions.merchants(merchant).call(block_identifier=to_block)[0])
-
-    def reserve_at(block: int) -> int:
-        if block < 0 or not w3.eth.get_code(contract.address, block_identifier=block):
-            return 0  # before the points contract existed
-        return int(contract.functions.reserve().call(block_identifier=block))
-
-    before, after = reserve_at(from_block - 1), reserve_at(to_block)
-    return Statement(
-        points=contract.address, from_block=from_block, to_block=to_block,
-        lines=sorted(lines.values(), key=lambda entry: entry.merchant.lower()),
-        reserve_before=before, reserve_after=after, issued_events=len(issued), redeemed_events=len(redeemed),
+    return settle(
+        contract.address, from_block, to_block,
+        [PointsMovement(log["args"]["merchant"], int(log["args"]["points"]), int(log["args"]["stablecoin_paid_in"]))
+         for log in issued],
+        [PointsMovement(log["args"]["merchant"], int(log["args"]["points"]),
+                        int(log["args"]["stablecoin_paid_out"])) for log in redeemed],
+        lambda merchant: str(contract.functions.merchants(merchant).call(block_identifier=to_block)[0]),
+        reserve_at(w3, contract.address, points_abi, from_block - 1),
+        reserve_at(w3, contract.address, points_abi, to_block),
     )

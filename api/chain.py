@@ -39,8 +39,8 @@ from web3.types import BlockIdentifier, RPCEndpoint
 
 from amphora import eip712
 from amphora.manifest import Manifest, ManifestError, manifest_path
-from amphora.settlement import SettlementError, Statement, statement
-from api.errors import InvalidRequest, NotDeployed, UpstreamUnavailable
+from amphora.settlement import reserve_at
+from api.errors import NotDeployed, UpstreamUnavailable
 from api.redact import ScrubFilter, scrub
 from api.settings import Settings
 
@@ -54,9 +54,6 @@ POINTS = "PointsToken"
 UTILITY = "UtilityToken"
 CUSTODY = "CustodyRegistry"
 LENDING = "PledgeLending"
-#: The certificate events that carry the token id as their first indexed argument.
-TOKEN_EVENTS = ("GiftCreated", "GiftClaimed", "GiftRevoked", "RedemptionRequested", "RedemptionRejected",
-                "CertificateRedeemed", "CertificateFlagged", "FlagCleared")
 _REVERT_PREFIX = "execution reverted"
 #: How long a contract seen with code is not checked again (a node reset is the only way to lose it).
 CODE_CHECK_SECONDS = 30.0
@@ -118,16 +115,6 @@ class CertificateRecord:
     @property
     def holder(self) -> str | None:
         return None if int(self.owner, 16) == 0 else self.owner
-
-
-@dataclass(frozen=True)
-class LotText:
-    """The descriptive strings of a lot, emitted in ``LotIssued`` and not stored."""
-
-    producer: str
-    wine: str
-    region: str
-    metadata_uri: str
 
 
 @dataclass(frozen=True)
@@ -251,7 +238,6 @@ class ChainService:
         self._domains: dict[str, Eip712Domain] = {}
         self._layouts: dict[tuple[str, str], tuple[bytes, list[str]]] = {}
         self._code_seen: dict[str, float] = {}
-        self._lot_text: dict[tuple[int, bytes, bytes], LotText] = {}
         self._nonce_lock = threading.Lock()
         #: (token, payer, caller) -> {nonce: expiry}, oldest first; least recently used first.
         self._reserved_nonces: OrderedDict[tuple[str, str, str], dict[int, float]] = OrderedDict()
@@ -504,27 +490,18 @@ class ChainService:
             return int(token.contract.functions.balanceOf(to_checksum_address(owner)).call(
                 block_identifier=block))
 
-    def points_statement(self, from_block: int | None, to_block: int | None) -> Statement:
-        """The points clearing statement (:func:`amphora.settlement.statement`)
-        from ``from_block`` (default: the points token's deploy block) to
-        ``to_block`` (default: the latest block); :class:`InvalidRequest` for a
-        range that is not one or reaches beyond the chain head."""
+    def points_reserve(self, block: int) -> int:
+        """The PointsToken's ``reserve()`` at ``block`` (0 before it existed)."""
         points = self.require_contract(POINTS)
-        self.require_code(points.address)  # else the statement would be empty and "reconciled"
-        start = self.deploy_block_of(POINTS) if from_block is None else from_block
         with node_errors(contract_label(POINTS)):
-            try:
-                return statement(self.w3, points.address, self.manifest.abi(POINTS), start, to_block,
-                                 log_block_range=self._settings.log_block_range)
-            except SettlementError as err:
-                raise InvalidRequest(str(err)) from err
+            return reserve_at(self.w3, points.address, self.manifest.abi(POINTS), block)
 
     # -------------------------------------------------------- certificate
 
-    def certificate(self, token_id: int) -> CertificateRecord:
+    def certificate(self, token_id: int, block: BlockIdentifier = "latest") -> CertificateRecord:
         function = self.certificate_contract.get_function_by_name("certificate")
         with node_errors():
-            result = function(token_id).call()
+            result = function(token_id).call(block_identifier=block)
         # The struct's fields by name, as the manifest's ABI lists them.
         names = [c["name"] for c in function.abi["outputs"][0]["components"]]
         return CertificateRecord(**dict(zip(names, result, strict=True)))
@@ -628,50 +605,18 @@ class ChainService:
         with node_errors():
             return int(self.w3.eth.get_block("latest")["timestamp"])
 
-    def custody(self, token_id: int) -> dict[str, Any] | None:
-        """``CustodyRegistry.custody(token_id)`` by field name, with the storage
-        document's URI from its ``StorageAttested`` event; None when the manifest
-        has no CustodyRegistry."""
+    def custody(self, token_id: int, block: BlockIdentifier = "latest") -> dict[str, Any] | None:
+        """``CustodyRegistry.custody(token_id)`` by field name; None when the
+        manifest has no CustodyRegistry. (The storage document's URI is in the
+        ``StorageAttested`` event only: the index has it.)"""
         registry = self.contract(CUSTODY)
         if registry is None:
             return None
         function = registry.get_function_by_name("custody")
         with node_errors(contract_label(CUSTODY)):
-            result = function(token_id).call()
+            result = function(token_id).call(block_identifier=block)
         names = [c["name"] for c in function.abi["outputs"][0]["components"]]
-        record = dict(zip(names, result, strict=True))
-        record["storage_document_uri"] = None
-        if int(record.get("storage_attested_at") or 0):
-            event = registry.events.StorageAttested()
-            lot_topic = "0x" + (token_id >> 32).to_bytes(32, "big").hex()
-            for log in self._get_logs([event.topic, lot_topic], address=registry.address):
-                args = event.process_log(log)["args"]
-                if bytes(args["document_hash"]) == bytes(record["storage_document_hash"]):
-                    record["storage_document_uri"] = str(args["document_uri"])
-                    break
-        return record
-
-    def history(self, token_id: int) -> list[tuple[str, int, str, dict[str, Any]]]:
-        """The certificate's events, oldest first, as ``(event, block, tx hash,
-        args)``: its transfers, every lifecycle transition, and custody moves
-        of its lot."""
-        contract = self.certificate_contract
-        token_topic = "0x" + token_id.to_bytes(32, "big").hex()
-        lot_topic = "0x" + (token_id >> 32).to_bytes(32, "big").hex()
-        by_topic: dict[str, Any] = {contract.events[name]().topic: contract.events[name]() for name in TOKEN_EVENTS}
-        transfer, moved = contract.events.Transfer(), contract.events.CustodyMoved()
-        logs = [*self._get_logs([list(by_topic), token_topic]),
-                *self._get_logs([transfer.topic, None, None, token_topic]),
-                *self._get_logs([moved.topic, lot_topic])]
-        entries = []
-        for log in logs:
-            topic = "0x" + bytes(log["topics"][0]).hex()
-            event = by_topic[topic] if topic in by_topic else (transfer if topic == transfer.topic else moved)
-            decoded = event.process_log(log)
-            entries.append((int(log["blockNumber"]), int(log["logIndex"]), decoded["event"],
-                            "0x" + bytes(log["transactionHash"]).hex(), dict(decoded["args"])))
-        entries.sort(key=lambda e: (e[0], e[1]))
-        return [(name, block, tx, args) for block, _, name, tx, args in entries]
+        return dict(zip(names, result, strict=True))
 
     def nonce(self, owner: str) -> int:
         """The nonce the next signed transfer of ``owner`` must carry, counting
@@ -691,44 +636,6 @@ class ChainService:
             domain = self._domains[contract_name] = Eip712Domain(
                 str(name), str(version), int(chain_id), to_checksum_address(verifying_contract))
         return domain
-
-    def lot_text(self, record: CertificateRecord) -> LotText | None:
-        """The producer, wine, region and metadata URI of the certificate's lot,
-        from its ``LotIssued`` event. Cached per lot, keyed also by the lot's stored
-        metadata hash and tag root, so a reorganised chain cannot serve stale text.
-        None if the node holds no matching event (pruned logs, wrong deploy block)."""
-        key = (record.lot_id, bytes(record.metadata_hash), bytes(record.tag_root))
-        cached = self._lot_text.get(key)
-        if cached is not None:
-            return cached
-        event = self.certificate_contract.events.LotIssued()
-        lot_topic = "0x" + record.lot_id.to_bytes(32, "big").hex()
-        for log in self._get_logs([event.topic, lot_topic]):
-            args = event.process_log(log)["args"]
-            if bytes(args["metadata_hash"]) == key[1] and bytes(args["tag_root"]) == key[2]:
-                text = LotText(producer=args["producer"], wine=args["wine"], region=args["region"],
-                               metadata_uri=args["metadata_uri"])
-                self._lot_text[key] = text
-                return text
-        logger.warning("no LotIssued event found for lot %d since block %d", record.lot_id, self.deploy_block)
-        return None
-
-    def _get_logs(self, topics: list[Any], address: str | None = None) -> Iterator[Any]:
-        """The logs of ``address`` (default: the certificate) matching ``topics``,
-        newest range first."""
-        start = self.deploy_block
-        with node_errors():
-            end = int(self.w3.eth.block_number)
-            step = self._settings.log_block_range or (end - start + 1)
-            upper = end
-            while upper >= start:
-                lower = max(start, upper - step + 1)
-                logs = self.w3.eth.get_logs({
-                    "address": to_checksum_address(address or self.certificate_address), "topics": topics,
-                    "fromBlock": lower, "toBlock": upper,
-                })
-                yield from reversed(list(logs))
-                upper = lower - 1
 
     # -------------------------------------------------------- transactions
 

@@ -173,6 +173,12 @@ class NotDeployed(ServiceUnavailable):
                "a contract without code (or without the function the route needs).")
 
 
+class IndexBehind(ServiceUnavailable):
+    code = "index_behind"
+    meaning = ("The index (the chain follower's tables) has not yet reached a block the answer needs (it is "
+               "catching up, or stopped: see `/health`); `detail` says how far it goes. Try again shortly.")
+
+
 class RelayUnavailable(ServiceUnavailable):
     code = "relay_unavailable"
     meaning = ("The relayer has no key or an invalid one (relayed transactions and signed snapshots need it), "

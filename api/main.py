@@ -22,7 +22,20 @@ from api.lending import SnapshotSigner
 from api.offers import OfferBook
 from api.ratelimit import LoginThrottle, RateLimiter
 from api.relayer import Relayer
-from api.routers import accounts, admin, auth, casks, certificates, custodial, health, lending, metadata, points, relay
+from api.routers import (
+    accounts,
+    admin,
+    auth,
+    casks,
+    certificates,
+    custodial,
+    health,
+    index,
+    lending,
+    metadata,
+    points,
+    relay,
+)
 from api.scans import ScanLog
 from api.security import SecurityHeaders
 from api.settings import Settings, get_settings
@@ -169,6 +182,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metadata.router)
     app.include_router(accounts.router)
     app.include_router(points.router)
+    app.include_router(index.router)
     app.include_router(auth.router)
     app.include_router(custodial.router)
     app.include_router(admin.router)

@@ -27,7 +27,7 @@ main{max-width:34rem;margin:0 auto;padding:1.25rem}
 .card h2{margin:0 0 .2rem;font-size:1.25rem}.sub{margin:0 0 .8rem;color:#6b5a4a}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.35rem .9rem;margin:0}
 dt{color:#6b5a4a}dd{margin:0;overflow-wrap:anywhere}
-code{font-size:.9em}footer{margin-top:1rem;font-size:.8rem;color:#6b5a4a}
+.card+.card{margin-top:1rem}code{font-size:.9em}footer{margin-top:1rem;font-size:.8rem;color:#6b5a4a}
 """
 
 #: The Content-Security-Policy hash source of the page's one inline stylesheet
@@ -70,6 +70,10 @@ _STATE_NOTICES: dict[str, tuple[str, str, str]] = {
 BURST_NOTICE = ("warn", "Genuine certificate — check this bottle",
                 "This certificate is registered on chain and in good standing, but its code has been checked "
                 "unusually widely: see below before you buy.")
+
+
+#: The newest history entries the page shows (from the index, in words).
+HISTORY_ON_PAGE = 6
 
 
 def shorten(address: str | None) -> str:
@@ -121,6 +125,14 @@ def certificate_page(view: CertificateView) -> str:
     if view.custody is not None and view.custody.storage_attested_at:
         rows.append(("Storage checked", escape(_date(view.custody.storage_attested_at))))
     details = "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in rows)
+    recent = [entry for entry in view.history if entry.summary][-HISTORY_ON_PAGE:]
+    history = ""
+    if recent:
+        items = "".join(
+            f"<dt>{escape((entry.block_time_iso or '')[:10] or '—')}</dt><dd>{escape(entry.summary)}</dd>"
+            for entry in reversed(recent))
+        history = (f"<section class=\"card\"><h2>History</h2><p class=\"sub\">Newest first.</p>"
+                   f"<dl>{items}</dl></section>")
     scan_warning = ""
     if view.scans is not None and "burst" in view.scans.anomalies:
         if css == "ok":
@@ -138,7 +150,7 @@ def certificate_page(view: CertificateView) -> str:
         f"<p>{escape(explanation)}</p></section>{scan_warning}"
         f"<section class=\"card\"><h2>{escape(wine)}</h2>"
         f"<p class=\"sub\">{escape(lot.producer or '')} · {escape(vintage)}</p>"
-        f"<dl>{details}</dl></section>"
+        f"<dl>{details}</dl></section>{history}"
         f"<section class=\"card\"><p class=\"sub\">{escape(COPY_NOTICE)}</p></section>"
     )
     return _document(f"{headline}: {wine}", body)

@@ -322,16 +322,23 @@ class CustodyView(BaseModel):
 
 
 class HistoryEntry(BaseModel):
-    """One event in the certificate's life, oldest first."""
+    """One event in the certificate's life, oldest first (from the index)."""
 
-    event: str = Field(description="The contract event: `Transfer`, `GiftCreated`, `GiftClaimed`, "
-                       "`GiftRevoked`, `RedemptionRequested`, `RedemptionRejected`, `CertificateRedeemed`, "
-                       "`CertificateFlagged`, `FlagCleared` or `CustodyMoved` (of the bottle's lot).",
+    event: str = Field(description="The contract event: the bottle's own (`Transfer`, `GiftCreated`, "
+                       "`GiftClaimed`, `GiftRevoked`, `RedemptionRequested`, `RedemptionRejected`, "
+                       "`CertificateRedeemed`, `CertificateFlagged`, `FlagCleared`, `CertificatePledged`, "
+                       "`CertificateReleased`, `Approval`, the loans it secures) or its lot's (`LotIssued`, "
+                       "`ConsecutiveTransfer`, `CustodyMoved`, `StorageAttested`, `SuccessorIssuerNamed`, "
+                       "`AppraisalPosted`, the custodian's `ReserveRootPosted`).",
                        examples=["GiftClaimed"])
     block_number: int
     tx_hash: Bytes32Hex
     args: dict[str, str] = Field(description="The event's arguments, as strings (addresses checksummed, "
-                                 "bytes as 0x hex, numbers as decimal).")
+                                 "bytes as 0x hex, numbers as decimal, booleans as true/false).")
+    block_time: int | None = Field(default=None, description="Unix time of the block.")
+    block_time_iso: str | None = Field(default=None, description="The block's time as ISO 8601 (UTC).")
+    summary: str = Field(default="", description="The event in one plain English sentence.",
+                         examples=["Gift created for claim until 2026-12-31"])
 
 
 class ScanView(BaseModel):
@@ -371,8 +378,16 @@ class CertificateView(BaseModel):
                                               "requested (pending) or done (redeemed).")
     custody: CustodyView | None = Field(default=None, description="Null when the deployment has no "
                                         "CustodyRegistry.")
-    history: list[HistoryEntry] = Field(default_factory=list, description="The certificate's events, oldest "
-                                        "first (issuance is the lot's `LotIssued`, in `lot`).")
+    history: list[HistoryEntry] = Field(default_factory=list, description="The certificate's events from the "
+                                        "index, oldest first, at most 100 (all of them at "
+                                        "`GET /certificates/{token_id}/history`).")
+    history_complete: bool = Field(default=True, description="False when `history` may miss events: the index "
+                                   "had not reached `block_number` in time, or there are more than 100.")
+    block_number: int | None = Field(default=None, description="The block the certificate was read at.")
+    indexed_block: int | None = Field(default=None, description="How far the index went when `history` and the "
+                                      "lot's text were read from it.")
+    head_block: int | None = Field(default=None, description="The node's head when the indexer last looked.")
+    lag: int | None = Field(default=None, description="`head_block - indexed_block`.")
     scans: ScanView | None = Field(default=None, description="Verification scans of this certificate.")
     verification_url: str = Field(description="The consumer page for this bottle (the QR code target).")
     tag_check: TagCheck | None = Field(default=None, description="Present when `tag` was given.")

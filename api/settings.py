@@ -232,6 +232,13 @@ class Settings(BaseSettings):
         default=15.0, gt=0, le=600,
         description="Seconds the indexing lease lasts without renewal: a dead indexer is replaced within it.",
     )
+    index_read_wait_seconds: float = Field(
+        default=2.0, ge=0, le=30,
+        description="How long an answer that must include a block just read from the node (a certificate's "
+        "view and page, the points statement) waits for the index to reach that block. After it, the view "
+        "answers as of the index (saying so) and the statement is 503 `index_behind`. An index that is "
+        "empty, stopped or more than `index_max_lag_blocks` behind is not waited for.",
+    )
     index_max_lag_blocks: int = Field(
         default=20, ge=1,
         description="An index more blocks than this behind the head answers /health `degraded`.",

@@ -1,17 +1,33 @@
 """Reading the index: what the API and the pages ask of it.
 
-Every answer is read in one snapshot of the database and comes with the
-index's :class:`IndexStatus` (how far it goes, the head it last saw), so a
-caller can say "as of block N" and tell a stale index from a current one.
+Every answer is read in one snapshot of the database (:meth:`Database.snapshot`)
+and comes with the index's :class:`IndexStatus` (how far it goes, the head it
+last saw), so a caller can say "as of block N" and tell a stale index from a
+current one. The queries themselves live by subject: :mod:`indexer.holdings`
+(certificates of an address, lots), :mod:`indexer.history` (a certificate's
+history in words), :mod:`indexer.ledgers` (loans, merchants' points, the
+clearing statement).
+
+Lists are paginated with opaque cursors (:func:`encode_cursor`): a position in
+the list's order, never an offset, so a page stays right while rows are added.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 from storage.db import Database, Transaction
+
+T = TypeVar("T")
+
+#: Most items one page may hold.
+MAX_PAGE = 200
+_CURSOR_PREFIX = "c1."
 
 #: An index whose follower has not written for this many seconds is "stopped".
 STALE_SECONDS = 60.0
@@ -48,11 +64,88 @@ class IndexStatus:
         return "behind" if (self.lag or 0) > 0 else "following"
 
 
+    def confirmations(self, block_number: int) -> int:
+        """Blocks on top of ``block_number``, itself included (0 if beyond the known head)."""
+        return max(0, (self.head_block or 0) - block_number + 1)
+
+    def final(self, block_number: int) -> bool:
+        """Whether a row of ``block_number`` is beyond the reorg window."""
+        return self.final_block is not None and block_number <= self.final_block
+
+
+@dataclass(frozen=True)
+class Answer(Generic[T]):
+    """A query's result with the index's status read in the same snapshot."""
+
+    status: IndexStatus
+    value: T
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a list: its items, and the cursor of the next page (None: the last)."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+class BadCursor(ValueError):
+    """A cursor this service did not hand out (or one of another list)."""
+
+
+def encode_cursor(*position: int) -> str:
+    """An opaque cursor for ``position`` (a tuple of integers in the list's order)."""
+    text = ".".join(str(int(part)) for part in position)
+    return _CURSOR_PREFIX + base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, parts: int) -> tuple[int, ...] | None:
+    """The position of ``cursor`` (None for None); :class:`BadCursor` if it is
+    not a cursor of a list whose positions have ``parts`` integers."""
+    if cursor is None:
+        return None
+    if not cursor.startswith(_CURSOR_PREFIX) or len(cursor) > 200:
+        raise BadCursor("cursor: not a cursor this service handed out (pass `next_cursor` unchanged)")
+    body = cursor[len(_CURSOR_PREFIX):]
+    try:
+        text = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode("ascii")
+        position = tuple(int(part) for part in text.split("."))
+    except (binascii.Error, UnicodeDecodeError, ValueError) as err:
+        raise BadCursor("cursor: not a cursor this service handed out (pass `next_cursor` unchanged)") from err
+    if len(position) != parts or any(not 0 <= part < 2**63 for part in position):
+        raise BadCursor("cursor: belongs to another list (pass the `next_cursor` of this list)")
+    return position
+
+
 class IndexReader:
-    """Queries over the index in ``db`` for chain ``chain_id``."""
+    """Queries over the index in ``db``; every query names its chain."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    def answer(self, chain_id: int, query: Callable[[Transaction, IndexStatus], T]) -> Answer[T]:
+        """``query(tx, status)`` run in one snapshot with the status read in it."""
+        with self.db.snapshot() as tx:
+            status = self.status(chain_id, tx)
+            return Answer(status, query(tx, status))
+
+    def wait_for(self, chain_id: int, block_number: int, timeout: float, max_gap: int = 20,
+                 poll: float = 0.02) -> IndexStatus:
+        """The status once the index holds ``block_number``, or after ``timeout``
+        seconds whatever it holds (an answer that must include a block the
+        caller just read from the node waits this long at most). An index that
+        cannot get there soon (empty, stopped, or more than ``max_gap`` blocks
+        behind) is not waited for: a request must not hold a worker for
+        nothing while the follower is down."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status(chain_id, None)
+            if status.indexed_block is not None and status.indexed_block >= block_number:
+                return status
+            if (status.indexed_block is None or status.state == "stopped"
+                    or block_number - status.indexed_block > max_gap or time.monotonic() >= deadline):
+                return status
+            time.sleep(poll)
 
     def status(self, chain_id: int, tx: Transaction | None = None) -> IndexStatus:
         if tx is None:

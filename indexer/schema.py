@@ -59,6 +59,8 @@ CREATE TABLE IF NOT EXISTS ix_events (
 CREATE INDEX IF NOT EXISTS ix_events_order ON ix_events (chain_id, block_number, log_index);
 CREATE INDEX IF NOT EXISTS ix_events_token ON ix_events (chain_id, token_id, block_number);
 CREATE INDEX IF NOT EXISTS ix_events_lot ON ix_events (chain_id, lot_id, block_number);
+CREATE INDEX IF NOT EXISTS ix_events_lot_level ON ix_events (chain_id, lot_id, block_number, log_index)
+    WHERE token_id IS NULL;
 CREATE INDEX IF NOT EXISTS ix_events_loan ON ix_events (chain_id, loan_id);
 CREATE INDEX IF NOT EXISTS ix_events_party_a ON ix_events (chain_id, contract, party_a, block_number);
 CREATE INDEX IF NOT EXISTS ix_events_party_b ON ix_events (chain_id, contract, party_b, block_number);
@@ -115,6 +117,7 @@ CREATE TABLE IF NOT EXISTS ix_tokens (
 );
 CREATE INDEX IF NOT EXISTS ix_tokens_owner ON ix_tokens (chain_id, owner, lot_id, serial);
 CREATE INDEX IF NOT EXISTS ix_tokens_lot ON ix_tokens (chain_id, lot_id, serial);
+CREATE INDEX IF NOT EXISTS ix_tokens_lot_state ON ix_tokens (chain_id, lot_id, state, owner);
 CREATE TABLE IF NOT EXISTS ix_loans (
     chain_id BIGINT NOT NULL,
     loan_id TEXT NOT NULL,

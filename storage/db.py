@@ -179,6 +179,29 @@ class Database:
             cursor.close()
 
     @contextmanager
+    def snapshot(self) -> Iterator[Transaction]:
+        """:meth:`read`, every statement of the block seeing the same committed
+        state (one read transaction on a SQLite file; ``REPEATABLE READ`` on
+        PostgreSQL, whose default gives each statement its own snapshot), so
+        that an answer and the index position it reports agree."""
+        nested = getattr(self._local, "tx", None) is not None
+        with self.read() as tx:
+            if self.postgres:
+                if not nested:  # the first statement of its transaction
+                    tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                yield tx
+                return
+            connection = tx._cursor.connection
+            if connection.in_transaction:  # inside a write transaction: already one snapshot
+                yield tx
+                return
+            tx.execute("BEGIN")
+            try:
+                yield tx
+            finally:
+                tx.execute("ROLLBACK")
+
+    @contextmanager
     def lock(self, name: str, timeout: float = 30.0) -> Iterator[None]:
         """Hold the lock ``name`` for the block, against every instance sharing
         this database and every thread of this one; :class:`LockBusy`

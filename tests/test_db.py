@@ -318,3 +318,24 @@ def test_migrate__two_instances_start_together__both_succeed(pg_db, round_):
     with instances[1].transaction() as tx:
         tables = tx.one("SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_name LIKE 'extra_%'")
     assert tables == {"n": 8}
+
+
+def test_snapshot__writer_commits_between_two_reads__both_reads_see_the_same_state(open_db, db):
+    add(db, "a")
+    writer = open_db()
+    done = threading.Event()
+
+    def write() -> None:
+        add(writer, "b")
+        done.set()
+
+    with db.snapshot() as tx:
+        first = [row["id"] for row in tx.all("SELECT id FROM outbox ORDER BY id")]
+        thread = threading.Thread(target=write)
+        thread.start()
+        done.wait(1)  # committed (a file, PostgreSQL) or waiting for this transaction (in memory)
+        second = [row["id"] for row in tx.all("SELECT id FROM outbox ORDER BY id")]
+    thread.join(WAIT)
+
+    assert first == second == ["a"]
+    assert ids(db) == ["a", "b"]

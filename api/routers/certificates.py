@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from eth_utils import to_checksum_address
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse
 
@@ -14,8 +13,9 @@ from amphora import eip712
 from amphora.lots import split_token_id
 from api import pages
 from api.chain import ChainService
-from api.deps import ChainDep, ScansDep, SettingsDep
+from api.deps import ChainDep, IndexDep, ScansDep, SettingsDep
 from api.errors import InvalidRequest, NotDeployed, NotFound, UpstreamUnavailable, error_responses
+from api.routers.index import arg_text, iso
 from api.scans import Client, ScanLog, page_client
 from api.schemas import (
     ADDRESS_PATTERN,
@@ -38,6 +38,13 @@ from api.schemas import (
     state_name,
 )
 from api.settings import Settings
+from indexer import history as histories
+from indexer import holdings
+from indexer.reader import IndexReader, IndexStatus
+from storage.db import Transaction
+
+#: Most history entries the view carries (the oldest first); the rest are at `GET /certificates/{id}/history`.
+VIEW_HISTORY = 100
 
 router = APIRouter(prefix="/certificates", tags=["certificates"])
 page_router = APIRouter(prefix="/verify", tags=["verification page"])
@@ -75,15 +82,7 @@ def _hex(value: bytes) -> str:
     return "0x" + bytes(value).hex()
 
 
-def _arg(value: object) -> str:
-    if isinstance(value, bytes):
-        return _hex(value)
-    if isinstance(value, str) and value.startswith("0x") and len(value) == 42:
-        return to_checksum_address(value)
-    return str(value)
-
-
-def _custody_view(record: dict | None) -> CustodyView | None:
+def _custody_view(record: dict | None, document_uri: str | None) -> CustodyView | None:
     if record is None:
         return None
     attested = int(record["storage_attested_at"])
@@ -92,7 +91,7 @@ def _custody_view(record: dict | None) -> CustodyView | None:
         storage_document_hash=_hex(record["storage_document_hash"]) if attested else None,
         storage_attested_at=attested or None,
         storage_attested_by=record["storage_attested_by"] if attested else None,
-        storage_document_uri=record["storage_document_uri"],
+        storage_document_uri=document_uri if attested else None,
         reserve_root=_hex(record["reserve_root"]) if posted else None,
         reserve_posted_at=posted or None,
         reserve_bottle_count=int(record["reserve_bottle_count"]) if posted else None,
@@ -107,21 +106,47 @@ def record_scan(scans: ScanLog, view: CertificateView, client: Client | None = N
                     window_seconds=summary.window_seconds, anomalies=summary.anomalies)
 
 
-def certificate_view(chain: ChainService, settings: Settings, token_id: int) -> CertificateView:
-    """The verification view of one certificate; :class:`NotFound` if never issued."""
-    record = chain.certificate(token_id)
+def certificate_view(chain: ChainService, index: IndexReader, settings: Settings, token_id: int) -> CertificateView:
+    """The verification view of one certificate; :class:`NotFound` if never issued.
+
+    The record, custody and gift clock come from the chain at one block; the
+    lot's text, the storage document's URI and the history from the index,
+    after waiting (at most ``index_read_wait_seconds``) for it to reach that
+    block. The view says how far the index went (`indexed_block`)."""
+    block = chain.latest_block_ref()
+    record = chain.certificate(token_id, block.number)
     if not record.issued:
         lot_id, serial = split_token_id(token_id)
         raise NotFound(f"certificate {token_id} was never issued (it would be bottle {serial} "
                        f"of lot {lot_id})")
-    text = chain.lot_text(record)
+    custody = chain.custody(token_id, block.number)
+    chain_id = chain.chain_id
+    index.wait_for(chain_id, block.number, settings.index_read_wait_seconds, settings.index_max_lag_blocks)
+
+    def query(tx: Transaction, status: IndexStatus) -> tuple[holdings.LotFacts | None, list[histories.HistoryEntry],
+                                                         str | None, str | None]:
+        facts = holdings.lot(tx, chain_id, record.lot_id)
+        if facts is not None and (facts.metadata_hash.lower() != _hex(record.metadata_hash)
+                                  or facts.tag_root.lower() != _hex(record.tag_root)):
+            facts = None  # not this chain's lot (the index is of another fork): no text rather than wrong text
+        page = histories.history(tx, chain_id, token_id, after=None, limit=VIEW_HISTORY)
+        uri = None
+        if custody is not None and int(custody["storage_attested_at"]):
+            uri = histories.storage_document_uri(tx, chain_id, record.lot_id,
+                                                 _hex(custody["storage_document_hash"]))
+        return facts, page.items, page.next_cursor, uri
+
+    answer = index.answer(chain_id, query)
+    status = answer.status
+    facts, entries, more, document_uri = answer.value
+    state = state_name(record.state)
     return CertificateView(
         exists=record.exists,
         token_id=token_id,
         lot_id=record.lot_id,
         serial=record.serial,
         owner=record.holder,
-        state=state_name(record.state),
+        state=state,
         locked=record.locked,
         issuer=Party(address=record.issuer, name=record.issuer_name, active=record.issuer_active),
         custodian=Party(address=record.custodian, name=record.custodian_name, active=record.custodian_active),
@@ -134,28 +159,34 @@ def certificate_view(chain: ChainService, settings: Settings, token_id: int) -> 
             bottling_date_iso=_iso(record.bottling_date),
             issued_at=record.issued_at,
             issued_at_iso=_iso(record.issued_at),
-            metadata_hash="0x" + bytes(record.metadata_hash).hex(),
-            tag_root="0x" + bytes(record.tag_root).hex(),
-            producer=text.producer if text else None,
-            wine=text.wine if text else None,
-            region=text.region if text else None,
-            metadata_uri=text.metadata_uri if text else None,
+            metadata_hash=_hex(record.metadata_hash),
+            tag_root=_hex(record.tag_root),
+            producer=facts.producer if facts else None,
+            wine=facts.wine if facts else None,
+            region=facts.region if facts else None,
+            metadata_uri=facts.metadata_uri if facts else None,
         ),
         flag=FlagView(reason_hash=_hex(record.flag_reason_hash), by_issuer=record.flagged_by_issuer)
-        if state_name(record.state) == CertificateState.flagged else None,
+        if state == CertificateState.flagged else None,
         gift=GiftView(claim_key=record.gift_claim_key, expiry=record.gift_expiry,
-                      expired=record.gift_expiry < chain.latest_timestamp())
-        if state_name(record.state) == CertificateState.gift_pending else None,
+                      expired=record.gift_expiry < block.timestamp)
+        if state == CertificateState.gift_pending else None,
         redemption=RedemptionView(
             order_hash=_hex(record.redemption_order_hash),
             redeemed_at=record.redeemed_at or None,
             redeemed_by=record.redeemed_by if record.redeemed_at else None,
-        ) if state_name(record.state) in (CertificateState.redemption_requested, CertificateState.redeemed)
+        ) if state in (CertificateState.redemption_requested, CertificateState.redeemed)
         else None,
-        custody=_custody_view(chain.custody(token_id)),
-        history=[HistoryEntry(event=name, block_number=block, tx_hash=tx,
-                              args={key: _arg(value) for key, value in args.items()})
-                 for name, block, tx, args in chain.history(token_id)],
+        custody=_custody_view(custody, document_uri),
+        history=[HistoryEntry(event=entry.event, block_number=entry.block_number, tx_hash=entry.tx_hash,
+                              args={key: arg_text(value) for key, value in entry.args.items()},
+                              block_time=entry.block_time, block_time_iso=iso(entry.block_time),
+                              summary=entry.summary) for entry in entries],
+        history_complete=more is None and (status.indexed_block or -1) >= block.number,
+        block_number=block.number,
+        indexed_block=status.indexed_block,
+        head_block=status.head_block,
+        lag=status.lag,
         verification_url=f"{settings.public_base_url.rstrip('/')}/verify/{token_id}",
     )
 
@@ -181,6 +212,7 @@ def _tag_check(chain: ChainService, token_id: int, tag: str, proof_text: str | N
 def get_certificate(
     token_id: TokenIdPath,
     chain: ChainDep,
+    index: IndexDep,
     settings: SettingsDep,
     scans: ScansDep,
     tag: TagQuery = None,
@@ -201,7 +233,7 @@ def get_certificate(
     with `exists: false` and state `redeemed`."""
     if proof is not None and tag is None:
         raise InvalidRequest("proof: given without tag")
-    view = certificate_view(chain, settings, token_id)
+    view = certificate_view(chain, index, settings, token_id)
     if tag is not None:
         view.tag_check = _tag_check(chain, token_id, tag, proof)
     view.scans = record_scan(scans, view)
@@ -244,6 +276,7 @@ def tag_challenge(token_id: TokenIdPath, chain: ChainDep) -> TagChallenge:
 def verify_tag(
     token_id: TokenIdPath,
     chain: ChainDep,
+    index: IndexDep,
     settings: SettingsDep,
     scans: ScansDep,
     block_number: Annotated[int, Query(ge=0, description="The challenge's `block_number`.")],
@@ -265,7 +298,7 @@ def verify_tag(
         proof_items = parse_proof(proof or "")
     except ValueError as err:
         raise InvalidRequest(f"proof: {err}") from err
-    view = certificate_view(chain, settings, token_id)
+    view = certificate_view(chain, index, settings, token_id)
     raw = bytes.fromhex(signature[2:])
     latest = chain.latest_block()
     window = chain.tag_challenge_window()
@@ -293,7 +326,7 @@ def verify_tag(
         **error_responses(*_ERRORS, html=True),
     },
 )
-def verify_page(token_id: TokenIdPath, request: Request, chain: ChainDep, settings: SettingsDep,
+def verify_page(token_id: TokenIdPath, request: Request, chain: ChainDep, index: IndexDep, settings: SettingsDep,
                 scans: ScansDep) -> HTMLResponse:
     """A self-contained page (no scripts, no external assets) for someone who
     scanned a bottle's QR code: genuine or not, the wine, bottle n of N, the
@@ -302,7 +335,7 @@ def verify_page(token_id: TokenIdPath, request: Request, chain: ChainDep, settin
     code). Counts as a scan of one client (a salted hash of its network prefix
     and user agent; repeated views count once), except for link-preview bots
     and scripted clients."""
-    view = certificate_view(chain, settings, token_id)
+    view = certificate_view(chain, index, settings, token_id)
     client = page_client(request.client.host if request.client else None, request.headers.get("user-agent"))
     view.scans = record_scan(scans, view, client)
     return HTMLResponse(pages.certificate_page(view), headers={"Cache-Control": "no-store"})

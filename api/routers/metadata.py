@@ -11,7 +11,7 @@ from fastapi import APIRouter, Path
 from fastapi.responses import Response
 
 from amphora.lots import document_path, token_id
-from api.deps import ChainDep, SettingsDep
+from api.deps import ChainDep, IndexDep, SettingsDep
 from api.errors import DocumentMismatch, InvalidRequest, NotDeployed, NotFound, UpstreamUnavailable, error_responses
 from api.routers.certificates import TokenIdPath, certificate_view
 from api.schemas import MetadataAttribute, TokenMetadata, Uint256In
@@ -28,12 +28,12 @@ _ERRORS = (NotFound, InvalidRequest, UpstreamUnavailable, NotDeployed)
     summary="NFT metadata of a certificate (its tokenURI)",
     responses=error_responses(*_ERRORS),
 )
-def token_metadata(token_id: TokenIdPath, chain: ChainDep, settings: SettingsDep) -> TokenMetadata:
+def token_metadata(token_id: TokenIdPath, chain: ChainDep, index: IndexDep, settings: SettingsDep) -> TokenMetadata:
     """The certificate as NFT metadata: name, description, the verification page
     as `external_url`, and the lot's facts and the certificate's state as
-    `attributes`. Built from the chain on every request (nothing per token is
-    stored on chain or here). 404 for a token id that was never issued."""
-    view = certificate_view(chain, settings, token_id)
+    `attributes`. Built from the chain and the index on every request (nothing
+    per token is stored on chain or here). 404 for a token id that was never issued."""
+    view = certificate_view(chain, index, settings, token_id)
     lot = view.lot
     wine = lot.wine or f"Lot {lot.lot_id}"
     vintage = str(lot.vintage) if lot.vintage else "NV"

@@ -25,7 +25,19 @@ def test_get_certificate__issued__returns_owner_lot_and_event_strings(
     response = client.get(f"/certificates/{token_id}")
 
     assert response.status_code == 200
-    assert response.json() == {
+    body = response.json()
+    history = body.pop("history")
+    # The index's position: it reached the block the certificate was read at.
+    position = {key: body.pop(key) for key in ("block_number", "indexed_block", "head_block", "lag")}
+    assert position["indexed_block"] >= position["block_number"] and position["lag"] >= 0
+    # The bottle never moved: its history is its lot's issuance (one transaction).
+    assert [entry["event"] for entry in history] == ["ConsecutiveTransfer", "LotIssued"]
+    assert len({entry["tx_hash"] for entry in history}) == 1
+    assert history[0]["args"]["toAddress"] == winery.address
+    assert history[1]["summary"] == (f"Lot {lot.lot_id} issued by {winery.address[:6]}…{winery.address[-4:]}: 10 "
+                                     f"bottles of Cuvée Essai 2019 from Domaine Test, kept by "
+                                     f"{custodian.address[:6]}…{custodian.address[-4:]}")
+    assert body == {
         "exists": True,
         "token_id": str(token_id),
         "lot_id": str(lot.lot_id),
@@ -57,7 +69,7 @@ def test_get_certificate__issued__returns_owner_lot_and_event_strings(
         "custody": {"storage_document_hash": None, "storage_attested_at": None, "storage_attested_by": None,
                     "storage_document_uri": None, "reserve_root": None, "reserve_posted_at": None,
                     "reserve_bottle_count": None},
-        "history": [],  # issuance is the lot's LotIssued; this bottle never moved
+        "history_complete": True,
         "scans": {"total": 0, "recent": 0, "day": 0, "window_seconds": 600, "anomalies": []},  # API reads don't count
         "verification_url": f"{public_base_url}/verify/{token_id}",
         "tag_check": None,

@@ -75,6 +75,14 @@ EXPECTED_ERRORS = {
         "/casks/{cask}/relay/transfers", "/casks/{cask}/relay/claims", "/casks/{cask}/relay/distribution-claims",
         "/me/relay/casks/{cask}/transfers", "/me/relay/casks/{cask}/claims",
         "/me/relay/casks/{cask}/distribution-claims")},
+    ("get", "/accounts/{address}/certificates"): {"422", "503"},
+    ("get", "/me/certificates"): {"401", "422", "503"},
+    ("get", "/certificates/{token_id}/history"): {"404", "422", "503"},
+    ("get", "/lots"): {"422", "503"},
+    ("get", "/lots/{lot_id}"): {"404", "422", "503"},
+    ("get", "/loans"): {"422", "503"},
+    ("get", "/lenders/{address}/portfolio"): {"422", "503"},
+    ("get", "/merchants/{address}/ledger"): {"422", "503"},
 }
 
 
@@ -161,7 +169,7 @@ def test_openapi__tags__one_per_router(openapi):
     tags = {tag for item in openapi["paths"].values() for op in item.values() for tag in op["tags"]}
 
     assert tags == {"health", "certificates", "verification page", "relay", "metadata", "accounts", "points",
-                    "lending", "auth", "custodial", "operator", "casks"}
+                    "lending", "auth", "custodial", "operator", "casks", "lots"}
 
 
 def test_openapi__info__names_license_and_version(openapi):

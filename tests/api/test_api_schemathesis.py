@@ -206,3 +206,25 @@ def test_api__success_answers_generated_data_cannot_reach__match_their_schemas(
     repayment = _call(app, "GET", "/relay/typed-data/loan-repayment", 200, query={
         "loan_id": loan_id, "payer": holder.address, "valid_before": chain.pending_timestamp + 3_600})
     assert repayment["message"]["value"] == str(REPAYMENT)
+
+    # The index's answers about all of the above (once the index holds the head).
+    reader = app.state.index
+    head = chain.blocks.head.number
+    deadline = time.monotonic() + 15
+    while (reader.status(chain.chain_id).indexed_block or -1) < head:
+        assert time.monotonic() < deadline, "the index did not reach the head"
+        time.sleep(0.05)
+    stock = _call(app, "GET", "/accounts/{address}/certificates", 200, path_parameters={"address": winery.address},
+                  query={"lot": lot.lot_id})
+    assert stock["ranges"] and stock["indexed_block"] >= head
+    mine = _call(app, "GET", "/me/certificates", 200)
+    assert mine["address"] == account["address"]
+    history = _call(app, "GET", "/certificates/{token_id}/history", 200, path_parameters={"token_id": token})
+    assert "LoanStarted" in [entry["event"] for entry in history["history"]]
+    _call(app, "GET", "/lots", 200, query={"issuer": winery.address, "limit": 2})
+    assert _call(app, "GET", "/lots/{lot_id}", 200, path_parameters={"lot_id": lot.lot_id})["lot"]["counts"]["pledged"]
+    loans = _call(app, "GET", "/loans", 200, query={"lender": lender.address, "state": "open"})
+    assert str(loan_id) in [item["loan_id"] for item in loans["loans"]]
+    assert _call(app, "GET", "/lenders/{address}/portfolio", 200,
+                 path_parameters={"address": lender.address})["loans"]["open"] >= 1
+    _call(app, "GET", "/merchants/{address}/ledger", 200, path_parameters={"address": lender.address})
