@@ -14,6 +14,7 @@ through ``eth_abi``. At catch-up decoding is a large share of the work.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from eth_abi import decode as abi_decode
@@ -66,6 +67,13 @@ class Event:
         return (self.block_hash, self.log_index)
 
 
+@lru_cache(maxsize=65_536)
+def _checksummed(address: str) -> str:
+    """``to_checksum_address`` (a keccak each time) remembered: a chain's logs
+    name the same contracts and holders over and over."""
+    return to_checksum_address(address)
+
+
 def _is_static(kind: str) -> bool:
     return kind.startswith(_STATIC) and kind not in ("bytes",) and "[" not in kind
 
@@ -73,7 +81,7 @@ def _is_static(kind: str) -> bool:
 def _word(kind: str, word: str) -> Any:
     """One 32-byte ABI word (64 hex digits) of static type ``kind``."""
     if kind == "address":
-        return to_checksum_address("0x" + word[24:])
+        return _checksummed("0x" + word[24:].lower())
     if kind == "bool":
         return int(word, 16) != 0
     if kind.startswith("uint"):
@@ -91,7 +99,7 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_json_value(item) for item in value]
     if isinstance(value, str) and value.startswith("0x") and len(value) == 42:
-        return to_checksum_address(value)
+        return _checksummed(value.lower())
     return value
 
 
@@ -162,5 +170,5 @@ class Decoder:
             block_number=int(log["blockNumber"], 16), block_hash=log["blockHash"],
             block_time=int(block_time, 16) if block_time else None,
             log_index=int(log["logIndex"], 16), tx_hash=log["transactionHash"],
-            address=to_checksum_address(log["address"]),
+            address=_checksummed(str(log["address"]).lower()),
         )
