@@ -13,11 +13,13 @@ through ``eth_abi``. At catch-up decoding is a large share of the work.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 from eth_abi import decode as abi_decode
+from eth_hash.auto import keccak
 from eth_utils import event_abi_to_log_topic, to_checksum_address
 
 from amphora.manifest import Manifest
@@ -42,6 +44,10 @@ class EventSpec:
     name: str
     inputs: tuple[tuple[str, str, bool], ...]  # (name, type, indexed)
     static: bool  # every non-indexed input is static
+    #: (name, reader of the topic or None for a dynamic argument's hash), in topic order.
+    topic_plan: tuple[tuple[str, Callable[[str], Any] | None], ...] = field(default=(), compare=False)
+    #: (name, reader, first hex digit) of each data word, when every data argument is static.
+    data_plan: tuple[tuple[str, Callable[[str], Any], int], ...] = field(default=(), compare=False)
 
     @property
     def data_types(self) -> list[str]:
@@ -69,9 +75,27 @@ class Event:
 
 @lru_cache(maxsize=65_536)
 def _checksummed(address: str) -> str:
-    """``to_checksum_address`` (a keccak each time) remembered: a chain's logs
-    name the same contracts and holders over and over."""
-    return to_checksum_address(address)
+    """The EIP-55 form of a lower-case ``0x`` address, as ``to_checksum_address``
+    gives it but without its input checks (which cost more than the hash: the
+    node's hex is already valid), and remembered: a chain's logs name the same
+    contracts and holders over and over."""
+    digits = address[2:]
+    digest = keccak(digits.encode()).hex()[:40]
+    return "0x" + "".join(d.upper() if h >= "8" else d for d, h in zip(digits, digest, strict=True))
+
+
+def _reader(kind: str) -> Callable[[str], Any]:
+    """A function from one 32-byte ABI word (64 hex digits) to the value of static type ``kind``."""
+    if kind == "address":
+        return lambda word: _checksummed("0x" + word[24:].lower())
+    if kind == "bool":
+        return lambda word: int(word, 16) != 0
+    if kind.startswith("uint"):
+        return lambda word: int(word, 16)
+    if kind.startswith("int"):
+        return lambda word: _word(kind, word)
+    size = int(kind[len("bytes"):]) * 2
+    return lambda word: "0x" + word[:size]
 
 
 def _is_static(kind: str) -> bool:
@@ -122,7 +146,11 @@ class Decoder:
                 inputs = tuple((i["name"], i["type"], bool(i.get("indexed"))) for i in item["inputs"])
                 topic = "0x" + event_abi_to_log_topic(item).hex()
                 static = all(_is_static(kind) for _, kind, indexed in inputs if not indexed)
-                self._specs[(address.lower(), topic)] = EventSpec(name, item["name"], inputs, static)
+                topic_plan = tuple((n, _reader(k) if _is_static(k) else None) for n, k, i in inputs if i)
+                data = [(n, k) for n, k, i in inputs if not i]
+                data_plan = tuple((n, _reader(k), offset * 64) for offset, (n, k) in enumerate(data)) if static else ()
+                self._specs[(address.lower(), topic)] = EventSpec(name, item["name"], inputs, static, topic_plan,
+                                                                  data_plan)
 
     @property
     def addresses(self) -> list[str]:
@@ -148,19 +176,16 @@ class Decoder:
         if spec is None:
             return None
         args: dict[str, Any] = {}
-        position = 1
-        for name, kind, indexed in spec.inputs:
-            if indexed:
-                topic = topics[position]
-                position += 1
-                # A dynamic indexed argument is only its hash.
-                args[name] = _word(kind, topic[2:]) if _is_static(kind) else topic
+        for position, (name, read) in enumerate(spec.topic_plan, start=1):
+            topic = topics[position]
+            # A dynamic indexed argument is only its hash.
+            args[name] = read(topic[2:]) if read is not None else topic
         data = str(log.get("data") or "0x")[2:]
-        data_inputs = [(name, kind) for name, kind, indexed in spec.inputs if not indexed]
         if spec.static:
-            for offset, (name, kind) in enumerate(data_inputs):
-                args[name] = _word(kind, data[offset * 64:(offset + 1) * 64])
-        elif data_inputs:
+            for name, read, start in spec.data_plan:
+                args[name] = read(data[start:start + 64])
+        else:
+            data_inputs = [(name, kind) for name, kind, indexed in spec.inputs if not indexed]
             values = abi_decode([kind for _, kind in data_inputs], bytes.fromhex(data))
             for (name, _), value in zip(data_inputs, values, strict=True):
                 args[name] = _json_value(value)
