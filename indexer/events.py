@@ -134,6 +134,8 @@ class Decoder:
         self.contracts: dict[str, str] = {}  # name -> checksummed address
         self.deploy_blocks: dict[str, int] = {}
         self._specs: dict[tuple[str, str], EventSpec] = {}
+        #: Lower-case address -> (checksummed address, its events by topic): one lookup per log.
+        self._by_address: dict[str, tuple[str, dict[str, EventSpec]]] = {}
         for name, record in sorted(manifest.contracts.items()):
             if record.get("contract") == "external" or record.get("deploy_block") is None:
                 continue  # not ours (an existing stablecoin): its history is not Amphora's
@@ -149,8 +151,9 @@ class Decoder:
                 topic_plan = tuple((n, _reader(k) if _is_static(k) else None) for n, k, i in inputs if i)
                 data = [(n, k) for n, k, i in inputs if not i]
                 data_plan = tuple((n, _reader(k), offset * 64) for offset, (n, k) in enumerate(data)) if static else ()
-                self._specs[(address.lower(), topic)] = EventSpec(name, item["name"], inputs, static, topic_plan,
-                                                                  data_plan)
+                spec = EventSpec(name, item["name"], inputs, static, topic_plan, data_plan)
+                self._specs[(address.lower(), topic)] = spec
+                self._by_address.setdefault(address.lower(), (address, {}))[1][topic] = spec
 
     @property
     def addresses(self) -> list[str]:
@@ -172,7 +175,10 @@ class Decoder:
         topics = log.get("topics") or []
         if not topics:
             return None
-        spec = self._specs.get((str(log["address"]).lower(), topics[0]))
+        known = self._by_address.get(log["address"]) or self._by_address.get(str(log["address"]).lower())
+        if known is None:
+            return None
+        spec = known[1].get(topics[0])
         if spec is None:
             return None
         args: dict[str, Any] = {}
@@ -195,5 +201,5 @@ class Decoder:
             block_number=int(log["blockNumber"], 16), block_hash=log["blockHash"],
             block_time=int(block_time, 16) if block_time else None,
             log_index=int(log["logIndex"], 16), tx_hash=log["transactionHash"],
-            address=_checksummed(str(log["address"]).lower()),
+            address=known[0],
         )
