@@ -133,7 +133,6 @@ class Decoder:
     def __init__(self, manifest: Manifest) -> None:
         self.contracts: dict[str, str] = {}  # name -> checksummed address
         self.deploy_blocks: dict[str, int] = {}
-        self._specs: dict[tuple[str, str], EventSpec] = {}
         #: Lower-case address -> (checksummed address, its events by topic): one lookup per log.
         self._by_address: dict[str, tuple[str, dict[str, EventSpec]]] = {}
         for name, record in sorted(manifest.contracts.items()):
@@ -152,7 +151,6 @@ class Decoder:
                 data = [(n, k) for n, k, i in inputs if not i]
                 data_plan = tuple((n, _reader(k), offset * 64) for offset, (n, k) in enumerate(data)) if static else ()
                 spec = EventSpec(name, item["name"], inputs, static, topic_plan, data_plan)
-                self._specs[(address.lower(), topic)] = spec
                 self._by_address.setdefault(address.lower(), (address, {}))[1][topic] = spec
 
     @property
