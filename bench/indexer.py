@@ -649,8 +649,8 @@ def table(results: dict[str, Any]) -> str:
         for q in ("p50", "p99"):
             row(f"{name}_{q}_ms", results[f"{name}_{q}_ms"], f"target ≤ {TARGET_P99_MS:g} ms" if q == "p99" else
                 f"{results['read_clients']} clients back to back", ".1f")
-        row(f"  {name} query alone p50 / p99", results[f"{name}_query_p99_ms"],
-            f"p50 {results[f'{name}_query_p50_ms']:.2f} ms; the stand-in's SQL, no HTTP, one thread", ".2f")
+        row(f"  {name} SQL alone, p99 ms", results[f"{name}_query_p99_ms"],
+            f"p50 {results[f'{name}_query_p50_ms']:.2f} ms; the queries in-process, no HTTP", ".2f")
         paced = results["paced"][name]
         row(f"  paced {name}_p99_ms", paced["p99_ms"], f"each client one request per {results['pace_ms']:g} ms",
             ".1f")
