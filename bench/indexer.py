@@ -416,18 +416,31 @@ class StandIn:
         ranges: list[dict[str, int]] = []
         for lot in conn.execute("SELECT lot_id, bottle_count FROM ix_lots WHERE chain_id = ? AND issuer = ? "
                                 "ORDER BY lot_id LIMIT ?", (chain_id, address, limit)).fetchall():
-            moved = conn.execute("SELECT serial FROM ix_tokens WHERE chain_id = ? AND lot_id = ? ORDER BY serial "
-                                 "LIMIT ?", (chain_id, lot["lot_id"], limit)).fetchall()
-            start, count = 1, int(lot["bottle_count"])
-            for (serial,) in moved:
-                if serial > start:
-                    ranges.append({"lot_id": lot["lot_id"], "first_serial": start, "last_serial": serial - 1})
-                start = serial + 1
-            if len(moved) < limit and start <= count:  # every moved bottle seen: the rest is one range
-                ranges.append({"lot_id": lot["lot_id"], "first_serial": start, "last_serial": count})
+            ranges += self.unsold_ranges(int(lot["lot_id"]), int(lot["bottle_count"]), limit - len(ranges))
+            if len(ranges) >= limit:
+                break
         last = certificates[-1] if len(certificates) == limit else None
-        return {"indexed_block": self.indexed_block(), "certificates": certificates, "unsold_ranges": ranges[:limit],
+        return {"indexed_block": self.indexed_block(), "certificates": certificates, "unsold_ranges": ranges,
                 "next": f"{last['lot_id']}:{last['serial']}" if last else None}
+
+    def unsold_ranges(self, lot_id: int, bottle_count: int, limit: int) -> list[dict[str, int]]:
+        """The first ``limit`` runs of a lot's serials without an ``ix_tokens``
+        row (never moved): each starts at serial 1 or just after a row whose
+        successor has none, and ends before the next row or at the lot's end."""
+        conn, chain_id = self.conn, self.chain_id
+        starts = [] if conn.execute("SELECT 1 FROM ix_tokens WHERE chain_id = ? AND lot_id = ? AND serial = 1",
+                                    (chain_id, lot_id)).fetchone() else [1]
+        starts += [int(r[0]) for r in conn.execute(
+            "SELECT t.serial + 1 FROM ix_tokens t WHERE t.chain_id = ? AND t.lot_id = ? AND t.serial < ? "
+            "AND NOT EXISTS (SELECT 1 FROM ix_tokens u WHERE u.chain_id = t.chain_id AND u.lot_id = t.lot_id "
+            "AND u.serial = t.serial + 1) ORDER BY t.serial LIMIT ?", (chain_id, lot_id, bottle_count, limit))]
+        ranges = []
+        for first in starts[:limit]:
+            after = conn.execute("SELECT MIN(serial) FROM ix_tokens WHERE chain_id = ? AND lot_id = ? AND serial > ?",
+                                 (chain_id, lot_id, first)).fetchone()[0]
+            ranges.append({"lot_id": lot_id, "first_serial": first,
+                           "last_serial": int(after) - 1 if after is not None else bottle_count})
+        return ranges
 
     def history(self, token_id: str) -> dict[str, Any] | None:
         """Every event of the bottle and of its lot, in chain order; None for no such bottle."""
