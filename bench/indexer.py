@@ -109,7 +109,7 @@ class Functions:
             if item.get("type") == "function":
                 types = [i["type"] if i["type"] != "tuple" else "(" + ",".join(c["type"] for c in i["components"]) + ")"
                          for i in item["inputs"]]
-                selector = "0x" + function_abi_to_4byte_selector(item).hex()
+                selector = "0x" + function_abi_to_4byte_selector(item).hex()  # type: ignore[arg-type]
                 self._specs[(item["name"], len(types))] = (selector, types)
 
     def __getattr__(self, name: str) -> Any:
