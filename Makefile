@@ -49,6 +49,7 @@ test: install postgres docs
 bench: install
 	python bench/gas.py
 	python bench/relayer.py
+	python bench/indexer.py
 
 lint: install
 	ruff check amphora api storage indexer scripts tests bench

@@ -48,11 +48,14 @@ from typing import Any
 from amphora.manifest import Manifest
 from indexer.events import Decoder, Event
 from indexer.node import Header, Node, NodeError, RangeTooLarge
-from indexer.projections import Models, apply, columns, roll_back
+from indexer.projections import Models, apply, columns, prefetch, roll_back
 from indexer.schema import MODELS, SCHEMA
 from storage.db import Database, Transaction
 
 logger = logging.getLogger(__name__)
+#: The ``args`` column's JSON (one encoder for every row: ``json.dumps`` with
+#: options builds a new one per call).
+_ARGS_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 class LeaseLost(RuntimeError):
@@ -65,8 +68,10 @@ class IndexConfig:
     reorg_window: int = 64
     #: Seconds between polls when the index is at the head.
     poll_seconds: float = 1.0
-    #: The first page's block range at catch-up; it adapts to the logs per page.
-    page_blocks: int = 2_000
+    #: The first page's block range at catch-up; it adapts to the logs per page
+    #: (doubling while pages are light). Small, so that on a busy chain the first
+    #: page is not every log at once: the next page is fetched while one is written.
+    page_blocks: int = 100
     #: Aim for at most this many logs per page.
     page_logs: int = 10_000
     #: Seconds a lease lasts without renewal.
@@ -264,13 +269,14 @@ class Indexer:
             if tip.number <= cursor.number:
                 return  # already ingested (a retried page): nothing twice
             models = Models(tx, self.chain_id, journal_from)
+            prefetch(events, models)
             rows = []
             for event in events:
                 token, lot, loan, party_a, party_b = columns(event, models)
                 apply(event, models)
                 rows.append((self.chain_id, event.block_hash, event.log_index, event.block_number, event.block_time,
                              event.tx_hash, event.contract, event.name, token, lot, loan, party_a, party_b,
-                             json.dumps(event.args, separators=(",", ":"))))
+                             _ARGS_JSON.encode(event.args)))
             tx.execute_many(
                 "INSERT INTO ix_events (chain_id, block_hash, log_index, block_number, block_time, tx_hash, "
                 "contract, event, token_id, lot_id, loan_id, party_a, party_b, args) "
