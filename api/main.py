@@ -173,6 +173,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeaders, docs_paths=docs_paths | {"/docs", "/redoc"},
                        hsts=settings.public_base_url.startswith("https://"))
     app.include_router(health.router)
+    # Early: a request is matched against the routes in order, and the index reads are the busiest.
+    app.include_router(index.router)
     app.include_router(certificates.router)
     app.include_router(certificates.page_router)
     # Before relay.router, whose /relay/typed-data/{action} would take /relay/typed-data/loan-*.
@@ -182,7 +184,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metadata.router)
     app.include_router(accounts.router)
     app.include_router(points.router)
-    app.include_router(index.router)
     app.include_router(auth.router)
     app.include_router(custodial.router)
     app.include_router(admin.router)

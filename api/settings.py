@@ -309,12 +309,6 @@ class Settings(BaseSettings):
         default=65_536, gt=0, description="Largest request body accepted, in bytes, on every route (413 "
         "`payload_too_large` above it, before the body is parsed; chunked bodies are counted as they arrive).",
     )
-    log_block_range: int = Field(
-        default=0,
-        ge=0,
-        description="Blocks per eth_getLogs request when searching events (for nodes that limit "
-        "the range); 0 searches from the deploy block to the latest block in one request.",
-    )
 
     @field_validator("relay_contract_code_hashes")
     @classmethod

@@ -667,6 +667,13 @@ def table(results: dict[str, Any]) -> str:
         paced = results["paced"][name]
         row(f"  paced {name}_p99_ms", paced["p99_ms"], f"each client one request per {results['pace_ms']:g} ms",
             ".1f")
+        row(f"  {name} answers/s", results["reads"][name]["per_second"], "back to back", ",.0f")
+    hello = results["hello_world"]
+    row("FastAPI hello-world p99 ms", hello["closed"]["p99_ms"],
+        f"p50 {hello['closed']['p50_ms']:.1f}; the reference, same clients, same run", ".1f")
+    row("  paced hello-world p99 ms", hello["paced"]["p99_ms"], "each client one request per "
+        f"{results['pace_ms']:g} ms", ".1f")
+    row("  hello-world answers/s", hello["closed"]["per_second"], "back to back", ",.0f")
     met = (ingest >= TARGET_SHARE * ceiling, results["my_certificates_p99_ms"] <= TARGET_P99_MS,
            results["history_p99_ms"] <= TARGET_P99_MS, results["events"] >= 100_000)
     rows.append(f"reads served by: {results['read_server']}")
@@ -679,6 +686,30 @@ def _rounded(figures: dict[str, float | int]) -> dict[str, float | int]:
     return {k: round(v, 1) if isinstance(v, float) else v for k, v in figures.items()}
 
 
+def hello_app() -> Any:
+    """The reference: FastAPI's smallest JSON route, served by the same uvicorn the same way."""
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.get("/hello")
+    async def hello() -> dict[str, str]:
+        return {"hello": "world"}
+
+    return app
+
+
+def start_hello(workdir: Path) -> Server:
+    from relay_harness import free_port
+
+    port = free_port()
+    server = Server([sys.executable, str(Path(__file__).resolve()), "serve", "--hello", "--db", "-", "--port",
+                     str(port), "--chain-id", "0"], {**os.environ, "PYTHONPATH": str(ROOT)}, workdir / "hello.log",
+                    port)
+    server.wait("/hello")
+    return server
+
+
 def serve(argv: list[str]) -> int:
     """The stand-in read server (run as a subprocess by :func:`start_reader`)."""
     import uvicorn
@@ -687,8 +718,9 @@ def serve(argv: list[str]) -> int:
     parser.add_argument("--db", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--chain-id", type=int, required=True)
+    parser.add_argument("--hello", action="store_true", help="serve the hello-world reference instead")
     args = parser.parse_args(argv)
-    app = standin_app(args.db, args.chain_id)
+    app = hello_app() if args.hello else standin_app(args.db, args.chain_id)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
     return 0
 
@@ -746,6 +778,11 @@ def main() -> int:
             paced[name] = measure_reads(server.url, paths, args.clients, args.read_seconds, args.pace_ms)
             if reads[name]["errors"] or paced[name]["errors"]:
                 raise SystemExit(f"{name}: {reads[name]['errors'] + paced[name]['errors']} answers were not 200")
+        server.stop()
+        hello = start_hello(workdir)
+        servers.append(hello)
+        reference = {"closed": measure_reads(hello.url, ["/hello"], args.clients, args.read_seconds, 0),
+                     "paced": measure_reads(hello.url, ["/hello"], args.clients, args.read_seconds, args.pace_ms)}
         results: dict[str, Any] = {
             "ingest_events_per_s": round(ingest["events_per_s"]),
             "raw_getlogs_events_per_s": round(ceiling["events_per_s"]),
@@ -757,6 +794,7 @@ def main() -> int:
             **{f"{name}_{q}_ms": round(float(reads[name][f"{q}_ms"]), 1) for name in reads for q in ("p50", "p99")},
             "reads": {name: _rounded(r) for name, r in reads.items()},
             "paced": {name: _rounded(r) for name, r in paced.items()},
+            "hello_world": {mode: _rounded(r) for mode, r in reference.items()},
             **direct, "read_server": which, "read_clients": args.clients, "read_seconds": args.read_seconds,
             "pace_ms": args.pace_ms, "transactions": builder.sent, "blocks": head, "chain": chain["done"],
             "holders": len(chain["holders"]), "scale": args.scale, "cpus": os.cpu_count(),

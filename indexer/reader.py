@@ -14,6 +14,7 @@ the list's order, never an offset, so a page stays right while rows are added.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import time
@@ -122,6 +123,15 @@ class IndexReader:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    async def answer_async(self, chain_id: int, query: Callable[[Transaction, IndexStatus], T]) -> Answer[T]:
+        """:meth:`answer` for a coroutine: run where it is on a SQLite file (a
+        read of an index page takes well under a millisecond and never waits for
+        the follower), in a worker thread otherwise (PostgreSQL's round trips,
+        or in-memory SQLite's shared lock, must not block the event loop)."""
+        if self.db.reads_beside_writer:
+            return self.answer(chain_id, query)
+        return await asyncio.to_thread(self.answer, chain_id, query)
 
     def answer(self, chain_id: int, query: Callable[[Transaction, IndexStatus], T]) -> Answer[T]:
         """``query(tx, status)`` run in one snapshot with the status read in it."""

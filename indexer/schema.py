@@ -58,10 +58,10 @@ CREATE TABLE IF NOT EXISTS ix_events (
 );
 CREATE INDEX IF NOT EXISTS ix_events_order ON ix_events (chain_id, block_number, log_index);
 CREATE INDEX IF NOT EXISTS ix_events_token ON ix_events (chain_id, token_id, block_number);
-CREATE INDEX IF NOT EXISTS ix_events_lot ON ix_events (chain_id, lot_id, block_number);
+DROP INDEX IF EXISTS ix_events_lot;
 CREATE INDEX IF NOT EXISTS ix_events_lot_level ON ix_events (chain_id, lot_id, block_number, log_index)
     WHERE token_id IS NULL;
-CREATE INDEX IF NOT EXISTS ix_events_loan ON ix_events (chain_id, loan_id);
+DROP INDEX IF EXISTS ix_events_loan;
 CREATE INDEX IF NOT EXISTS ix_events_party_a ON ix_events (chain_id, contract, party_a, block_number);
 CREATE INDEX IF NOT EXISTS ix_events_party_b ON ix_events (chain_id, contract, party_b, block_number);
 CREATE INDEX IF NOT EXISTS ix_events_kind ON ix_events (chain_id, contract, event, block_number);

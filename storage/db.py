@@ -118,6 +118,14 @@ class Database:
             self._readers: list[sqlite3.Connection] = []
 
     @property
+    def reads_beside_writer(self) -> bool:
+        """Whether :meth:`read` runs on a connection of its own that never waits
+        for a writer (a SQLite file in WAL mode): such reads are short enough to
+        run on an event loop. On PostgreSQL a read is a network round trip, and
+        in-memory SQLite shares the writer's lock."""
+        return not self.postgres and self._read_path is not None
+
+    @property
     def description(self) -> str:
         return "postgresql" if self.postgres else "sqlite"
 

@@ -124,7 +124,7 @@ def _wine(lot: holdings.LotFacts | None) -> dict[str, Any]:
             "producer": lot.producer if lot else None}
 
 
-def certificate_page(index: IndexReader, chain_id: int, owner: str, cursor: str | None, limit: int,
+async def certificate_page(index: IndexReader, chain_id: int, owner: str, cursor: str | None, limit: int,
                      state: HeldState | None, lot_id: int | None) -> CertificatePage:
     start = _cursor(cursor, 2)
 
@@ -143,7 +143,7 @@ def certificate_page(index: IndexReader, chain_id: int, owner: str, cursor: str 
                 **confirmed(status, r.lot.block_number)) for r in found.ranges],
         )
 
-    return index.answer(chain_id, query).value
+    return (await index.answer_async(chain_id, query)).value
 
 
 _CERTIFICATES_DOC = """Single bottles (those that moved or changed state since issuance) with their wine,
@@ -161,12 +161,12 @@ holder). 422 for a malformed address, state, lot or cursor."""
     tags=["accounts"],
     responses=error_responses(*_ERRORS),
 )
-def account_certificates(
+async def account_certificates(
     address: AddressPath, chain: ChainDep, index: IndexDep, cursor: CursorQuery = None, limit: LimitQuery = 50,
     state: Annotated[HeldState | None, Query(description="Only bottles in this state.")] = None,
     lot: Annotated[Uint256In | None, Query(description="Only bottles of this lot.")] = None,
 ) -> CertificatePage:
-    return certificate_page(index, chain.chain_id, _address(address), cursor, limit, state, _lot(lot))
+    return await certificate_page(index, chain.chain_id, _address(address), cursor, limit, state, _lot(lot))
 
 
 @router.get(
@@ -178,12 +178,13 @@ def account_certificates(
     tags=["custodial"],
     responses=error_responses(Unauthorized, *_ERRORS),
 )
-def my_certificates(
+async def my_certificates(
     user: UserDep, chain: ChainDep, index: IndexDep, cursor: CursorQuery = None, limit: LimitQuery = 50,
     state: Annotated[HeldState | None, Query(description="Only bottles in this state.")] = None,
     lot: Annotated[Uint256In | None, Query(description="Only bottles of this lot.")] = None,
 ) -> CertificatePage:
-    return certificate_page(index, chain.chain_id, checksum_address(user.address), cursor, limit, state, _lot(lot))
+    owner = checksum_address(user.address)
+    return await certificate_page(index, chain.chain_id, owner, cursor, limit, state, _lot(lot))
 
 
 @router.get(
@@ -193,7 +194,7 @@ def my_certificates(
     tags=["certificates"],
     responses=error_responses(NotFound, *_ERRORS),
 )
-def certificate_history(
+async def certificate_history(
     token_id: Annotated[Uint256In, Path(description="Decimal token id: `lot_id << 32 | serial`, serials from 1.")],
     chain: ChainDep, index: IndexDep, cursor: CursorQuery = None, limit: LimitQuery = 50,
 ) -> HistoryPage:
@@ -216,7 +217,7 @@ def certificate_history(
         return HistoryPage(**position(status), next_cursor=page.next_cursor, token_id=token_id, lot_id=lot_id,
                            history=[history_item(status, entry) for entry in page.items])
 
-    return index.answer(chain_id, query).value
+    return (await index.answer_async(chain_id, query)).value
 
 
 def _lot_out(status: IndexStatus, summary: holdings.LotSummary) -> LotSummaryOut:
@@ -242,7 +243,7 @@ def _lot_out(status: IndexStatus, summary: holdings.LotSummary) -> LotSummaryOut
     tags=["lots"],
     responses=error_responses(*_ERRORS),
 )
-def list_lots(
+async def list_lots(
     chain: ChainDep, index: IndexDep, cursor: CursorQuery = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LOTS_PAGE, description=f"Lots per page, 1 to {MAX_LOTS_PAGE} "
                                 "(each is counted by state).")] = 20,
@@ -263,7 +264,7 @@ def list_lots(
         return LotPage(**position(status), next_cursor=page.next_cursor,
                        lots=[_lot_out(status, summary) for summary in page.items])
 
-    return index.answer(chain_id, query).value
+    return (await index.answer_async(chain_id, query)).value
 
 
 @router.get(
@@ -273,7 +274,7 @@ def list_lots(
     tags=["lots"],
     responses=error_responses(NotFound, *_ERRORS),
 )
-def get_lot(lot_id: Annotated[Uint256In, Path(description="Decimal lot id.")], chain: ChainDep,
+async def get_lot(lot_id: Annotated[Uint256In, Path(description="Decimal lot id.")], chain: ChainDep,
             index: IndexDep) -> LotAnswer:
     """The lot's facts and its bottles counted by where they are (see `GET /lots`). 404 for a lot the index
     does not hold (never issued, or issued after `indexed_block`: compare with the answer's fields of a
@@ -286,7 +287,7 @@ def get_lot(lot_id: Annotated[Uint256In, Path(description="Decimal lot id.")], c
             raise NotFound(f"lot {lot_id} is not in the index (indexed to block {status.indexed_block})")
         return LotAnswer(**position(status), lot=_lot_out(status, summary))
 
-    return index.answer(chain_id, query).value
+    return (await index.answer_async(chain_id, query)).value
 
 
 def _loan_out(status: IndexStatus, loan: ledgers.Loan) -> IndexedLoan:
@@ -305,7 +306,7 @@ def _loan_out(status: IndexStatus, loan: ledgers.Loan) -> IndexedLoan:
     tags=["lending"],
     responses=error_responses(*_ERRORS),
 )
-def list_loans(
+async def list_loans(
     chain: ChainDep, index: IndexDep, cursor: CursorQuery = None, limit: LimitQuery = 50,
     lender: Annotated[str | None, Query(pattern=ADDRESS_PATTERN, description="Only this lender's loans.")] = None,
     borrower: Annotated[str | None, Query(pattern=ADDRESS_PATTERN,
@@ -327,7 +328,7 @@ def list_loans(
         return LoanPage(**position(status), next_cursor=page.next_cursor,
                         loans=[_loan_out(status, loan) for loan in page.items])
 
-    return index.answer(chain_id, query).value
+    return (await index.answer_async(chain_id, query)).value
 
 
 @router.get(
@@ -337,7 +338,7 @@ def list_loans(
     tags=["lending"],
     responses=error_responses(*_ERRORS),
 )
-def lender_portfolio(address: AddressPath, chain: ChainDep, index: IndexDep) -> LenderPortfolio:
+async def lender_portfolio(address: AddressPath, chain: ChainDep, index: IndexDep) -> LenderPortfolio:
     """How many loans the lender has by state, the principal still out on open loans and what repays them,
     the principal it ever lent, and how many loans were repaid late. An address that never lent answers
     zeros. 422 for a malformed address."""
@@ -352,7 +353,7 @@ def lender_portfolio(address: AddressPath, chain: ChainDep, index: IndexDep) -> 
             principal_outstanding=found.principal_outstanding, repayment_due=found.repayment_due,
             principal_lent=found.principal_lent, repaid_late=found.repaid_late)
 
-    return index.answer(chain_id, query).value
+    return (await index.answer_async(chain_id, query)).value
 
 
 @router.get(
@@ -362,7 +363,7 @@ def lender_portfolio(address: AddressPath, chain: ChainDep, index: IndexDep) -> 
     tags=["points"],
     responses=error_responses(*_ERRORS),
 )
-def merchant_ledger(address: AddressPath, chain: ChainDep, index: IndexDep, cursor: CursorQuery = None,
+async def merchant_ledger(address: AddressPath, chain: ChainDep, index: IndexDep, cursor: CursorQuery = None,
                     limit: LimitQuery = 50) -> MerchantLedger:
     """The points the merchant issued (to whom, for how much stablecoin into the reserve), redeemed (for how
     much out of it) and accepted from customers, in chain order, with its totals since registration. 422 for
@@ -384,4 +385,4 @@ def merchant_ledger(address: AddressPath, chain: ChainDep, index: IndexDep, curs
                                 points=e.points, stablecoin=e.stablecoin, counterparty=e.counterparty)
                      for e in page.items])
 
-    return index.answer(chain_id, query).value
+    return (await index.answer_async(chain_id, query)).value

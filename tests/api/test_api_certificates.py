@@ -115,15 +115,6 @@ def test_get_certificate__two_lots__each_shows_its_own_strings(client, create_lo
     assert (two["wine"], two["producer"], two["metadata_uri"]) == ("Second Vin", "Château Deux", "ipfs://second")
 
 
-def test_get_certificate__logs_searched_in_small_ranges__still_finds_strings(make_client, create_lot, chain):
-    chain.mine(5)
-    lot = create_lot(2, wine="Vin Chunked")
-    chain.mine(5)
-
-    body = make_client(log_block_range=2).get(f"/certificates/{lot.token(1)}").json()
-
-    assert body["lot"]["wine"] == "Vin Chunked"
-
 
 def test_state_names__match_contract_constants(cert):
     for number, name in enumerate(STATE_BY_NUMBER):

@@ -179,10 +179,3 @@ def test_settlement__node_unreachable__503(make_client):
     assert response.status_code == 503
     assert response.json()["error"] == "upstream_unavailable"
 
-
-def test_settlement__logs_read_in_small_ranges__same_statement(make_client, client, history):
-    whole = client.get("/points/settlement", params=_range(history)).json()
-
-    chunked = make_client(log_block_range=1).get("/points/settlement", params=_range(history)).json()
-
-    assert chunked == whole
