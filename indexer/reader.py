@@ -124,12 +124,16 @@ class IndexReader:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def answer_async(self, chain_id: int, query: Callable[[Transaction, IndexStatus], T]) -> Answer[T]:
+    async def answer_async(self, chain_id: int, query: Callable[[Transaction, IndexStatus], T],
+                           heavy: bool = False) -> Answer[T]:
         """:meth:`answer` for a coroutine: run where it is on a SQLite file (a
         read of an index page takes well under a millisecond and never waits for
         the follower), in a worker thread otherwise (PostgreSQL's round trips,
-        or in-memory SQLite's shared lock, must not block the event loop)."""
-        if self.db.reads_beside_writer:
+        or in-memory SQLite's shared lock, must not block the event loop), and
+        in a worker thread too when the caller knows it is ``heavy`` (SQLite
+        lets go of the interpreter while it steps, so the loop serves the light
+        answers meanwhile)."""
+        if self.db.reads_beside_writer and not heavy:
             return self.answer(chain_id, query)
         return await asyncio.to_thread(self.answer, chain_id, query)
 
@@ -156,6 +160,13 @@ class IndexReader:
                     or block_number - status.indexed_block > max_gap or time.monotonic() >= deadline):
                 return status
             time.sleep(poll)
+
+    def issues_lots(self, chain_id: int, address: str) -> bool:
+        """Whether ``address`` issued a lot the index holds (its holdings then
+        include unsold stock, found by walking the lot's moved bottles)."""
+        with self.db.read() as tx:
+            return tx.one("SELECT 1 AS found FROM ix_lots WHERE chain_id = ? AND issuer = ? LIMIT 1",
+                          (chain_id, address)) is not None
 
     def status(self, chain_id: int, tx: Transaction | None = None) -> IndexStatus:
         if tx is None:

@@ -143,7 +143,10 @@ async def certificate_page(index: IndexReader, chain_id: int, owner: str, cursor
                 **confirmed(status, r.lot.block_number)) for r in found.ranges],
         )
 
-    return (await index.answer_async(chain_id, query)).value
+    # An issuer's unsold stock walks its lots' moved bottles (milliseconds on a
+    # lot with thousands sold): off the event loop, so holders' pages go on meanwhile.
+    heavy = state in (None, HeldState.active) and index.db.reads_beside_writer and index.issues_lots(chain_id, owner)
+    return (await index.answer_async(chain_id, query, heavy=heavy)).value
 
 
 _CERTIFICATES_DOC = """Single bottles (those that moved or changed state since issuance) with their wine,
