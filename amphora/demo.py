@@ -272,7 +272,7 @@ def seed(base_url: str, bottles_out: Path) -> DemoWorld:
     description.metadata_uri = f"{base_url}/lots/{cert.lot_count() + 1}/metadata.json"
     issued = lots.issue(cert, winery, description)
     lots.write_document(lots.document_path(chain.chain_id, issued.lot_id), issued.metadata)
-    lots.write_bottles(bottles_out, issued.lot_id, issued.bottles, base_url)
+    lots.write_bottles(bottles_out, issued.lot_id, issued.bottles, base_url, issued.metadata)
     token = lambda serial: lots.token_id(issued.lot_id, serial)  # noqa: E731
 
     # First sales: the winery sells bottles 1 to 4.

@@ -4,6 +4,13 @@ A lot is described in JSON (one object) or CSV (a header row and one data row)
 with the fields of :class:`LotDescription`. Issuing it produces, per bottle, the
 tag key to program into the bottle's tag, the tag's address (its commitment),
 the Merkle proof of that commitment, and the bottle's token id and verify URL.
+
+A description with ``"document_version": 2`` is a lot document version 2
+(``amphora/schemas/lot-document-v2.json``, served by the API at
+``/schemas/lot-document-v2.json``): GS1 identifiers, ingredients, nutrition and
+translations besides the lot's facts. It is validated against the schema, and its
+GTIN check digit and nutrition checked, before anything is sent. A description
+without ``document_version`` is version 1 and is issued as before.
 """
 
 from __future__ import annotations
@@ -19,16 +26,79 @@ from typing import Any
 
 from eth_account import Account
 from eth_utils import keccak, to_checksum_address
+from jsonschema import Draft202012Validator, FormatChecker
 
+from amphora import gs1
 from amphora.merkle import TagTree
 
 SERIAL_BITS = 32
 MAX_BOTTLES_PER_LOT = 1_000_000
 REQUIRED = ("producer", "wine", "region", "bottle_count", "volume_ml", "bottling_date", "custodian")
+SCHEMAS = Path(__file__).resolve().parent / "schemas"
+LOT_DOCUMENT_V2 = "lot-document-v2.json"
+#: kcal = kJ / 4.184; both are declared rounded to whole numbers.
+KJ_PER_KCAL = 4.184
 
 
 class LotFileError(ValueError):
     """A lot description that cannot be issued; the message names the field."""
+
+
+def lot_document_schema() -> dict[str, Any]:
+    """The JSON Schema of lot documents version 2."""
+    loaded: dict[str, Any] = json.loads((SCHEMAS / LOT_DOCUMENT_V2).read_text())
+    return loaded
+
+
+_FORMATS = FormatChecker()
+
+
+@_FORMATS.checks("gtin", raises=gs1.GS1Error)
+def _is_gtin(value: object) -> bool:
+    return not isinstance(value, str) or gs1.validate_gtin(value) == value
+
+
+def _validator() -> Draft202012Validator:
+    return Draft202012Validator(lot_document_schema(), format_checker=_FORMATS)
+
+
+def _amount(value: float | str) -> float:
+    return 0.0 if isinstance(value, str) else float(value)
+
+
+def validate_document(doc: dict[str, Any]) -> None:
+    """Check a version 2 lot document: the JSON Schema (with the GTIN's check digit),
+    then the rules a schema cannot say. Raises :class:`LotFileError` naming the field."""
+    errors = sorted(_validator().iter_errors(doc), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        where = "/".join(str(p) for p in first.absolute_path) or "document"
+        cause = first.cause or first.message
+        raise LotFileError(f"{where}: {cause}")
+    n = doc["nutrition_per_100ml"]
+    if abs(n["energy_kj"] - n["energy_kcal"] * KJ_PER_KCAL) > KJ_PER_KCAL:
+        raise LotFileError(f"nutrition_per_100ml: {n['energy_kj']} kJ is not {n['energy_kcal']} kcal")
+    if _amount(n["saturates"]) > _amount(n["fat"]):
+        raise LotFileError("nutrition_per_100ml/saturates: more than the fat they are part of")
+    if _amount(n["sugars"]) > _amount(n["carbohydrate"]):
+        raise LotFileError("nutrition_per_100ml/sugars: more than the carbohydrate they are part of")
+    if doc["vintage"]:
+        try:
+            gs1.validate_vintage(str(doc["vintage"]))
+        except gs1.GS1Error as err:
+            raise LotFileError(str(err)) from err
+
+
+def is_v2(doc: dict[str, Any]) -> bool:
+    return doc.get("document_version") == 2
+
+
+def digital_link(doc: dict[str, Any], serial: int | None = None) -> gs1.DigitalLink:
+    """The Digital Link identifiers of a version 2 lot, or of its bottle ``serial``."""
+    return gs1.DigitalLink(
+        gtin=doc["gtin"], lot=doc["lot_code"], vintage=str(doc["vintage"]) if doc["vintage"] else None,
+        serial=gs1.gs1_serial(doc["serial_salt"], serial) if serial is not None else None,
+    )
 
 
 def token_id(lot_id: int, serial: int) -> int:
@@ -97,12 +167,20 @@ class LotDescription:
             tags = [to_checksum_address(t) for t in tags]
         except ValueError as err:
             raise LotFileError(f"not an address: {err}") from err
-        return cls(
+        extra = {k: v for k, v in data.items() if k not in known}
+        if "document_version" in extra and not is_v2(extra):
+            raise LotFileError(f"document_version: {extra['document_version']!r} is not 2 (omit it for version 1)")
+        if is_v2(extra) and not extra.get("serial_salt"):
+            extra["serial_salt"] = gs1.new_salt()
+        lot = cls(
             producer=str(data["producer"]), wine=str(data["wine"]), region=str(data["region"]),
             bottle_count=count, volume_ml=volume, bottling_date=_to_unix(data["bottling_date"]),
             custodian=custodian, vintage=vintage, metadata_uri=str(data.get("metadata_uri") or ""),
-            tags=tags, extra={k: v for k, v in data.items() if k not in known},
+            tags=tags, extra=extra,
         )
+        if is_v2(extra):
+            validate_document(lot.metadata_document())
+        return lot
 
     @classmethod
     def from_file(cls, path: Path) -> LotDescription:
@@ -181,18 +259,25 @@ def bottles_of(tree: TagTree, keys: list[str | None]) -> list[Bottle]:
     ]
 
 
-def write_bottles(path: Path, lot_id: int, bottles: list[Bottle], verify_base_url: str) -> Path:
-    """Write the per-bottle file for the tag printer (private keys: mode 0600)."""
+def write_bottles(path: Path, lot_id: int, bottles: list[Bottle], verify_base_url: str,
+                  document: dict[str, Any] | None = None) -> Path:
+    """Write the per-bottle file for the tag printer (private keys: mode 0600). For a
+    version 2 lot ``document``, each row also has the bottle's GS1 serial and Digital Link."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     for b in bottles:
         tid = token_id(lot_id, b.serial)
-        rows.append({
+        row: dict[str, Any] = {
             "serial": b.serial, "token_id": str(tid), "tag_address": b.tag_address,
             "tag_private_key": b.tag_private_key or "", "proof": b.proof,
             "verify_url": f"{verify_base_url.rstrip('/')}/verify/{tid}",
-        })
+        }
+        if document is not None and is_v2(document):
+            link = digital_link(document, b.serial)
+            row["gs1_serial"] = link.serial
+            row["digital_link"] = link.uri(verify_base_url)
+        rows.append(row)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         if path.suffix.lower() == ".csv":

@@ -36,7 +36,7 @@ def cli(account, skip_confirmation, lot_file, out, verify_base_url):
                  skip_confirmation)
     issued = lots.issue(certificate(manifest), issuer, description)
     out = out or lot_file.with_suffix(".bottles.json")
-    lots.write_bottles(out, issued.lot_id, issued.bottles, verify_base_url)
+    lots.write_bottles(out, issued.lot_id, issued.bottles, verify_base_url, issued.metadata)
     from ape import chain
 
     document = lots.write_document(lots.document_path(chain.chain_id, issued.lot_id), issued.metadata)

@@ -10,7 +10,7 @@ from eth_utils import keccak
 from fastapi import APIRouter, Path
 from fastapi.responses import Response
 
-from amphora.lots import document_path, token_id
+from amphora.lots import LOT_DOCUMENT_V2, canonical_json, document_path, lot_document_schema, token_id
 from api.deps import ChainDep, IndexDep, SettingsDep
 from api.errors import DocumentMismatch, InvalidRequest, NotDeployed, NotFound, UpstreamUnavailable, error_responses
 from api.routers.certificates import TokenIdPath, certificate_view
@@ -90,3 +90,16 @@ def lot_document(
     if keccak(body) != bytes(record.metadata_hash):
         raise DocumentMismatch(f"the document kept for lot {lot_id} does not match its on-chain metadata_hash")
     return Response(body, media_type="application/json", headers={"Cache-Control": "public, max-age=300"})
+
+
+@router.get(
+    f"/schemas/{LOT_DOCUMENT_V2}",
+    summary="The JSON Schema of lot documents, version 2",
+    responses={200: {"description": "The schema (JSON Schema draft 2020-12).",
+                     "content": {"application/schema+json": {"schema": {"type": "object"}}}}},
+)
+def lot_document_schema_v2() -> Response:
+    """The schema that every version 2 lot document is validated against at issuance
+    (GTIN check digits and the nutrition rules a schema cannot state are checked as well)."""
+    body = canonical_json(lot_document_schema())
+    return Response(body, media_type="application/schema+json", headers={"Cache-Control": "public, max-age=3600"})
