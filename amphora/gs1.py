@@ -191,7 +191,7 @@ def parse_digital_link(uri: str) -> DigitalLink:
     values = {e.ai.ai: e.value for e in parsed.element_strings}
     if set(values) - {"01", "10", "21", "22"}:
         raise GS1Error(f"unsupported qualifier(s): {', '.join(sorted(set(values) - {'01', '10', '21', '22'}))}")
-    return DigitalLink(gtin=validate_gtin(values["01"]), lot=values.get("10"), serial=values.get("21"),
+    return DigitalLink(gtin=validate_gtin(segments[start + 1]), lot=values.get("10"), serial=values.get("21"),
                        vintage=validate_vintage(values["22"]) if "22" in values else None)
 
 
