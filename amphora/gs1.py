@@ -187,7 +187,8 @@ def parse_digital_link(uri: str) -> DigitalLink:
     try:
         parsed = GS1DigitalLinkURI.parse(parts._replace(query="", fragment="").geturl())
     except ParseError as err:
-        raise GS1Error(str(err)) from err
+        hint = " (a lot or serial is 1 to 20 characters of GS1's character set 82)" if "pattern" in str(err) else ""
+        raise GS1Error(f"{err}{hint}") from err
     values = {e.ai.ai: e.value for e in parsed.element_strings}
     if set(values) - {"01", "10", "21", "22"}:
         raise GS1Error(f"unsupported qualifier(s): {', '.join(sorted(set(values) - {'01', '10', '21', '22'}))}")

@@ -53,6 +53,14 @@ class InvalidRequest(AmphoraError):
                "or out of range (a block range that is inverted or reaches beyond the latest block).")
 
 
+class MalformedIdentifier(AmphoraError):
+    status_code = 400
+    code = "malformed_identifier"
+    meaning = ("A GS1 Digital Link path that GS1's rules reject: a wrong GTIN check digit, qualifiers out of "
+               "order, a value over 20 characters or outside GS1's character set 82, a data attribute in the "
+               "path. The detail says which.")
+
+
 class Unauthorized(AmphoraError):
     status_code = 401
     code = "unauthorized"

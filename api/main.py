@@ -35,6 +35,7 @@ from api.routers import (
     metadata,
     points,
     relay,
+    resolver,
 )
 from api.scans import ScanLog
 from api.security import SecurityHeaders
@@ -188,6 +189,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(custodial.router)
     app.include_router(admin.router)
     app.include_router(casks.router)
+    app.include_router(resolver.router)
     return app
 
 

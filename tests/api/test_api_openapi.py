@@ -83,6 +83,10 @@ EXPECTED_ERRORS = {
     ("get", "/loans"): {"422", "503"},
     ("get", "/lenders/{address}/portfolio"): {"422", "503"},
     ("get", "/merchants/{address}/ledger"): {"422", "503"},
+    ("get", "/schemas/lot-document-v2.json"): set(),
+    ("get", "/01/{gtin}"): {"400", "404", "422", "503"},
+    ("get", "/01/{gtin}/{qualifiers}"): {"400", "404", "422", "503"},
+    ("get", "/.well-known/gs1resolver"): set(),
 }
 
 
@@ -169,7 +173,7 @@ def test_openapi__tags__one_per_router(openapi):
     tags = {tag for item in openapi["paths"].values() for op in item.values() for tag in op["tags"]}
 
     assert tags == {"health", "certificates", "verification page", "relay", "metadata", "accounts", "points",
-                    "lending", "auth", "custodial", "operator", "casks", "lots"}
+                    "lending", "auth", "custodial", "operator", "casks", "lots", "gs1 resolver"}
 
 
 def test_openapi__info__names_license_and_version(openapi):
