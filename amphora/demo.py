@@ -81,6 +81,8 @@ class DemoWorld:
                              or secrets.token_urlsafe(24))
     #: The demo cask's shares contract (recorded in the manifest as ``CaskShares``).
     cask: str = ""
+    #: The sample bottle's GS1 Digital Link (what its QR code will carry), answered by the API's resolver.
+    sample_digital_link: str = ""
 
 
 class DemoApi:
@@ -353,6 +355,7 @@ def seed(base_url: str, bottles_out: Path) -> DemoWorld:
         relay_db=settings.relay_db, offer_db=settings.offer_db, relayed=relayed, lender=lender,
         appraiser=appraiser, loan_token=token(4), loan_id=loan_id, open_offer_hash=open_offer,
         master_key=master_key, admin_token=admin_token, cask=cask,
+        sample_digital_link=lots.digital_link(issued.metadata, 1).uri(base_url),
     )
 
 
@@ -367,6 +370,7 @@ def describe(world: DemoWorld, base_url: str, rpc_url: str) -> str:
         f"  manifest              {world.manifest.path}",
         f"  API docs              {base_url}/docs",
         f"  verify a bottle       {base_url}/verify/{sample}",
+        f"  its GS1 Digital Link  {world.sample_digital_link} (add ?linkType=linkset for every link)",
         f"  same, as JSON         {base_url}/certificates/{sample}",
         f"  with its tag proof    {base_url}/certificates/{sample}?tag={first.tag_address}&proof={proof}",
         f"  a flagged bottle      {base_url}/verify/{world.flagged_token}",

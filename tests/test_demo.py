@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from eth_utils import keccak
@@ -142,11 +143,20 @@ def test_seed__publishes_no_tag_key(world):
     assert keys and not any(k.removeprefix("0x") in text for k in keys)
 
 
+def test_seed__the_sample_bottles_digital_link_resolves_to_its_page(world, demo_api, monkeypatch):
+    # Where the seeding kept the lot document (`make demo` serves from the same folder).
+    monkeypatch.setenv(MANIFEST_DIR_ENV, str(world.manifest.path.parent))
+    response = demo_api.get(urlsplit(world.sample_digital_link).path, follow_redirects=False)
+    assert response.status_code == 307
+    assert response.headers["location"] == f"{BASE_URL}/verify/{world.sample_token}"
+
+
 def test_describe__prints_the_url_of_each_seeded_state(world):
     text = describe(world, BASE_URL, "http://127.0.0.1:8545")
     for token in (world.sample_token, world.redeemed_token, world.gift_token, world.flagged_token):
         assert f"{BASE_URL}/verify/{token}" in text
     assert world.gift_secret in text
+    assert f"{BASE_URL}/01/09520001000003/22/2019/10/GV19-0615/21/" in text
     assert f"{BASE_URL}/collateral/{world.loan_token}" in text and f"{BASE_URL}/offers?token_id=" in text
     assert f"{BASE_URL}/relay/{world.relayed['transfer']}" in text
     assert "reconciled" in text and "NOT reconciled" not in text
