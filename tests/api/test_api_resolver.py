@@ -232,3 +232,21 @@ def test_property__invalid_values__400_never_a_redirect(resolver, issued, value,
     lot = "" if ai == "10" else f"/10/{quote(issued.metadata['lot_code'], safe='')}"
     response = resolver.get(f"/01/{V2['gtin']}{lot}/{ai}/{quote(value, safe='')}", follow_redirects=False)
     assert response.status_code == 400, response.text
+
+
+def test_attacker__header_injection_in_the_query__stays_inside_the_location(resolver, issued):
+    response = resolver.get(path_of(issued, 1) + "?next=%0d%0aSet-Cookie:%20x=1", follow_redirects=False)
+    assert response.status_code == 307
+    assert "set-cookie" not in response.headers
+    assert "\r" not in response.headers["location"] and "\n" not in response.headers["location"]
+    assert response.headers["location"].endswith("?next=%0D%0ASet-Cookie%3A+x%3D1")
+
+
+def test_attacker__guessed_serials__walk_up_and_name_no_bottle(resolver, issued):
+    # A serial is not a secret, but guessing one finds no more than the lot: a lot of 4 bottles
+    # holds 4 of the 2**32 serials, and every other guess answers exactly like an unknown serial.
+    salt = issued.metadata["serial_salt"]
+    guesses = [gs1.gs1_serial(salt, n) for n in (0, 5, 2**20, 2**32 - 1)]
+    for guess in guesses:
+        response = resolver.get(lots.digital_link(issued.metadata).path() + f"/21/{guess}", follow_redirects=False)
+        assert response.headers["location"].endswith(f"/lots/{issued.lot_id}/metadata.json")
