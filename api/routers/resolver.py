@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode
 
+from cachetools import TTLCache
 from eth_utils import keccak
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -155,9 +156,21 @@ class Resolved:
     token: int | None = None
 
 
+#: (chain id, lot id, document hash) of documents found to match their lot's on-chain hash. A lot's
+#: ``metadata_hash`` is written once, at issuance, so a match stays true; the time limit bounds how long a
+#: lot that a reorganisation removed keeps resolving.
+_matched: TTLCache[tuple[int, int, bytes], bool] = TTLCache(maxsize=100_000, ttl=600)
+
+
 def _on_chain(chain: ChainService, lot: CataloguedLot) -> bool:
+    key = (chain.chain_id, lot.lot_id, lot.document_hash)
+    if key in _matched:
+        return True
     record = chain.certificate(token_id(lot.lot_id, 1))
-    return bool(record.issued) and bytes(record.metadata_hash) == lot.document_hash
+    matches = bool(record.issued) and bytes(record.metadata_hash) == lot.document_hash
+    if matches:
+        _matched[key] = True
+    return matches
 
 
 def resolve(link: gs1.DigitalLink, chain: ChainService, settings: Settings) -> Resolved:
@@ -176,10 +189,8 @@ def resolve(link: gs1.DigitalLink, chain: ChainService, settings: Settings) -> R
     number = gs1.serial_number(lot.salt, link.serial) if link.serial is not None else None
     if number is None or not 1 <= number <= lot.bottle_count:
         return Resolved(lot, "lot")
-    token = token_id(lot.lot_id, number)
-    if not chain.certificate(token).issued:
-        return Resolved(lot, "lot")
-    return Resolved(lot, "serial", token)
+    # Issuance mints the whole range 1..bottle_count at once, and `lots.issue` sends the document's count.
+    return Resolved(lot, "serial", token_id(lot.lot_id, number))
 
 
 def _link(href: str, title: str, media_type: str) -> dict[str, str]:
