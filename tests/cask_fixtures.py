@@ -36,7 +36,7 @@ def cask_settings(custodian) -> CaskSettings:
                         document_hash="0x" + "ab" * 32)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def stablecoin(project, manifest, admin, minter, winery, holder, recipient):
     coin = project.ReferenceStablecoin.at(manifest.address("Stablecoin"))
     coin.configureMinter(minter, 10**18, sender=admin)
@@ -54,7 +54,7 @@ def cask_manifest(manifest, tmp_path_factory) -> Manifest:
                     roles=dict(manifest.roles), path=path)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def create_cask(project, cask_manifest, winery, agent, cask_settings, stablecoin) -> Callable[..., object]:
     """Builder: a fresh cask issued by ``winery``, the winery itself recorded
     eligible (French) and the stablecoin approved for deposits."""
@@ -70,12 +70,12 @@ def create_cask(project, cask_manifest, winery, agent, cask_settings, stablecoin
     return _create
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def cask(create_cask):
     return create_cask()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def eligible(cask, agent, holder, recipient, relayer, attacker):
     """holder, recipient, relayer and attacker recorded as eligible French investors."""
     for account in (holder, recipient, relayer, attacker):
@@ -83,7 +83,7 @@ def eligible(cask, agent, holder, recipient, relayer, attacker):
     return cask
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def bottling_ready(cert, admin, cask):
     """The certificate's admin lets the cask issue its bottling lot."""
     cert.grant_issuer(cask, "Cask Test", sender=admin)

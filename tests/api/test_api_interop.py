@@ -272,6 +272,8 @@ def _value(solidity_type: str, name: str):
         return to_checksum_address("0x" + seed.hex()[:40])
     if solidity_type == "uint256":
         return int.from_bytes(seed, "big")
+    if solidity_type == "bool":
+        return True  # false encodes as zero, like an absent field: true shows the encoding
     assert solidity_type == "bytes32", solidity_type
     return seed
 
@@ -281,6 +283,8 @@ def _encode(solidity_type: str, value) -> bytes:
         return bytes(12) + bytes.fromhex(value[2:])
     if solidity_type == "uint256":
         return int(value).to_bytes(32, "big")
+    if solidity_type == "bool":
+        return (1 if value else 0).to_bytes(32, "big")
     return bytes(value)
 
 
@@ -300,10 +304,10 @@ def test_digest__eth_account_encoding__equals_keccak_of_typehash_and_fields_by_h
     message = {f["name"]: _value(f["type"], f["name"]) for f in eip712.TYPES[primary_type]}
     data = eip712.typed_data(primary_type, message, 2**64 + 1, _CONTRACT, name="Amphora Interop", version="7")
     if as_served:  # JSON: numbers as decimal strings, bytes as 0x hex
-        data = {**data, "message": {k: "0x" + v.hex() if isinstance(v, bytes) else str(v)
-                                    for k, v in message.items()}}
+        data = {**data, "message": {k: "0x" + v.hex() if isinstance(v, bytes) else v if isinstance(v, bool)
+                                    else str(v) for k, v in message.items()}}
 
     expected = _hand_digest(primary_type, message, "Amphora Interop", "7", 2**64 + 1, _CONTRACT)
 
     assert eip712.digest(data) == expected
-    assert all(f["type"] in ("address", "uint256", "bytes32") for f in eip712.TYPES[primary_type])
+    assert all(f["type"] in ("address", "uint256", "bytes32", "bool") for f in eip712.TYPES[primary_type])

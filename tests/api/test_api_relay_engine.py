@@ -152,7 +152,7 @@ def test_custodial__openapi__idempotency_key_required_on_every_custodial_post(cl
 
     custodial = {path: item["post"] for path, item in paths.items() if path.startswith("/me/relay/")}
 
-    assert len(custodial) == 10  # nine actions and the nonce invalidation
+    assert len(custodial) == 13  # nine actions, the nonce invalidation and three cask share actions
     for path, operation in custodial.items():
         header = [p for p in operation["parameters"] if p["in"] == "header" and p["name"] == "Idempotency-Key"]
         assert header and header[0]["required"] is True, path
