@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 # Ape keeps its data (compiler caches, accounts) inside the project.
 export APE_DATA_FOLDER ?= $(CURDIR)/.cache/ape
 
-.PHONY: install postgres demo test docs bench lint lock clean
+.PHONY: install postgres browser demo test docs bench lint lock clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -35,6 +35,16 @@ postgres:
 		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql; \
 	fi
 
+# The page tests drive Debian's Chromium through Playwright (never `playwright install`,
+# which downloads a browser); the Chinese pages need the Noto CJK fonts. Nothing
+# happens when both are there.
+browser:
+	@if ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -qi "Noto Sans CJK"; then \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update -qq && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-noto-cjk; \
+	fi
+
 demo: install
 	ape run demo
 
@@ -43,7 +53,7 @@ demo: install
 docs: install
 	mkdocs build --strict
 
-test: install postgres docs
+test: install postgres browser docs
 	ape test $(PYTEST_ARGS)
 
 bench: install

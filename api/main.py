@@ -14,6 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
+from starlette.staticfiles import StaticFiles
 
 from api.bodylimit import BodySizeLimit
 from api.chain import ChainService
@@ -45,6 +46,7 @@ from indexer.follower import IndexConfig, ensure_schema
 from indexer.reader import IndexReader
 from indexer.service import IndexerService
 from storage.db import Database
+from web import STATIC_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +175,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     docs_paths = {path for path in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if path}
     app.add_middleware(SecurityHeaders, docs_paths=docs_paths | {"/docs", "/redoc"},
                        hsts=settings.public_base_url.startswith("https://"))
+    # The pages' stylesheet and images (web/static), never from a CDN.
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(health.router)
     # Early: a request is matched against the routes in order, and the index reads are the busiest.
     app.include_router(index.router)

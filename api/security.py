@@ -5,8 +5,9 @@ the docs pages' paths).
 Every response gets:
 
 * ``Content-Security-Policy``: nothing may load (``default-src 'none'``), no
-  script runs, and the only style allowed is the verification page's own
-  stylesheet, by its SHA-256 hash (:data:`api.pages.STYLE_HASH`); the page
+  script runs, and the only styles allowed are the pages' stylesheet served
+  from this origin (``/static/amphora.css``) and the verification page's own
+  inline stylesheet, by its SHA-256 hash (:data:`api.pages.STYLE_HASH`); a page
   cannot be framed (``frame-ancestors 'none'``), and ``base-uri`` and
   ``form-action`` are closed;
 * ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer``,
@@ -37,7 +38,7 @@ Scope = dict[str, Any]
 Message = dict[str, Any]
 
 #: The policy of every response except the docs pages.
-DEFAULT_CSP = (f"default-src 'none'; style-src '{STYLE_HASH}'; img-src 'self' data:; base-uri 'none'; "
+DEFAULT_CSP = (f"default-src 'none'; style-src 'self' '{STYLE_HASH}'; img-src 'self' data:; base-uri 'none'; "
                "form-action 'none'; frame-ancestors 'none'")
 
 _COMMON: tuple[tuple[bytes, bytes], ...] = (
