@@ -60,6 +60,7 @@ bench: install
 	python bench/gas.py
 	python bench/relayer.py
 	python bench/indexer.py
+	python bench/pages.py
 
 lint: install
 	ruff check amphora api storage indexer scripts tests bench

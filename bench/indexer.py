@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import http.client
 import json
 import os
 import pstats
@@ -48,13 +47,10 @@ import random
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +60,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 import httpx  # noqa: E402  (after the path set-up)
 from eth_account import Account  # noqa: E402
+from load import Server, measure_reads, rounded, start_hello  # noqa: E402
+from rawchain import BATCH, Builder  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "indexer.json"
 #: The ingestion target: at least this share of the raw eth_getLogs ceiling.
@@ -73,9 +71,6 @@ TARGET_P99_MS = 20.0
 #: Ponder's published aim for its indexer on large machines, for scale.
 PONDER_EVENTS_PER_S = 100_000
 USD = 10**6
-#: Raw transactions signed before they are sent and mined; per JSON-RPC batch.
-BLOCK_TXS = 1_500
-BATCH = 500
 #: Gas per block of the synthetic chain: a few dozen transactions, about 40 events.
 BLOCK_GAS = 3_000_000
 MY_CERTIFICATES = "/accounts/{address}/certificates"
@@ -85,116 +80,6 @@ STANDIN_PAGE = 50
 
 
 # ---------------------------------------------------------------- the chain
-
-
-class Call:
-    """One contract call's address and calldata (what signing needs)."""
-
-    def __init__(self, address: str, data: str) -> None:
-        self.address = address
-        self.data = data
-
-
-class Functions:
-    """``contract.functions.name(*args)`` as :class:`Call`: ABI-encoded with
-    eth_abi, without web3's per-call argument matching (the chain is tens of
-    thousands of calls)."""
-
-    def __init__(self, address: str, abi: list[dict[str, Any]]) -> None:
-        from eth_utils import function_abi_to_4byte_selector
-
-        self._address = address
-        self._specs: dict[tuple[str, int], tuple[str, list[str]]] = {}
-        for item in abi:
-            if item.get("type") == "function":
-                types = [i["type"] if i["type"] != "tuple" else "(" + ",".join(c["type"] for c in i["components"]) + ")"
-                         for i in item["inputs"]]
-                selector = "0x" + function_abi_to_4byte_selector(item).hex()  # type: ignore[arg-type]
-                self._specs[(item["name"], len(types))] = (selector, types)
-
-    def __getattr__(self, name: str) -> Any:
-        from eth_abi import encode
-
-        def call(*args: Any) -> Call:
-            selector, types = self._specs[(name, len(args))]
-            return Call(self._address, selector + encode(types, list(args)).hex())
-
-        return call
-
-
-class FastContract:
-    def __init__(self, address: str, abi: list[dict[str, Any]]) -> None:
-        self.address = address
-        self.functions = Functions(address, abi)
-
-
-class Builder:
-    """Pre-signed transactions, sent in JSON-RPC batches and mined into blocks
-    of at most ``block_gas`` gas (so a phase spreads over many blocks, as on a
-    busy chain)."""
-
-    def __init__(self, url: str, manifest_path: Path) -> None:
-        self.url = url
-        self.manifest = json.loads(manifest_path.read_text())
-        self.http = httpx.Client(timeout=120.0)
-        self.chain_id = int(self.rpc("eth_chainId"), 16)
-        # Room for the base fee to move while thousands of transactions are mined.
-        self.fees = {"maxFeePerGas": 1_000 * 10**9, "maxPriorityFeePerGas": 10**9}
-        self.pending: list[str] = []
-        self.sent = 0
-        self.next_lot: int | None = None
-        self._accounts: dict[str, Any] = {}
-        self._nonces: dict[str, int] = {}
-
-    def rpc(self, method: str, *params: Any) -> Any:
-        answer = self.http.post(self.url, json={"jsonrpc": "2.0", "id": 1, "method": method,
-                                                "params": list(params)}).json()
-        if "error" in answer:
-            raise RuntimeError(f"{method}: {answer['error']}")
-        return answer["result"]
-
-    def contract(self, name: str) -> FastContract:
-        entry = self.manifest["contracts"][name]
-        return FastContract(entry["address"], entry["abi"])
-
-    def add(self, call: Call, key: str, gas: int = 250_000) -> None:
-        account = self._accounts.get(key)
-        if account is None:
-            account = self._accounts[key] = Account.from_key(key)
-            self._nonces[key] = int(self.rpc("eth_getTransactionCount", account.address, "pending"), 16)
-        nonce = self._nonces[key]
-        self._nonces[key] = nonce + 1
-        tx = {"chainId": self.chain_id, "to": call.address, "data": call.data, "value": 0, "gas": gas,
-              "nonce": nonce, "type": 2, **self.fees}
-        self.pending.append("0x" + bytes(account.sign_transaction(tx).raw_transaction).hex())
-        if len(self.pending) >= BLOCK_TXS:
-            self.mine()
-
-    def mine(self) -> None:
-        """Send what is pending and mine blocks until the pool is empty; fail if any transaction reverted."""
-        raws, self.pending = self.pending, []
-        if not raws:
-            return
-        hashes = []
-        for start in range(0, len(raws), BATCH):
-            payload = [{"jsonrpc": "2.0", "id": i, "method": "eth_sendRawTransaction", "params": [raw]}
-                       for i, raw in enumerate(raws[start:start + BATCH])]
-            for answer in sorted(self.http.post(self.url, json=payload).json(), key=lambda a: a["id"]):
-                if "error" in answer:
-                    raise RuntimeError(f"eth_sendRawTransaction: {answer['error']}")
-                hashes.append(answer["result"])
-        while pending := int(self.rpc("txpool_status")["pending"], 16):
-            # About 25 transactions fit a block: no more empty blocks than that needs.
-            self.rpc("anvil_mine", hex(min(20, 1 + pending // 25)))
-        for start in range(0, len(hashes), BATCH):
-            payload = [{"jsonrpc": "2.0", "id": i, "method": "eth_getTransactionReceipt", "params": [h]}
-                       for i, h in enumerate(hashes[start:start + BATCH])]
-            for answer in self.http.post(self.url, json=payload).json():
-                receipt = answer.get("result")
-                if not receipt or int(receipt["status"], 16) != 1:
-                    raise RuntimeError(f"transaction {hashes[start + answer['id']]} failed or was dropped: "
-                                       f"{receipt and {k: receipt[k] for k in ('status', 'gasUsed', 'blockNumber')}}")
-        self.sent += len(hashes)
 
 
 def build_chain(builder: Builder, people: list[str], scale: float) -> dict[str, Any]:
@@ -504,38 +389,6 @@ def measure_queries(db_path: Path, chain_id: int, mine: list[str], history: list
     return out
 
 
-class Server:
-    """A uvicorn process on a free port: the API or the stand-in."""
-
-    def __init__(self, command: list[str], env: dict[str, str], log: Path, port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("ab"),
-                                        stderr=subprocess.STDOUT)
-        self.log = log
-
-    def wait(self, path: str) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited:\n{self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url + path, timeout=2).status_code < 500:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"the server did not answer:\n{self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
 def start_reader(workdir: Path, url: str, manifest_path: Path, db_path: Path, keys: list[str],
                  chain_id: int) -> tuple[Server, str]:
     """The API reading the index if it serves both routes, else the stand-in; and which one it is."""
@@ -561,71 +414,6 @@ def start_reader(workdir: Path, url: str, manifest_path: Path, db_path: Path, ke
                      {**os.environ, "PYTHONPATH": str(ROOT)}, workdir / "standin.log", port)
     standin.wait("/docs")
     return standin, "stand-in over the ix_* tables (the API has no such routes yet)"
-
-
-def measure_reads(base_url: str, paths: Sequence[str], clients: int, seconds: float,
-                  pace_ms: float) -> dict[str, float | int]:
-    """``clients`` threads asking for ``paths`` (round robin from a random start)
-    for ``seconds``; each waits for its answer, then ``pace_ms`` minus the time
-    it took, before the next. Latency percentiles and throughput."""
-    latencies: list[float] = []
-    errors: Counter[int] = Counter()
-    lock = threading.Lock()
-    window = {"stop_at": 0.0, "started": 0.0}
-
-    def open_window() -> None:
-        window["started"] = time.monotonic()
-        window["stop_at"] = window["started"] + seconds
-
-    barrier = threading.Barrier(clients, action=open_window)
-
-    host, port = base_url.removeprefix("http://").split(":")
-
-    def get(connection: http.client.HTTPConnection, path: str) -> int:
-        connection.request("GET", path)
-        answer = connection.getresponse()
-        answer.read()
-        return answer.status
-
-    def client(index: int) -> None:
-        # http.client, a keep-alive connection each: the lightest client the
-        # standard library has (the load generator shares the machine's two cores).
-        mine: list[float] = []
-        rng = random.Random(index)
-        connection = http.client.HTTPConnection(host, int(port), timeout=30)
-        get(connection, paths[0])  # connected before the clock starts
-        barrier.wait()
-        while time.monotonic() < window["stop_at"]:
-            path = paths[rng.randrange(len(paths))]
-            began = time.perf_counter()
-            status = get(connection, path)
-            took = time.perf_counter() - began
-            if status != 200:
-                with lock:
-                    errors[status] += 1
-            mine.append(took * 1000)
-            if pace_ms:
-                time.sleep(max(0.0, pace_ms / 1000 - took))
-        connection.close()
-        with lock:
-            latencies.extend(mine)
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    # The clients are threads of this process: a thread whose answer has come
-    # would otherwise wait up to 5 ms for the GIL, and that wait is not the server's.
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(0.0002)
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(switch)
-    elapsed = time.monotonic() - window["started"]
-    q = statistics.quantiles(latencies, n=100)
-    return {"p50_ms": q[49], "p99_ms": q[98], "requests": len(latencies), "per_second": len(latencies) / elapsed,
-            "errors": sum(errors.values())}
 
 
 def read_paths(chain: dict[str, Any], count: int = 2_000) -> tuple[list[str], list[str]]:
@@ -682,34 +470,6 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def _rounded(figures: dict[str, float | int]) -> dict[str, float | int]:
-    return {k: round(v, 1) if isinstance(v, float) else v for k, v in figures.items()}
-
-
-def hello_app() -> Any:
-    """The reference: FastAPI's smallest JSON route, served by the same uvicorn the same way."""
-    from fastapi import FastAPI
-
-    app = FastAPI()
-
-    @app.get("/hello")
-    async def hello() -> dict[str, str]:
-        return {"hello": "world"}
-
-    return app
-
-
-def start_hello(workdir: Path) -> Server:
-    from relay_harness import free_port
-
-    port = free_port()
-    server = Server([sys.executable, str(Path(__file__).resolve()), "serve", "--hello", "--db", "-", "--port",
-                     str(port), "--chain-id", "0"], {**os.environ, "PYTHONPATH": str(ROOT)}, workdir / "hello.log",
-                    port)
-    server.wait("/hello")
-    return server
-
-
 def serve(argv: list[str]) -> int:
     """The stand-in read server (run as a subprocess by :func:`start_reader`)."""
     import uvicorn
@@ -718,9 +478,8 @@ def serve(argv: list[str]) -> int:
     parser.add_argument("--db", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--chain-id", type=int, required=True)
-    parser.add_argument("--hello", action="store_true", help="serve the hello-world reference instead")
     args = parser.parse_args(argv)
-    app = hello_app() if args.hello else standin_app(args.db, args.chain_id)
+    app = standin_app(args.db, args.chain_id)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
     return 0
 
@@ -779,7 +538,7 @@ def main() -> int:
             if reads[name]["errors"] or paced[name]["errors"]:
                 raise SystemExit(f"{name}: {reads[name]['errors'] + paced[name]['errors']} answers were not 200")
         server.stop()
-        hello = start_hello(workdir)
+        hello = start_hello(workdir, {**os.environ, "PYTHONPATH": str(ROOT)})
         servers.append(hello)
         reference = {"closed": measure_reads(hello.url, ["/hello"], args.clients, args.read_seconds, 0),
                      "paced": measure_reads(hello.url, ["/hello"], args.clients, args.read_seconds, args.pace_ms)}
@@ -792,9 +551,9 @@ def main() -> int:
             "rows_per_million_bottle_lot": sum(lot_rows.values()), "rows_by_table_million_bottle_lot": lot_rows,
             "rows_per_one_bottle_lot": sum(one_rows.values()),
             **{f"{name}_{q}_ms": round(float(reads[name][f"{q}_ms"]), 1) for name in reads for q in ("p50", "p99")},
-            "reads": {name: _rounded(r) for name, r in reads.items()},
-            "paced": {name: _rounded(r) for name, r in paced.items()},
-            "hello_world": {mode: _rounded(r) for mode, r in reference.items()},
+            "reads": {name: rounded(r) for name, r in reads.items()},
+            "paced": {name: rounded(r) for name, r in paced.items()},
+            "hello_world": {mode: rounded(r) for mode, r in reference.items()},
             **direct, "read_server": which, "read_clients": args.clients, "read_seconds": args.read_seconds,
             "pace_ms": args.pace_ms, "transactions": builder.sent, "blocks": head, "chain": chain["done"],
             "holders": len(chain["holders"]), "scale": args.scale, "cpus": os.cpu_count(),

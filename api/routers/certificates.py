@@ -114,12 +114,12 @@ def certificate_view(chain: ChainService, index: IndexReader, settings: Settings
     after waiting (at most ``index_read_wait_seconds``) for it to reach that
     block. The view says how far the index went (`indexed_block`)."""
     block = chain.latest_block_ref()
-    record = chain.certificate(token_id, block.number)
+    record = chain.certificate_at(token_id, block)
     if not record.issued:
         lot_id, serial = split_token_id(token_id)
         raise NotFound(f"certificate {token_id} was never issued (it would be bottle {serial} "
                        f"of lot {lot_id})")
-    custody = chain.custody(token_id, block.number)
+    custody = chain.custody_at(token_id, block)
     chain_id = chain.chain_id
     index.wait_for(chain_id, block.number, settings.index_read_wait_seconds, settings.index_max_lag_blocks)
 
