@@ -71,6 +71,7 @@ def _problem(page: Page, status: int) -> HTMLResponse:
 def elabel_page(request: Request, chain: ChainDep, settings: SettingsDep) -> HTMLResponse:
     page = page_for(request)
     raw = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
+    page.path = raw  # the switch links this very path: a lot code's encoded "/" must stay encoded
     try:
         link = gs1.parse_digital_link(raw.removeprefix(PREFIX))
     except gs1.GS1Error:
@@ -127,10 +128,10 @@ class UntrackedAccessLog(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
-        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
-            client, method, path, version, status = args
+        if isinstance(args, tuple) and len(args) == 5:
+            _client, method, path, version, status = args
             for prefix in self.PATHS:
-                if path.startswith(prefix):
+                if isinstance(path, str) and path.startswith(prefix):
                     record.args = ("-", method, prefix + "…", version, status)
                     break
         return True
