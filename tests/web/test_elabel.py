@@ -398,3 +398,10 @@ def test_resolver__eu_product__default_link_is_the_lot_document_not_one_lots_ela
     response = reader.get(f"/01/{V2['gtin']}", follow_redirects=False)
     assert response.headers["location"] == f"{public_base_url}/lots/{newest}/metadata.json"
     assert VOC + "ingredientsInfo" not in _linkset(reader, f"/01/{V2['gtin']}")
+
+
+def test_resolver__eu_unknown_serial__walks_up_to_the_lots_elabel(reader, eu_lot, public_base_url):
+    serial = gs1.gs1_serial(eu_lot.metadata["serial_salt"], 4)  # bottle 4 of a lot of 3
+    path = lots.digital_link(eu_lot.metadata).path() + f"/21/{serial}"
+    response = reader.get(path, follow_redirects=False)
+    assert response.headers["location"] == public_base_url + elabel(eu_lot)
