@@ -28,7 +28,14 @@ from fastapi.responses import HTMLResponse
 
 from amphora import gs1
 from api.deps import ChainDep, SettingsDep
-from api.errors import MalformedIdentifier, NotDeployed, NotFound, ServiceUnavailable, UpstreamUnavailable
+from api.errors import (
+    InvalidRequest,
+    MalformedIdentifier,
+    NotDeployed,
+    NotFound,
+    ServiceUnavailable,
+    UpstreamUnavailable,
+)
 from api.routers.resolver import resolve
 from web import elabel
 from web.render import Page, page_for, respond
@@ -49,6 +56,9 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
                          "GS1's character set). Served as an HTML page in consumer words.", "content": _HTML},
     404: {"description": f"`{NotFound.code}`: no lot issued here has this GTIN and lot code. Served as an HTML "
                          "page in consumer words.", "content": _HTML},
+    422: {"description": f"`{InvalidRequest.code}`: not answered in practice (every parameter is free text, and "
+                         "`lang` falls back to the reader's preference); declared because the framework may. Served "
+                         "as an HTML page.", "content": _HTML},
     503: {"description": f"`{UpstreamUnavailable.code}`, `{NotDeployed.code}`: the chain cannot be read to check "
                          "the lot document. Served as an HTML page in consumer words.", "content": _HTML},
 }
