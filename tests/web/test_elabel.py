@@ -67,7 +67,7 @@ def elabel(lot, serial: int | None = None) -> str:
 
 def rows(html: str) -> list[tuple[str, str]]:
     """The nutrition table's (name, amount) rows, in order."""
-    found = re.findall(r'<th scope="row">(?:&emsp;)?(.*?)</th><td class="num">(.*?)</td>', html)
+    found = re.findall(r'<th scope="row"(?: class="part")?>(.*?)</th><td class="num">(.*?)</td>', html)
     return [(name, amount) for name, amount in found]
 
 
