@@ -13,7 +13,11 @@ import sqlite3
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -33,6 +37,8 @@ V2 = json.loads(EXAMPLE_LOT.read_text())
 BROWSER = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
            "Version/17.0 Mobile/15E148 Safari/604.1")
 NBSP = "\u00a0"
+#: Debian's Chromium (make test installs it when missing).
+CHROMIUM = "/usr/bin/chromium"
 
 
 def _issue(cert, winery, custodian, folder: Path, **changes):
@@ -274,13 +280,14 @@ class _Records(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-def test_access_log__elabel_and_its_redirect__no_client_address_nor_lot(reader, eu_lot):
+@contextmanager
+def served(make_app: Callable[[str], Any]) -> Iterator[str]:
+    """The app ``make_app(base URL)`` served by a real uvicorn server on a free port of 127.0.0.1 (its
+    access log on): its base URL."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(reader.app, lifespan="off", log_level="info", access_log=True))
-    records = _Records()
-    access = logging.getLogger("uvicorn.access")
-    access.addHandler(records)  # after uvicorn's Config has set up its loggers, as a running server has them
+    app = make_app("http://{}:{}".format(*listener.getsockname()))
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="info", access_log=True))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
     thread.start()
     try:
@@ -288,26 +295,37 @@ def test_access_log__elabel_and_its_redirect__no_client_address_nor_lot(reader, 
         while not server.started and time.monotonic() < deadline:
             time.sleep(0.02)
         host, port = listener.getsockname()
-        with httpx.Client(base_url=f"http://{host}:{port}", headers={"User-Agent": BROWSER}) as http:
-            digital_link = lots.digital_link(eu_lot.metadata, 2).path()
-            assert http.get(digital_link).status_code == 307
-            assert http.get(elabel(eu_lot, 2) + "?lang=fr").status_code == 200
-            assert http.get("/e-label/01/09520001000004/10/A").status_code == 400
-            assert http.get("/health").status_code in (200, 503)  # a path the filter leaves alone
+        yield f"http://{host}:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
         listener.close()
+
+
+def test_access_log__elabel_and_its_redirect__no_client_address_nor_lot(reader, eu_lot):
+    records = _Records()
+    access = logging.getLogger("uvicorn.access")
+    try:
+        with served(lambda _base: reader.app) as base:
+            access.addHandler(records)  # after uvicorn's Config has set up its loggers, as a running server has
+            with httpx.Client(base_url=base, headers={"User-Agent": BROWSER}) as http:
+                digital_link = lots.digital_link(eu_lot.metadata, 2).path()
+                assert http.get(digital_link).status_code == 307
+                assert http.get(elabel(eu_lot, 2) + "?lang=fr").status_code == 200
+                assert http.get("/e-label/01/09520001000004/10/A").status_code == 400
+                assert http.get("/health").status_code in (200, 503)  # a path the filter leaves alone
+    finally:
         access.removeHandler(records)
+    host = "127.0.0.1"
 
     serial = gs1.gs1_serial(eu_lot.metadata["serial_salt"], 2)
     assert len(records.lines) == 4, records.lines
     private, control = records.lines[:3], records.lines[3]
-    assert "127.0.0.1" in control and "/health" in control  # the capture sees what uvicorn logs
+    assert host in control and "/health" in control  # the capture sees what uvicorn logs
     for line in private:
-        assert "127.0.0.1" not in line and host not in line
+        assert host not in line
         assert serial not in line and "EU" not in line and "09520001000003" not in line
-    assert private[0].startswith('- - "GET /01/… HTTP/1.1" 307') or '"GET /01/… HTTP/1.1" 307' in private[0]
+    assert '"GET /01/… HTTP/1.1" 307' in private[0]
     assert '"GET /e-label/… HTTP/1.1" 200' in private[1] and '"GET /e-label/… HTTP/1.1" 400' in private[2]
 
 
@@ -405,3 +423,39 @@ def test_resolver__eu_unknown_serial__walks_up_to_the_lots_elabel(reader, eu_lot
     path = lots.digital_link(eu_lot.metadata).path() + f"/21/{serial}"
     response = reader.get(path, follow_redirects=False)
     assert response.headers["location"] == public_base_url + elabel(eu_lot)
+
+
+def test_browser__scans_an_eu_bottle__elabel_with_no_cookie_no_storage_no_request_beyond_its_own(
+        make_client, eu_lot, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    def app(base: str):
+        return make_client(auth=False, documents_dir=tmp_path, public_base_url=base).app
+
+    with served(app) as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            context = browser.new_context(viewport={"width": 390, "height": 844}, locale="fr-FR")
+            page = context.new_page()
+            requests: list[str] = []
+            console: list[str] = []
+            page.on("request", lambda request: requests.append(request.url))
+            page.on("console", lambda message: console.append(message.text))
+            page.goto(base + lots.digital_link(eu_lot.metadata, 1).path())  # the bottle's code, as scanned
+
+            assert page.url == base + elabel(eu_lot, 1)
+            assert page.get_by_role("heading", name="Ingrédients").is_visible()
+            assert page.locator("strong", has_text="sulfites").first.is_visible()
+            link = page.get_by_role("link", name="Vérifier le certificat de cette bouteille")
+            assert link.get_attribute("href", timeout=1_000).endswith(f"/verify/{lots.token_id(eu_lot.lot_id, 1)}")
+            assert context.cookies() == []
+            assert page.evaluate("document.cookie") == ""
+            assert page.evaluate("localStorage.length + sessionStorage.length") == 0
+            assert page.evaluate("document.scripts.length") == 0
+            assert console == []
+            assert {urlsplit(url).path for url in requests} == {
+                lots.digital_link(eu_lot.metadata, 1).path(), elabel(eu_lot, 1),
+                "/static/amphora.css", "/static/elabel.css"}
+            assert all(url.startswith(base) for url in requests)
+        finally:
+            browser.close()
