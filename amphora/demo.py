@@ -83,6 +83,8 @@ class DemoWorld:
     cask: str = ""
     #: The sample bottle's GS1 Digital Link (what its QR code will carry), answered by the API's resolver.
     sample_digital_link: str = ""
+    #: The lot's EU e-label (the bottles' default link, as the demo lot is marked for the EU market).
+    elabel_url: str = ""
 
 
 class DemoApi:
@@ -356,6 +358,7 @@ def seed(base_url: str, bottles_out: Path) -> DemoWorld:
         appraiser=appraiser, loan_token=token(4), loan_id=loan_id, open_offer_hash=open_offer,
         master_key=master_key, admin_token=admin_token, cask=cask,
         sample_digital_link=lots.digital_link(issued.metadata, 1).uri(base_url),
+        elabel_url=base_url.rstrip("/") + "/e-label" + lots.digital_link(issued.metadata).path(),
     )
 
 
@@ -371,6 +374,7 @@ def describe(world: DemoWorld, base_url: str, rpc_url: str) -> str:
         f"  API docs              {base_url}/docs",
         f"  verify a bottle       {base_url}/verify/{sample}",
         f"  its GS1 Digital Link  {world.sample_digital_link} (add ?linkType=linkset for every link)",
+        f"  the lot's EU e-label  {world.elabel_url} (what the bottles' code opens: the lot is sold in the EU)",
         f"  same, as JSON         {base_url}/certificates/{sample}",
         f"  with its tag proof    {base_url}/certificates/{sample}?tag={first.tag_address}&proof={proof}",
         f"  a flagged bottle      {base_url}/verify/{world.flagged_token}",

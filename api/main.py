@@ -30,6 +30,7 @@ from api.routers import (
     casks,
     certificates,
     custodial,
+    elabel,
     health,
     index,
     lending,
@@ -79,6 +80,9 @@ certificates and points by signature.
   bottling backing, a holder's shares, eligibility and claimable
   distributions, whether a transfer is allowed (in words), and relayed share
   transfers, bottle claims and distribution claims.
+* **e-label**: the tracking-free EU e-label of a lot (ingredients, allergens,
+  nutrition per 100 ml) in English, Simplified Chinese or French, the page a
+  bottle's code opens for a lot sold in the EU.
 * **metadata**: the NFT metadata each certificate's `tokenURI` points at, and
   each lot's metadata document, served only if it matches its on-chain hash.
 
@@ -194,6 +198,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(casks.router)
     app.include_router(resolver.router)
+    app.include_router(elabel.router)
+    # The e-label and the Digital Links that open it leave no client address in the access log.
+    elabel.install_access_log_filter()
     return app
 
 

@@ -143,12 +143,17 @@ def test_seed__publishes_no_tag_key(world):
     assert keys and not any(k.removeprefix("0x") in text for k in keys)
 
 
-def test_seed__the_sample_bottles_digital_link_resolves_to_its_page(world, demo_api, monkeypatch):
+def test_seed__the_sample_bottles_digital_link_opens_its_e_label_one_tap_from_its_page(world, demo_api,
+                                                                                       monkeypatch):
     # Where the seeding kept the lot document (`make demo` serves from the same folder).
     monkeypatch.setenv(MANIFEST_DIR_ENV, str(world.manifest.path.parent))
-    response = demo_api.get(urlsplit(world.sample_digital_link).path, follow_redirects=False)
-    assert response.status_code == 307
-    assert response.headers["location"] == f"{BASE_URL}/verify/{world.sample_token}"
+    path = urlsplit(world.sample_digital_link).path
+    response = demo_api.get(path, follow_redirects=False)
+    assert response.status_code == 307  # the demo lot is sold in the EU: its default link is the e-label
+    assert response.headers["location"] == f"{BASE_URL}/e-label{path}"
+    label = demo_api.get(f"/e-label{path}")
+    assert label.status_code == 200 and "<strong>sulphites</strong>" in label.text
+    assert f'href="{BASE_URL}/verify/{world.sample_token}"' in label.text
 
 
 def test_describe__prints_the_url_of_each_seeded_state(world):
@@ -157,6 +162,7 @@ def test_describe__prints_the_url_of_each_seeded_state(world):
         assert f"{BASE_URL}/verify/{token}" in text
     assert world.gift_secret in text
     assert f"{BASE_URL}/01/09520001000003/22/2019/10/GV19-0615/21/" in text
+    assert f"{BASE_URL}/e-label/01/09520001000003/22/2019/10/GV19-0615 " in text
     assert f"{BASE_URL}/collateral/{world.loan_token}" in text and f"{BASE_URL}/offers?token_id=" in text
     assert f"{BASE_URL}/relay/{world.relayed['transfer']}" in text
     assert "reconciled" in text and "NOT reconciled" not in text

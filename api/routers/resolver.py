@@ -1,8 +1,9 @@
 """The GS1 Digital Link resolver: ``/01/{gtin}[/22/{vintage}][/10/{lot}[/21/{serial}]]``.
 
 A bottle's QR code carries its Digital Link URI; this router answers it as a GS1
-resolver: a 307 redirect to the default link (the consumer verification page for a
-bottle, the lot document for a lot or a product), another link with ``?linkType=``,
+resolver: a 307 redirect to the default link (for a lot sold in the EU, the tracking-free
+e-label of the bottle or lot; elsewhere the consumer verification page for a bottle and the
+lot document for a lot; the lot document for a product), another link with ``?linkType=``,
 every link as an RFC 9264 linkset with ``?linkType=linkset`` or
 ``Accept: application/linkset+json`` (and ``?linkType=all`` for older clients), and
 ``/.well-known/gs1resolver`` describing it all. A serial this resolver does not know
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode
@@ -30,7 +31,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from amphora import gs1
-from amphora.lots import documents_dir, is_v2, token_id
+from amphora.lots import documents_dir, is_v2, split_token_id, token_id
 from api.chain import ChainService
 from api.deps import ChainDep, IndexDep, SettingsDep
 from api.errors import (
@@ -58,9 +59,15 @@ CORS_HEADERS = {
 }
 #: The link types this resolver may offer, with what each opens.
 LINK_TYPES = {
-    "defaultLink": "The default: the verification page of a bottle, the lot document of a lot or product.",
+    "defaultLink": "The default: for a lot sold in the EU (its document's `eu_market`), the bottle's and the lot's "
+                   "e-label; elsewhere the verification page of a bottle and the lot document of a lot; the lot "
+                   "document of a product.",
     "pip": "Product information: the lot's metadata document (version 2: ingredients, nutrition, translations).",
-    "verificationService": "The certificate's on-chain status as JSON (GET /certificates/{token_id}).",
+    "ingredientsInfo": "The lot's e-label (GET /e-label/01/{gtin}/10/{lot}): ingredients, allergens emphasised.",
+    "allergenInfo": "The lot's e-label: the allergens of the wine, spelled out in the reader's language.",
+    "nutritionalInfo": "The lot's e-label: the nutrition declaration per 100 ml and the energy value.",
+    "verificationService": "The certificate's on-chain status as JSON (GET /certificates/{token_id}); the "
+                           "verification page (text/html) to a client that asks for HTML.",
     "certificationInfo": "The custodian's latest storage attestation report of the bottle, when there is one.",
     "traceability": "The certificate's history from the chain's events (GET /certificates/{token_id}/history).",
 }
@@ -79,7 +86,8 @@ LINKSET_SCHEMA: dict[str, Any] = {
 LinkTypeQuery = Annotated[str | None, Query(
     alias="linkType", max_length=200,
     description="`linkset` or `all` for every link; a link type (`gs1:pip`, `gs1:verificationService`, "
-    "`gs1:certificationInfo`, `gs1:traceability`, `gs1:defaultLink`, or the full URI "
+    "`gs1:certificationInfo`, `gs1:traceability`, `gs1:ingredientsInfo`, `gs1:allergenInfo`, "
+    "`gs1:nutritionalInfo`, `gs1:defaultLink`, or the full URI "
     "`https://ref.gs1.org/voc/pip`) for that link; a type not offered gives the default link.")]
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -101,6 +109,10 @@ class CataloguedLot:
     salt: str
     bottle_count: int
     document_hash: bytes
+    #: Sold in the EU: the default link of its bottles and of the lot is the e-label.
+    eu_market: bool = False
+    #: The document as parsed (what the e-label shows).
+    document: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
 
 #: directory => file name => ((mtime, size), the lot or None for a file that is not a v2 lot document).
@@ -118,7 +130,8 @@ def _read_lot(path: Path, lot_id: int) -> CataloguedLot | None:
     try:
         return CataloguedLot(lot_id=lot_id, gtin=gs1.validate_gtin(str(doc["gtin"])), lot_code=str(doc["lot_code"]),
                              vintage=int(doc.get("vintage") or 0), salt=str(doc["serial_salt"]),
-                             bottle_count=int(doc["bottle_count"]), document_hash=keccak(body))
+                             bottle_count=int(doc["bottle_count"]), document_hash=keccak(body),
+                             eu_market=doc.get("eu_market") is True, document=doc)
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -197,22 +210,53 @@ def _link(href: str, title: str, media_type: str) -> dict[str, str]:
     return {"href": href, "title": title, "type": media_type}
 
 
-def links(item: Resolved, base: str, certification: str | None = None) -> dict[str, dict[str, str]]:
-    """Link type (short name) => target of ``item``."""
+def elabel_path(item: Resolved) -> str:
+    """The path of ``item``'s e-label: ``/e-label`` and the Digital Link of its lot, with the serial
+    for a bottle (so the e-label links that bottle's verification page)."""
+    lot = item.lot
+    named = gs1.DigitalLink(gtin=lot.gtin, lot=lot.lot_code, vintage=str(lot.vintage) if lot.vintage else None,
+                            serial=gs1.gs1_serial(lot.salt, split_token_id(item.token)[1])
+                            if item.token is not None else None)
+    return "/e-label" + named.path()
+
+
+def links(item: Resolved, base: str, certification: str | None = None) -> dict[str, list[dict[str, str]]]:
+    """Link type (short name) => targets of ``item``, the one a redirect takes first."""
     document = _link(f"{base}/lots/{item.lot.lot_id}/metadata.json", "Product information: the lot document",
                      "application/json")
-    out = {"pip": document}
-    if item.token is None:
-        out["defaultLink"] = document
+    out = {"pip": [document]}
+    if item.level == "product":
+        # A product's lots may differ in ingredients: no lot's e-label stands for the product.
+        out["defaultLink"] = [document]
         return out
-    out["defaultLink"] = _link(f"{base}/verify/{item.token}", "Certificate verification page", "text/html")
-    out["verificationService"] = _link(f"{base}/certificates/{item.token}", "On-chain status of the certificate",
-                                       "application/json")
-    out["traceability"] = _link(f"{base}/certificates/{item.token}/history", "The certificate's history",
-                                "application/json")
+    elabel = f"{base}{elabel_path(item)}"
+    out["ingredientsInfo"] = [_link(elabel, "Ingredients (e-label)", "text/html")]
+    out["allergenInfo"] = [_link(elabel, "Allergens (e-label)", "text/html")]
+    out["nutritionalInfo"] = [_link(elabel, "Nutrition declaration (e-label)", "text/html")]
+    if item.token is None:
+        out["defaultLink"] = [_link(elabel, "E-label: ingredients and nutrition", "text/html")
+                              if item.lot.eu_market else document]
+        return out
+    page = _link(f"{base}/verify/{item.token}", "Certificate verification page", "text/html")
+    out["defaultLink"] = [_link(elabel, "E-label: ingredients and nutrition", "text/html")
+                          if item.lot.eu_market else page]
+    out["verificationService"] = [_link(f"{base}/certificates/{item.token}", "On-chain status of the certificate",
+                                        "application/json"), page]
+    out["traceability"] = [_link(f"{base}/certificates/{item.token}/history", "The certificate's history",
+                                 "application/json")]
     if certification:
-        out["certificationInfo"] = _link(certification, "Storage attestation report", "text/plain")
+        out["certificationInfo"] = [_link(certification, "Storage attestation report", "text/plain")]
     return out
+
+
+def _pick(targets: list[dict[str, str]], accept: str) -> str:
+    """The target a redirect takes: the first, or the first in HTML for a client that asks for HTML
+    (a browser following ``?linkType=gs1:verificationService`` gets the page, a program the JSON)."""
+    if "text/html" in accept:
+        for target in targets:
+            if target["type"] == "text/html":
+                return target["href"]
+    return targets[0]["href"]
 
 
 def _anchor(link: gs1.DigitalLink, item: Resolved, base: str) -> str:
@@ -251,12 +295,12 @@ def answer(request: Request, chain: ChainService, index: IndexReader, settings: 
     wants = link_type or ("linkset" if LINKSET_TYPE in accept else "")
     if wants in ("linkset", "all"):
         targets = links(item, base, _certification(chain, index, settings, item.token))
-        body = {"linkset": [{"anchor": anchor, **{VOC + name: [target] for name, target in targets.items()}}]}
+        body = {"linkset": [{"anchor": anchor, **{VOC + name: target for name, target in targets.items()}}]}
         return JSONResponse(body, headers=headers, media_type=LINKSET_TYPE if wants == "linkset" else None)
     name = _short(wants)
     certification = _certification(chain, index, settings, item.token) if name == "certificationInfo" else None
     targets = links(item, base, certification)
-    target = targets.get(name, targets["defaultLink"])["href"]
+    target = _pick(targets.get(name, targets["defaultLink"]), accept)
     query = [(k, v) for k, v in parse_qsl(request.url.query, keep_blank_values=True) if k != "linkType"]
     if query:
         target += ("&" if "?" in target else "?") + urlencode(query)
@@ -264,8 +308,9 @@ def answer(request: Request, chain: ChainService, index: IndexReader, settings: 
 
 
 _DOC = """Resolve a bottle's GS1 Digital Link: `{path}` (vintage as AI 22 before the lot, qualifiers in GS1's
-order). A 307 redirect to the default link (a bottle's verification page; a lot's or product's lot document),
-or with `linkType` to another link; `linkType=linkset` or `Accept: application/linkset+json` answer the RFC 9264
+order). A 307 redirect to the default link (for a lot whose document has `eu_market`, the bottle's or lot's
+e-label; otherwise a bottle's verification page or a lot's document; a product's lot document), or with
+`linkType` to another link; `linkType=linkset` or `Accept: application/linkset+json` answer the RFC 9264
 linkset, `linkType=all` the same as `application/json`. An unknown serial of a known lot walks up to the lot, an
 unknown lot to the product. 400 for a path GS1's rules reject, 404 for a GTIN of no lot here. HEAD and OPTIONS
 answer like GET; CORS allows any origin."""

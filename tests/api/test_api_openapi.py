@@ -87,6 +87,7 @@ EXPECTED_ERRORS = {
     ("get", "/01/{gtin}"): {"400", "404", "422", "503"},
     ("get", "/01/{gtin}/{qualifiers}"): {"400", "404", "422", "503"},
     ("get", "/.well-known/gs1resolver"): set(),
+    ("get", "/e-label/01/{gtin}/{qualifiers}"): {"400", "404", "422", "503"},
 }
 
 
@@ -110,7 +111,7 @@ def test_openapi__every_route__declares_its_error_statuses_with_error_schema(ope
     assert errors == EXPECTED_ERRORS[(method, path)] | {"413"}
     for status in errors:
         content = responses[status]["content"]
-        if path.startswith("/verify/"):
+        if path.startswith(("/verify/", "/e-label/")):
             assert set(content) == {"text/html"}
         else:
             assert content["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
@@ -173,7 +174,7 @@ def test_openapi__tags__one_per_router(openapi):
     tags = {tag for item in openapi["paths"].values() for op in item.values() for tag in op["tags"]}
 
     assert tags == {"health", "certificates", "verification page", "relay", "metadata", "accounts", "points",
-                    "lending", "auth", "custodial", "operator", "casks", "lots", "gs1 resolver"}
+                    "lending", "auth", "custodial", "operator", "casks", "lots", "gs1 resolver", "e-label"}
 
 
 def test_openapi__info__names_license_and_version(openapi):
