@@ -144,7 +144,7 @@ def test_verify_page__v2_lot_in_chinese__the_documents_translated_name_and_chine
 
     assert response.headers["content-language"] == "zh-CN"
     assert "安芙拉酒庄正牌葡萄酒" in response.text
-    assert "真品证书" in response.text  # the headline of unsold stock
+    assert "真品证书，尚未售出" in response.text  # the headline of unsold stock
     assert '<html lang="zh-CN">' in response.text
 
 
