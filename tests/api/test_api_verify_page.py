@@ -277,3 +277,28 @@ def test_verify_page__escape_of_a_name_in_the_story(client, create_lot, w3):
     page = client.get(f"/verify/{lot.token(1)}").text
 
     assert escape("Bottled by <i>Maison</i>") in page
+
+
+def test_verify_page__flagged_v2_lot__the_producers_contact_from_the_document(documents_client, issue_v2, cert,
+                                                                               winery, holder):
+    lot = issue_v2(2, producer_contact={"name": "Domaine Amphora", "address": "1 route des Chais, Pauillac",
+                                        "email": "contact@amphora.example"})
+    token = lots.token_id(lot.lot_id, 1)
+    cert.transferFrom(winery, holder, token, sender=winery)
+    cert.flag(token, b"\x05" * 32, sender=holder)
+
+    page = documents_client.get(f"/verify/{token}").text
+
+    assert "Contact the producer" in page
+    assert "1 route des Chais, Pauillac" in page
+    assert 'href="mailto:contact@amphora.example"' in page
+
+
+def test_verify_page__gift_pending__says_until_when_it_can_be_accepted(client, cert, held_token, holder, chain):
+    expiry = chain.pending_timestamp + 10 * 24 * 3600
+    cert.create_gift(held_token, holder.address, expiry, sender=holder)
+
+    page = client.get(f"/verify/{held_token}").text
+
+    assert "Genuine — gift pending" in page
+    assert "The gift can be accepted until " in page
