@@ -330,6 +330,9 @@ _party_names: TTLCache[tuple[int, str], str] = TTLCache(maxsize=10_000, ttl=60)
 #: Event arguments that name a party the page may call by name.
 _PARTY_ARGS = ("issuer", "custodian", "previous_custodian", "sender", "receiver", "recipient", "holder", "by",
                "lender")
+#: Most names one page view reads from the node: a bottle passed through many hands (on purpose, to
+#: slow its page) shows the rest as short addresses until the cache has them.
+NAME_READS_PER_VIEW = 16
 
 
 def party_names(chain: ChainService, view: CertificateView) -> dict[str, str]:
@@ -340,13 +343,17 @@ def party_names(chain: ChainService, view: CertificateView) -> dict[str, str]:
                                       view.redemption and view.redemption.redeemed_by) if address}
     for entry in view.history:
         wanted |= {entry.args[key] for key in _PARTY_ARGS if entry.args.get(key, "").startswith("0x")}
-    for address in wanted - set(names):
+    reads = 0
+    for address in sorted(wanted - set(names)):
         key = (chain.chain_id, address.lower())
         if key not in _party_names:
+            reads += 1
+            if reads > NAME_READS_PER_VIEW:
+                continue
             with node_errors():
                 _party_names[key] = str(chain.certificate_contract.functions.party_name(
                     checksum_address(address)).call())
-        names[address] = _party_names[key]
+        names[address] = _party_names.get(key, "")
     return names
 
 

@@ -302,3 +302,28 @@ def test_verify_page__gift_pending__says_until_when_it_can_be_accepted(client, c
 
     assert "Genuine — gift pending" in page
     assert "The gift can be accepted until " in page
+
+
+def test_verify_page__bottle_passed_through_many_hands__reads_a_bounded_number_of_names(
+        make_client, cert, lot, winery, custodian, accounts, rpc_url, w3):
+    from api_fixtures import node_gateway, wait_indexed
+
+    from api.routers.certificates import NAME_READS_PER_VIEW
+
+    token = lot.token(4)
+    strangers = [accounts[n] for n in range(20) if accounts[n].address not in (winery.address, custodian.address)]
+    assert len(strangers) > NAME_READS_PER_VIEW
+    hands = [winery, *strangers]
+    for giver, taker in zip(hands, hands[1:], strict=False):
+        cert.transferFrom(giver, taker, token, sender=giver)
+    selector = "0x" + keccak(text="party_name(address)")[:4].hex()
+    with node_gateway(rpc_url) as (url, seen):
+        client = make_client(auth=False, rpc_url=url)
+        wait_indexed(w3, client)
+        seen.clear()
+        response = client.get(f"/verify/{token}")
+        name_reads = sum(body.count(selector.encode()) for body in seen)
+
+    assert response.status_code == 200
+    assert short(hands[-1].address) in response.text
+    assert 0 < name_reads <= NAME_READS_PER_VIEW

@@ -208,7 +208,8 @@ def test_scanned_bottle__every_state__no_request_leaves_the_site_and_no_console_
         outside = [url for url in visit.requests if urlsplit(url).scheme != "data" and urlsplit(url).netloc != origin]
         assert not outside, outside
         assert any(url.endswith("/static/verify.css") for url in visit.requests)
-        assert not visit.errors and not visit.failed, (visit.errors, visit.failed)  # a CSP violation (an inline style, an external image) shows here
+        # A CSP violation (an inline style, an external image) shows as a console error.
+        assert not visit.errors and not visit.failed, (visit.errors, visit.failed)
 
 
 def test_scanned_bottle__chinese_reader__page_in_chinese_without_switching(browser, site, states):
