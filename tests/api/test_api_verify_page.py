@@ -327,3 +327,13 @@ def test_verify_page__bottle_passed_through_many_hands__reads_a_bounded_number_o
     assert response.status_code == 200
     assert short(hands[-1].address) in response.text
     assert 0 < name_reads <= NAME_READS_PER_VIEW
+
+
+def test_verify_page__label_image_on_this_site__embedded_by_path(documents_client, issue_v2, public_base_url):
+    lot = issue_v2(2, label_image={"uri": f"{public_base_url}/static/labels/grand-vin.png",
+                                   "keccak256": "0x" + "ab" * 32})
+
+    page = documents_client.get(f"/verify/{lots.token_id(lot.lot_id, 1)}").text
+
+    assert '<img class="label" src="/static/labels/grand-vin.png"' in page  # loads from whichever origin serves it
+    assert public_base_url not in page
