@@ -3,10 +3,10 @@
 Services raise :class:`AmphoraError` subclasses; each class names its HTTP
 status and error code. :func:`install_exception_handlers` turns them (and
 FastAPI's own validation and routing errors) into the body
-``{"error": code, "detail": message}``, or into a small HTML page for the
-routes that serve HTML. :func:`error_responses` builds a route's
-``responses=`` from the same classes, so what the OpenAPI document promises is
-what the handlers send.
+``{"error": code, "detail": message}``, or into a page in the reader's
+language for the routes that serve HTML (:func:`web.verify.error_page`).
+:func:`error_responses` builds a route's ``responses=`` from the same classes,
+so what the OpenAPI document promises is what the handlers send.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import pages
 from api.schemas import ErrorBody
+from web import verify
 
 logger = logging.getLogger(__name__)
 
@@ -220,7 +220,8 @@ def _serves_html(request: Request) -> bool:
 
 def _respond(request: Request, status: int, code: str, detail: str) -> Response:
     if _serves_html(request):
-        return HTMLResponse(pages.error_page(status, code, detail), status_code=status)
+        # A person reads it: no error code or field name, the words of web/templates/verify_error.html.
+        return verify.error_page(request, status)
     return JSONResponse(ErrorBody(error=code, detail=detail).model_dump(), status_code=status)
 
 

@@ -5,10 +5,10 @@ the docs pages' paths).
 Every response gets:
 
 * ``Content-Security-Policy``: nothing may load (``default-src 'none'``), no
-  script runs, and the only styles allowed are the pages' stylesheet served
-  from this origin (``/static/amphora.css``) and the verification page's own
-  inline stylesheet, by its SHA-256 hash (:data:`api.pages.STYLE_HASH`); a page
-  cannot be framed (``frame-ancestors 'none'``), and ``base-uri`` and
+  script runs, the only styles allowed are the pages' stylesheets served from
+  this origin (``/static/*.css``; no page has an inline style or a ``style``
+  attribute), images only from this origin or ``data:`` URIs; a page cannot
+  be framed (``frame-ancestors 'none'``), and ``base-uri`` and
   ``form-action`` are closed;
 * ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer``,
   ``X-Frame-Options: DENY`` (for browsers without ``frame-ancestors``) and
@@ -32,13 +32,11 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from api.pages import STYLE_HASH
-
 Scope = dict[str, Any]
 Message = dict[str, Any]
 
 #: The policy of every response except the docs pages.
-DEFAULT_CSP = (f"default-src 'none'; style-src 'self' '{STYLE_HASH}'; img-src 'self' data:; base-uri 'none'; "
+DEFAULT_CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; "
                "form-action 'none'; frame-ancestors 'none'")
 
 _COMMON: tuple[tuple[bytes, bytes], ...] = (

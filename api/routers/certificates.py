@@ -6,13 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
+from cachetools import TTLCache
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse
 
 from amphora import eip712
-from amphora.lots import split_token_id
-from api import pages
-from api.chain import ChainService
+from amphora.lots import documents_dir, split_token_id
+from api.chain import BlockRef, ChainService, node_errors
 from api.deps import ChainDep, IndexDep, ScansDep, SettingsDep
 from api.errors import InvalidRequest, NotDeployed, NotFound, UpstreamUnavailable, error_responses
 from api.routers.index import arg_text, iso
@@ -42,6 +42,8 @@ from indexer import history as histories
 from indexer import holdings
 from indexer.reader import IndexReader, IndexStatus
 from storage.db import Transaction
+from web import verify
+from web.verify import Money
 
 #: Most history entries the view carries (the oldest first); the rest are at `GET /certificates/{id}/history`.
 VIEW_HISTORY = 100
@@ -107,6 +109,13 @@ def record_scan(scans: ScanLog, view: CertificateView, client: Client | None = N
 
 
 def certificate_view(chain: ChainService, index: IndexReader, settings: Settings, token_id: int) -> CertificateView:
+    """The verification view of one certificate; :class:`NotFound` if never issued
+    (see :func:`certificate_view_at`)."""
+    return certificate_view_at(chain, index, settings, token_id)[0]
+
+
+def certificate_view_at(chain: ChainService, index: IndexReader, settings: Settings,
+                        token_id: int) -> tuple[CertificateView, BlockRef]:
     """The verification view of one certificate; :class:`NotFound` if never issued.
 
     The record, custody and gift clock come from the chain at one block; the
@@ -188,7 +197,7 @@ def certificate_view(chain: ChainService, index: IndexReader, settings: Settings
         head_block=status.head_block,
         lag=status.lag,
         verification_url=f"{settings.public_base_url.rstrip('/')}/verify/{token_id}",
-    )
+    ), block
 
 
 def _tag_check(chain: ChainService, token_id: int, tag: str, proof_text: str | None) -> TagCheck:
@@ -316,26 +325,71 @@ def verify_tag(
                            reason=reason, scans=record_scan(scans, view))
 
 
+#: (chain id, address) => the name the admin registered for it ("" for none); names change rarely.
+_party_names: TTLCache[tuple[int, str], str] = TTLCache(maxsize=10_000, ttl=60)
+#: Event arguments that name a party the page may call by name.
+_PARTY_ARGS = ("issuer", "custodian", "previous_custodian", "sender", "receiver", "recipient", "holder", "by",
+               "lender")
+#: Most names one page view reads from the node: a bottle passed through many hands (on purpose, to
+#: slow its page) shows the rest as short addresses until the cache has them.
+NAME_READS_PER_VIEW = 16
+
+
+def party_names(chain: ChainService, view: CertificateView) -> dict[str, str]:
+    """The registered names (issuers, custodians) of every address the view shows,
+    from the certificate's `party_name`; an address without one maps to ""."""
+    names = {view.issuer.address: view.issuer.name, view.custodian.address: view.custodian.name}
+    wanted = {address for address in (view.owner, view.custody and view.custody.storage_attested_by,
+                                      view.redemption and view.redemption.redeemed_by) if address}
+    for entry in view.history:
+        wanted |= {entry.args[key] for key in _PARTY_ARGS if entry.args.get(key, "").startswith("0x")}
+    reads = 0
+    for address in sorted(wanted - set(names)):
+        key = (chain.chain_id, address.lower())
+        if key not in _party_names:
+            reads += 1
+            if reads > NAME_READS_PER_VIEW:
+                continue
+            with node_errors():
+                _party_names[key] = str(chain.certificate_contract.functions.party_name(
+                    checksum_address(address)).call())
+        names[address] = _party_names.get(key, "")
+    return names
+
+
+def _stablecoin(chain: ChainService) -> Money | None:
+    token = chain.token("Stablecoin")
+    return Money(token.symbol, token.decimals) if token is not None else None
+
+
 @page_router.get(
     "/{token_id}",
     response_class=HTMLResponse,
     summary="Consumer verification page (HTML)",
     responses={
-        200: {"description": "The certificate's page.",
+        200: {"description": "The certificate's page, in English, Simplified Chinese or French (`?lang=`, "
+                             "else `Accept-Language`).",
               "content": {"text/html": {"schema": {"type": "string"}}}},
         **error_responses(*_ERRORS, html=True),
     },
 )
 def verify_page(token_id: TokenIdPath, request: Request, chain: ChainDep, index: IndexDep, settings: SettingsDep,
                 scans: ScansDep) -> HTMLResponse:
-    """A self-contained page (no scripts, no external assets) for someone who
-    scanned a bottle's QR code: genuine or not, the wine, bottle n of N, the
-    holder, the state (with a warning unless active), custodian and issuer, and
-    a warning when many different clients opened this code recently (a copied
-    code). Counts as a scan of one client (a salted hash of its network prefix
-    and user agent; repeated views count once), except for link-preview bots
-    and scripted clients."""
-    view = certificate_view(chain, index, settings, token_id)
+    """A page (no scripts, no external assets) for someone who scanned a bottle's
+    code: whether it is genuine and its state in words, what the label says (wine,
+    producer, vintage, lot code, bottle n of N and the GS1 serial, grapes,
+    alcohol, the label image), who holds it and keeps it by name, its history
+    in words, the storage report and the cellar's inventory to check, and the
+    block and time of the check; a warning when many different clients opened
+    this code recently (a copied code). In the reader's language: `?lang=`
+    (`en`, `zh-CN`, `fr`), else `Accept-Language`. Counts as a scan of one client
+    (a salted hash of its network prefix and user agent; repeated views count
+    once), except for link-preview bots and scripted clients."""
+    view, block = certificate_view_at(chain, index, settings, token_id)
     client = page_client(request.client.host if request.client else None, request.headers.get("user-agent"))
     view.scans = record_scan(scans, view, client)
-    return HTMLResponse(pages.certificate_page(view), headers={"Cache-Control": "no-store"})
+    directory = settings.documents_dir or documents_dir(chain.chain_id)
+    doc = verify.lot_document(directory / f"lot-{view.lot_id}.json", view.lot.metadata_hash)
+    return verify.certificate_page(request, view, doc=doc, names=party_names(chain, view),
+                                   money=_stablecoin(chain), block_time=block.timestamp,
+                                   public_base_url=settings.public_base_url)
