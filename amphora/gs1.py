@@ -72,7 +72,11 @@ def _element(ai: str, value: str, what: str) -> GS1ElementString:
 
 
 def validate_lot(value: str) -> str:
-    """A lot or batch code (AI 10): 1 to 20 characters of GS1's character set 82."""
+    """A lot or batch code (AI 10): 1 to 20 characters of GS1's character set 82, and
+    not ``.`` or ``..`` (a URI path segment of only dots is removed by every client's
+    path normalisation, RFC 3986 §5.2.4, so such a lot could never be resolved)."""
+    if value in (".", ".."):
+        raise GS1Error(f"lot: {value!r} cannot be carried in a Digital Link (a path segment of dots)")
     return _element("10", value, "lot").value
 
 

@@ -82,11 +82,12 @@ def validate_document(doc: dict[str, Any]) -> None:
         raise LotFileError("nutrition_per_100ml/saturates: more than the fat they are part of")
     if _amount(n["sugars"]) > _amount(n["carbohydrate"]):
         raise LotFileError("nutrition_per_100ml/sugars: more than the carbohydrate they are part of")
-    if doc["vintage"]:
-        try:
+    try:
+        gs1.validate_lot(doc["lot_code"])
+        if doc["vintage"]:
             gs1.validate_vintage(str(doc["vintage"]))
-        except gs1.GS1Error as err:
-            raise LotFileError(str(err)) from err
+    except gs1.GS1Error as err:
+        raise LotFileError(str(err)) from err
 
 
 def is_v2(doc: dict[str, Any]) -> bool:

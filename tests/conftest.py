@@ -5,15 +5,8 @@ every test, so tests never see each other's state."""
 from __future__ import annotations
 
 import secrets
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-
-# The repository's root on the path: with tests/ on it (rootless imports), the folder tests/web
-# would otherwise be found as a namespace package `web` and hide the pages' package (a regular
-# package anywhere on the path wins over a namespace folder; the editable install's finder does not).
-sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 import pytest
 from eth_account import Account

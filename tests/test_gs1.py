@@ -30,7 +30,7 @@ def test_cset82__is_the_82_characters_biip_accepts():
     for ch in string.printable:
         ok = ch in CSET82
         try:
-            gs1.validate_lot(ch)
+            gs1.validate_serial(ch)
         except gs1.GS1Error:
             assert not ok, ch
         else:
@@ -69,6 +69,13 @@ def test_digital_link__built_uri__biip_reads_the_same_element_strings(link):
     values = {e.ai.ai: e.value for e in parsed.element_strings}
     expected = {"01": link.gtin, "10": link.lot, "21": link.serial, "22": link.vintage}
     assert values == {k: v for k, v in expected.items() if v is not None}
+
+
+@pytest.mark.parametrize("dots", [".", ".."])
+def test_lot__only_dots__refused_since_no_uri_path_can_carry_it(dots):
+    with pytest.raises(gs1.GS1Error, match="path segment of dots"):
+        gs1.validate_lot(dots)
+    assert gs1.validate_lot(dots + "A") == dots + "A"
 
 
 @given(codes.filter(lambda c: len(c) < 20), st.sampled_from(" ~#é\t^`{|}[]\\"))

@@ -208,7 +208,9 @@ def test_schema__served_at_a_stable_url(resolver):
     assert response.json() == lots.lot_document_schema()
 
 
-codes = st.text(alphabet=CSET82, min_size=1, max_size=20)
+# "." and ".." are valid GS1 values but dot segments of a URI path: every client removes them
+# (RFC 3986 §5.2.4) before the resolver sees the path, so they cannot name a bottle.
+codes = st.text(alphabet=CSET82, min_size=1, max_size=20).filter(lambda code: code not in (".", ".."))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
