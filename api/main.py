@@ -35,6 +35,7 @@ from api.routers import (
     lending,
     metadata,
     points,
+    qr,
     relay,
     resolver,
 )
@@ -79,6 +80,9 @@ certificates and points by signature.
   bottling backing, a holder's shares, eligibility and claimable
   distributions, whether a transfer is allowed (in words), and relayed share
   transfers, bottle claims and distribution claims.
+* **qr codes and labels**: the QR code of a bottle's GS1 Digital Link (SVG
+  sized in millimetres, or PNG), of a gift's claim link (on a POST, never
+  stored), and a lot's printable label sheet (PDF, A4 or letter).
 * **metadata**: the NFT metadata each certificate's `tokenURI` points at, and
   each lot's metadata document, served only if it matches its on-chain hash.
 
@@ -194,6 +198,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(casks.router)
     app.include_router(resolver.router)
+    app.include_router(qr.router)
     return app
 
 
