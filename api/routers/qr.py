@@ -54,8 +54,8 @@ router = APIRouter(tags=["qr codes and labels"])
 
 #: Labels one request may ask for (about 42 A4 pages).
 MAX_LABELS_PER_REQUEST = 1_000
-#: Label sheets drawn at once in one process.
-CONCURRENT_SHEETS = 2
+#: Label sheets drawn at once in one process (one core; the rest of the API keeps the others).
+CONCURRENT_SHEETS = 1
 _sheets = threading.BoundedSemaphore(CONCURRENT_SHEETS)
 
 
