@@ -25,7 +25,7 @@ import threading
 from enum import StrEnum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
@@ -128,7 +128,7 @@ def bottle_qr(token_id: TokenIdPath, chain: ChainDep, settings: SettingsDep, fmt
             response_class=Response,
             responses={200: {"description": "The QR code of the bottle's GS1 Digital Link.", **_IMAGE},
                        **error_responses(MalformedIdentifier, *_BOTTLE_ERRORS)})
-def digital_link_qr(gtin: str, qualifiers: str, chain: ChainDep, settings: SettingsDep,
+def digital_link_qr(gtin: str, qualifiers: str, request: Request, chain: ChainDep, settings: SettingsDep,
                     fmt: FormatQuery = QRFormat.svg, module_mm: ModuleQuery = qr.MODULE_MM,
                     scale: ScaleQuery = qr.PNG_SCALE) -> Response:
     """The QR code of the bottle that the Digital Link path after `/qr` names (the
@@ -136,8 +136,10 @@ def digital_link_qr(gtin: str, qualifiers: str, chain: ChainDep, settings: Setti
     The code carries the bottle's canonical Digital Link, from its lot's document. 400
     for a path GS1's rules reject; 404 unless the path names one bottle of an issued lot
     (a lot or a product has no bottle code)."""
+    # The path as sent: a lot or serial may hold a percent-encoded "/", which the decoded parameters lose.
+    raw = request.scope.get("raw_path") or request.url.path.encode()
     try:
-        link = gs1.parse_digital_link(f"/01/{gtin}/{qualifiers}")
+        link = gs1.parse_digital_link(raw.decode("latin-1").removeprefix("/qr"))
     except gs1.GS1Error as err:
         raise MalformedIdentifier(f"not a valid GS1 Digital Link: {err}") from err
     if link.lot is None or link.serial is None:
