@@ -260,3 +260,34 @@ def test_gift_qr__a_link_of_anyone_elses__ignored_only_this_services_claim_link_
     body = {"token_id": 1, "claim_secret": SECRET, "link": "https://phish.example/login"}
     response = api.post("/qr/gift-links", params={"format": "png"}, json=body)
     assert response.status_code == 200 and decode(response) == [f"{public_base_url}/gift/1#{SECRET}"]
+
+
+# -- the OpenAPI document ----------------------------------------------------------------------
+
+
+def test_success_answers__status_media_type_and_schema_as_the_openapi_document_says(api, issued):
+    """The fuzzing (test_api_schemathesis) rarely reaches a 200 here (it needs an issued
+    version 2 lot with its document): these are sent with real values through its checks."""
+    import schemathesis
+    from schemathesis.checks import (
+        content_type_conformance,
+        not_a_server_error,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    schema = schemathesis.openapi.from_dict(api.app.openapi())
+    checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+    link = lots.digital_link(issued.metadata, 2)
+    qualifiers = link.path().split("/", 3)[3]
+    for method, path, parts in [
+        ("GET", "/certificates/{token_id}/qr", {"path_parameters": {"token_id": lots.token_id(issued.lot_id, 1)},
+                                                "query": {"format": "png"}}),
+        ("GET", "/qr/01/{gtin}/{qualifiers}", {"path_parameters": {"gtin": link.gtin, "qualifiers": qualifiers}}),
+        ("POST", "/qr/gift-links", {"body": {"token_id": 1, "claim_secret": SECRET}, "media_type": "application/json"}),
+        ("GET", "/lots/{lot_id}/labels.pdf", {"path_parameters": {"lot_id": issued.lot_id},
+                                              "query": {"first": 1, "last": 2, "paper": "letter"}}),
+    ]:
+        case = schema[path][method].Case(**parts)
+        response = case.call_and_validate(app=api.app, checks=checks)
+        assert response.status_code == 200, (path, response.text)
