@@ -123,17 +123,20 @@ def dark_runs(code: segno.QRCode) -> list[list[tuple[int, int]]]:
 
 # -- gift claim links -------------------------------------------------------------------------
 
-#: The path of a claim link under the service's public address: ``/gift/{token_id}``.
-CLAIM_PATH = "/gift/{token_id}"
+#: A claim link under the service's public address: the gifted bottle's verification page (which
+#: shows the pending gift), with the secret in the fragment.
+CLAIM_LINK = "{base}/verify/{token_id}#claim={secret}"
 
 
 def claim_link(base_url: str, token_id: int, claim_secret: str) -> str:
-    """The link a gift's recipient opens: ``<base>/gift/<token id>#<claim secret>``.
+    """The link a gift's recipient opens: ``<base>/verify/<token id>#claim=<claim secret>``.
 
-    The secret (the claim key's private key, 32 bytes of hex) is the URI's fragment,
-    which a browser never sends to a server: opening the link tells the service the
-    token id, never the secret. The recipient's app reads the fragment and signs the
-    claim (`POST /relay/gift-claims`) or sends it, once, to `POST /me/relay/gift-claims`."""
+    Opened in a browser, it shows the gifted bottle's verification page (a pending
+    gift). The secret (the claim key's private key, 32 bytes of hex) is in the URI's
+    fragment, which a browser never sends to a server: opening the link tells the
+    service the token id, never the secret. The recipient's app reads the fragment and
+    signs the claim (`POST /relay/gift-claims`) or sends the secret, once, to
+    `POST /me/relay/gift-claims`."""
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
         raise QRError(f"base URL {base_url!r}: an http(s) address without query or fragment expected")
@@ -146,4 +149,4 @@ def claim_link(base_url: str, token_id: int, claim_secret: str) -> str:
         keys.PrivateKey(bytes.fromhex(raw))
     except (ValueError, KeyValidationError) as err:
         raise QRError("claim secret: not a valid secp256k1 private key") from err
-    return base_url.rstrip("/") + CLAIM_PATH.format(token_id=token_id) + "#0x" + raw.lower()
+    return CLAIM_LINK.format(base=base_url.rstrip("/"), token_id=token_id, secret="0x" + raw.lower())
