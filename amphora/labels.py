@@ -93,6 +93,8 @@ def check_range(doc: dict[str, Any], first: int, last: int, cap: int | None = No
     count = int(doc["bottle_count"])
     if first < 1:
         raise LabelError(f"first: bottle numbers start at 1, got {first}")
+    if first > count:
+        raise LabelError(f"first: the lot has {count} bottles, so {first} is not one of them")
     if last < first:
         raise LabelError(f"last: {last} is before first ({first})")
     if last > count:

@@ -101,7 +101,7 @@ def test_write_pdf__progress__counts_every_label(doc):
 
 
 @pytest.mark.parametrize(("first", "last", "message"), [
-    (0, 3, "start at 1"), (5, 4, "before first"), (1, 61, "has 60 bottles"),
+    (0, 3, "start at 1"), (5, 4, "before first"), (1, 61, "has 60 bottles"), (61, 61, "first: the lot has 60"),
 ])
 def test_range__outside_the_lot_or_inverted__refused(doc, first, last, message):
     with pytest.raises(labels.LabelError, match=message):

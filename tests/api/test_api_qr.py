@@ -160,6 +160,7 @@ def test_labels__over_the_cap__422_and_default_range_stops_at_the_cap(api, issue
 @pytest.mark.parametrize(("params", "message"), [
     ({"first": 3, "last": 2}, "before first"),
     ({"first": 1, "last": 5}, "has 4 bottles"),
+    ({"first": 5}, "first: the lot has 4 bottles"),
     ({"first": 0}, "first"),
     ({"paper": "a3"}, "paper"),
 ])
