@@ -23,9 +23,10 @@ import io
 import json
 import threading
 from enum import StrEnum
-from typing import Annotated, Any
+from functools import lru_cache
+from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
@@ -41,16 +42,26 @@ from api.errors import (
     NotDeployed,
     NotFound,
     RenderingBusy,
+    TooManyRequests,
     UpstreamUnavailable,
     error_responses,
 )
+from api.ratelimit import RateLimiter, client_key
 from api.routers.certificates import TokenIdPath
 from api.routers.metadata import lot_document
 from api.routers.resolver import resolve
 from api.schemas import Bytes32Hex, Uint256In
 from api.settings import Settings
 
-router = APIRouter(tags=["qr codes and labels"])
+
+def _throttle(request: Request) -> None:
+    """The app's rate limit (`AMPHORA_RATE_LIMIT_PER_SECOND`, bursts of `AMPHORA_RATE_LIMIT_BURST`) per
+    client network: drawing codes and sheets costs CPU, and these routes need no account."""
+    limiter = cast(RateLimiter, request.app.state.rate_limiter)
+    limiter.check(f"qr:{client_key(request)}", "QR code and label requests from your network")
+
+
+router = APIRouter(tags=["qr codes and labels"], dependencies=[Depends(_throttle)])
 
 #: Labels one request may ask for (about 42 A4 pages).
 MAX_LABELS_PER_REQUEST = 1_000
@@ -78,12 +89,21 @@ ScaleQuery = Annotated[int, Query(ge=1, le=qr.MAX_PNG_SCALE, description="PNG on
 
 _IMAGE = {"content": {media: {"schema": {"type": "string", "format": "binary"}}
                       for media in qr.MEDIA_TYPES.values()}}
-_BOTTLE_ERRORS = (NotFound, NoDigitalLink, InvalidRequest, DocumentMismatch, UpstreamUnavailable, NotDeployed)
+_BOTTLE_ERRORS = (NotFound, NoDigitalLink, InvalidRequest, DocumentMismatch, UpstreamUnavailable, NotDeployed,
+                  TooManyRequests)
 
 
-def _image(content: str, fmt: QRFormat, module_mm: float, scale: int, headers: dict[str, str]) -> Response:
+@lru_cache(maxsize=2_048)
+def _bottle_code(uri: str, fmt: str, module_mm: float, scale: int) -> bytes:
+    """A bottle's code, remembered (a code is drawn in about 12 ms). Never used for a
+    claim link: its secret must not stay in memory after the answer."""
+    return qr.render(uri, fmt, module_mm, scale)
+
+
+def _image(content: str, fmt: QRFormat, module_mm: float, scale: int, headers: dict[str, str],
+           remember: bool) -> Response:
     try:
-        body = qr.render(content, fmt.value, module_mm, scale)
+        body = (_bottle_code if remember else qr.render)(content, fmt.value, module_mm, scale)
     except qr.QRError as err:
         raise InvalidRequest(str(err)) from err
     return Response(body, media_type=qr.MEDIA_TYPES[fmt.value], headers=headers)
@@ -121,7 +141,7 @@ def bottle_qr(token_id: TokenIdPath, chain: ChainDep, settings: SettingsDep, fmt
     address), error correction level Q, a four-module quiet zone, no logo. The SVG's
     width and height are in millimetres (`module_mm` a module). 404 for a certificate
     never issued, or a lot whose document is version 1 (`no_digital_link`)."""
-    return _image(bottle_link(chain, settings, token_id), fmt, module_mm, scale, _BOTTLE_HEADERS)
+    return _image(bottle_link(chain, settings, token_id), fmt, module_mm, scale, _BOTTLE_HEADERS, remember=True)
 
 
 @router.get("/qr/01/{gtin}/{qualifiers:path}", summary="QR code of a bottle (by its Digital Link path)",
@@ -147,7 +167,8 @@ def digital_link_qr(gtin: str, qualifiers: str, request: Request, chain: ChainDe
     item = resolve(link, chain, settings)
     if item.token is None:
         raise NotFound(f"no bottle with serial {link.serial} in lot {link.lot} of GTIN {link.gtin}")
-    return _image(bottle_link(chain, settings, item.token), fmt, module_mm, scale, _BOTTLE_HEADERS)
+    return _image(bottle_link(chain, settings, item.token), fmt, module_mm, scale, _BOTTLE_HEADERS,
+                  remember=True)
 
 
 class GiftLinkQR(BaseModel):
@@ -165,7 +186,7 @@ _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
              responses={200: {"description": "The QR code of the claim link "
                                              "`<public address>/verify/<token_id>#claim=<claim secret>`. Sent with "
                                              "`Cache-Control: no-store`.", **_IMAGE},
-                        **error_responses(InvalidRequest)})
+                        **error_responses(InvalidRequest, TooManyRequests)})
 def gift_link_qr(body: GiftLinkQR, settings: SettingsDep, fmt: FormatQuery = QRFormat.svg,
                  module_mm: ModuleQuery = qr.MODULE_MM, scale: ScaleQuery = qr.PNG_SCALE) -> Response:
     """The QR code of a gift's claim link,
@@ -181,7 +202,7 @@ def gift_link_qr(body: GiftLinkQR, settings: SettingsDep, fmt: FormatQuery = QRF
         link = qr.claim_link(settings.public_base_url, body.token_id, body.claim_secret)
     except qr.QRError as err:
         raise InvalidRequest(str(err)) from None
-    return _image(link, fmt, module_mm, scale, _NO_STORE)
+    return _image(link, fmt, module_mm, scale, _NO_STORE, remember=False)
 
 
 @router.get("/lots/{lot_id}/labels.pdf", summary="Printable label sheet of a lot (PDF)", response_class=Response,

@@ -87,10 +87,10 @@ EXPECTED_ERRORS = {
     ("get", "/01/{gtin}"): {"400", "404", "422", "503"},
     ("get", "/01/{gtin}/{qualifiers}"): {"400", "404", "422", "503"},
     ("get", "/.well-known/gs1resolver"): set(),
-    ("get", "/certificates/{token_id}/qr"): {"404", "409", "422", "503"},
-    ("get", "/qr/01/{gtin}/{qualifiers}"): {"400", "404", "409", "422", "503"},
-    ("post", "/qr/gift-links"): {"422"},
-    ("get", "/lots/{lot_id}/labels.pdf"): {"404", "409", "422", "503"},
+    ("get", "/certificates/{token_id}/qr"): {"404", "409", "422", "429", "503"},
+    ("get", "/qr/01/{gtin}/{qualifiers}"): {"400", "404", "409", "422", "429", "503"},
+    ("post", "/qr/gift-links"): {"422", "429"},
+    ("get", "/lots/{lot_id}/labels.pdf"): {"404", "409", "422", "429", "503"},
 }
 
 

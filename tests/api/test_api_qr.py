@@ -240,6 +240,24 @@ def test_gift_qr__the_secret_is_neither_logged_nor_stored(make_client, tmp_path,
             assert needle not in data, path
 
 
+def test_gift_qr__not_kept_in_the_bottle_codes_memory(api, issued):
+    before = qr_router._bottle_code.cache_info().currsize
+    assert api.post("/qr/gift-links", json={"token_id": 1, "claim_secret": SECRET}).status_code == 200
+    assert qr_router._bottle_code.cache_info().currsize == before
+    assert api.get(f"/certificates/{lots.token_id(issued.lot_id, 1)}/qr", params={"scale": 3}).status_code == 200
+    assert qr_router._bottle_code.cache_info().currsize == before + 1       # a bottle's code is remembered
+
+
+def test_qr_routes__many_requests_from_one_network__429_with_retry_after(make_client, issued, tmp_path):
+    api = make_client(auth=False, documents_dir=tmp_path, rate_limit_per_second=0.01, rate_limit_burst=2)
+    token = lots.token_id(issued.lot_id, 1)
+    assert api.get(f"/certificates/{token}/qr").status_code == 200
+    assert api.post("/qr/gift-links", json={"token_id": 1, "claim_secret": SECRET}).status_code == 200
+    response = api.get(f"/lots/{issued.lot_id}/labels.pdf")
+    assert response.status_code == 429 and response.json()["error"] == "rate_limited"
+    assert int(response.headers["retry-after"]) >= 1
+
+
 def test_gift_qr__get_with_the_secret_in_the_url__not_served(api):
     response = api.get("/qr/gift-links", params={"token_id": 1, "claim_secret": SECRET})
     assert response.status_code == 405
