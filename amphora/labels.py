@@ -253,8 +253,8 @@ def write_file(doc: dict[str, Any], base_url: str, first: int, last: int, paper:
 @click.option("--first", type=int, default=1, show_default=True, help="First bottle number of the range.")
 @click.option("--last", type=int, default=None, help="Last bottle number (default: the lot's last bottle).")
 @click.option("--paper", type=click.Choice(sorted(PAPERS)), default="a4", show_default=True)
-@click.option("--base-url", default="http://127.0.0.1:8000", show_default=True,
-              help="The resolver's public address the Digital Links start with (AMPHORA_PUBLIC_BASE_URL).")
+@click.option("--base-url", envvar="AMPHORA_PUBLIC_BASE_URL", default="http://127.0.0.1:8000", show_default=True,
+              help="The resolver's public address the Digital Links start with (default: AMPHORA_PUBLIC_BASE_URL).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The PDF to write.")
 def main(document: Path, first: int, last: int | None, paper: str, base_url: str, output: Path) -> None:

@@ -185,3 +185,11 @@ def test_command__missing_or_broken_document__clear_error(tmp_path):
                                                   str(tmp_path / "out.pdf")])
         assert result.exit_code == 1 and message in result.output
     assert not (tmp_path / "out.pdf").exists()
+
+
+def test_command__base_url_from_the_environment__as_the_api_reads_it(doc, tmp_path):
+    output = tmp_path / "out.pdf"
+    result = CliRunner().invoke(labels.main, ["--lot-document", _document_file(tmp_path, doc), "--last", "1",
+                                              "-o", str(output)], env={"AMPHORA_PUBLIC_BASE_URL": BASE})
+    assert result.exit_code == 0, result.output
+    assert decoded(pdfium.PdfDocument(output.read_bytes())[0]) == [lots.digital_link(doc, 1).uri(BASE)]

@@ -54,7 +54,7 @@ from api.schemas import Bytes32Hex, Uint256In
 from api.settings import Settings
 
 
-def _throttle(request: Request) -> None:
+async def _throttle(request: Request) -> None:
     """The app's rate limit (`AMPHORA_RATE_LIMIT_PER_SECOND`, bursts of `AMPHORA_RATE_LIMIT_BURST`) per
     client network: drawing codes and sheets costs CPU, and these routes need no account."""
     limiter = cast(RateLimiter, request.app.state.rate_limiter)
