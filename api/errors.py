@@ -61,6 +61,12 @@ class MalformedIdentifier(AmphoraError):
                "path. The detail says which.")
 
 
+class NoDigitalLink(NotFound):
+    code = "no_digital_link"
+    meaning = ("The lot has a version 1 metadata document: it names no GTIN, so its bottles have no GS1 Digital "
+               "Link to put in a QR code or on a label.")
+
+
 class Unauthorized(AmphoraError):
     status_code = 401
     code = "unauthorized"
@@ -168,6 +174,15 @@ class ServerBusy(ServiceUnavailable):
     def __init__(self, detail: str, retry_after: int) -> None:
         AmphoraError.__init__(self, detail, {"Retry-After": str(max(1, int(retry_after)))})
         self.retry_after = max(1, int(retry_after))
+
+
+class RenderingBusy(ServiceUnavailable):
+    code = "rendering_busy"
+    meaning = ("Label sheets are being drawn for as many requests as the service allows at once (a sheet takes "
+               "a core for seconds); `Retry-After` says when to try again.")
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        AmphoraError.__init__(self, detail, {"Retry-After": str(max(1, int(retry_after)))})
 
 
 class UpstreamUnavailable(ServiceUnavailable):

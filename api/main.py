@@ -36,6 +36,7 @@ from api.routers import (
     lending,
     metadata,
     points,
+    qr,
     relay,
     resolver,
 )
@@ -83,6 +84,9 @@ certificates and points by signature.
 * **e-label**: the tracking-free EU e-label of a lot (ingredients, allergens,
   nutrition per 100 ml) in English, Simplified Chinese or French, the page a
   bottle's code opens for a lot sold in the EU.
+* **qr codes and labels**: the QR code of a bottle's GS1 Digital Link (SVG
+  sized in millimetres, or PNG), of a gift's claim link (on a POST, never
+  stored), and a lot's printable label sheet (PDF, A4 or letter).
 * **metadata**: the NFT metadata each certificate's `tokenURI` points at, and
   each lot's metadata document, served only if it matches its on-chain hash.
 
@@ -201,6 +205,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(elabel.router)
     # The e-label and the Digital Links that open it leave no client address in the access log.
     elabel.install_access_log_filter()
+    app.include_router(qr.router)
     return app
 
 

@@ -88,6 +88,10 @@ EXPECTED_ERRORS = {
     ("get", "/01/{gtin}/{qualifiers}"): {"400", "404", "422", "503"},
     ("get", "/.well-known/gs1resolver"): set(),
     ("get", "/e-label/01/{gtin}/{qualifiers}"): {"400", "404", "422", "503"},
+    ("get", "/certificates/{token_id}/qr"): {"404", "409", "422", "429", "503"},
+    ("get", "/qr/01/{gtin}/{qualifiers}"): {"400", "404", "409", "422", "429", "503"},
+    ("post", "/qr/gift-links"): {"422", "429"},
+    ("get", "/lots/{lot_id}/labels.pdf"): {"404", "409", "422", "429", "503"},
 }
 
 
@@ -174,7 +178,8 @@ def test_openapi__tags__one_per_router(openapi):
     tags = {tag for item in openapi["paths"].values() for op in item.values() for tag in op["tags"]}
 
     assert tags == {"health", "certificates", "verification page", "relay", "metadata", "accounts", "points",
-                    "lending", "auth", "custodial", "operator", "casks", "lots", "gs1 resolver", "e-label"}
+                    "lending", "auth", "custodial", "operator", "casks", "lots", "gs1 resolver", "e-label",
+                    "qr codes and labels"}
 
 
 def test_openapi__info__names_license_and_version(openapi):
