@@ -61,6 +61,15 @@ class MalformedIdentifier(AmphoraError):
                "path. The detail says which.")
 
 
+class QueryParameterInvalid(AmphoraError):
+    status_code = 400
+    code = "query_parameter_exception"
+    meaning = ("An EPCIS query (`GET /epcis/events`) with a parameter this service does not support, a parameter "
+               "given twice, or a value it cannot read (a time without a time zone, a business step that is not a "
+               "URI, an identifier that is not a GS1 Digital Link, a page token it did not hand out); EPCIS calls "
+               "this a QueryParameterException. The detail names the parameter.")
+
+
 class Unauthorized(AmphoraError):
     status_code = 401
     code = "unauthorized"

@@ -30,6 +30,7 @@ from api.routers import (
     casks,
     certificates,
     custodial,
+    epcis,
     health,
     index,
     lending,
@@ -194,6 +195,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(casks.router)
     app.include_router(resolver.router)
+    app.include_router(epcis.router)
     return app
 
 
