@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from amphora import epcis, gs1
@@ -83,10 +83,11 @@ def _seconds(name: str, value: str | None) -> int | None:
     if value is None:
         return None
     try:
-        moment = epcis.parse_time(value)
+        return math.ceil(epcis.parse_time(value).timestamp())
     except epcis.EpcisError as err:
         raise QueryParameterInvalid(f"{name}: {err}") from err
-    return math.ceil(moment.timestamp())
+    except (OverflowError, ValueError) as err:
+        raise QueryParameterInvalid(f"{name}: {value!r} is out of range") from err
 
 
 def _lot_identity(lot: CataloguedLot) -> epcis.LotIdentity:
@@ -103,6 +104,8 @@ def _match(value: str | None, lots: dict[int, epcis.LotIdentity]) -> epcis_index
         link = gs1.parse_digital_link(value)
     except gs1.GS1Error as err:
         raise QueryParameterInvalid(f"MATCH_epc: not a valid GS1 Digital Link URI: {err}") from err
+    except (ValueError, IndexError) as err:  # a URI that does not even split (a bad port or IPv6 host)
+        raise QueryParameterInvalid("MATCH_epc: not a URI") from err
     candidates = [lot for lot in lots.values() if lot.gtin == link.gtin
                   and (link.lot is None or lot.lot_code == link.lot)]
     if link.serial is None:
@@ -129,27 +132,34 @@ def _biz_step(value: str | None) -> tuple[str | None, bool]:
 def _per_page(value: str | None) -> int:
     if value is None:
         return DEFAULT_PAGE
-    if not value.isdigit() or not 1 <= int(value) <= MAX_PAGE:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_PAGE:
         raise QueryParameterInvalid(f"perPage: a whole number from 1 to {MAX_PAGE}")
     return int(value)
 
 
+def _parameter(name: str, description: str, example: str | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema,
+            **({"example": example} if example else {})}
+
+
+#: The parameters as OpenAPI documents them; the route reads them itself (EPCIS answers 400, not 422).
+_PARAMETERS_DOC = [
+    _parameter("MATCH_epc", "A bottle's, lot's or product's GS1 Digital Link URI (any host).",
+               "https://verify.example/01/09520123456788/10/L2019A/21/TK3WQ5A"),
+    _parameter("EQ_bizStep", "A CBV business step, bare (`storing`) or as URI.", "storing"),
+    _parameter("GE_eventTime", "Events at or after this ISO 8601 date-time (with a time zone).",
+               "2026-05-01T00:00:00Z"),
+    _parameter("LT_eventTime", "Events before this ISO 8601 date-time (with a time zone).", "2026-06-01T00:00:00Z"),
+    _parameter("perPage", f"Events per page, 1 to {MAX_PAGE} (default {DEFAULT_PAGE}).", "50"),
+    _parameter("nextPageToken", "The next page's token, from the `Link` header of the page before."),
+]
+
+
 @router.get("/epcis/events", summary="EPCIS 2.0 events of the bottles (a SimpleEventQuery subset)",
-            responses=_RESPONSES, response_class=JSONResponse, description=_DOC)
-async def epcis_events(
-    request: Request, chain: ChainDep, index: IndexDep, settings: SettingsDep,
-    match_epc: Annotated[str | None, Query(alias="MATCH_epc", description="A bottle's, lot's or product's GS1 "
-                                           "Digital Link URI.")] = None,
-    eq_biz_step: Annotated[str | None, Query(alias="EQ_bizStep", description="A CBV business step, bare or as "
-                                             "URI.")] = None,
-    ge_event_time: Annotated[str | None, Query(alias="GE_eventTime", description="Events at or after this "
-                                               "ISO 8601 date-time (with a time zone).")] = None,
-    lt_event_time: Annotated[str | None, Query(alias="LT_eventTime", description="Events before this ISO 8601 "
-                                               "date-time (with a time zone).")] = None,
-    per_page: Annotated[str | None, Query(alias="perPage", description=f"Events per page, 1 to {MAX_PAGE}.")] = None,
-    next_page_token: Annotated[str | None, Query(alias="nextPageToken", description="The token of the next page "
-                                                 "(from the `Link` header).")] = None,
-) -> JSONResponse:
+            responses=_RESPONSES, response_class=JSONResponse, description=_DOC,
+            openapi_extra={"parameters": _PARAMETERS_DOC})
+async def epcis_events(request: Request, chain: ChainDep, index: IndexDep, settings: SettingsDep) -> JSONResponse:
     unknown = sorted(set(request.query_params) - set(PARAMETERS))
     if unknown:
         raise QueryParameterInvalid(f"{unknown[0]}: not a query parameter of this service (it takes "

@@ -205,9 +205,11 @@ def test_attacker__forged_document__its_lot_exports_nothing(make_client, story, 
     ("EQ_bizStep=bottling", "EQ_bizStep"),
     ("perPage=0", "perPage"),
     ("perPage=201", "perPage"),
+    ("perPage=%C2%B2", "perPage"),
     ("nextPageToken=c1.forged", "nextPageToken"),
     ("MATCH_epc=urn:epc:id:sgtin:0614141.107346.2017", "MATCH_epc"),
     ("MATCH_epc=https://x.example/01/09520000000012/21/A", "MATCH_epc"),
+    ("MATCH_epc=https://[::1/01/09520000000011", "MATCH_epc"),
     ("MATCH_epc=https://x.example/01/09520000000011/21/A%0D%0ALocation:%20https://evil.example", "MATCH_epc"),
 ])
 def test_bad_query__400_query_parameter_exception_naming_the_parameter(api, query, names):

@@ -87,6 +87,7 @@ EXPECTED_ERRORS = {
     ("get", "/01/{gtin}"): {"400", "404", "422", "503"},
     ("get", "/01/{gtin}/{qualifiers}"): {"400", "404", "422", "503"},
     ("get", "/.well-known/gs1resolver"): set(),
+    ("get", "/epcis/events"): {"400", "503"},
 }
 
 
@@ -173,7 +174,8 @@ def test_openapi__tags__one_per_router(openapi):
     tags = {tag for item in openapi["paths"].values() for op in item.values() for tag in op["tags"]}
 
     assert tags == {"health", "certificates", "verification page", "relay", "metadata", "accounts", "points",
-                    "lending", "auth", "custodial", "operator", "casks", "lots", "gs1 resolver"}
+                    "lending", "auth", "custodial", "operator", "casks", "lots", "gs1 resolver",
+                    "epcis"}
 
 
 def test_openapi__info__names_license_and_version(openapi):
