@@ -33,9 +33,11 @@ Event hash (``eventID``)
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from amphora import gs1
@@ -129,10 +131,16 @@ class LotIdentity:
     bottle_count: int
 
 
+@lru_cache(maxsize=4_096)
+def lot_uri(base_url: str, gtin: str, lot_code: str) -> str:
+    """The Digital Link URI of a lot (GTIN and lot), built and percent-encoded by biip."""
+    return gs1.DigitalLink(gtin=gtin, lot=lot_code).uri(base_url)
+
+
 def bottle_uri(base_url: str, lot: LotIdentity, number: int) -> str:
-    """The Digital Link URI of bottle ``number`` (1 to the lot's count) of ``lot``."""
-    serial = gs1.gs1_serial(lot.salt, number)
-    return gs1.DigitalLink(gtin=lot.gtin, lot=lot.lot_code, serial=serial).uri(base_url)
+    """The Digital Link URI of bottle ``number`` (1 to the lot's count) of ``lot``: the lot's URI and the
+    serial, whose base32 characters need no encoding (a page of events builds hundreds of these)."""
+    return f"{lot_uri(base_url, lot.gtin, lot.lot_code)}/21/{gs1.gs1_serial(lot.salt, number)}"
 
 
 def party_uri(base_url: str, address: str) -> str:
@@ -143,6 +151,13 @@ def cellar_uri(base_url: str, custodian: str) -> str:
     return f"{party_uri(base_url, custodian)}#cellar"
 
 
+#: A Digital Link of a bottle whose values need no percent-encoding: (host and path prefix, GTIN, vintage, lot,
+#: serial). Such URIs (every one this service writes) take the fast path of :func:`canonical_identifier`.
+_PLAIN_BOTTLE = re.compile(r"^https?://[^/?#]+(?P<prefix>(?:/[^/?#]+)*?)/01/(?P<gtin>\d{14})(?:/22/(?P<vintage>[^/?#]+))?"
+                           r"(?:/10/(?P<lot>[A-Za-z0-9_.-]{1,20}))?/21/(?P<serial>[A-Za-z0-9_.-]{1,20})(?:\?[^#]*)?$")
+
+
+@lru_cache(maxsize=65_536)
 def canonical_identifier(value: str) -> str:
     """A GS1 Digital Link URI (any domain) as the constrained canonical form the hash uses: domain
     ``id.gs1.org``, no query, only the finest key (GTIN + serial, else GTIN + lot, else GTIN); any other
@@ -150,9 +165,20 @@ def canonical_identifier(value: str) -> str:
     text = value.strip()
     if not text.startswith(("https://", "http://")) or "/01/" not in text:
         return text
+    plain = _PLAIN_BOTTLE.match(text)
+    if (plain and "/01/" not in plain["prefix"] + "/" and int(plain["gtin"][-1]) == gs1.check_digit(plain["gtin"][:-1])
+            and (plain["vintage"] is None or re.fullmatch(r"[12]\d{3}", plain["vintage"]))):
+        return f"{ID_GS1}/01/{plain['gtin']}/21/{plain['serial']}"
+    return parsed_canonical_identifier(text)
+
+
+def parsed_canonical_identifier(text: str) -> str:
+    """:func:`canonical_identifier` through biip's Digital Link parser, for any URI."""
+    if not text.startswith(("https://", "http://")) or "/01/" not in text:
+        return text
     try:
         link = gs1.parse_digital_link(text)
-    except gs1.GS1Error:
+    except (gs1.GS1Error, ValueError):
         return text
     if link.serial is not None:
         finest = gs1.DigitalLink(gtin=link.gtin, serial=link.serial)

@@ -206,6 +206,19 @@ def test_canonical_identifier__digital_links_to_id_gs1_org_finest_key__others_un
     assert epcis.canonical_identifier(uri) == canonical
 
 
+@settings(max_examples=200, deadline=None)
+@given(host=st.sampled_from(["https://a.example", "http://b.example:8080/res/01x", "https://c.example/01"]),
+       gtin=st.sampled_from([gs1.demo_gtin("42"), "09520000000012", "9520000000011"]),
+       vintage=st.sampled_from([None, "2019", "19"]), lot=st.sampled_from([None, "L1", "R%2F1", "a" * 21]),
+       serial=st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567-._~%", min_size=1, max_size=21),
+       query=st.sampled_from(["", "?linkType=all"]))
+def test_canonical_identifier__fast_path__agrees_with_biips_parser(host, gtin, vintage, lot, serial, query):
+    path = f"/01/{gtin}" + (f"/22/{vintage}" if vintage else "") + (f"/10/{lot}" if lot else "") + f"/21/{serial}"
+    uri = host + path + query
+    epcis.canonical_identifier.cache_clear()
+    assert epcis.canonical_identifier(uri) == epcis.parsed_canonical_identifier(uri)
+
+
 @pytest.mark.parametrize(("value", "canonical"), [
     ("2026-05-01T12:00:00Z", "2026-05-01T12:00:00.000Z"),
     ("2026-05-01T14:00:00.5+02:00", "2026-05-01T12:00:00.500Z"),
