@@ -15,6 +15,13 @@ import pytest
 from api_fixtures import wait_indexed
 from epcis_event_hash_generator import hash_generator, json_to_py
 from eth_utils import keccak
+from test_api_lending import (  # noqa: F401 (fixtures)
+    VALUE,
+    _args,
+    deployed_lending,
+    funded,
+    make_offer,
+)
 
 from amphora import epcis, gs1, lots
 from amphora.demo import EXAMPLE_LOT
@@ -217,3 +224,21 @@ def test_bad_query__400_query_parameter_exception_naming_the_parameter(api, quer
     assert response.status_code == 400
     body = response.json()
     assert body["error"] == "query_parameter_exception" and body["detail"].startswith(names)
+
+
+@pytest.mark.usefixtures("funded")
+def test_pledge_and_repayment__reserved_then_released(api, issued, cert, chain, w3, winery, borrower, appraiser,
+                                                     deployed_lending, make_offer, public_base_url):  # noqa: F811
+    token = lots.token_id(issued.lot_id, 3)
+    cert.transferFrom(winery, borrower, token, sender=winery)
+    deployed_lending.post_appraisal(issued.lot_id, VALUE, chain.blocks.head.timestamp, sender=appraiser)
+    offer = make_offer(issued.lot_id, token)
+    loan_id = deployed_lending.accept_offer(_args(offer["offer"]), offer["signature"], token,
+                                            sender=borrower).return_value
+    deployed_lending.repay(loan_id, sender=borrower)
+    wait_indexed(w3, api)
+
+    events = events_of(api, MATCH_epc=bottle(issued, 3, public_base_url))
+
+    assert steps(events)[-2:] == [("reserving", "reserved"), ("reserving", "sellable_not_accessible")]
+    assert [event["eventID"] for event in events] == reference_ids(events, public_base_url)
