@@ -228,7 +228,8 @@ def _pair(key: str, value: str) -> str:
 def _extension(key: str, value: Any, namespaces: Mapping[str, str]) -> str:
     prefix, _, local = key.partition(":")
     if not local or prefix not in namespaces:
-        raise EpcisError(f"{key}: an extension field needs a prefix declared in the @context")
+        raise EpcisError(f"{key}: neither a field this hash supports nor an extension with a prefix the @context "
+                         "declares")
     text = canonical_identifier(_text(value, key))
     return "{" + namespaces[prefix] + "}" + local + ("=" + text if text else "")
 
