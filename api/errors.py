@@ -65,6 +65,13 @@ class NoDigitalLink(NotFound):
     code = "no_digital_link"
     meaning = ("The lot has a version 1 metadata document: it names no GTIN, so its bottles have no GS1 Digital "
                "Link to put in a QR code or on a label.")
+class QueryParameterInvalid(AmphoraError):
+    status_code = 400
+    code = "query_parameter_exception"
+    meaning = ("An EPCIS query (`GET /epcis/events`) with a parameter this service does not support, a parameter "
+               "given twice, or a value it cannot read (a time without a time zone, a business step that is not a "
+               "URI, an identifier that is not a GS1 Digital Link, a page token it did not hand out); EPCIS calls "
+               "this a QueryParameterException. The detail names the parameter.")
 
 
 class Unauthorized(AmphoraError):

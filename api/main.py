@@ -31,6 +31,7 @@ from api.routers import (
     certificates,
     custodial,
     elabel,
+    epcis,
     health,
     index,
     lending,
@@ -206,6 +207,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The e-label and the Digital Links that open it leave no client address in the access log.
     elabel.install_access_log_filter()
     app.include_router(qr.router)
+    app.include_router(epcis.router)
     return app
 
 

@@ -70,6 +70,7 @@ LINK_TYPES = {
                            "verification page (text/html) to a client that asks for HTML.",
     "certificationInfo": "The custodian's latest storage attestation report of the bottle, when there is one.",
     "traceability": "The certificate's history from the chain's events (GET /certificates/{token_id}/history).",
+    "epcis": "The EPCIS 2.0 events of the bottle, lot or product (GET /epcis/events?MATCH_epc=<its Digital Link>).",
 }
 
 _LINK = {"type": "object", "required": ["href"], "properties": {
@@ -86,7 +87,7 @@ LINKSET_SCHEMA: dict[str, Any] = {
 LinkTypeQuery = Annotated[str | None, Query(
     alias="linkType", max_length=200,
     description="`linkset` or `all` for every link; a link type (`gs1:pip`, `gs1:verificationService`, "
-    "`gs1:certificationInfo`, `gs1:traceability`, `gs1:ingredientsInfo`, `gs1:allergenInfo`, "
+    "`gs1:certificationInfo`, `gs1:traceability`, `gs1:epcis`, `gs1:ingredientsInfo`, `gs1:allergenInfo`, "
     "`gs1:nutritionalInfo`, `gs1:defaultLink`, or the full URI "
     "`https://ref.gs1.org/voc/pip`) for that link; a type not offered gives the default link.")]
 
@@ -210,6 +211,16 @@ def _link(href: str, title: str, media_type: str) -> dict[str, str]:
     return {"href": href, "title": title, "type": media_type}
 
 
+def _epcis_link(item: Resolved, base: str) -> dict[str, str]:
+    """The EPCIS events of ``item``: ``MATCH_epc`` with the Digital Link URI of the bottle (as the events name
+    it, without the vintage), of the lot or of the product."""
+    lot = item.lot
+    serial = gs1.gs1_serial(lot.salt, item.token & 0xFFFF_FFFF) if item.token is not None else None
+    named = gs1.DigitalLink(gtin=lot.gtin, lot=lot.lot_code if item.level != "product" else None, serial=serial)
+    return _link(f"{base}/epcis/events?{urlencode({'MATCH_epc': named.uri(base)})}",
+                 "EPCIS 2.0 events (GS1 traceability data)", "application/json")
+
+
 def elabel_path(item: Resolved) -> str:
     """The path of ``item``'s e-label: ``/e-label`` and the Digital Link of its lot, with the serial
     for a bottle (so the e-label links that bottle's verification page)."""
@@ -224,7 +235,7 @@ def links(item: Resolved, base: str, certification: str | None = None) -> dict[s
     """Link type (short name) => targets of ``item``, the one a redirect takes first."""
     document = _link(f"{base}/lots/{item.lot.lot_id}/metadata.json", "Product information: the lot document",
                      "application/json")
-    out = {"pip": [document]}
+    out = {"pip": [document], "epcis": [_epcis_link(item, base)]}
     if item.level == "product":
         # A product's lots may differ in ingredients: no lot's e-label stands for the product.
         out["defaultLink"] = [document]

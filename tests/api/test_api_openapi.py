@@ -92,6 +92,7 @@ EXPECTED_ERRORS = {
     ("get", "/qr/01/{gtin}/{qualifiers}"): {"400", "404", "409", "422", "429", "503"},
     ("post", "/qr/gift-links"): {"422", "429"},
     ("get", "/lots/{lot_id}/labels.pdf"): {"404", "409", "422", "429", "503"},
+    ("get", "/epcis/events"): {"400", "503"},
 }
 
 
@@ -179,7 +180,7 @@ def test_openapi__tags__one_per_router(openapi):
 
     assert tags == {"health", "certificates", "verification page", "relay", "metadata", "accounts", "points",
                     "lending", "auth", "custodial", "operator", "casks", "lots", "gs1 resolver", "e-label",
-                    "qr codes and labels"}
+                    "qr codes and labels", "epcis"}
 
 
 def test_openapi__info__names_license_and_version(openapi):

@@ -83,6 +83,27 @@ def test_bottle__traceability__followed__the_history(resolver, issued, w3):
     assert "LotIssued" in [entry["event"] for entry in body["history"]]
 
 
+def test_bottle__epcis__followed__the_bottles_epcis_events(resolver, issued, w3, public_base_url):
+    from api_fixtures import wait_indexed
+
+    wait_indexed(w3, resolver)
+    response = resolver.get(path_of(issued, 2), params={"linkType": "gs1:epcis"}, follow_redirects=False)
+    target = urlsplit(response.headers["location"])
+    assert response.status_code == 307 and f"{target.scheme}://{target.netloc}{target.path}" == \
+        f"{public_base_url}/epcis/events"
+    body = resolver.get(f"{target.path}?{target.query}").json()
+    (event,) = body["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+    bottle = gs1.DigitalLink(gtin=issued.metadata["gtin"], lot="R/1",
+                             serial=gs1.gs1_serial(issued.metadata["serial_salt"], 2)).uri(public_base_url)
+    assert event["bizStep"] == "commissioning" and event["epcList"] == [bottle]
+
+
+def test_lot__linkset__epcis_of_every_bottle_of_the_lot(resolver, issued, public_base_url):
+    item = _linkset_ok(resolver.get(lots.digital_link(issued.metadata).path(), params={"linkType": "linkset"}).json())
+    lot_uri = gs1.DigitalLink(gtin=issued.metadata["gtin"], lot="R/1").uri(public_base_url)
+    assert item[VOC + "epcis"][0]["href"] == f"{public_base_url}/epcis/events?MATCH_epc={quote(lot_uri, safe='')}"
+
+
 def test_bottle__query_string__passed_on_to_the_target(resolver, issued):
     response = resolver.get(path_of(issued, 1) + "?linkType=gs1:pip&utm=x&lang=fr", follow_redirects=False)
     assert response.headers["location"].endswith("/metadata.json?utm=x&lang=fr")
@@ -109,7 +130,7 @@ def test_bottle__linkset__rfc_9264_with_full_link_type_uris_and_one_default(reso
     token = lots.token_id(issued.lot_id, 2)
     assert item["anchor"] == public_base_url + path_of(issued, 2)
     assert item[VOC + "defaultLink"][0]["href"] == f"{public_base_url}/verify/{token}"
-    assert {VOC + t for t in ("pip", "verificationService", "traceability")} <= set(item)
+    assert {VOC + t for t in ("pip", "verificationService", "traceability", "epcis")} <= set(item)
 
 
 def test_bottle__link_type_all__the_linkset_as_plain_json(resolver, issued):
