@@ -47,6 +47,7 @@ from indexer.reader import IndexReader
 from indexer.service import IndexerService
 from storage.db import Database
 from web import STATIC_DIR
+from web.app import routes as holder_app
 
 logger = logging.getLogger(__name__)
 
@@ -194,6 +195,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(casks.router)
     app.include_router(resolver.router)
+    app.include_router(holder_app.router)
     return app
 
 
