@@ -491,3 +491,96 @@ def test_app_pages__no_script_forms_post_here_only_no_cache_referrer_kept_to_thi
         assert page.headers["referrer-policy"] == "same-origin"
         assert '<link rel="stylesheet" href="/static/app.css">' in page.text
     assert browser.get("/static/app.css").status_code == 200
+
+
+# ------------------------------------------------------------ in a browser
+
+
+@pytest.fixture
+def served_app(api_settings):
+    """The app served by uvicorn in a thread on a free local port, as a browser reaches it; its base URL."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    app = create_app(api_settings.model_copy(update={"public_base_url": base}))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    yield app, base
+    server.should_exit = True
+    thread.join(10)
+
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
+
+
+def test_new_person__signs_up_on_a_phone__sees_the_bottle_they_were_sold_in_the_cellar(
+        served_app, w3, cert, create_lot, winery):
+    from types import SimpleNamespace
+
+    from playwright.sync_api import expect, sync_playwright
+
+    app, base = served_app
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    lot = create_lot(6)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        try:
+            context = chromium.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1,
+                                           locale="en-GB")
+            page = context.new_page()
+            page.goto(f"{base}/app")
+            expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+            page.get_by_role("link", name="Create an account").click()
+            page.get_by_label("Account name or email").fill("mei.lin@example.org")
+            page.get_by_label("Password", exact=True).fill(PASSWORD)
+            page.get_by_label("The same password again").fill(PASSWORD + " typo")
+            page.get_by_role("button", name="Create my account").click()
+            expect(page.get_by_text("The two passwords are not the same.")).to_be_visible()
+            expect(page.get_by_label("Account name or email")).to_have_value("mei.lin@example.org")
+            page.screenshot(path=str(SCREENSHOTS / "app-signup-error.png"), full_page=True)
+            page.get_by_label("Password", exact=True).fill(PASSWORD)
+            page.get_by_label("The same password again").fill(PASSWORD)
+            page.get_by_role("button", name="Create my account").click()
+
+            expect(page.get_by_role("heading", name="Your cellar is empty")).to_be_visible()
+            page.screenshot(path=str(SCREENSHOTS / "app-cellar-empty.png"), full_page=True)
+            cookie = next(c for c in context.cookies() if c["name"] == "amphora_session")
+            assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+            address = page.locator("code").inner_text()
+            cert.transferFrom(winery, address, lot.token(4), sender=winery)
+            wait_indexed(w3, SimpleNamespace(app=app))
+
+            page.reload()
+            bottle = page.get_by_role("link", name="Cuvée Essai")
+            expect(bottle).to_be_visible()
+            expect(page.get_by_text("4 of 6")).to_be_visible()
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing wider than the phone
+            page.screenshot(path=str(SCREENSHOTS / "app-cellar.png"), full_page=True)
+            bottle.click()
+            expect(page.get_by_role("heading", name="This bottle's history")).to_be_visible()
+            expect(page.get_by_role("button", name="Give as a gift")).to_be_disabled()
+            page.screenshot(path=str(SCREENSHOTS / "app-bottle.png"), full_page=True)
+            page.get_by_role("link", name="简体中文").click()
+            expect(page.get_by_role("heading", name="此瓶的历史")).to_be_visible()
+            page.screenshot(path=str(SCREENSHOTS / "app-bottle-zh.png"), full_page=True)
+            page.set_viewport_size({"width": 1280, "height": 900})
+            page.screenshot(path=str(SCREENSHOTS / "app-bottle-zh-desktop.png"), full_page=True)
+
+            page.get_by_role("button", name="退出登录").click()
+            expect(page.get_by_text("您已退出登录。")).to_be_visible()
+            assert not [c for c in context.cookies() if c["name"] == "amphora_session"]
+        finally:
+            chromium.close()
+    assert cert.ownerOf(lot.token(4)) == address
