@@ -8,9 +8,11 @@ Every response gets:
   script runs, the only styles allowed are the pages' stylesheets served from
   this origin (``/static/*.css``; no page has an inline style or a ``style``
   attribute), images only from this origin or ``data:`` URIs; a page cannot
-  be framed (``frame-ancestors 'none'``), and ``base-uri`` and
-  ``form-action`` are closed;
-* ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer``,
+  be framed (``frame-ancestors 'none'``), ``base-uri`` is closed, and forms
+  may post only to this origin (``form-action 'self'``: the holder's app
+  under ``/app``);
+* ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer`` (the
+  app's pages send ``same-origin`` instead: see :mod:`web.app.session`),
   ``X-Frame-Options: DENY`` (for browsers without ``frame-ancestors``) and
   ``Cross-Origin-Opener-Policy: same-origin``;
 * ``Strict-Transport-Security`` when the public address is ``https://``.
@@ -37,7 +39,7 @@ Message = dict[str, Any]
 
 #: The policy of every response except the docs pages.
 DEFAULT_CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; "
-               "form-action 'none'; frame-ancestors 'none'")
+               "form-action 'self'; frame-ancestors 'none'")
 
 _COMMON: tuple[tuple[bytes, bytes], ...] = (
     (b"x-content-type-options", b"nosniff"),

@@ -40,6 +40,7 @@ def test_security_headers__any_response__has_csp_nosniff_referrer_policy_and_no_
     csp = _csp(response)
     assert csp["default-src"] == ["'none'"]
     assert "script-src" not in csp  # no script at all outside the docs pages
+    assert csp["form-action"] == ["'self'"]  # the holder's app posts its forms to this origin, nowhere else
 
 
 def test_security_headers__https_base_url__sends_hsts(client):
