@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from amphora import custody, eip712, lots
 from amphora.deploy import (
@@ -42,6 +43,9 @@ CASK_SHARES = {"alice": 120, "bob": 60}
 LOAN_PRINCIPAL = 1_000 * USD
 LOAN_REPAYMENT = 1_050 * USD
 APPRAISAL = 2_500 * USD
+#: The wallet-less holder whose login the demo prints: her account holds bottle APP_BOTTLE.
+APP_LOGIN = "erin@demo.amphora.example"
+APP_BOTTLE = 6
 
 
 @dataclass
@@ -85,6 +89,9 @@ class DemoWorld:
     sample_digital_link: str = ""
     #: The lot's EU e-label (the bottles' default link, as the demo lot is marked for the EU market).
     elabel_url: str = ""
+    #: The password of the wallet-less holder's account (:data:`APP_LOGIN`, random each run) and her bottle.
+    app_password: str = ""
+    app_token: int = 0
 
 
 class DemoApi:
@@ -120,11 +127,10 @@ class DemoApi:
             raise RuntimeError(f"demo seeding: POST {path} answered {response.status_code}: {response.text}")
         return response.json()
 
-    def sign_up(self, identifier: str) -> str:
-        """A user of the holders' app: an account whose session authorises the
-        relay requests (its own custodial key stays unused here). Its token."""
-        body = {"identifier": identifier, "password": secrets.token_urlsafe(18)}
-        return str(self.post("/auth/signup", body, expect=201)["token"])
+    def sign_up(self, identifier: str, password: str | None = None) -> dict[str, Any]:
+        """A user of the holders' app: its session (``token``) and custodial ``address``."""
+        body = {"identifier": identifier, "password": password or secrets.token_urlsafe(18)}
+        return self.post("/auth/signup", body, expect=201)
 
     def relay(self, path: str, body: dict[str, Any], token: str, timeout: float = 30.0) -> str:
         """POST a signed action to the relayer as the user of ``token`` and wait
@@ -294,6 +300,7 @@ def seed(base_url: str, bottles_out: Path) -> DemoWorld:
             stale.unlink()
     master_key = os.environ.get("AMPHORA_MASTER_KEY") or secrets.token_hex(32)
     admin_token = os.environ.get("AMPHORA_ADMIN_TOKEN") or secrets.token_urlsafe(24)
+    app_password = secrets.token_urlsafe(12)
     settings = demo_settings(world_dir, base_url, manifest, str(relayer.private_key), master_key, admin_token,
                              chain.provider.uri)
     relayed: dict[str, str] = {}
@@ -305,8 +312,12 @@ def seed(base_url: str, bottles_out: Path) -> DemoWorld:
     # What holders do goes through the API's relayer, as their apps would send it.
     with DemoApi(settings) as api:
         # Each holder (and the lender) uses the app with an account of their own.
-        tokens = {name: api.sign_up(f"{name}@demo.amphora.example")
+        # (Their sessions authorise the relay requests; their custodial keys stay unused here.)
+        tokens = {name: str(api.sign_up(f"{name}@demo.amphora.example")["token"])
                   for name in ("alice", "bob", "carol", "dave", "lender")}
+        # Erin has no wallet: the service keeps her key, and the winery sold her bottle 6.
+        erin = api.sign_up(APP_LOGIN, app_password)
+        cert.transferFrom(winery, erin["address"], token(APP_BOTTLE), sender=winery)
         deadline = chain.pending_timestamp + 3600
         # Alice passes bottle 1 to Bob without paying gas: she signs, the relayer submits.
         nonce = cert.nonces(alice)
@@ -359,6 +370,7 @@ def seed(base_url: str, bottles_out: Path) -> DemoWorld:
         master_key=master_key, admin_token=admin_token, cask=cask,
         sample_digital_link=lots.digital_link(issued.metadata, 1).uri(base_url),
         elabel_url=base_url.rstrip("/") + "/e-label" + lots.digital_link(issued.metadata).path(),
+        app_password=app_password, app_token=token(APP_BOTTLE),
     )
 
 
@@ -375,6 +387,11 @@ def describe(world: DemoWorld, base_url: str, rpc_url: str) -> str:
         f"  verify a bottle       {base_url}/verify/{sample}",
         f"  its GS1 Digital Link  {world.sample_digital_link} (add ?linkType=linkset for every link)",
         f"  the lot's EU e-label  {world.elabel_url} (what the bottles' code opens: the lot is sold in the EU)",
+        f"  its QR code           {base_url}/certificates/{sample}/qr (?format=png); the lot's label sheet "
+        f"{base_url}/lots/{world.lot_id}/labels.pdf?first=1&last=24",
+        f"  its EPCIS events      {base_url}/epcis/events?MATCH_epc={quote(world.sample_digital_link, safe='')}",
+        f"  the holder's app      {base_url}/app/login (log in as {APP_LOGIN} with {world.app_password}: "
+        f"her cellar holds bottle {world.app_token})",
         f"  same, as JSON         {base_url}/certificates/{sample}",
         f"  with its tag proof    {base_url}/certificates/{sample}?tag={first.tag_address}&proof={proof}",
         f"  a flagged bottle      {base_url}/verify/{world.flagged_token}",

@@ -156,6 +156,22 @@ def test_seed__the_sample_bottles_digital_link_opens_its_e_label_one_tap_from_it
     assert f'href="{BASE_URL}/verify/{world.sample_token}"' in label.text
 
 
+def test_seed__the_printed_app_login_opens_a_cellar_holding_her_bottle(world, demo_api, demo_cert):
+    from amphora.demo import APP_LOGIN
+
+    text = describe(world, BASE_URL, "http://127.0.0.1:8545")
+    assert f"log in as {APP_LOGIN} with {world.app_password}" in text
+    session = demo_api.post("/auth/login", json={"identifier": APP_LOGIN, "password": world.app_password})
+    assert session.status_code == 200, session.text
+    assert demo_cert.ownerOf(world.app_token).lower() == session.json()["address"].lower()
+    headers = {"Authorization": f"Bearer {session.json()['token']}"}
+    deadline = time.monotonic() + 20  # the served API's indexer catches up with the seeded chain
+    while not (held := demo_api.get("/me/certificates", headers=headers).json()["certificates"]) \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [item["token_id"] for item in held] == [str(world.app_token)]
+
+
 def test_describe__prints_the_url_of_each_seeded_state(world):
     text = describe(world, BASE_URL, "http://127.0.0.1:8545")
     for token in (world.sample_token, world.redeemed_token, world.gift_token, world.flagged_token):
