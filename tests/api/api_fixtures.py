@@ -8,6 +8,7 @@ Each API test module imports the fixtures it uses from here."""
 
 from __future__ import annotations
 
+import copy
 import json
 import secrets
 import threading
@@ -24,12 +25,17 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from web3 import Web3
 
+from amphora import lots
+from amphora.demo import EXAMPLE_LOT
 from api.main import create_app
 from api.settings import Settings
 from indexer.follower import IndexConfig, Indexer
 from indexer.node import Node
 from indexer.reader import IndexReader
 from storage.db import Database
+
+#: The demo's version 2 lot document: what the `issue_v2` builder starts from.
+V2_DOCUMENT = json.loads(EXAMPLE_LOT.read_text())
 
 
 def node_rpc(w3: Web3, method: str, *params):
@@ -244,6 +250,20 @@ def make_client(api_settings) -> Iterator[Callable[..., TestClient]]:
     yield _make
     for client in clients:
         client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def issue_v2(cert, winery, custodian, tmp_path) -> Callable[..., lots.IssuedLot]:
+    """Builder: a version 2 lot of ``count`` bottles (the demo's document, ``changes`` applied) issued by the
+    winery, its document deposited in ``tmp_path`` (a client's ``documents_dir``)."""
+
+    def _issue(count: int = 5, **changes: object) -> lots.IssuedLot:
+        fields = {**copy.deepcopy(V2_DOCUMENT), "bottle_count": count, "custodian": custodian.address, **changes}
+        lot = lots.issue(cert, winery, lots.LotDescription.from_mapping(fields))
+        lots.write_document(tmp_path / f"lot-{lot.lot_id}.json", lot.metadata)
+        return lot
+
+    return _issue
 
 
 @pytest.fixture

@@ -44,13 +44,9 @@ def other_custodian(accounts, cert, admin):
 
 
 @pytest.fixture
-def issued(cert, winery, custodian, tmp_path):
+def issued(issue_v2):
     """A version 2 lot of four bottles with its document deposited."""
-    description = lots.LotDescription.from_mapping({**copy.deepcopy(V2), "bottle_count": 4,
-                                                    "custodian": custodian.address, "lot_code": "E-1"})
-    lot = lots.issue(cert, winery, description)
-    lots.write_document(tmp_path / f"lot-{lot.lot_id}.json", lot.metadata)
-    return lot
+    return issue_v2(4, lot_code="E-1")
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ and a gift's claim link whose secret the service neither caches, logs nor stores
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 import logging
@@ -26,13 +25,9 @@ V1_FIELDS = ("producer", "wine", "region", "bottle_count", "volume_ml", "bottlin
 
 
 @pytest.fixture
-def issued(cert, winery, custodian, tmp_path):
+def issued(issue_v2):
     """A version 2 lot of four bottles with its document deposited."""
-    description = lots.LotDescription.from_mapping({**copy.deepcopy(V2), "bottle_count": 4,
-                                                    "custodian": custodian.address, "lot_code": "Q/1"})
-    lot = lots.issue(cert, winery, description)
-    lots.write_document(tmp_path / f"lot-{lot.lot_id}.json", lot.metadata)
-    return lot
+    return issue_v2(4, lot_code="Q/1")
 
 
 @pytest.fixture

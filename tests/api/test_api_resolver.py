@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from urllib.parse import quote, urlsplit
 
@@ -22,14 +21,10 @@ CSET82 = "!\"%&'()*+,-./0123456789:;<=>?ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklm
 
 
 @pytest.fixture
-def issued(cert, winery, custodian, tmp_path):
+def issued(issue_v2):
     """A version 2 lot of four bottles, not marked for the EU market (whose default link is the e-label:
     tests/web/test_elabel.py), with its document deposited."""
-    description = lots.LotDescription.from_mapping({**copy.deepcopy(V2), "bottle_count": 4, "eu_market": False,
-                                                    "custodian": custodian.address, "lot_code": "R/1"})
-    lot = lots.issue(cert, winery, description)
-    lots.write_document(tmp_path / f"lot-{lot.lot_id}.json", lot.metadata)
-    return lot
+    return issue_v2(4, eu_market=False, lot_code="R/1")
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import copy
 import json
 import re
 from html import escape
@@ -25,19 +24,6 @@ COPY_NOTICE = "A code can be copied."
 PIXEL = "data:image/png;base64," + base64.b64encode(bytes.fromhex(
     "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c6360f8ff"
     "ff3f0005fe02fea7d6a4360000000049454e44ae426082")).decode()
-
-
-@pytest.fixture
-def issue_v2(cert, winery, custodian, tmp_path):
-    """Builder: a version 2 lot (the demo's document, ``changes`` applied) with its document deposited."""
-
-    def _issue(count: int = 5, **changes):
-        fields = {**copy.deepcopy(V2), "bottle_count": count, "custodian": custodian.address, **changes}
-        lot = lots.issue(cert, winery, lots.LotDescription.from_mapping(fields))
-        lots.write_document(tmp_path / f"lot-{lot.lot_id}.json", lot.metadata)
-        return lot
-
-    return _issue
 
 
 @pytest.fixture
