@@ -486,8 +486,8 @@ def test_verify_page__history_from_the_index__newest_first_and_escaped(
 
     page = client.get(f"/verify/{held_token}").text
 
-    assert "<h2>History</h2>" in page
-    assert page.index(f"Reported lost or stolen by {short(holder.address)}") < page.index("Storage attested")
+    assert "<h2>The bottle&#39;s story</h2>" in page
+    assert page.index(f"Reported lost or stolen by {short(holder.address)}") < page.index("Storage checked by")
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
 
