@@ -20,6 +20,9 @@ from starlette.responses import HTMLResponse
 
 from web import i18n
 
+#: The first Unix time a page does not write as a date: 10000-01-01 (Python's dates end with 9999).
+LAST_SHOWN_TIME = 253_402_300_800
+
 ENV = Environment(
     loader=PackageLoader("web", "templates"),
     autoescape=select_autoescape(default=True, default_for_string=True),
@@ -47,19 +50,25 @@ class Page:
         return self.translations.ngettext(singular, plural, n)
 
     def date(self, value: int | date | datetime | None, form: str = "long") -> str:
-        """A day as the reader writes it (``6 December 2026``, ``2026年12月6日``)."""
+        """A day as the reader writes it (``6 December 2026``, ``2026年12月6日``). A Unix time
+        past the year 9999 (a holder may set a gift's expiry or a loan's due time that far)
+        reads as "a date far in the future" rather than failing the page."""
         if value is None:
             return "—"
         if isinstance(value, int):
-            value = datetime.fromtimestamp(value, tz=UTC)
+            if value >= LAST_SHOWN_TIME:
+                return self.gettext("a date far in the future")
+            value = datetime.fromtimestamp(max(value, 0), tz=UTC)
         if isinstance(value, datetime):
             value = value.date()
         return format_date(value, format=form, locale=self.locale)
 
     def datetime(self, value: int | datetime, form: str = "medium") -> str:
-        """A moment in UTC as the reader writes it."""
+        """A moment in UTC as the reader writes it (see :meth:`date` for times past 9999)."""
         if isinstance(value, int):
-            value = datetime.fromtimestamp(value, tz=UTC)
+            if value >= LAST_SHOWN_TIME:
+                return self.gettext("a date far in the future")
+            value = datetime.fromtimestamp(max(value, 0), tz=UTC)
         return format_datetime(value, format=form, tzinfo=UTC, locale=self.locale)
 
     def number(self, value: int | float | Decimal) -> str:

@@ -28,7 +28,7 @@ from babel.numbers import format_decimal
 from eth_utils import keccak
 
 from amphora import gs1
-from web.render import Page, page_for, respond
+from web.render import LAST_SHOWN_TIME, Page, page_for, respond
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -176,7 +176,7 @@ class Event:
     @property
     def iso(self) -> str:
         """The day of the event for ``<time datetime>``."""
-        return datetime.fromtimestamp(self.time or 0, tz=UTC).date().isoformat()
+        return datetime.fromtimestamp(min(self.time or 0, LAST_SHOWN_TIME - 1), tz=UTC).date().isoformat()
 
 
 #: Events that repeat what another event of the same transaction says better.

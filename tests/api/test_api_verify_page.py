@@ -290,6 +290,21 @@ def test_verify_page__gift_pending__says_until_when_it_can_be_accepted(client, c
     assert "The gift can be accepted until " in page
 
 
+def test_verify_page__gift_expiring_past_the_year_9999__the_page_still_answers(client, cert, held_token, holder,
+                                                                              w3):
+    from api_fixtures import wait_indexed
+
+    # The contract takes any future expiry; Python's dates end with the year 9999.
+    cert.create_gift(held_token, holder.address, 2**40, sender=holder)
+    wait_indexed(w3, client)
+
+    response = client.get(f"/verify/{held_token}")
+
+    assert response.status_code == 200
+    assert "The gift can be accepted until a date far in the future." in response.text
+    assert "to be accepted by a date far in the future" in response.text
+
+
 def test_verify_page__bottle_passed_through_many_hands__reads_a_bounded_number_of_names(
         make_client, cert, lot, winery, custodian, accounts, rpc_url, w3):
     from api_fixtures import node_gateway, wait_indexed

@@ -17,7 +17,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
 from web import i18n
-from web.render import ENV, Page, render
+from web.render import ENV, LAST_SHOWN_TIME, Page, render
 
 WEB = Path(i18n.__file__).parent
 KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}
@@ -113,6 +113,13 @@ def test_parse_accept_language__survives_a_huge_header():
     ("en", "December 6, 2026"), ("fr", "6 décembre 2026"), ("zh-CN", "2026年12月6日")])
 def test_page_date__is_in_the_readers_format(language, expected):
     assert Page(language).date(int(datetime(2026, 12, 6, 12, tzinfo=UTC).timestamp())) == expected
+
+
+@pytest.mark.parametrize(("language", "expected"), [
+    ("en", "a date far in the future"), ("fr", "une date très lointaine"), ("zh-CN", "遥远的将来")])
+def test_page_date__past_the_year_9999__words_not_an_error(language, expected):
+    assert Page(language).date(2**40) == expected and Page(language).datetime(2**64) == expected
+    assert "9999" in Page(language).date(LAST_SHOWN_TIME - 1)
 
 
 @pytest.mark.parametrize(("language", "expected"), [("en", "1,000"), ("fr", "1\u202f000"), ("zh-CN", "1,000")])
