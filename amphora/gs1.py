@@ -22,6 +22,7 @@ import base64
 import re
 import secrets
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from biip import ParseError
@@ -125,6 +126,12 @@ def _permute(key: bytes, value: int, inverse: bool = False) -> int:
     return (left << 16) | right
 
 
+#: Serials and paths computed per process: a resolver answers the same bottles again and again,
+#: and each costs four keccak rounds or a GS1 element-string build.
+_CACHED = 65_536
+
+
+@lru_cache(maxsize=_CACHED)
 def gs1_serial(salt: str, number: int) -> str:
     """The GS1 serial (AI 21) printed on bottle ``number`` of a lot whose document
     commits ``salt``: seven base32 characters."""
@@ -134,6 +141,7 @@ def gs1_serial(salt: str, number: int) -> str:
     return base64.b32encode(code).decode().rstrip("=")
 
 
+@lru_cache(maxsize=_CACHED)
 def serial_number(salt: str, serial: str) -> int | None:
     """The bottle number that ``serial`` stands for in the lot whose document commits
     ``salt``, or None if ``serial`` is not of the form :func:`gs1_serial` makes."""
@@ -159,18 +167,24 @@ class DigitalLink:
 
     def path(self) -> str:
         """The URI's path, e.g. ``/01/09520000000013/22/2019/10/L1/21/ABCDEFG``."""
-        elements = GS1ElementStrings([GS1ElementString.parse("01" + validate_gtin(self.gtin))])
-        if self.vintage is not None:
-            elements.append(_element("22", validate_vintage(self.vintage), "vintage"))
-        if self.lot is not None:
-            elements.append(_element("10", self.lot, "lot"))
-        if self.serial is not None:
-            elements.append(_element("21", self.serial, "serial"))
-        return urlsplit(GS1DigitalLinkURI.from_element_strings(elements).as_uri()).path
+        return _path(self)
 
     def uri(self, base_url: str) -> str:
         """The URI under ``base_url`` (the resolver's scheme, host and any path prefix)."""
         return base_url.rstrip("/") + self.path()
+
+
+@lru_cache(maxsize=_CACHED)
+def _path(link: DigitalLink) -> str:
+    """:meth:`DigitalLink.path`, built with biip once per link (an invalid link raises each time)."""
+    elements = GS1ElementStrings([GS1ElementString.parse("01" + validate_gtin(link.gtin))])
+    if link.vintage is not None:
+        elements.append(_element("22", validate_vintage(link.vintage), "vintage"))
+    if link.lot is not None:
+        elements.append(_element("10", link.lot, "lot"))
+    if link.serial is not None:
+        elements.append(_element("21", link.serial, "serial"))
+    return urlsplit(GS1DigitalLinkURI.from_element_strings(elements).as_uri()).path
 
 
 def parse_digital_link(uri: str) -> DigitalLink:
