@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from amphora import custody, eip712, lots
+from amphora import custody, eip712, lots, qr
 from amphora.deploy import (
     CaskSettings,
     CertificateSettings,
@@ -396,8 +396,8 @@ def describe(world: DemoWorld, base_url: str, rpc_url: str) -> str:
         f"  with its tag proof    {base_url}/certificates/{sample}?tag={first.tag_address}&proof={proof}",
         f"  a flagged bottle      {base_url}/verify/{world.flagged_token}",
         f"  a redeemed bottle     {base_url}/verify/{world.redeemed_token}",
-        f"  a pending gift        {base_url}/verify/{world.gift_token} (claim it into a new account: "
-        f"POST {base_url}/auth/signup, then POST {base_url}/me/relay/gift-claims with token_id "
+        f"  a pending gift        {qr.claim_link(base_url, world.gift_token, world.gift_secret)} (open it in a "
+        f"browser: sign up and accept it; or POST {base_url}/me/relay/gift-claims with token_id "
         f"{world.gift_token} and claim_secret {world.gift_secret})",
         f"  operator              {base_url}/admin/usage (Authorization: Bearer {world.admin_token}): "
         f"the holders' {len(world.relayed)} relayed actions",

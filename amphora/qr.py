@@ -123,16 +123,17 @@ def dark_runs(code: segno.QRCode) -> list[list[tuple[int, int]]]:
 
 # -- gift claim links -------------------------------------------------------------------------
 
-#: A claim link under the service's public address: the gifted bottle's verification page (which
-#: shows the pending gift), with the secret in the fragment.
-CLAIM_LINK = "{base}/verify/{token_id}#claim={secret}"
+#: A claim link under the service's public address: the holder app's claim page of the gifted
+#: bottle (web/app/gifts.py), with the secret in the fragment.
+CLAIM_LINK = "{base}/app/claim/{token_id}#claim={secret}"
 
 
 def claim_link(base_url: str, token_id: int, claim_secret: str) -> str:
-    """The link a gift's recipient opens: ``<base>/verify/<token id>#claim=<claim secret>``.
+    """The link a gift's recipient opens: ``<base>/app/claim/<token id>#claim=<claim secret>``.
 
-    Opened in a browser, it shows the gifted bottle's verification page (a pending
-    gift). The secret (the claim key's private key, 32 bytes of hex) is in the URI's
+    Opened in a browser, it shows the holder app's claim page of the gifted bottle,
+    whose script copies the secret into its form (sign up or log in, then accept).
+    The secret (the claim key's private key, 32 bytes of hex) is in the URI's
     fragment, which a browser never sends to a server: opening the link tells the
     service the token id, never the secret. The recipient's app reads the fragment and
     signs the claim (`POST /relay/gift-claims`) or sends the secret, once, to

@@ -129,7 +129,7 @@ def test_dark_runs__rebuild_the_matrix():
 @settings(max_examples=25, deadline=None)
 def test_claim_link__secret_in_the_fragment__decodes_exactly(token_id, secret):
     link = qr.claim_link("https://wine.example/", token_id, secret)
-    assert link == f"https://wine.example/verify/{token_id}#claim={secret}"
+    assert link == f"https://wine.example/app/claim/{token_id}#claim={secret}"
     before_fragment = link.split("#")[0]
     assert secret[2:] not in before_fragment            # never in what a browser sends to a server
     assert decode_png(qr.png(link, scale=4)) == [link]

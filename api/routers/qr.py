@@ -184,14 +184,14 @@ _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 @router.post("/qr/gift-links", summary="QR code of a gift's claim link", response_class=Response,
              responses={200: {"description": "The QR code of the claim link "
-                                             "`<public address>/verify/<token_id>#claim=<claim secret>`. Sent with "
+                                             "`<public address>/app/claim/<token_id>#claim=<claim secret>`. Sent with "
                                              "`Cache-Control: no-store`.", **_IMAGE},
                         **error_responses(InvalidRequest, TooManyRequests)})
 def gift_link_qr(body: GiftLinkQR, settings: SettingsDep, fmt: FormatQuery = QRFormat.svg,
                  module_mm: ModuleQuery = qr.MODULE_MM, scale: ScaleQuery = qr.PNG_SCALE) -> Response:
     """The QR code of a gift's claim link,
-    `<public address>/verify/<token_id>#claim=<claim secret>` (the gifted bottle's
-    verification page, with the secret in the fragment), for a holder's app that cannot
+    `<public address>/app/claim/<token_id>#claim=<claim secret>` (the holder app's
+    claim page of the gifted bottle, with the secret in the fragment), for a holder's app that cannot
     draw one itself (an app that can should: then the secret never leaves the giver's
     device but to the recipient). The secret travels only in this body and, in the
     link, in the fragment, which browsers never send to a server. The answer is not

@@ -203,7 +203,7 @@ def test_gift_qr__decodes_to_the_claim_link_with_the_secret_in_the_fragment(api,
     response = api.post("/qr/gift-links", params={"format": "png"}, json={"token_id": "4294967297",
                                                                          "claim_secret": SECRET})
     assert response.status_code == 200
-    assert decode(response) == [f"{public_base_url}/verify/4294967297#claim={SECRET}"]
+    assert decode(response) == [f"{public_base_url}/app/claim/4294967297#claim={SECRET}"]
 
 
 def test_gift_qr__not_cacheable_anywhere(api):
@@ -273,7 +273,7 @@ def test_gift_qr__bad_body__422_and_no_code(api, body):
 def test_gift_qr__a_link_of_anyone_elses__ignored_only_this_services_claim_link_is_drawn(api, public_base_url):
     body = {"token_id": 1, "claim_secret": SECRET, "link": "https://phish.example/login"}
     response = api.post("/qr/gift-links", params={"format": "png"}, json=body)
-    assert response.status_code == 200 and decode(response) == [f"{public_base_url}/verify/1#claim={SECRET}"]
+    assert response.status_code == 200 and decode(response) == [f"{public_base_url}/app/claim/1#claim={SECRET}"]
 
 
 # -- the OpenAPI document ----------------------------------------------------------------------
