@@ -17,6 +17,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 import zxingcpp
 from eth_account import Account
@@ -467,7 +468,7 @@ def test_gift_link__new_person_signs_up_claims_and_gifts_it_onward__a_second_per
     served_app, base = served
     lot = create_lot(2)
     token_id = lot.token(1)
-    with TestClient(served_app, base_url=base) as api:  # the seller: an account holding a bottle, gifting it
+    with httpx.Client(base_url=base) as api:  # the seller: an account holding a bottle, gifting it through the API
         seller = sign_up(api)
         cert.transferFrom(winery, seller["address"], token_id, sender=winery)
         key = Account.create()
@@ -522,6 +523,9 @@ def test_gift_link__new_person_signs_up_claims_and_gifts_it_onward__a_second_per
             expect(page.get_by_role("heading", name="Gift accepted")).to_be_visible()
             amelie = until(lambda: cert.ownerOf(token_id) not in (seller["address"], wei) and cert.ownerOf(token_id),
                            what="the second claim")
+            wait_indexed(w3, SimpleNamespace(app=served_app))
+            page.get_by_role("link", name="Go to my cellar").click()
+            expect(page.get_by_role("link", name="Cuvée Essai")).to_be_visible()
             page.goto(first_link)  # the first link again: used
             expect(page.get_by_role("heading", name="This bottle is already yours")).to_be_visible()
             screenshot(page, "app-gifts-used")
