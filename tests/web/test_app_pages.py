@@ -428,9 +428,9 @@ def test_bottle_page__own_bottle__facts_history_and_actions_not_yet_wired(two_ce
     assert re.search(r'<span lang="en">Lot \d+ issued by', page.text)
     assert re.search(r'<span lang="en">Moved from 0x', page.text)
     buttons = re.findall(r"<button type=\"button\" disabled>([^<]+)</button>", page.text)
-    assert buttons == ["Transfer to someone", "Give as a gift", "Request delivery", "Report lost or stolen",
-                       "Borrow against it"]
-    assert "<form" not in page.text.split("What you can do")[1]  # nothing there can act yet
+    assert buttons == ["Transfer to someone", "Give as a gift", "Request delivery", "Report lost or stolen"]
+    assert f'href="/app/bottles/{lot.token(2)}/borrow">Borrow against it</a>' in page.text
+    assert "<form" not in page.text.split("What you can do")[1]  # nothing there acts without a page of its own
 
 
 @pytest.mark.parametrize("which", ["someone-elses", "the-issuers", "never-issued", "not-a-number", "too-big"])
