@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from api_fixtures import PASSWORD, SCALE, USD, bearer, outbox, until, wait_indexed  # noqa: E402
+from api_fixtures import PASSWORD, SCALE, USD, bearer, outbox, sign_up, until, wait_indexed  # noqa: E402
 from test_app_pages import BASE, COOKIE, SAME_ORIGIN, csrf_of, signed_up  # noqa: E402
 
 from amphora import eip712  # noqa: E402
@@ -97,12 +97,11 @@ def test_points__balance_and_history_in_words(with_points):
     assert "10 points given to you by a shop" in words(page)
 
 
-def test_points__send_to_an_account_name__moves_on_chain_and_shows_in_both_histories(
-        with_points, make_browser, deployed_points, w3):
+def test_points__send_to_an_account_name__moves_on_chain_and_shows_in_the_history(
+        with_points, deployed_points, w3):
     browser, address = with_points
-    friend = make_browser()
-    name = signed_up(friend)
-    friend_address = address_of(friend)
+    friend = sign_up(browser)  # through the JSON API, on the same service
+    name, friend_address = friend["identifier"], friend["address"]
 
     response = browser.post("/app/points/send", data={**form_of(browser, "/app/points"), "to": name.upper(),
                                                       "amount": "2.5"}, headers=SAME_ORIGIN)
@@ -112,7 +111,6 @@ def test_points__send_to_an_account_name__moves_on_chain_and_shows_in_both_histo
     assert deployed_points.balanceOf(address) == 75 * SCALE * USD // 10
     wait_indexed(w3, browser)
     assert f"Sent 2.5 points to {friend_address}" in words(browser.get("/app/points"))
-    assert f"Received 2.5 points from {address}" in words(friend.get("/app/points"))
 
 
 def test_points__form_sent_twice__one_payment(with_points, merchant, deployed_points):
@@ -131,6 +129,7 @@ def test_points__form_sent_twice__one_payment(with_points, merchant, deployed_po
     ("merchant", "10.000001", "You have only 10 points."),
     ("merchant", "-1", "Write a number of points above zero"),
     ("merchant", "1e3", "Write a number of points above zero"),
+    ("merchant", "NaN", "Write a number of points above zero"),
     ("merchant", "0.0000000000000000001", "Write a number of points above zero"),
     ("nobody-by-that-name", "1", "There is no account with this name or number."),
     ("0x1234", "1", "There is no account with this name or number."),
@@ -180,7 +179,7 @@ def deployed_lending(project, manifest):
 
 @pytest.fixture
 def pledgeable(holder, make_browser, create_lot, cert, winery, deployed_lending, deployed_stablecoin,
-               mint_stablecoin, lender, client, chain, chain_id, w3):
+               mint_stablecoin, lender, chain, chain_id, w3):
     """The holder owns bottle 1 of a fresh lot; the lender, funded, posted an offer for it and one
     for bottle 2 (someone else's). (browser, address, lot)."""
     browser, address = holder
@@ -195,7 +194,7 @@ def pledgeable(holder, make_browser, create_lot, cert, winery, deployed_lending,
         data = eip712.lending_typed_data("LoanOffer", message, chain_id, deployed_lending.address)
         names = {"lotId": "lot_id", "tokenId": "token_id", "gracePeriod": "grace_period",
                  "maxLtvBps": "max_ltv_bps"}
-        posted = client.post("/offers", json={"offer": {names.get(k, k): v for k, v in message.items()},
+        posted = browser.post("/offers", json={"offer": {names.get(k, k): v for k, v in message.items()},
                                               "signature": "0x" + eip712.sign(data, lender.private_key).hex()})
         assert posted.status_code == 201, posted.text
     wait_indexed(w3, browser)
@@ -231,18 +230,20 @@ def test_borrow__offer_terms_in_words_accept_then_repay__bottle_pledged_then_unl
     assert outbox(w3, relayer) == before
 
     mint_stablecoin(address, 50 * USD)
-    repaid = browser.post(f"/app/bottles/{token_id}/repay", data=form_of(browser, path), headers=SAME_ORIGIN)
+    repay_form = form_of(browser, path)
+    repaid = browser.post(f"/app/bottles/{token_id}/repay", data=repay_form, headers=SAME_ORIGIN)
     assert repaid.status_code == 303
     until(lambda: deployed_stablecoin.balanceOf(address) == 0, what="loan repaid")
     assert browser.get(f"/collateral/{token_id}").json()["certificate"]["state"] == "active"
     assert "You repaid the loan" in words(browser.get(repaid.headers["location"]))
-    assert browser.post(f"/app/bottles/{token_id}/repay", data=form_of(browser, path),
-                        headers=SAME_ORIGIN).status_code == 303  # sent twice: lands where the first did
+    twice = browser.post(f"/app/bottles/{token_id}/repay", data={**repay_form, "once": "f" * 32},
+                         headers=SAME_ORIGIN)  # sent again once repaid: lands where the first did
+    assert twice.status_code == 303 and twice.headers["location"] == repaid.headers["location"]
 
 
-def test_borrow__offer_for_another_bottle__409_in_words_nothing_relayed(pledgeable, client, w3, relayer):
+def test_borrow__offer_for_another_bottle__409_in_words_nothing_relayed(pledgeable, w3, relayer):
     browser, _, lot = pledgeable
-    other = client.get("/offers", params={"token_id": lot.token(2)}).json()["offers"]
+    other = browser.get("/offers", params={"token_id": lot.token(2)}).json()["offers"]
     other_hash = next(o["offer_hash"] for o in other if int(o["offer"]["token_id"]) == lot.token(2))
     path = f"/app/bottles/{lot.token(1)}/borrow"
     before = outbox(w3, relayer)

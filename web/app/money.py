@@ -71,6 +71,8 @@ HISTORY = 30
 OFFERS = 20
 #: A form's one-time key: 32 hex digits issued with the page.
 ONCE = re.compile(r"^[0-9a-f]{32}$")
+#: An amount as a person types it: digits, then maybe a decimal point or comma and more digits.
+AMOUNT = re.compile(r"^[0-9]{1,60}(?:[.,][0-9]{1,60})?$")
 _ERRORS = error_responses(NotFound, Forbidden, Conflict, InvalidRequest, TooManyRequests, ServiceUnavailable,
                           html=True)
 
@@ -95,13 +97,13 @@ def _parse_amount(text: str, decimals: int) -> int | None:
     """``text`` (``12.5``, ``12,5``) in the token's smallest unit; None unless a positive
     number with at most ``decimals`` decimals."""
     text = text.strip().replace(" ", "").replace("\u00a0", "")
-    if not text or len(text) > 80 or text.count(",") + text.count(".") > 1:
+    if not AMOUNT.match(text):
         return None
     try:
         value = Decimal(text.replace(",", "."))
     except InvalidOperation:
         return None
-    if not value.is_finite() or value <= 0:
+    if value <= 0:
         return None
     units = value.scaleb(decimals)
     if units != units.to_integral_value():
