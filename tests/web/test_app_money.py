@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from api_fixtures import PASSWORD, SCALE, USD, bearer, outbox, sign_up, until, wait_indexed  # noqa: E402
-from test_app_pages import BASE, COOKIE, SAME_ORIGIN, csrf_of, signed_up  # noqa: E402
+from test_app_pages import BASE, COOKIE, SAME_ORIGIN, csrf_of, served_app, signed_up  # noqa: E402,F401
 
 from amphora import eip712  # noqa: E402
 from api.main import create_app  # noqa: E402
@@ -332,3 +332,81 @@ def test_money_pages__anonymous__sent_to_the_login_page(make_browser, path):
     response = make_browser().get(path)
 
     assert response.status_code == 303 and response.headers["location"] == "/app/login"
+
+
+# ------------------------------------------------------------ in a browser
+
+
+def test_holder_on_a_phone__borrows_against_a_bottle_repays_it_and_sends_points(
+        request, w3, cert, create_lot, winery, deployed_lending, deployed_stablecoin, deployed_points,
+        mint_stablecoin, issue_points, lender, merchant, chain, chain_id):
+    from types import SimpleNamespace
+
+    import requests
+    from browser import chromium, screenshot, tab
+    from playwright.sync_api import expect
+
+    app, base = request.getfixturevalue("served_app")
+    lot = create_lot(2)
+    with chromium() as browser, tab(browser, "phone") as visit:
+        page = visit.page
+        page.goto(f"{base}/app/signup")
+        page.get_by_label("Account name or email").fill("lin.borrower@example.org")
+        page.get_by_label("Password", exact=True).fill(PASSWORD)
+        page.get_by_label("The same password again").fill(PASSWORD)
+        page.get_by_role("button", name="Create my account").click()
+        page.get_by_role("link", name="My account").click()
+        address = page.locator("code").inner_text()
+        cert.transferFrom(winery, address, lot.token(1), sender=winery)
+        issue_points(address, 10 * USD)
+        mint_stablecoin(lender, PRINCIPAL)
+        deployed_stablecoin.approve(deployed_lending, PRINCIPAL, sender=lender)
+        message = eip712.loan_offer_message(lender.address, deployed_stablecoin.address, lot.lot_id, lot.token(1),
+                                            PRINCIPAL, REPAYMENT, 30 * DAY, 7 * DAY, 0,
+                                            chain.pending_timestamp + DAY, 0)
+        signature = eip712.sign(eip712.lending_typed_data("LoanOffer", message, chain_id, deployed_lending.address),
+                                lender.private_key)
+        names = {"lotId": "lot_id", "tokenId": "token_id", "gracePeriod": "grace_period", "maxLtvBps": "max_ltv_bps"}
+        posted = requests.post(f"{base}/offers", json={"offer": {names.get(k, k): v for k, v in message.items()},
+                                                        "signature": "0x" + signature.hex()}, timeout=10)
+        assert posted.status_code == 201, posted.text
+        wait_indexed(w3, SimpleNamespace(app=app))
+
+        page.goto(f"{base}/app/bottles/{lot.token(1)}")
+        page.get_by_role("link", name="Borrow against it").click()
+        expect(page.get_by_role("heading", name="Offers for this bottle")).to_be_visible()
+        expect(page.get_by_text("the lender takes the bottle.")).to_be_visible()
+        screenshot(page, "app-money-offers")
+        page.get_by_role("button", name=re.compile(r"^Borrow 1,000 ")).click()
+        expect(page.get_by_text("You accepted the loan.")).to_be_visible()
+        until(lambda: deployed_stablecoin.balanceOf(address) == PRINCIPAL, what="the principal paid")
+        page.reload()
+        expect(page.get_by_role("heading", name="Your loan")).to_be_visible()
+        expect(page.get_by_text(re.compile(r"Your money: 1,000 "))).to_be_visible()
+        screenshot(page, "app-money-loan")
+
+        mint_stablecoin(address, 50 * USD)  # the interest, from elsewhere
+        page.reload()
+        page.get_by_role("button", name=re.compile(r"^Repay 1,050 ")).click()
+        expect(page.get_by_text("You repaid the loan.")).to_be_visible()
+        until(lambda: deployed_stablecoin.balanceOf(address) == 0, what="the loan repaid")
+        page.get_by_role("link", name="Back to the bottle's page").click()
+        expect(page.get_by_text("In the cellar, yours")).to_be_visible()
+        screenshot(page, "app-money-unlocked")
+
+        page.get_by_role("link", name="My account").click()
+        page.get_by_role("link", name="My points").click()
+        expect(page.get_by_text("10 points", exact=True)).to_be_visible()
+        page.get_by_label("To (account name or account number)").fill(merchant.address)
+        page.get_by_label("How many points").fill("2.5")
+        page.get_by_role("button", name="Send points").click()
+        expect(page.get_by_text("Your points are on their way.")).to_be_visible()
+        until(lambda: deployed_points.balanceOf(merchant) >= 25 * SCALE * USD // 10, what="the points sent")
+        wait_indexed(w3, SimpleNamespace(app=app))
+        page.reload()
+        expect(page.get_by_text(f"Sent 2.5 points to {merchant.address}")).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing wider than the phone
+        screenshot(page, "app-money-points")
+        assert not visit.errors and not visit.failed
+    assert cert.ownerOf(lot.token(1)) == address
+    assert deployed_points.balanceOf(address) == 75 * SCALE * USD // 10
