@@ -97,6 +97,18 @@ def test_points__balance_and_history_in_words(with_points):
     assert "10 points given to you by a shop" in words(page)
 
 
+@pytest.mark.parametrize(("lang", "expected"), [("zh-CN", ["我的积分", "10 积分", "发送积分", "商店给您的 10 积分"]),
+                                                ("fr", ["Mes points", "10 points", "Envoyer des points"])])
+def test_points__in_chinese_and_french(with_points, lang, expected):
+    browser, _ = with_points
+
+    page = browser.get(f"/app/points?lang={lang}")
+
+    assert page.status_code == 200 and page.headers["content-language"] == lang
+    for text in expected:
+        assert text in words(page), text
+
+
 def test_points__send_to_an_account_name__moves_on_chain_and_shows_in_the_history(
         with_points, deployed_points, w3):
     browser, address = with_points
