@@ -349,7 +349,7 @@ def test_money_pages__anonymous__sent_to_the_login_page(make_browser, path):
 # ------------------------------------------------------------ in a browser
 
 
-def test_holder_on_a_phone__borrows_against_a_bottle_repays_it_and_sends_points(
+def test_holder_on_a_phone__borrows_against_a_bottle_repays_it_sends_points_and_takes_the_key(
         request, w3, cert, create_lot, winery, deployed_lending, deployed_stablecoin, deployed_points,
         mint_stablecoin, issue_points, lender, merchant, chain, chain_id):
     from types import SimpleNamespace
@@ -419,6 +419,16 @@ def test_holder_on_a_phone__borrows_against_a_bottle_repays_it_and_sends_points(
         expect(page.get_by_text(f"Sent 2.5 points to {merchant.address}")).to_be_visible()
         assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing wider than the phone
         screenshot(page, "app-money-points")
+
+        page.get_by_role("link", name="My account").click()
+        page.get_by_role("link", name="Leave with my bottles").click()
+        expect(page.get_by_text(re.compile("whoever holds it owns your bottles"))).to_be_visible()
+        page.get_by_label("Your password, to be sure it is you").fill(PASSWORD)
+        page.get_by_role("button", name="Show my private key").click()
+        expect(page.get_by_role("heading", name="Your private key")).to_be_visible()
+        assert re.fullmatch(r"0x[0-9a-f]{64}", page.locator("code.key").inner_text())
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        screenshot(page, "app-money-key")
         assert not visit.errors and not visit.failed
     assert cert.ownerOf(lot.token(1)) == address
     assert deployed_points.balanceOf(address) == 75 * SCALE * USD // 10
