@@ -51,6 +51,7 @@ from indexer.service import IndexerService
 from storage.db import Database
 from web import STATIC_DIR
 from web.app import gifts as holder_app_gifts
+from web.app import money as holder_money
 from web.app import routes as holder_app
 
 logger = logging.getLogger(__name__)
@@ -212,6 +213,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(epcis.router)
     app.include_router(holder_app.router)
     app.include_router(holder_app_gifts.router)
+    app.include_router(holder_money.router)
     return app
 
 

@@ -542,6 +542,14 @@ class UserStore:
             self._dummy_hash = self._hash(secrets.token_urlsafe(24))
         return self._dummy_hash
 
+    def address_of(self, identifier: str) -> str | None:
+        """The address of the account named ``identifier`` (as typed: normalised here), or None."""
+        try:
+            row = self._row_by_identifier(normalize_identifier(identifier))
+        except ValueError:
+            return None
+        return str(row["address"]) if row is not None else None
+
     def _row_by_identifier(self, identifier: str) -> Row | None:
         with self._db.read() as tx:
             return tx.one("SELECT * FROM users WHERE identifier = ?", (identifier,))

@@ -230,3 +230,37 @@ def statement(tx: Transaction, chain_id: int, points: str, from_block: int, to_b
 
     return settle(points, from_block, to_block, issued, redeemed, name_of, reserve_at(from_block - 1),
                   reserve_at(to_block))
+
+
+@dataclass(frozen=True)
+class PointsMove:
+    """One movement of a holder's points: ``points`` in (positive) or out (negative)."""
+
+    block_number: int
+    log_index: int
+    block_time: int | None
+    tx_hash: str
+    points: int
+    #: The other side: the payer or the payee; None for points issued (minted) or redeemed (burnt).
+    counterparty: str | None
+
+
+def holder_points(tx: Transaction, chain_id: int, holder: str, limit: int) -> list[PointsMove]:
+    """The latest ``limit`` transfers of points to or from ``holder``, newest first (issued
+    to the holder: from the zero address; redeemed: to it)."""
+    columns = "block_number, log_index, block_time, tx_hash, party_a, party_b, args"
+    order = "ORDER BY block_number DESC, log_index DESC LIMIT ?"
+    rows = [row for party in ("party_a", "party_b") for row in tx.all(
+        f"SELECT {columns} FROM ix_events WHERE chain_id = ? AND contract = ? AND {party} = ? "
+        f"AND event = 'Transfer' {order}", (chain_id, POINTS, holder, limit))]
+    moves: dict[tuple[int, int], PointsMove] = {}
+    for row in rows:
+        value = int(json.loads(row["args"])["value"])
+        outgoing = row["party_a"] == holder
+        other = str(row["party_b"] if outgoing else row["party_a"])
+        position = (int(row["block_number"]), int(row["log_index"]))
+        moves[position] = PointsMove(position[0], position[1],
+                                     int(row["block_time"]) if row["block_time"] is not None else None,
+                                     str(row["tx_hash"]), -value if outgoing else value,
+                                     None if other == ZERO else other)
+    return [moves[key] for key in sorted(moves, reverse=True)[:limit]]
