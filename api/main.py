@@ -30,6 +30,7 @@ from api.routers import (
     casks,
     certificates,
     custodial,
+    custodian,
     elabel,
     epcis,
     health,
@@ -50,6 +51,7 @@ from indexer.reader import IndexReader
 from indexer.service import IndexerService
 from storage.db import Database
 from web import STATIC_DIR
+from web.app import moves as holder_moves
 from web.app import routes as holder_app
 
 logger = logging.getLogger(__name__)
@@ -210,6 +212,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(qr.router)
     app.include_router(epcis.router)
     app.include_router(holder_app.router)
+    app.include_router(holder_moves.router)
+    app.include_router(custodian.router)
     return app
 
 
