@@ -68,6 +68,8 @@ LIMITS = {"name": (1, 120), "address": (5, 500), "phone": (0, 40), "reason": (3,
 _ONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _PENDING = {"queued", "sent", "mined"}
+#: Where a delivery request or a report is followed.
+DONE = {"delivery": "/app/bottles/{token_id}/delivery", "flag": "/app/bottles/{token_id}/flag"}
 _ERRORS = error_responses(Unauthorized, Forbidden, NotFound, Conflict, InvalidRequest, TooManyRequests,
                           ServiceUnavailable, html=True)
 
@@ -157,6 +159,8 @@ async def transfer(request: Request, token_id: str, chain: ChainDep, index: Inde
     once = form.get("once", "")
     if not _ONCE.match(once):
         return routes._refused(request, "form")
+    if relayer.outbox.by_idempotency_key(user.id, f"app-{once}") is not None:
+        return routes._redirect(request, "/app/activity", done="transfer")  # the form sent again
     view = await _mine(request, token_id, chain, index, settings, user, token)
     if isinstance(view, Response):
         return view
@@ -215,6 +219,8 @@ async def _note_action(request: Request, token_id: str, kind: NoteKind, chain: A
     once = form.get("once", "")
     if not _ONCE.match(once):
         return routes._refused(request, "form")
+    if relayer.outbox.by_idempotency_key(user.id, f"app-{once}") is not None and token_id.isdigit():
+        return routes._redirect(request, DONE[kind].format(token_id=token_id), done="sent")  # the form sent again
     view = await _mine(request, token_id, chain, index, settings, user, token)
     if isinstance(view, Response):
         return view
@@ -248,7 +254,7 @@ async def _note_action(request: Request, token_id: str, kind: NoteKind, chain: A
         return again(err.status_code if err.status_code in (409, 429, 503) else 503, _failure(err), err.headers,
                      routes._wait(page_for(request), err) if isinstance(err, TooManyRequests) else "")
     await run_in_threadpool(store.relayed, note_hash, request_id)
-    return routes._redirect(request, f"/app/bottles/{view.token_id}/{kind}", done="sent")
+    return routes._redirect(request, DONE[kind].format(token_id=view.token_id), done="sent")
 
 
 def _progress(view: CertificateView | None, note_hash: str, relayed: str) -> str:
