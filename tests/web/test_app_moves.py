@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
 
-from api_fixtures import ADMIN_TOKEN, bearer, manual_mining, outbox, wait_for_status, wait_indexed  # noqa: E402
-from test_app_pages import COOKIE, CSRF, SAME_ORIGIN, signed_up  # noqa: E402
+from api_fixtures import ADMIN_TOKEN, PASSWORD, bearer, manual_mining, outbox, wait_for_status, wait_indexed  # noqa: E402
+from test_app_pages import COOKIE, CSRF, SAME_ORIGIN, SCREENSHOTS, served_app, signed_up  # noqa: E402, F401
 
 from api.main import create_app  # noqa: E402
 from web.app.moves import LOOKUPS_PER_HOUR  # noqa: E402
@@ -345,3 +345,73 @@ def test_activity__shows_only_the_accounts_own_actions(holders):
     assert theirs.get("/app/activity").status_code == 200
     anonymous = TestClient(mine.app, base_url=BASE, follow_redirects=False)
     assert anonymous.get("/app/activity").headers["location"] == "/app/login"
+
+
+# ------------------------------------------------------------ in a browser
+
+
+def test_delivery_and_loss_report__on_a_phone__custodian_ships_and_the_public_page_warns(
+        served_app, w3, cert, create_lot, winery, custodian):  # noqa: F811 (the fixture imported above)
+    from types import SimpleNamespace
+
+    from playwright.sync_api import expect, sync_playwright
+
+    app, base = served_app
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    lot = create_lot(3)
+    shipped, stolen = lot.token(2), lot.token(3)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        try:
+            context = chromium.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1,
+                                           locale="en-GB")
+            page = context.new_page()
+            page.goto(f"{base}/app/signup")
+            page.get_by_label("Account name or email").fill("li.wei@example.org")
+            page.get_by_label("Password", exact=True).fill(PASSWORD)
+            page.get_by_label("The same password again").fill(PASSWORD)
+            page.get_by_role("button", name="Create my account").click()
+            address = page.locator("code").inner_text()
+            for token in (shipped, stolen):
+                cert.transferFrom(winery, address, token, sender=winery)
+            wait_indexed(w3, SimpleNamespace(app=app))
+
+            page.goto(f"{base}/app/bottles/{shipped}")
+            page.get_by_role("link", name="Request delivery").click()
+            page.get_by_label("Name of the person who receives it").fill("Li Wei")
+            page.get_by_label("Delivery address").fill("88 Jiefang Road\nYibin, Sichuan 644000")
+            page.get_by_label("Phone (optional)").fill("+86 831 000 0000")
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390
+            page.screenshot(path=str(SCREENSHOTS / "app-moves-delivery-form.png"), full_page=True)
+            page.get_by_role("button", name="Request delivery").click()
+            # The page reloads itself (meta refresh) until the request is on chain.
+            expect(page.get_by_text("Requested: the cellar is preparing your bottle")).to_be_visible(timeout=20_000)
+            page.screenshot(path=str(SCREENSHOTS / "app-moves-delivery-requested.png"), full_page=True)
+
+            order_hash = page.request.get(f"{base}/certificates/{shipped}").json()["redemption"]["order_hash"]
+            note = page.request.get(f"{base}/custodian/notes/{order_hash}", headers=ADMIN).json()
+            assert note["fields"]["address"] == "88 Jiefang Road\nYibin, Sichuan 644000"
+            cert.confirm_redemption(shipped, sender=custodian)  # the custodian ships it
+            wait_indexed(w3, SimpleNamespace(app=app))
+            page.reload()
+            expect(page.get_by_text("Delivered: the cellar has shipped your bottle")).to_be_visible()
+            page.screenshot(path=str(SCREENSHOTS / "app-moves-delivered.png"), full_page=True)
+
+            page.goto(f"{base}/app/bottles/{stolen}")
+            page.get_by_role("link", name="Report lost or stolen").click()
+            page.get_by_label("What happened").fill("Taken from the boot of my car in Chengdu")
+            page.get_by_role("button", name="Report it").click()
+            expect(page.get_by_text("Reported: anyone who checks this bottle")).to_be_visible(timeout=20_000)
+            page.screenshot(path=str(SCREENSHOTS / "app-moves-reported.png"), full_page=True)
+            page.get_by_role("link", name="The public page anyone can check this bottle on").click()
+            expect(page.get_by_text("This bottle has been reported lost or stolen.")).to_be_visible()
+            page.screenshot(path=str(SCREENSHOTS / "app-moves-verify-flagged.png"), full_page=True)
+
+            page.goto(f"{base}/app/activity")
+            expect(page.get_by_text("Delivery requested")).to_be_visible()
+            expect(page.get_by_text("Reported lost or stolen")).to_be_visible()
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390
+            page.screenshot(path=str(SCREENSHOTS / "app-moves-activity.png"), full_page=True)
+        finally:
+            chromium.close()
+    assert cert.state_of(shipped) != cert.state_of(stolen) != 0
