@@ -14,7 +14,7 @@ from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, Field
 
 from api.deps import AdminDep
-from api.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized, error_responses
+from api.errors import Forbidden, InvalidRequest, NotFound, ServiceUnavailable, Unauthorized, error_responses
 from api.holder_notes import notes_of
 from api.schemas import BYTES32_PATTERN
 
@@ -35,7 +35,7 @@ class HolderNote(BaseModel):
 
 
 @router.get("/notes/{note_hash}", response_model=HolderNote, summary="Read a holder's delivery address or report",
-            responses=error_responses(Unauthorized, Forbidden, NotFound, ServiceUnavailable))
+            responses=error_responses(Unauthorized, Forbidden, NotFound, InvalidRequest, ServiceUnavailable))
 def holder_note(note_hash: Annotated[str, Path(pattern=BYTES32_PATTERN, description="The on-chain `order_hash` "
                                                "or `reason_hash`.")],
                 request: Request, _: AdminDep) -> HolderNote:
