@@ -45,7 +45,7 @@ from pydantic import SecretStr
 
 from api.errors import NotFound, ServiceUnavailable
 from api.users import NOT_CONFIGURED, parse_master_key
-from storage.db import Database
+from storage.db import Database, Transaction
 
 logger = logging.getLogger(__name__)
 
@@ -201,3 +201,34 @@ def notes_of(app_state: object) -> NoteStore:
         store = NoteStore(app_state.db, settings.master_key)  # type: ignore[attr-defined]
         app_state.holder_notes = store  # type: ignore[attr-defined]
     return store
+
+
+def _seal_cipher(master_key: SecretStr) -> AESGCM:
+    return AESGCM(HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                       info=_SEAL_INFO).derive(parse_master_key(master_key.get_secret_value())))
+
+
+def reseal(tx: Transaction, current: SecretStr, new: SecretStr) -> int:
+    """Re-encrypt every note from ``current`` to ``new`` inside the master key
+    rotation's transaction (:mod:`api.rotate_master_key`); how many moved. A
+    note already under ``new`` is left as it is; ValueError names a note that
+    opens under neither (the caller then changes nothing)."""
+    old, fresh = _seal_cipher(current), _seal_cipher(new)
+    moved = 0
+    for row in tx.all("SELECT hash, kind, token_id, sealed FROM holder_notes ORDER BY hash"):
+        version, _, payload = str(row["sealed"]).partition(":")
+        blob = base64.b64decode(payload) if version == FORMAT else b""
+        associated = NoteStore._associated(row["hash"], row["kind"], int(row["token_id"]))
+        try:
+            document = old.decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], associated)
+        except (InvalidTag, ValueError):
+            try:
+                fresh.decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], associated)
+            except (InvalidTag, ValueError):
+                raise ValueError(f"the note {row['hash']} decrypts under neither master key") from None
+            continue
+        nonce = secrets.token_bytes(_NONCE_BYTES)
+        sealed = f"{FORMAT}:" + base64.b64encode(nonce + fresh.encrypt(nonce, document, associated)).decode()
+        tx.execute("UPDATE holder_notes SET sealed = ? WHERE hash = ?", (sealed, row["hash"]))
+        moved += 1
+    return moved

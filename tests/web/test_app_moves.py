@@ -415,3 +415,32 @@ def test_delivery_and_loss_report__on_a_phone__custodian_ships_and_the_public_pa
         finally:
             chromium.close()
     assert cert.state_of(shipped) != cert.state_of(stolen) != 0
+
+
+# ------------------------------------------------------ master key rotation
+
+
+def test_rotate_master_key__delivery_addresses_move_to_the_new_key__a_foreign_note_stops_it(tmp_path):
+    import secrets as random
+
+    from pydantic import SecretStr
+
+    from api.holder_notes import NoteStore, canonical
+    from api.rotate_master_key import RotationError, rotate_master_key
+    from storage.db import Database
+
+    old, new = SecretStr(random.token_hex(32)), SecretStr(random.token_hex(32))
+    db = Database(sqlite_path=tmp_path / "relay.sqlite")
+    store = NoteStore(db, old)
+    document = canonical("delivery", 7, {"name": "Li Wei", "address": "88 Jiefang Road"}, store.salt("acct", "x" * 16))
+    note_hash, _ = store.keep("delivery", 7, "acct", document)
+
+    assert rotate_master_key(db, old, new).notes == 1
+    assert NoteStore(db, new).get(note_hash).fields["address"] == "88 Jiefang Road"
+    assert rotate_master_key(db, old, new).notes == 0  # a second run: already under the new key
+
+    NoteStore(db, SecretStr(random.token_hex(32))).keep("flag", 8, "acct", b'{"fields":{"reason":"x"}}')
+    with pytest.raises(RotationError, match="decrypts under neither"):
+        rotate_master_key(db, new, SecretStr(random.token_hex(32)))
+    assert NoteStore(db, new).get(note_hash).document == document  # nothing changed
+    db.close()
