@@ -262,6 +262,36 @@ def test_delivery__bottle_locked_by_an_earlier_request__409_in_words_and_nothing
     assert outbox(w3, relayer) == before and len(relayed(mine)) == 1
 
 
+def test_moves__bottle_locked_in_a_pending_gift__409_in_words_for_every_form_and_nothing_sent(holders, w3, relayer):
+    mine, _, their_name, lot = holders
+    token = lot.token(2)
+    gift = mine.post("/me/relay/gifts", json={"token_id": token, "claim_key": "0x" + "22" * 20,
+                                              "expiry": w3.eth.get_block("latest")["timestamp"] + 86_400},
+                     headers={**bearer(mine.cookies[COOKIE]), "Idempotency-Key": "gift-1"})
+    wait_for_status(mine, gift.json()["request_id"], "confirmed")
+    wait_indexed(w3, mine)
+    fields = form(mine, f"/app/bottles/{lot.token(3)}/transfer")
+    before = outbox(w3, relayer)
+
+    for action, extra in (("transfer", {"recipient": their_name}), ("delivery", {"name": "Li", "address": "1 Road"}),
+                          ("flag", {"reason": "lost it"})):
+        assert mine.get(f"/app/bottles/{token}/{action}").status_code == 409
+        answer = post(mine, f"/app/bottles/{token}/{action}", **fields, **extra)
+        assert answer.status_code == 409 and "Offered as a gift, not yet accepted" in answer.text
+
+    assert outbox(w3, relayer) == before
+
+
+def test_delivery_form__in_chinese_and_french(holders):
+    mine, _, _, lot = holders
+
+    zh = mine.get(f"/app/bottles/{lot.token(2)}/delivery?lang=zh-CN")
+    fr = mine.get(f"/app/bottles/{lot.token(2)}/delivery", headers={"Accept-Language": "fr"})
+
+    assert "收件人姓名" in zh.text and f'action="/app/bottles/{lot.token(2)}/delivery?lang=zh-CN"' in zh.text
+    assert "Nom de la personne qui la reçoit" in fr.text and "Adresse de livraison" in fr.text
+
+
 @pytest.mark.parametrize(("fields", "marked"), [
     ({"name": "", "address": "12 Rue du Chai"}, "Enter a name of at most 120 characters."),
     ({"name": "Mei", "address": "   "}, "Enter the full address: 5 to 500 characters."),
