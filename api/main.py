@@ -30,6 +30,7 @@ from api.routers import (
     casks,
     certificates,
     custodial,
+    custodian,
     elabel,
     epcis,
     health,
@@ -52,6 +53,7 @@ from storage.db import Database
 from web import STATIC_DIR
 from web.app import gifts as holder_app_gifts
 from web.app import money as holder_money
+from web.app import moves as holder_moves
 from web.app import routes as holder_app
 
 logger = logging.getLogger(__name__)
@@ -214,6 +216,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(holder_app.router)
     app.include_router(holder_app_gifts.router)
     app.include_router(holder_money.router)
+    app.include_router(holder_moves.router)
+    app.include_router(custodian.router)
     return app
 
 

@@ -659,6 +659,18 @@ class Outbox:
             raise NotFound(f"the relayer has no request {request_id}")
         return RelayRecord.from_row(row, self._latest_block_or_none() if count_confirmations else None)
 
+    def by_idempotency_key(self, account: str, key: str) -> RelayRecord | None:
+        """The account's request stored under ``key``, or None."""
+        row = self._by_idempotency_key(account, key)
+        return RelayRecord.from_row(row) if row is not None else None
+
+    def for_account(self, account: str, limit: int = 50) -> list[RelayRecord]:
+        """The account's latest requests, newest first (confirmations not counted)."""
+        with self._db.read() as tx:
+            rows = tx.all("SELECT * FROM relay_requests WHERE account = ? ORDER BY created_at DESC LIMIT ?",
+                          (account, limit))
+        return [RelayRecord.from_row(row) for row in rows]
+
     def _latest_block_or_none(self) -> int | None:
         try:
             return self._chain.latest_block()

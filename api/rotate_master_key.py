@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eth_account import Account
 from pydantic import SecretStr
 
+from api import holder_notes
 from api.settings import Settings
 from api.users import _NONCE_BYTES, KEY_FORMAT, SCHEMA, _associated_data, _key_cipher, parse_master_key
 from storage.db import Database, Row
@@ -50,6 +51,8 @@ class RotationError(Exception):
 class Rotation:
     rotated: int
     already_new: int
+    #: Delivery addresses and loss reports re-encrypted (:mod:`api.holder_notes`).
+    notes: int = 0
 
 
 def _open(cipher: AESGCM, row: Row) -> bytes | None:
@@ -87,6 +90,7 @@ def rotate_master_key(db: Database, current: SecretStr | None, new: SecretStr | 
     if parse_master_key(current.get_secret_value()) == parse_master_key(new.get_secret_value()):
         raise RotationError(f"{NEW_KEY_VARIABLE} is the current master key: nothing to rotate")
     db.migrate(SCHEMA)
+    db.migrate(holder_notes.SCHEMA)
     rotated = already_new = 0
     with db.transaction() as tx:
         if db.postgres:  # no signup under the old key while the rotation runs
@@ -101,7 +105,11 @@ def rotate_master_key(db: Database, current: SecretStr | None, new: SecretStr | 
                                     "nothing was changed")
             tx.execute("UPDATE users SET encrypted_key = ? WHERE id = ?", (_seal(new_cipher, key, row), row["id"]))
             rotated += 1
-    return Rotation(rotated, already_new)
+        try:
+            notes = holder_notes.reseal(tx, current, new)
+        except ValueError as err:
+            raise RotationError(f"{err}: nothing was changed") from None
+    return Rotation(rotated, already_new, notes)
 
 
 def main() -> int:
@@ -119,7 +127,8 @@ def main() -> int:
         return 1
     finally:
         db.close()
-    print(f"re-encrypted {result.rotated} account keys under the new master key"
+    print(f"re-encrypted {result.rotated} account keys and {result.notes} delivery addresses and loss reports "
+          "under the new master key"
           f"{f' ({result.already_new} already were)' if result.already_new else ''}; "
           "now restart every instance with AMPHORA_MASTER_KEY set to the new key")
     return 0

@@ -467,6 +467,17 @@ class UserStore:
         finally:
             del key
 
+    def address_of(self, identifier: str) -> str | None:
+        """The address of the account named ``identifier`` (as normalised at
+        sign-up), or None. Callers must rate-limit it: it tells whether a
+        name is taken."""
+        try:
+            key = normalize_identifier(identifier)
+        except ValueError:
+            return None
+        row = self._row_by_identifier(key)
+        return str(row["address"]) if row is not None else None
+
     def sign_typed_data(self, user: User, data: dict[str, Any]) -> bytes:
         """The 65-byte EIP-712 signature of ``data`` by ``user``'s key: how the
         service acts for a wallet-less user with their own address."""
@@ -541,14 +552,6 @@ class UserStore:
         if self._dummy_hash is None:
             self._dummy_hash = self._hash(secrets.token_urlsafe(24))
         return self._dummy_hash
-
-    def address_of(self, identifier: str) -> str | None:
-        """The address of the account named ``identifier`` (as typed: normalised here), or None."""
-        try:
-            row = self._row_by_identifier(normalize_identifier(identifier))
-        except ValueError:
-            return None
-        return str(row["address"]) if row is not None else None
 
     def _row_by_identifier(self, identifier: str) -> Row | None:
         with self._db.read() as tx:

@@ -65,6 +65,7 @@ EXPECTED_ERRORS = {
     ("get", "/admin/usage"): {"401", "403", "422", "503"},
     ("get", "/admin/quotas/{account}"): {"401", "403", "422", "503"},
     ("put", "/admin/quotas/{account}"): {"401", "403", "422", "503"},
+    ("get", "/custodian/notes/{note_hash}"): {"401", "403", "404", "422", "503"},
     ("get", "/casks"): {"503"},
     ("get", "/casks/{cask}"): {"404", "422", "503"},
     ("get", "/casks/{cask}/holders/{address}"): {"404", "422", "503"},

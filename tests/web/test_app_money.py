@@ -125,6 +125,25 @@ def test_points__send_to_an_account_name__moves_on_chain_and_shows_in_the_histor
     assert f"Sent 2.5 points to {friend_address}" in words(browser.get("/app/points"))
 
 
+def test_points__trying_names__shares_the_accounts_hourly_lookups_so_accounts_cannot_be_listed(
+        with_points, w3, relayer):
+    from web.app.recipients import LOOKUPS_PER_HOUR
+
+    browser, _ = with_points
+    before = outbox(w3, relayer)
+    friend = sign_up(browser)["identifier"]
+
+    answers = [browser.post("/app/points/send", data={**form_of(browser, "/app/points"), "to": f"guess-{i}",
+                                                      "amount": "1"}, headers=SAME_ORIGIN).status_code
+               for i in range(LOOKUPS_PER_HOUR)]
+    blocked = browser.post("/app/points/send", data={**form_of(browser, "/app/points"), "to": friend,
+                                                     "amount": "1"}, headers=SAME_ORIGIN)
+
+    assert answers == [422] * LOOKUPS_PER_HOUR
+    assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
+    assert outbox(w3, relayer) == before  # an existing name is not paid either
+
+
 def test_points__form_sent_twice__one_payment(with_points, merchant, deployed_points):
     browser, address = with_points
     form = {**form_of(browser, "/app/points"), "to": merchant.address, "amount": "1"}

@@ -415,7 +415,7 @@ def test_cellar__lists_exactly_the_bottles_the_account_holds_in_words(two_cellar
         assert expected in text, expected
 
 
-def test_bottle_page__own_bottle__facts_history_and_actions_not_yet_wired(two_cellars, cert):
+def test_bottle_page__own_bottle__facts_history_and_each_action_opens_its_page(two_cellars, cert):
     mine, _, lot = two_cellars
 
     page = mine.get(f"/app/bottles/{lot.token(2)}")
@@ -428,11 +428,14 @@ def test_bottle_page__own_bottle__facts_history_and_actions_not_yet_wired(two_ce
     assert re.search(r'<span lang="en">Lot \d+ issued by', page.text)
     assert re.search(r'<span lang="en">Moved from 0x', page.text)
     buttons = re.findall(r"<button type=\"button\" disabled>([^<]+)</button>", page.text)
-    assert buttons == ["Transfer to someone", "Request delivery", "Report lost or stolen"]
+    assert buttons == []  # every action of an active bottle has its page now
     actions = page.text.split("What you can do")[1].split("</section>")[0]
+    links = re.findall(r'<a class="button" href="/app/bottles/\d+/(\w+)">([^<]+)</a>', actions)
+    assert links == [("transfer", "Transfer to someone"), ("delivery", "Request delivery"),
+                     ("flag", "Report lost or stolen"), ("borrow", "Borrow against it")]
     assert f'<form method="get" action="/app/bottles/{lot.token(2)}/gift">' in actions  # the gift's page
-    assert f'href="/app/bottles/{lot.token(2)}/borrow">Borrow against it</a>' in actions
-    assert actions.count("<form") == 1  # nothing else there acts without a page of its own
+    assert actions.count("<form") == 1
+    assert "Coming soon" not in page.text
 
 
 @pytest.mark.parametrize("which", ["someone-elses", "the-issuers", "never-issued", "not-a-number", "too-big"])

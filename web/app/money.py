@@ -58,6 +58,7 @@ from api.schemas import CertificateState, KeyExportRequest, LoanOfferIn, LoanSta
 from api.settings import Settings
 from api.users import User
 from indexer import ledgers
+from web.app.recipients import account_address
 from web.app.routes import _page, _redirect, _signed_in, _signed_in_form, _wait
 from web.render import page_for
 
@@ -157,15 +158,16 @@ async def points_page(request: Request, chain: ChainDep, index: IndexDep) -> Res
     return await _points_page(request, chain, index, user, token)
 
 
-def _recipient(users: Any, text: str) -> str | None:
-    """An account name or a 0x address as an address; None when it names nobody."""
+async def _recipient(request: Request, users: Any, user: User, text: str) -> str | None:
+    """An account name (looked up within the account's hourly limit: :class:`TooManyRequests`
+    beyond it) or a 0x address as an address; None when it names nobody."""
     text = text.strip()
     if text.lower().startswith("0x"):
         try:
             return checksum_address(text)
         except ValueError:
             return None
-    return users.address_of(text) if text else None
+    return await account_address(request, users, user.id, text) if text else None
 
 
 @router.post("/points/send", responses=_ERRORS)
@@ -190,7 +192,10 @@ async def send_points(request: Request, users: UsersDep, chain: ChainDep, index:
     if points is None:
         return await again(503, set(), "busy")
     errors = set()
-    to = _recipient(users, to_text)
+    try:
+        to = await _recipient(request, users, user, to_text)
+    except TooManyRequests as err:
+        return await again(429, set(), "throttled", err.headers, _wait(page_for(request), err))
     if to is None:
         errors.add("to")
     elif to.lower() == user.address.lower():
