@@ -29,10 +29,27 @@ SIZES = {"phone": (390, 844), "desktop": (1280, 800)}
 @contextmanager
 def serve(app: Any) -> Iterator[str]:
     """``app`` served on 127.0.0.1 at a free port for the block; yields its base URL."""
+    with _served(lambda base: app) as (_app, base):
+        yield base
+
+
+@contextmanager
+def serve_settings(settings: Any) -> Iterator[tuple[Any, str]]:
+    """The API app of ``settings`` served at a free port whose address is its public base URL
+    (so the links and redirects it writes lead back to it); yields (app, base URL)."""
+    from api.main import create_app
+
+    with _served(lambda base: create_app(settings.model_copy(update={"public_base_url": base}))) as served:
+        yield served
+
+
+@contextmanager
+def _served(make: Any) -> Iterator[tuple[Any, str]]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    app = make(base)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -42,7 +59,7 @@ def serve(app: Any) -> Iterator[str]:
             raise RuntimeError("the test app did not start")
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield app, base
     finally:
         server.should_exit = True
         thread.join(timeout=10)

@@ -435,27 +435,10 @@ def test_gift_and_claim__the_secret_is_in_no_database_file_and_no_log_record(mak
 @pytest.fixture
 def served(api_settings):
     """The app served by uvicorn on a free port (its public base URL is that port's): (app, base URL)."""
-    import socket
-    import threading
-    import time
+    from browser import serve_settings
 
-    import uvicorn
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    base = f"http://127.0.0.1:{port}"
-    served_app = create_app(api_settings.model_copy(update={"public_base_url": base}))
-    server = uvicorn.Server(uvicorn.Config(served_app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield served_app, base
-    server.should_exit = True
-    thread.join(10)
+    with serve_settings(api_settings) as served:
+        yield served
 
 
 def test_gift_link__new_person_signs_up_claims_and_gifts_it_onward__a_second_person_claims_that(

@@ -504,27 +504,10 @@ def test_app_pages__no_script_forms_post_here_only_no_cache_referrer_kept_to_thi
 @pytest.fixture
 def served_app(api_settings):
     """The app served by uvicorn in a thread on a free local port, as a browser reaches it; its base URL."""
-    import socket
-    import threading
-    import time
+    from browser import serve_settings
 
-    import uvicorn
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    base = f"http://127.0.0.1:{port}"
-    app = create_app(api_settings.model_copy(update={"public_base_url": base}))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield app, base
-    server.should_exit = True
-    thread.join(10)
+    with serve_settings(api_settings) as served:
+        yield served
 
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
