@@ -174,9 +174,10 @@ def test_seed__the_printed_app_login_opens_a_cellar_holding_her_bottle(world, de
 
 def test_describe__prints_the_url_of_each_seeded_state(world):
     text = describe(world, BASE_URL, "http://127.0.0.1:8545")
-    for token in (world.sample_token, world.redeemed_token, world.gift_token, world.flagged_token):
+    for token in (world.sample_token, world.redeemed_token, world.flagged_token):
         assert f"{BASE_URL}/verify/{token}" in text
-    assert world.gift_secret in text
+    # The pending gift as its claim link, which opens the holder's app.
+    assert f"{BASE_URL}/app/claim/{world.gift_token}#claim={world.gift_secret}" in text
     assert f"{BASE_URL}/01/09520001000003/22/2019/10/GV19-0615/21/" in text
     assert f"{BASE_URL}/e-label/01/09520001000003/22/2019/10/GV19-0615 " in text
     assert f"{BASE_URL}/collateral/{world.loan_token}" in text and f"{BASE_URL}/offers?token_id=" in text
