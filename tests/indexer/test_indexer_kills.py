@@ -96,8 +96,12 @@ def test_sigkill__twenty_times_while_ingesting_a_busy_chain__no_row_lost_or_dupl
     assert traffic.sent > 100
 
     head = int(signer.w3.eth.block_number)
+    started = log.read_text().count(" following ")
     process = start_indexer(env, log)
     try:
+        # Its SIGTERM handler is installed before it logs "following": a SIGTERM sent earlier (the index
+        # may already be at the head) would kill it the default way, not stop it cleanly.
+        wait_for(lambda: log.read_text().count(" following ") > started, 60, "the indexer to start")
         wait_for(lambda: cursor_block(path, chain_id) == head, 60, "the indexer to reach the head")
     finally:
         process.send_signal(signal.SIGTERM)
