@@ -37,8 +37,6 @@ from api_fixtures import (  # noqa: E402
     wait_indexed,
 )
 
-from api.main import create_app  # noqa: E402
-
 pytest_plugins = ["api_fixtures"]
 
 BASE = "https://testserver"
@@ -51,20 +49,9 @@ QR = re.compile(r'<img class="qr" src="data:image/png;base64,([^"]+)"')
 
 
 @pytest.fixture
-def make_app(api_settings):
+def make_app(make_browser):
     """Builder: a cookie-keeping client of a fresh app (settings ``overrides`` applied)."""
-    clients: list[TestClient] = []
-
-    def _make(**overrides) -> TestClient:
-        client = TestClient(create_app(api_settings.model_copy(update=overrides)), base_url=BASE,
-                            follow_redirects=False)
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield _make
-    for client in clients:
-        client.__exit__(None, None, None)
+    return make_browser
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -20,7 +19,6 @@ from api_fixtures import PASSWORD, SCALE, USD, bearer, outbox, sign_up, until, w
 from test_app_pages import BASE, COOKIE, SAME_ORIGIN, csrf_of, served_app, signed_up  # noqa: E402,F401
 
 from amphora import eip712  # noqa: E402
-from api.main import create_app  # noqa: E402
 
 #: The API fixtures (apps and clients on the test deployment).
 pytest_plugins = ["api_fixtures"]
@@ -30,22 +28,6 @@ OFFER = re.compile(r'name="offer" value="(0x[0-9a-f]{64})"')
 PRINCIPAL = 1_000 * USD
 REPAYMENT = 1_050 * USD
 DAY = 24 * 3600
-
-
-@pytest.fixture
-def make_browser(api_settings):
-    """Builder: a cookie-keeping client of a fresh app, anonymous (as in test_app_pages)."""
-    clients: list[TestClient] = []
-
-    def _make() -> TestClient:
-        client = TestClient(create_app(api_settings), base_url=BASE, follow_redirects=False)
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield _make
-    for client in clients:
-        client.__exit__(None, None, None)
 
 
 def address_of(browser) -> str:

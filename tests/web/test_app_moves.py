@@ -21,7 +21,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
 from api_fixtures import ADMIN_TOKEN, PASSWORD, bearer, manual_mining, outbox, wait_for_status, wait_indexed  # noqa: E402
 from test_app_pages import COOKIE, CSRF, SAME_ORIGIN, SCREENSHOTS, served_app, signed_up  # noqa: E402, F401
 
-from api.main import create_app  # noqa: E402
 from web.app.recipients import LOOKUPS_PER_HOUR  # noqa: E402
 
 pytest_plugins = ["api_fixtures"]
@@ -29,21 +28,6 @@ pytest_plugins = ["api_fixtures"]
 BASE = "https://testserver"
 ONCE = re.compile(r'name="once" value="([A-Za-z0-9_-]+)"')
 ADMIN = bearer(ADMIN_TOKEN)
-
-
-@pytest.fixture
-def make_browser(api_settings):
-    clients: list[TestClient] = []
-
-    def _make() -> TestClient:
-        client = TestClient(create_app(api_settings), base_url=BASE, follow_redirects=False)
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield _make
-    for client in clients:
-        client.__exit__(None, None, None)
 
 
 def address_of(browser: TestClient) -> str:

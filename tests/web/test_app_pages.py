@@ -20,8 +20,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
 
 from api_fixtures import PASSWORD, bearer, sign_up, wait_indexed  # noqa: E402
 
-from api.main import create_app  # noqa: E402
-
 #: The API fixtures (apps and clients on the test deployment).
 pytest_plugins = ["api_fixtures"]
 
@@ -29,23 +27,6 @@ BASE = "https://testserver"
 SAME_ORIGIN = {"Origin": BASE}
 COOKIE = "__Host-amphora_session"
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
-
-
-@pytest.fixture
-def make_browser(api_settings):
-    """Builder: a cookie-keeping client of a fresh app (settings ``overrides`` applied), anonymous."""
-    clients: list[TestClient] = []
-
-    def _make(**overrides) -> TestClient:
-        client = TestClient(create_app(api_settings.model_copy(update=overrides)), base_url=BASE,
-                            follow_redirects=False)
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield _make
-    for client in clients:
-        client.__exit__(None, None, None)
 
 
 @pytest.fixture
