@@ -294,16 +294,22 @@ async def claim_page(request: Request, token_id: str, chain: ChainDep, index: In
     """A gift link's page (the secret stays in the fragment): the bottle offered,
     until when, and how to accept it; or, in words, that the link was already
     used, taken back or expired."""
+    view = await _offered(request, token_id, chain, index)
+    return view if isinstance(view, Response) else _claim_page(request, view)
+
+
+async def _offered(request: Request, token_id: str, chain: Any, index: Any) -> CertificateView | Response:
+    """The gifted bottle a claim link names, or the page to answer instead: the claim page of
+    no gift for a token that is malformed or was never issued, 503 when the chain cannot be read."""
     number = _token_number(token_id)
     if number is None:
         return _claim_page(request, None)
     try:
-        view = await _view(request, chain, index, number)
+        return await _view(request, chain, index, number)
     except NotFound:
         return _claim_page(request, None)
     except ServiceUnavailable:
         return _page(request, "app/unavailable.html", status=503)
-    return _claim_page(request, view)
 
 
 def _secret(text: str) -> str | None:
@@ -364,15 +370,9 @@ async def claim(request: Request, token_id: str, chain: ChainDep, index: IndexDe
     form = await _form(request)
     if form is None:
         return _refused(request, "form")
-    number = _token_number(token_id)
-    if number is None:
-        return _claim_page(request, None)
-    try:
-        view = await _view(request, chain, index, number)
-    except NotFound:
-        return _claim_page(request, None)
-    except ServiceUnavailable:
-        return _page(request, "app/unavailable.html", status=503)
+    view = await _offered(request, token_id, chain, index)
+    if isinstance(view, Response):
+        return view
     mode = form.get("mode", "")
     mode = mode if mode in ("signup", "login") else ""
     identifier = form.get("identifier", "")[:254]
