@@ -44,7 +44,6 @@ import json
 import os
 import pstats
 import random
-import shutil
 import sqlite3
 import statistics
 import sys
@@ -60,7 +59,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 import httpx  # noqa: E402  (after the path set-up)
 from eth_account import Account  # noqa: E402
-from load import Server, measure_reads, rounded, start_hello  # noqa: E402
+from load import Server, measure_reads, rounded, start_hello, tear_down  # noqa: E402
 from rawchain import BATCH, Builder  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "indexer.json"
@@ -566,13 +565,7 @@ def main() -> int:
                                            "\n\n(--scale below 1: not written)\n"))
         return 0
     finally:
-        for server in servers:
-            server.stop()
-        stop_anvil(anvil)
-        if args.keep:
-            sys.stdout.write(f"work directory kept: {workdir}\n")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        tear_down(servers, stop_anvil, anvil, workdir, args.keep)
 
 
 if __name__ == "__main__":

@@ -123,6 +123,19 @@ def measure_reads(base_url: str, paths: Sequence[str], clients: int, seconds: fl
             "errors": sum(errors.values())}
 
 
+def tear_down(servers: list[Server], stop_anvil: Any, anvil: Any, workdir: Path, keep: bool) -> None:
+    """Stop a benchmark's servers and its node; remove its work directory unless ``keep``."""
+    import shutil
+
+    for server in servers:
+        server.stop()
+    stop_anvil(anvil)
+    if keep:
+        sys.stdout.write(f"work directory kept: {workdir}\n")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def rounded(figures: dict[str, float | int]) -> dict[str, float | int]:
     return {k: round(v, 1) if isinstance(v, float) else v for k, v in figures.items()}
 

@@ -26,7 +26,6 @@ import copy
 import json
 import os
 import random
-import shutil
 import sys
 import tempfile
 import time
@@ -38,7 +37,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 import httpx  # noqa: E402  (after the path set-up)
 from eth_account import Account  # noqa: E402
-from load import Server, measure_reads, rounded, start_hello  # noqa: E402
+from load import Server, measure_reads, rounded, start_hello, tear_down  # noqa: E402
 from rawchain import Builder  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "pages.json"
@@ -185,13 +184,7 @@ def main() -> int:
         sys.stdout.write(table(results) + f"\n\nwritten to {RESULTS}\n")
         return 0
     finally:
-        for server in servers:
-            server.stop()
-        stop_anvil(anvil)
-        if args.keep:
-            sys.stdout.write(f"work directory kept: {workdir}\n")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        tear_down(servers, stop_anvil, anvil, workdir, args.keep)
 
 
 if __name__ == "__main__":
