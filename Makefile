@@ -6,6 +6,8 @@ UV_VERSION := 0.13.9
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 # Ape keeps its data (compiler caches, accounts) inside the project.
 export APE_DATA_FOLDER ?= $(CURDIR)/.cache/ape
+# The suite prints its slowest tests, so a run over time says where the time went.
+PYTEST_ARGS ?= --durations=40
 
 .PHONY: install postgres browser demo test docs bench lint lock clean
 

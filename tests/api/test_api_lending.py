@@ -56,9 +56,11 @@ def bottles(funded, create_lot, cert, winery, borrower):
 
 @pytest.fixture
 def appraised(deployed_lending, bottles, appraiser, chain):
-    """The lot appraised at VALUE per bottle, as of the latest block."""
-    deployed_lending.post_appraisal(bottles.lot_id, VALUE, chain.blocks.head.timestamp, sender=appraiser)
-    return chain.blocks.head.timestamp
+    """The lot appraised at VALUE per bottle, as of the latest block; returns the
+    appraisal's time (read once: the appraisal's own block may be a second later)."""
+    appraised_at = chain.blocks.head.timestamp
+    deployed_lending.post_appraisal(bottles.lot_id, VALUE, appraised_at, sender=appraiser)
+    return appraised_at
 
 
 @pytest.fixture
