@@ -19,6 +19,7 @@ from typing import Annotated, cast
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from api.business import BusinessSender
 from api.chain import ChainService
 from api.errors import Forbidden, ServiceUnavailable, Unauthorized
 from api.offers import OfferBook
@@ -84,6 +85,10 @@ async def get_users(request: Request) -> UserStore:
     return cast(UserStore, request.app.state.users)
 
 
+async def get_business(request: Request) -> BusinessSender:
+    return cast(BusinessSender, request.app.state.business)
+
+
 def _bearer(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str:
     """The token of ``Authorization: Bearer <token>``; 401 saying whether the
     header is missing or not of that form."""
@@ -144,6 +149,7 @@ IndexDep = Annotated[IndexReader, Depends(get_index)]
 ScansDep = Annotated[ScanLog, Depends(get_scans)]
 OffersDep = Annotated[OfferBook, Depends(get_offers)]
 UsersDep = Annotated[UserStore, Depends(get_users)]
+BusinessDep = Annotated[BusinessSender, Depends(get_business)]
 #: The bearer token itself, for the route that revokes it (`POST /auth/logout`).
 TokenDep = Annotated[str, Depends(require_token)]
 #: The authenticated custodial account: a route taking it refuses requests without valid credentials.

@@ -17,6 +17,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.staticfiles import StaticFiles
 
 from api.bodylimit import BodySizeLimit
+from api.business import BusinessSender
 from api.chain import ChainService
 from api.errors import PayloadTooLarge, error_responses, install_exception_handlers
 from api.lending import SnapshotSigner
@@ -27,6 +28,7 @@ from api.routers import (
     accounts,
     admin,
     auth,
+    business,
     casks,
     certificates,
     custodial,
@@ -55,6 +57,7 @@ from web.app import gifts as holder_app_gifts
 from web.app import money as holder_money
 from web.app import moves as holder_moves
 from web.app import routes as holder_app
+from web.console import routes as console
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +187,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.scans = scans
     app.state.snapshot_signer = SnapshotSigner(settings.snapshot_signing_key, relayer.addresses)
     app.state.offers = offers
+    app.state.business = BusinessSender(chain, users)
     install_exception_handlers(app)
     # Every response, errors included; the docs pages get their own policy (see api.security).
     docs_paths = {path for path in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if path}
@@ -218,6 +222,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(holder_money.router)
     app.include_router(holder_moves.router)
     app.include_router(custodian.router)
+    app.include_router(business.router)
+    app.include_router(console.router)
     return app
 
 

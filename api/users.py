@@ -488,6 +488,18 @@ class UserStore:
         finally:
             del key
 
+    def sign_transaction(self, user: User, transaction: dict[str, Any]) -> bytes:
+        """The raw signed ``transaction`` from ``user``'s own address: how the
+        service sends a business account's on-chain action (an issuer's lot, a
+        custodian's confirmation), which the contracts accept only from the
+        role holder itself. The account pays the gas from its own balance."""
+        cipher = self._require_cipher()
+        key = self._decrypt(cipher, self._row_by_id(user.id))
+        try:
+            return bytes(Account.sign_transaction(transaction, key).raw_transaction)
+        finally:
+            del key
+
     # ---------------------------------------------------------- internal
 
     def _require_cipher(self) -> AESGCM:

@@ -422,3 +422,17 @@ async def bottle(request: Request, token_id: str, chain: ChainDep, index: IndexD
                  state=view.state.value, actions=ACTIONS.get(view.state, ()),
                  history=list(reversed(view.history)))
 
+
+
+# ---------------------------------------- what the consoles (web.console) build on
+
+#: A page of the signed-in app (its layout, session, CSRF token and language).
+render_page = _page
+#: A 303 to a page of the site, keeping the reader's language.
+redirect = _redirect
+#: The session's account and token, or None.
+signed_in = _signed_in
+#: A signed-in form's account, token and fields, or the answer refusing it.
+signed_in_form = _signed_in_form
+#: The fields of a URL-encoded form, or None.
+form_fields = _form
