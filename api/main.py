@@ -37,6 +37,7 @@ from api.routers import (
     epcis,
     health,
     index,
+    issuer,
     lending,
     metadata,
     points,
@@ -224,6 +225,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(custodian.router)
     app.include_router(business.router)
     app.include_router(console.router)
+    app.include_router(issuer.router)
     return app
 
 
