@@ -58,6 +58,7 @@ from web.app import gifts as holder_app_gifts
 from web.app import money as holder_money
 from web.app import moves as holder_moves
 from web.app import routes as holder_app
+from web.console import issuer as console_issuer
 from web.console import routes as console
 
 logger = logging.getLogger(__name__)
@@ -225,6 +226,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(custodian.router)
     app.include_router(business.router)
     app.include_router(console.router)
+    app.include_router(console_issuer.router)
     app.include_router(issuer.router)
     return app
 
