@@ -106,7 +106,7 @@ class LotPreview(BaseModel):
 
 
 @router.post("/issuer/lots/preview", response_model=LotPreview, summary="Check a lot document before issuing it",
-             responses=error_responses(*_ROLE_ERRORS))
+             responses=error_responses(InvalidRequest, *_ROLE_ERRORS))
 def preview_lot(document: LotDocumentBody, user: UserDep, chain: ChainDep) -> LotPreview:
     """Validates the document field by field (the lot description's rules, and for a version 2 document the
     JSON Schema, the GTIN's check digit and the nutrition rules), and simulates `issue_lot` from the signed-in
@@ -210,7 +210,7 @@ LotIdPath = Annotated[Uint256In, Path(description="Decimal lot id.")]
                                             "`withheld`.",
                              "content": {"text/csv": {"schema": {"type": "string"}},
                                          "application/json": {"schema": {"type": "object"}}}},
-                       **error_responses(NotFound, *_ROLE_ERRORS, ServiceUnavailable)})
+                       **error_responses(NotFound, InvalidRequest, *_ROLE_ERRORS, ServiceUnavailable)})
 def lot_bottles(lot_id: LotIdPath, request: Request, user: UserDep, chain: ChainDep, settings: SettingsDep,
                 fmt: Annotated[BottlesFormat, Query(alias="format", description="`csv` or `json`.")] =
                 BottlesFormat.csv) -> Response:
