@@ -131,6 +131,12 @@ def check_document(data: dict[str, Any]) -> tuple[lots.LotDescription | None, li
         return None, _unique(problems + first + schema) or [_split(str(err))]
     except (TypeError, AttributeError, gs1.GS1Error) as err:
         return None, [Problem("document", str(err))]
+    except (ValueError, OverflowError, OSError) as err:  # a date the calendar cannot hold
+        return None, [Problem("bottling_date", f"out of range ({err})")]
+    try:
+        lot.metadata_document()
+    except (ValueError, OverflowError, OSError) as err:
+        return None, [Problem("bottling_date", f"out of range ({err})")]
     if lot.tags:
         problems.append(Problem("tags", "the console makes fresh tag keys; issue a lot with existing tags with "
                                 "`ape run issue_lot`"))

@@ -109,6 +109,15 @@ def test_preview__a_bad_document__names_every_failing_field(api, issuer, documen
     assert any("ingredients" in p["message"] for p in answer["problems"])
 
 
+@pytest.mark.parametrize("date", ["99999999999999999999", "15/06/2021"])
+def test_preview__a_bottling_date_no_calendar_holds__names_it(api, issuer, document, date):
+    document["bottling_date"] = date
+
+    answer = preview(api, issuer, document)
+
+    assert not answer["valid"] and answer["problems"][0]["field"] == "bottling_date"
+
+
 def test_preview__a_custodian_not_registered__says_the_contract_would_refuse(api, issuer, document):
     document["custodian"] = Account.create().address
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import html
 import io
 import json
 import re
@@ -78,8 +79,6 @@ def preview(browser, fields: dict | None = None, upload: tuple[str, bytes] | Non
 
 def issue(browser, page):
     document = DOCUMENT.search(page.text).group(1)
-    import html
-
     return browser.post("/console/issuer/issue", data={"csrf": CSRF.search(page.text).group(1),
                                                        "document": html.unescape(document)}, headers=SAME_ORIGIN)
 
@@ -174,8 +173,8 @@ def test_dashboard__keys_once__scans_chart__flag_and_clear(winery_browser, custo
     assert second.headers["x-tag-keys"] == "withheld"
     page = browser.get(lot_path)
     assert "without keys" in words(page) and "Bottle 1 was checked from 3 different places" in words(page)
-    flagged = browser.post(f"{lot_path}/flags", data={"csrf": csrf, "serial": "1", "reason": "stolen", "action": "flag"},
-                           headers=SAME_ORIGIN)
+    flagged = browser.post(f"{lot_path}/flags", headers=SAME_ORIGIN,
+                           data={"csrf": csrf, "serial": "1", "reason": "stolen", "action": "flag"})
     assert flagged.status_code == 303 and cert.locked(token)
     cleared = browser.post(f"{lot_path}/flags", data={"csrf": csrf, "serial": "1", "action": "clear"},
                            headers=SAME_ORIGIN)
