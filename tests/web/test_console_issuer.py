@@ -246,6 +246,8 @@ def test_winery__creates_a_lot_from_a_csv_previews_issues_and_downloads_its_labe
         expect(page.get_by_text("Where the bottles are")).to_be_visible()
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         screenshot(page, "console-issuer-lot")
+        page.set_viewport_size({"width": 1280, "height": 800})
+        screenshot(page, "console-issuer-lot-desktop")
         with page.expect_download() as labels:
             page.get_by_role("link", name="Download the label sheet (PDF)").click()
         pdf = Path(labels.value.path()).read_bytes()
