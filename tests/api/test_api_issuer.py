@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import csv
 import io
+import threading
 
 import pytest
 from api_fixtures import V2_DOCUMENT, bearer, sign_up
@@ -214,6 +215,25 @@ def test_bottles__first_download_has_the_keys_of_the_tags_on_chain__later_ones_d
     assert second.headers["x-tag-keys"] == "withheld"
     assert all(r["tag_private_key"] == "" for r in csv.DictReader(io.StringIO(second.text)))
     assert [r["tag_address"] for r in csv.DictReader(io.StringIO(second.text))] == [r["tag_address"] for r in rows]
+
+
+def test_bottles__two_downloads_at_once__only_one_gets_the_keys(api, issuer, document):
+    issued = issue(api, issuer, preview(api, issuer, document)["document"])
+    vault = api.app.state.tag_vault
+    chain_id = api.app.state.chain.chain_id
+    got: list[bool] = []
+
+    def take() -> None:
+        _, keys, _ = vault.take(chain_id, int(issued["lot_id"]), issuer["address"])
+        got.append(all(keys))
+
+    threads = [threading.Thread(target=take) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(got) == [False, False, False, True]
 
 
 def test_bottles__another_issuer__404_and_the_keys_stay_unread(api, issuer, document, cert, admin):
