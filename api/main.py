@@ -37,6 +37,7 @@ from api.routers import (
     epcis,
     health,
     index,
+    issuer,
     lending,
     metadata,
     points,
@@ -57,6 +58,7 @@ from web.app import gifts as holder_app_gifts
 from web.app import money as holder_money
 from web.app import moves as holder_moves
 from web.app import routes as holder_app
+from web.console import issuer as console_issuer
 from web.console import routes as console
 
 logger = logging.getLogger(__name__)
@@ -224,6 +226,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(custodian.router)
     app.include_router(business.router)
     app.include_router(console.router)
+    app.include_router(console_issuer.router)
+    app.include_router(issuer.router)
     return app
 
 

@@ -123,6 +123,17 @@ class ScanSummary:
     anomalies: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class LotDayScans:
+    """One bottle's scans on one UTC day (:meth:`ScanLog.lot_days`)."""
+
+    token_id: int
+    #: Days since 1970-01-01 (UTC).
+    day: int
+    scans: int
+    networks: int
+
+
 class ScanLog(Store):
     """Counts the distinct clients that verify each certificate."""
 
@@ -165,6 +176,22 @@ class ScanLog(Store):
         if flagged:
             anomalies.append(FLAGGED)
         return ScanSummary(int(total["n"]) if total else 0, recent, self.window_seconds, day, anomalies)
+
+    def lot_days(self, lot_id: int, days: int, now: float | None = None) -> list[LotDayScans]:
+        """The recorded scans of lot ``lot_id``'s bottles over the last ``days`` UTC days (today included), per
+        bottle and day, with the distinct networks it was scanned from that day (their hashes are salted per
+        day, so they are countable within a day only). Counts, no client data."""
+        at = time.time() if now is None else now
+        since = (int(at // DAY_SECONDS) - days + 1) * DAY_SECONDS
+        # SQLite's CAST truncates; PostgreSQL's rounds, so it floors first.
+        day = ("CAST(FLOOR(scanned_at / 86400) AS BIGINT)" if self._db.postgres
+               else "CAST(scanned_at / 86400 AS INTEGER)")
+        with self._db.transaction() as tx:
+            rows = tx.all(f"SELECT token_id, {day} AS day, COUNT(*) AS scans, COUNT(DISTINCT network) AS networks "
+                          f"FROM scan_views WHERE scanned_at >= ? GROUP BY token_id, {day}", (since,))
+        found = [LotDayScans(int(row["token_id"]), int(row["day"]), int(row["scans"]), int(row["networks"]))
+                 for row in rows]
+        return sorted((row for row in found if row.token_id >> 32 == lot_id), key=lambda r: (r.day, r.token_id))
 
     def _clients(self, tx: Transaction, key: str, since: float) -> int:
         """Distinct clients since ``since``, at most ``clients_per_network`` per network."""

@@ -94,6 +94,14 @@ EXPECTED_ERRORS = {
     ("post", "/qr/gift-links"): {"422", "429"},
     ("get", "/lots/{lot_id}/labels.pdf"): {"404", "409", "422", "429", "503"},
     ("get", "/epcis/events"): {"400", "503"},
+    ("get", "/accounts/{address}/roles"): {"422", "503"},
+    ("get", "/me/roles"): {"401", "503"},
+    ("post", "/issuer/lots/preview"): {"401", "403", "422", "503"},
+    ("post", "/issuer/lots"): {"401", "403", "409", "422", "502", "503"},
+    ("get", "/issuer/lots/{lot_id}/bottles"): {"401", "403", "404", "422", "503"},
+    ("post", "/issuer/certificates/{token_id}/flag"): {"401", "403", "409", "422", "502", "503"},
+    ("post", "/issuer/certificates/{token_id}/clear-flag"): {"401", "403", "409", "422", "502", "503"},
+    ("get", "/lots/{lot_id}/scans"): {"404", "422", "503"},
 }
 
 
@@ -181,7 +189,7 @@ def test_openapi__tags__one_per_router(openapi):
 
     assert tags == {"health", "certificates", "verification page", "relay", "metadata", "accounts", "points",
                     "lending", "auth", "custodial", "operator", "casks", "lots", "gs1 resolver", "e-label",
-                    "qr codes and labels", "epcis"}
+                    "qr codes and labels", "epcis", "roles", "issuer"}
 
 
 def test_openapi__info__names_license_and_version(openapi):
