@@ -140,7 +140,7 @@ def _views(request: Request) -> dict[str, Any]:
     except RelayUnavailable:
         keys = stuck = failed = None
     gas = admin.get_sponsored_gas(None, relayer, db, CHART_DAYS)
-    chart = bar_chart(page.gettext("Sponsored gas per day"), page.gettext("gas"),
+    chart = bar_chart(page.gettext("Sponsored gas per day"), page.gettext("units of gas"),
                       [(page.date(dt.date.fromisoformat(d.day), form="short"), d.gas) for d in gas.days])
     index = admin.get_index_lag(None, state.chain, state.index, settings, request)
     audit = admin.get_audit(None, request, db, 50)
