@@ -122,8 +122,7 @@ async def dashboard(request: Request) -> Response:
     views = await run_in_threadpool(_views, request)
     notice = request.query_params.get("done")
     return _page(request, "console/operator_dashboard.html", token=token,
-                 notice=notice if notice in NOTICES else None, changed=request.query_params.get("account", ""),
-                 form=None, errors=set(), error=None, **views)
+                 notice=notice if notice in NOTICES else None, form=None, errors=set(), error=None, **views)
 
 
 def _views(request: Request) -> dict[str, Any]:
@@ -206,7 +205,7 @@ async def set_quota(request: Request) -> Response:
     async def again(status: int, errors: set[str], error: str | None = None) -> HTMLResponse:
         views = await run_in_threadpool(_views, request)
         return _page(request, "console/operator_dashboard.html", status=status, token=token, notice=None,
-                     changed="", form=values, errors=errors, error=error, **views)
+                     form=values, errors=errors, error=error, **views)
 
     if identifier in SPECIAL_ACCOUNTS or identifier.startswith(NETWORK):
         account: str | None = identifier
@@ -223,7 +222,7 @@ async def set_quota(request: Request) -> Response:
         await run_in_threadpool(admin.put_quota, None, state.relayer, body, operator_id(token), request, account)
     except AmphoraError:
         return await again(503, set(), "busy")
-    return redirect(request, PATH, done="quota", account=identifier)
+    return redirect(request, PATH, done="quota")
 
 
 # ------------------------------------------------------------------ helpers
