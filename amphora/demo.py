@@ -46,6 +46,19 @@ APPRAISAL = 2_500 * USD
 #: The wallet-less holder whose login the demo prints: her account holds bottle APP_BOTTLE.
 APP_LOGIN = "erin@demo.amphora.example"
 APP_BOTTLE = 6
+#: The businesses' custodial logins the demo prints, one per console role, and the names their grants carry.
+BUSINESS_LOGINS = {
+    "issuer": ("winery@demo.amphora.example", "Domaine Amphora (console)"),
+    "custodian": ("cellar@demo.amphora.example", "Cave Amphora (console)"),
+    "appraiser": ("appraiser@demo.amphora.example", "Amphora Appraisals (console)"),
+    "lender": ("lender-console@demo.amphora.example", "Amphora Lending (console)"),
+    "merchant": ("merchant@demo.amphora.example", "Le Comptoir Amphora (console)"),
+}
+#: What each business account gets to act on its own: ETH for its gas, and stablecoin where the role spends it.
+BUSINESS_ETH = 10**18
+BUSINESS_STABLECOIN = {"lender": 50_000 * USD, "merchant": 50_000 * USD}
+#: What the console's merchant may issue, in points units (18 decimals: 50,000 stablecoin of points).
+BUSINESS_MERCHANT_CAP = 50_000 * USD * 10**12
 
 
 @dataclass
@@ -92,6 +105,8 @@ class DemoWorld:
     #: The password of the wallet-less holder's account (:data:`APP_LOGIN`, random each run) and her bottle.
     app_password: str = ""
     app_token: int = 0
+    #: The businesses' logins: role => (identifier, password, custodial address), each role granted on chain.
+    business: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
 
 class DemoApi:
@@ -257,6 +272,37 @@ def seed_cask(manifest: Manifest, winery: Any, custodian: Any, agent: Any, holde
     return str(cask.address)
 
 
+def seed_business(manifest: Manifest, api: DemoApi) -> dict[str, tuple[str, str, str]]:
+    """A custodial account for every console role (:data:`BUSINESS_LOGINS`),
+    its role granted on chain by the admin, ETH for its own gas (business
+    accounts sign their transactions from their own address) and stablecoin
+    where the role spends it (the lender lends it, the merchant backs points
+    with it). Role => (identifier, password, address)."""
+    from ape import accounts, project
+
+    admin = accounts.test_accounts[0]
+    stablecoin = project.ReferenceStablecoin.at(manifest.address("Stablecoin"))
+    points = project.PointsToken.at(manifest.address("PointsToken"))
+    stablecoin.configureMinter(admin, sum(BUSINESS_STABLECOIN.values()), sender=admin)
+    logins = {}
+    for role, (identifier, name) in BUSINESS_LOGINS.items():
+        password = secrets.token_urlsafe(12)
+        address = str(api.sign_up(identifier, password)["address"])
+        if role == "issuer":
+            grant_issuer(manifest, admin, address, name)
+        elif role == "custodian":
+            grant_custodian(manifest, admin, address, name)
+        elif role == "appraiser":
+            grant_appraiser(manifest, admin, address, name)
+        elif role == "merchant":
+            points.register_merchant(address, name, BUSINESS_MERCHANT_CAP, sender=admin)
+        admin.transfer(address, BUSINESS_ETH)
+        if role in BUSINESS_STABLECOIN:
+            stablecoin.mint(address, BUSINESS_STABLECOIN[role], sender=admin)
+        logins[role] = (identifier, password, address)
+    return logins
+
+
 def public_dir(bottles_out: Path) -> Path:
     """What the demo publishes under /demo/: never the bottles file, which holds
     the tags' private keys."""
@@ -344,6 +390,7 @@ def seed(base_url: str, bottles_out: Path) -> DemoWorld:
         merchants, settlement, files, relayed["points payment"] = seed_points(manifest, world_dir, api, tokens)
         lender, appraiser, loan_id, open_offer, relayed["loan acceptance"] = seed_lending(
             manifest, api, tokens, issued.lot_id, token(4))
+        business = seed_business(manifest, api)
 
     # The cellar attests the lot's storage and proves which bottles it holds.
     registry = custody_registry(manifest)
@@ -370,7 +417,7 @@ def seed(base_url: str, bottles_out: Path) -> DemoWorld:
         master_key=master_key, admin_token=admin_token, cask=cask,
         sample_digital_link=lots.digital_link(issued.metadata, 1).uri(base_url),
         elabel_url=base_url.rstrip("/") + "/e-label" + lots.digital_link(issued.metadata).path(),
-        app_password=app_password, app_token=token(APP_BOTTLE),
+        app_password=app_password, app_token=token(APP_BOTTLE), business=business,
     )
 
 
@@ -401,6 +448,11 @@ def describe(world: DemoWorld, base_url: str, rpc_url: str) -> str:
         f"{world.gift_token} and claim_secret {world.gift_secret})",
         f"  operator              {base_url}/admin/usage (Authorization: Bearer {world.admin_token}): "
         f"the holders' {len(world.relayed)} relayed actions",
+        f"  operator console      {base_url}/console/operator (sign in with the operator token "
+        f"{world.admin_token})",
+        f"  business console      {base_url}/console (log in at {base_url}/app/login as):",
+        *(f"    {role:<20}{identifier} with {password} ({address})"
+          for role, (identifier, password, address) in world.business.items()),
         f"  a relayed transfer    {base_url}/relay/{world.relayed['transfer']}",
         f"  a running loan        {base_url}/collateral/{world.loan_token} (loan {world.loan_id}, "
         f"dave's bottle; {base_url}/loans/{world.loan_id})",

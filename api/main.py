@@ -59,6 +59,7 @@ from web.app import money as holder_money
 from web.app import moves as holder_moves
 from web.app import routes as holder_app
 from web.console import issuer as console_issuer
+from web.console import operator as console_operator
 from web.console import routes as console
 
 logger = logging.getLogger(__name__)
@@ -228,6 +229,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(console.router)
     app.include_router(console_issuer.router)
     app.include_router(issuer.router)
+    app.include_router(console_operator.router)
     return app
 
 

@@ -16,7 +16,16 @@ from fastapi.testclient import TestClient
 from web3 import Web3
 
 from amphora import eip712
-from amphora.demo import APPRAISAL, LOAN_PRINCIPAL, STORAGE_REPORT, demo_settings, describe, seed
+from amphora.demo import (
+    APPRAISAL,
+    BUSINESS_ETH,
+    BUSINESS_STABLECOIN,
+    LOAN_PRINCIPAL,
+    STORAGE_REPORT,
+    demo_settings,
+    describe,
+    seed,
+)
 from amphora.manifest import MANIFEST_DIR_ENV
 from amphora.merkle import verify_reserve
 from api.main import create_app
@@ -172,6 +181,34 @@ def test_seed__the_printed_app_login_opens_a_cellar_holding_her_bottle(world, de
     assert [item["token_id"] for item in held] == [str(world.app_token)]
 
 
+def test_seed__every_business_login_works_and_its_roles_list_its_role(world, demo_api, project, chain):
+    stablecoin = project.ReferenceStablecoin.at(world.manifest.address("Stablecoin"))
+    w3 = chain.provider.web3
+    assert set(world.business) == {"issuer", "custodian", "appraiser", "lender", "merchant"}
+    for role, (identifier, password, address) in world.business.items():
+        session = demo_api.post("/auth/login", json={"identifier": identifier, "password": password})
+        assert session.status_code == 200, (role, session.text)
+        assert session.json()["address"] == address
+        roles = demo_api.get("/me/roles", headers={"Authorization": f"Bearer {session.json()['token']}"})
+        assert roles.status_code == 200 and role in roles.json()["roles"], (role, roles.text)
+        assert w3.eth.get_balance(address) == BUSINESS_ETH, role  # its own gas
+        assert stablecoin.balanceOf(address) == BUSINESS_STABLECOIN.get(role, 0), role
+    # Each account holds its own role, not the others' (lender needs no grant: everyone has it).
+    issuer_roles = demo_api.get(f"/accounts/{world.business['issuer'][2]}/roles").json()["roles"]
+    assert issuer_roles == ["issuer", "lender"]
+
+
+def test_seed__the_printed_operator_token_opens_the_operator_console(world, demo_api):
+    text = describe(world, BASE_URL, "http://127.0.0.1:8545")
+    assert f"{BASE_URL}/console/operator (sign in with the operator token {world.admin_token})" in text
+
+    signed = demo_api.post("/console/operator/sign-in", data={"token": world.admin_token},
+                           headers={"Origin": BASE_URL}, follow_redirects=False)
+
+    assert signed.status_code == 303
+    assert "Usage and quotas today" in demo_api.get("/console/operator").text
+
+
 def test_describe__prints_the_url_of_each_seeded_state(world):
     text = describe(world, BASE_URL, "http://127.0.0.1:8545")
     for token in (world.sample_token, world.redeemed_token, world.flagged_token):
@@ -183,6 +220,9 @@ def test_describe__prints_the_url_of_each_seeded_state(world):
     assert f"{BASE_URL}/collateral/{world.loan_token}" in text and f"{BASE_URL}/offers?token_id=" in text
     assert f"{BASE_URL}/relay/{world.relayed['transfer']}" in text
     assert "reconciled" in text and "NOT reconciled" not in text
+    assert f"{BASE_URL}/console (log in at {BASE_URL}/app/login as):" in text
+    for role, (identifier, password, _) in world.business.items():
+        assert f"{role}" in text and f"{identifier} with {password}" in text
 
 
 #: A server stopped the way `make demo` is, under a SIGINT handler like Ape's

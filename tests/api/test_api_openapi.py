@@ -65,6 +65,8 @@ EXPECTED_ERRORS = {
     ("get", "/admin/usage"): {"401", "403", "422", "503"},
     ("get", "/admin/quotas/{account}"): {"401", "403", "422", "503"},
     ("put", "/admin/quotas/{account}"): {"401", "403", "422", "503"},
+    **{("get", f"/admin/{view}"): {"401", "403", "422", "503"} for view in (
+        "relayer", "requests", "index", "gas", "audit")},
     ("get", "/custodian/notes/{note_hash}"): {"401", "403", "404", "422", "503"},
     ("get", "/casks"): {"503"},
     ("get", "/casks/{cask}"): {"404", "422", "503"},
