@@ -347,11 +347,11 @@ async def snapshot(request: Request, loan_id: str, chain: ChainDep) -> Response:
             raise NotFound("no such loan")
         signed = await run_in_threadpool(lending_api.loan, number, chain, request.app.state.snapshot_signer, True)
     except NotFound:
-        return console_page(request, "app/not_yours.html", user, token, roles, section="lender", status=404)
+        return console_page(request, "console/lender_missing.html", user, token, roles, section="lender", status=404)
     except AmphoraError:
         return console_page(request, "app/unavailable.html", user, token, roles, section="lender", status=503)
     if signed.loan is None or signed.loan.lender != user.address:
-        return console_page(request, "app/not_yours.html", user, token, roles, section="lender", status=404)
+        return console_page(request, "console/lender_missing.html", user, token, roles, section="lender", status=404)
     return JSONResponse(signed.model_dump(mode="json"), headers={
         "Content-Disposition": f'attachment; filename="amphora-loan-{number}-block-{signed.block_number}.json"',
         "Cache-Control": "no-store"})
