@@ -5,6 +5,7 @@ every refusal checked to have changed nothing on chain; and the journey in Chrom
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import sys
@@ -32,7 +33,7 @@ HOME = "/console/lender"
 
 
 def words(response) -> str:
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", response.text))
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", response.text)))
 
 
 @pytest.fixture(scope="session")
@@ -219,7 +220,7 @@ def lent(lender_browser, create_lot, cert, winery, holder, deployed_lending, w3)
 def test_loan__collateral_and_due_date_in_words_then_taken_after_the_grace_period(lent, cert, chain, w3):
     browser, address, loan_id, token_id = lent
     page = words(browser.get(HOME))
-    for expected in ("Due on", "in 30 days", "Kept by", "Latest storage report", "Borrower's record",
+    for expected in ("Due on", "in 4 weeks", "Kept by", "Latest storage report", "Borrower's record",
                      "1 loans: 0 repaid on time", "Download the signed record"):
         assert expected in page, expected
     assert "Take the bottle" not in page
@@ -336,7 +337,7 @@ def test_lender_on_a_phone__offers_a_loan_a_holder_accepts_then_takes_the_bottle
         wait_indexed(w3, SimpleNamespace(app=app))
 
         page.reload()
-        expect(page.get_by_text(re.compile(r"^Due on .+, in 30 days\.$"))).to_be_visible()
+        expect(page.get_by_text(re.compile(r"^Due on .+, in 4 weeks\.$"))).to_be_visible()
         expect(page.get_by_text("Kept by")).to_be_visible()
         assert page.get_by_role("button", name="Take the bottle").count() == 0
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
