@@ -94,6 +94,14 @@ EXPECTED_ERRORS = {
     ("post", "/qr/gift-links"): {"422", "429"},
     ("get", "/lots/{lot_id}/labels.pdf"): {"404", "409", "422", "429", "503"},
     ("get", "/epcis/events"): {"400", "503"},
+    # Issue 16: the roles (foundation) and the lender's custodial actions.
+    ("get", "/accounts/{address}/roles"): {"422", "503"},
+    ("get", "/me/roles"): {"401", "503"},
+    ("get", "/me/offers"): {"401", "503"},
+    ("post", "/me/offers"): {"401", "403", "409", "422", "503"},
+    **{("post", path): {"401", "403", "409", "422", "502", "503"} for path in (
+        "/me/offers/{nonce}/cancel", "/me/lending-allowance")},
+    ("post", "/me/loans/{loan_id}/foreclose"): {"401", "403", "404", "409", "422", "502", "503"},
 }
 
 
@@ -181,7 +189,7 @@ def test_openapi__tags__one_per_router(openapi):
 
     assert tags == {"health", "certificates", "verification page", "relay", "metadata", "accounts", "points",
                     "lending", "auth", "custodial", "operator", "casks", "lots", "gs1 resolver", "e-label",
-                    "qr codes and labels", "epcis"}
+                    "qr codes and labels", "epcis", "roles", "lender"}
 
 
 def test_openapi__info__names_license_and_version(openapi):

@@ -342,6 +342,16 @@ def test_lender_on_a_phone__offers_a_loan_a_holder_accepts_then_takes_the_bottle
         assert page.get_by_role("button", name="Take the bottle").count() == 0
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         screenshot(page, "console-lender-loan")
+        with tab(browser, "desktop") as wide_visit:  # the same page at desktop width
+            wide = wide_visit.page
+            wide.goto(f"{base}/app/login")
+            wide.get_by_label("Account name or email").fill("cave.credit@example.org")
+            wide.get_by_label("Password").fill(PASSWORD)
+            wide.get_by_role("button", name="Log in").click()
+            wide.goto(f"{base}/console/lender")
+            expect(wide.get_by_text("Kept by")).to_be_visible()
+            assert wide.evaluate("document.documentElement.scrollWidth") <= 1280
+            screenshot(wide, "console-lender-desktop")
 
         chain.pending_timestamp += 37 * DAY + 60  # the due date and the grace period pass
         chain.mine(1)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -44,6 +45,7 @@ from api.errors import (
     NotDeployed,
     NotFound,
     OfferUnusable,
+    ServiceUnavailable,
     error_responses,
 )
 from api.routers import index as index_api
@@ -128,7 +130,7 @@ async def _front(request: Request, chain: Any, book: Any, index: Any, user: User
                         notice=notice if notice in NOTICES else None, **view)
 
 
-@router.get("", responses=error_responses(NotFound, html=True))
+@router.get("", responses=error_responses(ServiceUnavailable, html=True))
 async def home(request: Request, chain: ChainDep, offers: OffersDep, index: IndexDep) -> Response:
     """The lender's loans with their collateral, its offers and its funds."""
     checked = await business_user(request, "lender")
@@ -269,7 +271,7 @@ async def create_offer(request: Request, chain: ChainDep, offers: OffersDep, use
     terms, errors = _terms(form, coin.decimals, now)
     if terms is None:
         return again(422, errors)
-    body = lender_api.OfferTermsIn(**{**terms.__dict__, "nonce": nonce})
+    body = lender_api.OfferTermsIn(**{**asdict(terms), "nonce": nonce})
     try:
         await run_in_threadpool(lender_api.create_offer, body, user, users, chain, offers, settings)
     except InvalidRequest as err:
@@ -362,7 +364,7 @@ async def foreclose(request: Request, loan_id: str, chain: ChainDep, offers: Off
     return await _act(request, settings, chain, offers, index, action, done="foreclosed")
 
 
-@router.get("/loans/{loan_id}/snapshot.json", responses=error_responses(NotFound, html=True))
+@router.get("/loans/{loan_id}/snapshot.json", responses=error_responses(NotFound, ServiceUnavailable, html=True))
 async def snapshot(request: Request, loan_id: str, chain: ChainDep) -> Response:
     """The loan's collateral snapshot signed by the service's snapshot key
     (``GET /loans/{loan_id}?signed=true``), as a file to keep."""
