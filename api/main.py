@@ -45,6 +45,7 @@ from api.routers import (
     relay,
     resolver,
 )
+from api.routers import lender as lender_api
 from api.scans import ScanLog
 from api.security import SecurityHeaders
 from api.settings import Settings, get_settings
@@ -59,6 +60,7 @@ from web.app import money as holder_money
 from web.app import moves as holder_moves
 from web.app import routes as holder_app
 from web.console import issuer as console_issuer
+from web.console import lender as console_lender
 from web.console import operator as console_operator
 from web.console import routes as console
 
@@ -230,6 +232,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(console_issuer.router)
     app.include_router(issuer.router)
     app.include_router(console_operator.router)
+    app.include_router(console_lender.router)
+    app.include_router(lender_api.router)
     return app
 
 

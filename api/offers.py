@@ -103,6 +103,15 @@ class OfferBook(Store):
         return [_stored(row) for row in rows]
 
 
+    def for_lender(self, lender: str, not_expired_at: int) -> list[StoredOffer]:
+        """``lender``'s offers whose expiry is at or after ``not_expired_at``, newest first."""
+        with self._db.transaction() as tx:
+            rows = tx.all(
+                "SELECT offer_hash, offer, signature, posted_at FROM offers WHERE lender = ? AND expiry >= ? "
+                "ORDER BY posted_at DESC, offer_hash", (lender, min(not_expired_at, 2**63 - 1)))
+        return [_stored(row) for row in rows]
+
+
 def _stored(row: Row) -> StoredOffer:
     offer_hash, text, signature, posted_at = row["offer_hash"], row["offer"], row["signature"], row["posted_at"]
     offer = {k: (int(v) if k not in ("lender", "currency") else v) for k, v in json.loads(text).items()}

@@ -104,6 +104,12 @@ EXPECTED_ERRORS = {
     ("post", "/issuer/certificates/{token_id}/flag"): {"401", "403", "409", "422", "502", "503"},
     ("post", "/issuer/certificates/{token_id}/clear-flag"): {"401", "403", "409", "422", "502", "503"},
     ("get", "/lots/{lot_id}/scans"): {"404", "422", "503"},
+    # Issue 16: the roles (foundation) and the lender's custodial actions.
+    ("get", "/me/offers"): {"401", "503"},
+    ("post", "/me/offers"): {"401", "403", "409", "422", "503"},
+    **{("post", path): {"401", "403", "409", "422", "502", "503"} for path in (
+        "/me/offers/{nonce}/cancel", "/me/lending-allowance")},
+    ("post", "/me/loans/{loan_id}/foreclose"): {"401", "403", "404", "409", "422", "502", "503"},
 }
 
 
@@ -191,7 +197,7 @@ def test_openapi__tags__one_per_router(openapi):
 
     assert tags == {"health", "certificates", "verification page", "relay", "metadata", "accounts", "points",
                     "lending", "auth", "custodial", "operator", "casks", "lots", "gs1 resolver", "e-label",
-                    "qr codes and labels", "epcis", "roles", "issuer"}
+                    "qr codes and labels", "epcis", "roles", "issuer", "lender"}
 
 
 def test_openapi__info__names_license_and_version(openapi):
