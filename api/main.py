@@ -44,6 +44,7 @@ from api.routers import (
     relay,
     resolver,
 )
+from api.routers import merchant as merchant_api
 from api.scans import ScanLog
 from api.security import SecurityHeaders
 from api.settings import Settings, get_settings
@@ -57,6 +58,7 @@ from web.app import gifts as holder_app_gifts
 from web.app import money as holder_money
 from web.app import moves as holder_moves
 from web.app import routes as holder_app
+from web.console import merchant as console_merchant
 from web.console import routes as console
 
 logger = logging.getLogger(__name__)
@@ -224,6 +226,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(custodian.router)
     app.include_router(business.router)
     app.include_router(console.router)
+    app.include_router(console_merchant.router)
+    app.include_router(merchant_api.router)
     return app
 
 
