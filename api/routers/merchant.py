@@ -210,7 +210,8 @@ async def redeem_points(request: Request, body: RedemptionIn, key: str, user: Us
 
 
 @router.post("/redemptions", status_code=201, response_model=RedemptionOut,
-             summary="Redeem points for stablecoin", responses=error_responses(*_ACTION_ERRORS))
+             summary="Redeem points for stablecoin",
+             responses=error_responses(*(error for error in _ACTION_ERRORS if error is not TooManyRequests)))
 async def create_redemption(request: Request, body: RedemptionIn, user: UserDep, chain: ChainDep,
                             business: BusinessDep, idempotency_key: IdempotencyKey) -> RedemptionOut:
     """The merchant burns the points worth `amount` and receives that much stablecoin out of the reserve

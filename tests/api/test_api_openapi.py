@@ -94,6 +94,12 @@ EXPECTED_ERRORS = {
     ("post", "/qr/gift-links"): {"422", "429"},
     ("get", "/lots/{lot_id}/labels.pdf"): {"404", "409", "422", "429", "503"},
     ("get", "/epcis/events"): {"400", "503"},
+    ("get", "/accounts/{address}/roles"): {"422", "503"},
+    ("get", "/me/roles"): {"401", "503"},
+    ("get", "/merchant"): {"401", "403", "503"},
+    ("post", "/merchant/issuances"): {"401", "403", "409", "422", "429", "502", "503"},
+    ("post", "/merchant/redemptions"): {"401", "403", "409", "422", "502", "503"},
+    ("get", "/merchant/statements"): {"401", "403", "422", "503"},
 }
 
 
@@ -181,7 +187,7 @@ def test_openapi__tags__one_per_router(openapi):
 
     assert tags == {"health", "certificates", "verification page", "relay", "metadata", "accounts", "points",
                     "lending", "auth", "custodial", "operator", "casks", "lots", "gs1 resolver", "e-label",
-                    "qr codes and labels", "epcis"}
+                    "qr codes and labels", "epcis", "roles", "merchant"}
 
 
 def test_openapi__info__names_license_and_version(openapi):
