@@ -251,7 +251,8 @@ def blocks_between(chain: ChainService, first_day: date, last_day: date) -> tupl
     before ``last_day`` + 1 day 00:00 UTC, by binary search over block timestamps; None when no block
     falls in those days."""
     start = int(datetime.combine(first_day, datetime.min.time(), UTC).timestamp())
-    end = int(datetime.combine(last_day + timedelta(days=1), datetime.min.time(), UTC).timestamp())
+    end = (int(datetime.combine(last_day + timedelta(days=1), datetime.min.time(), UTC).timestamp())
+           if last_day < date.max else 2**63)
     low, head = chain.deploy_block_of(POINTS), chain.latest_block()
     stamps: dict[int, int] = {}
 

@@ -369,6 +369,15 @@ def test_statement__inverted_or_empty_days__422_in_words(shop, w3, first, last, 
     assert response.status_code == 422 and says in response.json()["detail"]
 
 
+def test_statement__the_widest_days__from_the_deploy_block_to_the_latest(shop, w3, manifest):
+    client, _ = shop
+
+    body = client.get("/merchant/statements", params={"from_date": "0001-01-01", "to_date": "9999-12-31"}).json()
+
+    assert body["from_block"] == manifest.contract("PointsToken")["deploy_block"]
+    assert body["to_block"] == w3.eth.block_number and body["reconciled"] is True
+
+
 @pytest.mark.parametrize("params", [{"from_date": "2026-13-01", "to_date": "2026-12-01"},
                                     {"from_date": "2026-12-01"}, {"from_date": "2026-12-01", "to_date": "2026-12-01",
                                                                   "format": "xls"}])

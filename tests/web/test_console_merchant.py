@@ -89,7 +89,7 @@ def test_merchant_console__figures_as_money_in_the_readers_language(shop, deploy
 
     assert "Points for the customers of Corner Shop" in text
     assert "Money to issue points with 50.00 tUSD" in text and "Points you may still issue 100.00" in text
-    assert "Argent pour émettre des points 50.00 tUSD" in french
+    assert "Argent pour émettre des points 50,00 tUSD" in french
 
 
 def test_issue_form__to_an_account_name__points_on_chain_and_said_on_the_page(shop, patron, deployed_points):
