@@ -264,6 +264,8 @@ def test_merchant_on_a_phone__issues_redeems_and_downloads_a_statement_that_reco
         page.get_by_role("button", name="Show the statement").click()
         expect(page.get_by_text(re.compile("^Reconciled: the totals equal"))).to_be_visible()
         screenshot(page, "console-merchant-statement")
+        page.set_viewport_size({"width": 1280, "height": 800})
+        screenshot(page, "console-merchant-statement-desktop")
 
         with page.expect_download() as got:
             page.get_by_role("link", name="Download the statement (CSV)").click()
