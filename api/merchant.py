@@ -163,9 +163,25 @@ class Redeemed:
     sent: Sent
 
 
+#: One action at a time per merchant in this process: an issuance's ``approve`` and ``issue`` are two
+#: transactions, and another action between them could replace the allowance the first one set.
+_ACTION_LOCKS: dict[str, threading.Lock] = {}
+_ACTION_LOCKS_GUARD = threading.Lock()
+
+
+def _action_lock(address: str) -> threading.Lock:
+    with _ACTION_LOCKS_GUARD:
+        return _ACTION_LOCKS.setdefault(address.lower(), threading.Lock())
+
+
 def issue(chain: ChainService, business: BusinessSender, user: User, customer: str, units: int) -> Issued:
     """Pay ``units`` of stablecoin into the reserve and issue the points to ``customer``: ``approve`` (when
     the allowance falls short) then ``issue``, both from the merchant's own address."""
+    with _action_lock(user.address):
+        return _issue(chain, business, user, customer, units)
+
+
+def _issue(chain: ChainService, business: BusinessSender, user: User, customer: str, units: int) -> Issued:
     state = merchant_state(chain, user.address)
     found, scale = state.tokens, state.tokens.scale
     symbol, decimals = found.stablecoin.symbol, found.stablecoin.decimals
@@ -192,6 +208,11 @@ def issue(chain: ChainService, business: BusinessSender, user: User, customer: s
 
 def redeem(chain: ChainService, business: BusinessSender, user: User, units: int) -> Redeemed:
     """Redeem the points worth ``units`` of stablecoin, paid out of the reserve to the merchant."""
+    with _action_lock(user.address):
+        return _redeem(chain, business, user, units)
+
+
+def _redeem(chain: ChainService, business: BusinessSender, user: User, units: int) -> Redeemed:
     state = merchant_state(chain, user.address)
     found = state.tokens
     points_units = units * found.scale

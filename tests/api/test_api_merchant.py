@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
@@ -14,6 +15,7 @@ import pypdfium2
 import pytest
 from api_fixtures import SCALE, USD, bearer, sign_up, wait_indexed
 
+from api import merchant as merchant_service
 from api.errors import Conflict, InvalidRequest
 from api.merchant import ActionLog, money, parse_money
 
@@ -201,6 +203,26 @@ def test_issue__same_idempotency_key_twice__one_issuance(shop, patron, deployed_
     assert first.status_code == second.status_code == 201 and first.json() == second.json()
     assert other.status_code == 409 and other.json()["error"] == "conflict"
     assert deployed_points.balanceOf(patron["address"]) == 2 * USD * SCALE
+
+
+def test_issue__two_at_once__each_approves_and_issues_its_own_amount(shop, patron, deployed_points):
+    client, _ = shop
+    user = client.app.state.users.authenticate(client.headers["Authorization"].removeprefix("Bearer "))
+    errors: list[BaseException] = []
+
+    def issue(units: int) -> None:
+        try:
+            merchant_service.issue(client.app.state.chain, client.app.state.business, user, patron["address"], units)
+        except BaseException as err:  # noqa: BLE001 - reported by the assertion below
+            errors.append(err)
+
+    threads = [threading.Thread(target=issue, args=(units,)) for units in (3 * USD, 4 * USD)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == [] and deployed_points.balanceOf(patron["address"]) == 7 * USD * SCALE
 
 
 def test_issue__without_idempotency_key__422_nothing_sent(shop, patron, w3):
