@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 import pypdfium2
 import pytest
 from api_fixtures import SCALE, USD, bearer, sign_up, wait_indexed
+from web3.logs import DISCARD
 
 from api import merchant as merchant_service
 from api.errors import Conflict, InvalidRequest
@@ -92,29 +93,28 @@ def test_action_log__same_key_other_request__conflict_and_the_first_answer_kept(
 # ------------------------------------------------------------------ roles
 
 
-@pytest.mark.parametrize(("method", "path", "body"), [
-    ("GET", "/merchant", None), ("POST", "/merchant/issuances", {"customer": "0x" + "1" * 40, "amount": "1"}),
-    ("POST", "/merchant/redemptions", {"amount": "1"}),
-    ("GET", "/merchant/statements?from_date=2026-01-01&to_date=2026-01-02", None)])
-def test_merchant_routes__without_credentials__401(make_client, method, path, body):
-    response = make_client(auth=False).request(method, path, json=body, headers=key())
-
-    assert response.status_code == 401 and response.json()["error"] == "unauthorized"
+#: Every merchant route with a request it would otherwise accept.
+ROUTES = [("GET", "/merchant", None), ("POST", "/merchant/issuances", {"customer": "0x" + "1" * 40, "amount": "1"}),
+          ("POST", "/merchant/redemptions", {"amount": "1"}),
+          ("GET", "/merchant/statements?from_date=2026-01-01&to_date=2026-01-02", None)]
 
 
-@pytest.mark.parametrize(("method", "path", "body"), [
-    ("GET", "/merchant", None), ("POST", "/merchant/issuances", {"customer": "0x" + "1" * 40, "amount": "1"}),
-    ("POST", "/merchant/redemptions", {"amount": "1"}),
-    ("GET", "/merchant/statements?from_date=2026-01-01&to_date=2026-01-02", None)])
-def test_merchant_routes__an_account_not_a_merchant__403_in_words_nothing_sent(client, w3, admin, method, path,
-                                                                               body):
+def test_merchant_routes__without_credentials__401(make_client):
+    anonymous = make_client(auth=False)
+
+    for method, path, body in ROUTES:
+        response = anonymous.request(method, path, json=body, headers=key())
+        assert response.status_code == 401 and response.json()["error"] == "unauthorized", path
+
+
+def test_merchant_routes__an_account_not_a_merchant__403_in_words_nothing_sent(client, w3, admin):
     address = client.account["address"]
     admin.transfer(address, ETH)
 
-    response = client.request(method, path, json=body, headers=key())
-
-    assert response.status_code == 403 and response.json()["error"] == "forbidden"
-    assert "does not hold the merchant role" in response.json()["detail"]
+    for method, path, body in ROUTES:
+        response = client.request(method, path, json=body, headers=key())
+        assert response.status_code == 403 and response.json()["error"] == "forbidden", path
+        assert "does not hold the merchant role" in response.json()["detail"]
     assert nonce(w3, address) == 0
 
 
@@ -173,7 +173,7 @@ def test_issue__to_an_account_name__stablecoin_into_the_reserve_points_to_the_cu
     receipt = w3.eth.get_transaction_receipt(body["tx_hash"])
     assert receipt["from"] == address and receipt["blockNumber"] == body["block_number"]
     points = w3.eth.contract(deployed_points.address, abi=deployed_points.contract_type.model_dump(mode="json")["abi"])
-    event = points.events.PointsIssued().process_receipt(receipt)[0]["args"]
+    event = points.events.PointsIssued().process_receipt(receipt, errors=DISCARD)[0]["args"]
     assert event["merchant"] == address and event["customer"] == patron["address"]
     assert event["stablecoin_paid_in"] == 12_500_000
     assert client.get("/merchant").json()["room"] == "87.50"
@@ -320,14 +320,13 @@ def test_redeem__points_accepted__burnt_and_paid_out_of_the_reserve(shop, deploy
     assert deployed_points.reserve() == reserve - 5_250_000
 
 
-@pytest.mark.parametrize(("amount", "says"), [("0.01", "more than the 0.00 points you hold"),
-                                              ("0", "more than 0"), ("abc", "not an amount of money")])
-def test_redeem__bad_input__422_in_words_nothing_sent(shop, w3, amount, says):
+def test_redeem__bad_input__422_in_words_nothing_sent(shop, w3):
     client, address = shop
 
-    response = client.post("/merchant/redemptions", json={"amount": amount}, headers=key())
-
-    assert response.status_code == 422 and says in response.json()["detail"]
+    for amount, says in (("0.01", "more than the 0.00 points you hold"), ("0", "more than 0"),
+                         ("abc", "not an amount of money")):
+        response = client.post("/merchant/redemptions", json={"amount": amount}, headers=key())
+        assert response.status_code == 422 and says in response.json()["detail"], amount
     assert nonce(w3, address) == 0
 
 
@@ -400,10 +399,9 @@ def test_statement__the_widest_days__from_the_deploy_block_to_the_latest(shop, w
     assert body["to_block"] == w3.eth.block_number and body["reconciled"] is True
 
 
-@pytest.mark.parametrize("params", [{"from_date": "2026-13-01", "to_date": "2026-12-01"},
-                                    {"from_date": "2026-12-01"}, {"from_date": "2026-12-01", "to_date": "2026-12-01",
-                                                                  "format": "xls"}])
-def test_statement__malformed_query__422(shop, params):
+def test_statement__malformed_query__422(shop):
     client, _ = shop
 
-    assert client.get("/merchant/statements", params=params).status_code == 422
+    for params in ({"from_date": "2026-13-01", "to_date": "2026-12-01"}, {"from_date": "2026-12-01"},
+                   {"from_date": "2026-12-01", "to_date": "2026-12-01", "format": "xls"}):
+        assert client.get("/merchant/statements", params=params).status_code == 422, params
