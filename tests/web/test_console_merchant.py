@@ -191,6 +191,7 @@ def test_statement_page__table_charts_and_reconciled_in_words(shop, patron, w3):
     assert page.text.count("<svg") == 2 and "Paid into the reserve, by merchant" in text
     assert f'href="/console/merchant/statements.csv?from={day}&amp;to={day}"' in page.text
     assert "已核对" in chinese.text and "按商家统计的存入储备金" in chinese.text
+    assert '<input type="hidden" name="lang" value="zh-CN">' in chinese.text  # the days' form keeps the language
 
 
 @pytest.mark.parametrize(("first", "last", "message"), [

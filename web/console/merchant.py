@@ -82,7 +82,8 @@ async def _home(request: Request, user: User, token: str, roles: Any, chain: Any
                         status=status, headers=headers, state=state, money=_money(request), once=_once(),
                         errors=errors or set(), error=error, form=form or {},
                         notice=notice if notice in ("issued", "redeemed") else None,
-                        first_day=(last - timedelta(days=DEFAULT_DAYS)).isoformat(), last_day=last.isoformat())
+                        first_day=(last - timedelta(days=DEFAULT_DAYS)).isoformat(), last_day=last.isoformat(),
+                        chosen_lang=request.query_params.get("lang", "")[:20])
 
 
 @router.get("")
@@ -201,6 +202,7 @@ async def statements(request: Request, chain: ChainDep, index: IndexDep, setting
     return console_page(request, "console/merchant_statement.html", user, token, roles, section="merchant",
                         status=status, result=result, lines=rows[:-1], totals=rows[-1] if rows else None,
                         money=_money(request), error=error, query=query,
+                        chosen_lang=request.query_params.get("lang", "")[:20],
                         first_day=request.query_params.get("from", query.get("from", ""))[:20],
                         last_day=request.query_params.get("to", query.get("to", ""))[:20],
                         chart_of=lambda title, unit, column: bar_chart(title, unit, [
