@@ -109,7 +109,7 @@ def roles_of(chain: ChainService, address: str) -> Roles:
     points = chain.contract(POINTS)
     if points is not None:
         with node_errors("the points contract"):
-            merchant = bool(points.functions.merchants(account).call(block_identifier=at)[0])
+            merchant = bool(points.functions.merchants(account).call(block_identifier=at)[1])  # (name, active, ...)
     return Roles(account, block, issuer=issuer, custodian=custodian, appraiser=appraiser, merchant=merchant)
 
 

@@ -46,6 +46,7 @@ from api.routers import (
     resolver,
 )
 from api.routers import lender as lender_api
+from api.routers import merchant as merchant_api
 from api.scans import ScanLog
 from api.security import SecurityHeaders
 from api.settings import Settings, get_settings
@@ -61,6 +62,7 @@ from web.app import moves as holder_moves
 from web.app import routes as holder_app
 from web.console import issuer as console_issuer
 from web.console import lender as console_lender
+from web.console import merchant as console_merchant
 from web.console import operator as console_operator
 from web.console import routes as console
 
@@ -234,6 +236,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(console_operator.router)
     app.include_router(console_lender.router)
     app.include_router(lender_api.router)
+    app.include_router(console_merchant.router)
+    app.include_router(merchant_api.router)
     return app
 
 

@@ -110,6 +110,10 @@ EXPECTED_ERRORS = {
     **{("post", path): {"401", "403", "409", "422", "502", "503"} for path in (
         "/me/offers/{nonce}/cancel", "/me/lending-allowance")},
     ("post", "/me/loans/{loan_id}/foreclose"): {"401", "403", "404", "409", "422", "502", "503"},
+    ("get", "/merchant"): {"401", "403", "503"},
+    ("post", "/merchant/issuances"): {"401", "403", "409", "422", "429", "502", "503"},
+    ("post", "/merchant/redemptions"): {"401", "403", "409", "422", "502", "503"},
+    ("get", "/merchant/statements"): {"401", "403", "422", "503"},
 }
 
 
@@ -197,7 +201,7 @@ def test_openapi__tags__one_per_router(openapi):
 
     assert tags == {"health", "certificates", "verification page", "relay", "metadata", "accounts", "points",
                     "lending", "auth", "custodial", "operator", "casks", "lots", "gs1 resolver", "e-label",
-                    "qr codes and labels", "epcis", "roles", "issuer", "lender"}
+                    "qr codes and labels", "epcis", "roles", "issuer", "lender", "merchant"}
 
 
 def test_openapi__info__names_license_and_version(openapi):
