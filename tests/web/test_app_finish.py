@@ -24,6 +24,8 @@ from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
 
+import test_app_moves  # noqa: E402
+import test_app_pages  # noqa: E402
 from api_fixtures import (  # noqa: E402
     ADMIN_TOKEN,
     PASSWORD,
@@ -33,12 +35,16 @@ from api_fixtures import (  # noqa: E402
     wait_for_status,
     wait_indexed,
 )
-from test_app_moves import address_of, form, holders, post, relayed  # noqa: E402, F401
-from test_app_pages import COOKIE, CSRF, SAME_ORIGIN, SCREENSHOTS, served_app, signed_up  # noqa: E402, F401
+from test_app_moves import address_of, form, post, relayed  # noqa: E402
+from test_app_pages import COOKIE, CSRF, SAME_ORIGIN, SCREENSHOTS, signed_up  # noqa: E402
 
 from web.app import moves  # noqa: E402
 
 pytest_plugins = ["api_fixtures"]
+
+#: The fixtures of the moves' and the pages' tests: two holders of a fresh lot; the app served by uvicorn.
+holders = test_app_moves.holders
+served_app = test_app_pages.served_app
 
 BASE = "https://testserver"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -350,6 +356,7 @@ def test_report_lost__on_a_phone_in_shanghai__live_activity_then_the_public_page
                 # The row turns without the page reloading: the stream told the script.
                 expect(row.get_by_text("Done, on the blockchain")).to_be_visible(timeout=15_000)
                 assert page.evaluate("window.notReloaded") is True
+                expect(page.get_by_text("Something is still pending")).to_be_hidden()
             expect(row.locator("code.hash")).to_have_text(re.compile(r"^0x[0-9a-f]{64}$"))
             expect(row.get_by_text("(China Standard Time)")).to_be_visible()
             assert page.evaluate("document.documentElement.scrollWidth") <= 390

@@ -46,8 +46,8 @@ from api.routers import auth
 from api.routers.certificates import certificate_view
 from api.routers.index import certificate_page, get_lot
 from api.schemas import CertificateState, LoginRequest, PasswordChangeRequest, SignupRequest, checksum_address
-from api.settings import Settings
 from api.security import DEFAULT_CSP
+from api.settings import Settings
 from api.users import User
 from indexer.reader import IndexReader
 from web.app import session, times

@@ -37,6 +37,10 @@
       tx.querySelector("code").textContent = change.tx_hash;
       tx.hidden = false;
     }
+    var hint = document.querySelector("[data-pending-hint]");
+    if (hint) {
+      hint.hidden = !pending();
+    }
   }
 
   function follow() {
