@@ -376,3 +376,73 @@ def test_report_lost__on_a_phone_in_shanghai__live_activity_then_the_public_page
     note = httpx.get(f"{base}/custodian/notes/{on_chain}", headers=bearer(ADMIN_TOKEN)).json()
     assert note["kind"] == "flag" and note["fields"] == {"reason": reason}
     assert "0x" + keccak(note["canonical"].encode()).hex() == on_chain
+
+
+# ------------------------------------------------------------ points history
+
+
+def test_points_history__three_issues__newest_first_in_pages_linked_by_the_cursor(make_browser, issue_points, w3,
+                                                                                  deployed_points):
+    browser = make_browser()
+    signed_up(browser)
+    address = address_of(browser)
+    for dollars in (1, 2, 3):
+        issue_points(address, dollars * 1_000_000)
+    wait_indexed(w3, browser)
+    auth = bearer(browser.cookies[COOKIE])
+
+    first = browser.get("/me/points/history?limit=2", headers=auth)
+    second = browser.get("/me/points/history", params={"limit": 2, "cursor": first.json()["next_cursor"]},
+                         headers=auth)
+
+    assert first.status_code == second.status_code == 200
+    moves = first.json()["moves"] + second.json()["moves"]
+    assert [len(first.json()["moves"]), len(second.json()["moves"])] == [2, 1]
+    assert second.json()["next_cursor"] is None and first.json()["address"] == address
+    positions = [(m["block_number"], m["log_index"]) for m in moves]
+    assert positions == sorted(positions, reverse=True) and len(set(positions)) == 3
+    assert all(m["counterparty"] is None and int(m["points"]) > 0 for m in moves)
+    assert sum(int(m["points"]) for m in moves) == deployed_points.balanceOf(address)
+    # The page reads the same route: its history lists the three.
+    assert flat(browser.get("/app/points").text).count("points given to you by a shop") == 3
+
+
+def test_points_history__no_credentials_or_a_made_up_cursor__401_and_422(make_browser):
+    browser = make_browser()
+    signed_up(browser)
+
+    anonymous = browser.get("/me/points/history")
+    forged = browser.get("/me/points/history", params={"cursor": "c1.bm90LWEtY3Vyc29y"},
+                         headers=bearer(browser.cookies[COOKIE]))
+
+    assert anonymous.status_code == 401
+    assert forged.status_code == 422 and "cursor" in forged.json()["detail"]
+
+
+# ------------------------------------------------------------ the gift claim page
+
+
+def test_claim_page__lot_document_translates_the_wine__each_reader_sees_it_in_their_language(
+        make_browser, cert, winery, custodian, w3, tmp_path):
+    from amphora import lots
+    from amphora.demo import EXAMPLE_LOT
+    from test_app_gifts import give, path_of
+
+    document = json.loads(EXAMPLE_LOT.read_text())
+    issued = lots.issue(cert, winery, lots.LotDescription.from_mapping(
+        {**document, "bottle_count": 2, "custodian": custodian.address, "lot_code": "ZH-1"}))
+    lots.write_document(tmp_path / f"lot-{issued.lot_id}.json", issued.metadata)
+    token = (issued.lot_id << 32) | 2
+    giver = make_browser(documents_dir=tmp_path)
+    signed_up(giver)
+    cert.transferFrom(winery, address_of(giver), token, sender=winery)
+    wait_indexed(w3, giver)
+    claim = path_of(give(giver, token))
+    reader = TestClient(giver.app, base_url=BASE, follow_redirects=False)
+
+    chinese = reader.get(claim, params={"lang": "zh-CN"})
+    english = reader.get(claim, params={"lang": "en"})
+
+    assert chinese.status_code == english.status_code == 200
+    assert f"<h2>{document['translations']['zh-CN']['wine']}</h2>" in chinese.text
+    assert f"<h2>{document['translations']['en']['wine']}</h2>" in english.text
