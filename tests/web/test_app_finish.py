@@ -293,6 +293,18 @@ def test_activity_events__more_streams_than_the_cap__429_until_one_closes(served
         context.__exit__(None, None, None)
 
 
+def test_activity_events__session_logged_out__the_open_stream_ends(served_holder, monkeypatch):
+    app, base, client, _ = served_holder
+    monkeypatch.setattr(moves, "HEARTBEAT_SECONDS", 0.2)
+    seen: list[dict] = []
+
+    with client.stream("GET", "/app/activity/events") as stream:
+        app.state.users.logout(client.cookies["amphora_session"])  # logged out elsewhere (another tab)
+        events(stream.iter_lines(), lambda s: bool(s) and s[-1]["event"] == "end", seen, timeout=10)
+
+    assert seen[-1] == {"event": "end", "reason": "session"}
+
+
 def test_activity_events__stream_ends_by_itself_after_its_time(served_holder, monkeypatch):
     app, base, client, _ = served_holder
     monkeypatch.setattr(moves, "STREAM_SECONDS", 1.5)
@@ -362,6 +374,10 @@ def test_report_lost__on_a_phone_in_shanghai__live_activity_then_the_public_page
             assert page.evaluate("document.documentElement.scrollWidth") <= 390
             page.screenshot(path=str(SCREENSHOTS / "app-finish-activity-live.png"), full_page=True)
 
+            page.goto(f"{base}/app/account")  # the zone the browser set is the account's choice
+            expect(page.get_by_label("Show dates and times in")).to_have_value("Asia/Shanghai")
+            page.screenshot(path=str(SCREENSHOTS / "app-finish-account-zone.png"), full_page=True)
+
             wait_indexed(w3, SimpleNamespace(app=app))
             page.goto(f"{base}/app/bottles/{token}/flag")
             page.get_by_role("link", name="The public page anyone can check this bottle on").click()
@@ -424,9 +440,10 @@ def test_points_history__no_credentials_or_a_made_up_cursor__401_and_422(make_br
 
 def test_claim_page__lot_document_translates_the_wine__each_reader_sees_it_in_their_language(
         make_browser, cert, winery, custodian, w3, tmp_path):
+    from test_app_gifts import give, path_of
+
     from amphora import lots
     from amphora.demo import EXAMPLE_LOT
-    from test_app_gifts import give, path_of
 
     document = json.loads(EXAMPLE_LOT.read_text())
     issued = lots.issue(cert, winery, lots.LotDescription.from_mapping(

@@ -296,7 +296,8 @@ def _claim_page(request: Request, view: CertificateView | None, status: int = 20
     if standing != "open" and status == 200:
         status = 404 if standing == "unknown" else 410
     return _page(request, "app/gifts_claim.html", status=status, user=user, token=token, view=view,
-                 wine=_wine(request, view) if view is not None else "", standing=standing, error=error, errors=errors, mode=mode, identifier=identifier, secret=secret,
+                 wine=_wine(request, view) if view is not None else "", standing=standing, error=error,
+                 errors=errors, mode=mode, identifier=identifier, secret=secret,
                  wait=wait, headers={"Content-Security-Policy": CLAIM_CSP, **(headers or {})})
 
 
