@@ -106,19 +106,23 @@ def test_activity__same_zone_in_chinese__written_the_chinese_way(holders):
     assert f"{local.year}年{local.month}月{local.day}日 {local:%H:%M:%S} (中国标准时间)" in flat(page.text)
 
 
-@pytest.mark.parametrize("forged", ["Mars/Olympus_Mons", "../../../etc/passwd", "Asia/Shanghai%00", "x" * 4000,
-                                    '"Asia/Shanghai', "<script>", "Etc/GMT+25", ""])
-def test_activity__forged_time_zone_cookie__page_in_utc_and_nothing_kept(holders, forged):
+#: Cookie values no zone is read from: unknown, a path, encoded, too long, half-quoted, markup, out of range, empty.
+FORGED_ZONES = ("Mars/Olympus_Mons", "../../../etc/passwd", "Asia/Shanghai%00", "x" * 4000, '"Asia/Shanghai',
+                "<script>", "Etc/GMT+25", "")
+
+
+def test_activity__forged_time_zone_cookie__page_in_utc_and_nothing_kept(holders):
     mine = holders[0]
     transferred(holders)
 
-    page = with_cookies(mine.app, mine.cookies[COOKIE], forged).get("/app/activity")
+    for forged in FORGED_ZONES:
+        page = with_cookies(mine.app, mine.cookies[COOKIE], forged).get("/app/activity")
 
-    assert page.status_code == 200
-    assert "(Coordinated Universal Time)" in page.text and "<script>" not in page.text.replace(
-        '<script src="/static/tz.js" defer>', "").replace('<script src="/static/activity.js" defer>', "")
-    assert "set-cookie" not in page.headers
-    assert '<meta name="amphora-tz" content="UTC" data-reload="yes">' in page.text
+        assert page.status_code == 200, forged
+        assert "(Coordinated Universal Time)" in page.text and "<script>" not in page.text.replace(
+            '<script src="/static/tz.js" defer>', "").replace('<script src="/static/activity.js" defer>', "")
+        assert "set-cookie" not in page.headers
+        assert '<meta name="amphora-tz" content="UTC" data-reload="yes">' in page.text
 
 
 def test_account__time_zone_chosen__kept_for_the_app_pages_in_a_lax_secure_cookie(make_browser):
@@ -144,16 +148,16 @@ def test_account__time_zone_chosen__kept_for_the_app_pages_in_a_lax_secure_cooki
         "Max-Age=0" in forgotten.headers["set-cookie"]
 
 
-@pytest.mark.parametrize("zone", ["Mars/Olympus_Mons", "asia/shanghai", "UTC; Path=/", "x" * 100])
-def test_account__unknown_time_zone__422_in_words_and_nothing_kept(make_browser, zone):
+def test_account__unknown_time_zone__422_in_words_and_nothing_kept(make_browser):
     browser = make_browser()
     signed_up(browser)
     csrf = CSRF.search(browser.get("/app/account").text).group(1)
 
-    answer = browser.post("/app/timezone", data={"csrf": csrf, "tz": zone}, headers=SAME_ORIGIN)
+    for zone in ("Mars/Olympus_Mons", "asia/shanghai", "UTC; Path=/", "x" * 100):
+        answer = browser.post("/app/timezone", data={"csrf": csrf, "tz": zone}, headers=SAME_ORIGIN)
 
-    assert answer.status_code == 422 and "Please choose a time zone from the list." in answer.text
-    assert "set-cookie" not in answer.headers
+        assert answer.status_code == 422 and "Please choose a time zone from the list." in answer.text, zone
+        assert "set-cookie" not in answer.headers
 
 
 def test_account__time_zone_form_from_another_site_or_without_token__403_and_nothing_kept(make_browser):
