@@ -229,3 +229,25 @@ class MerchantLedger(Paged):
     merchant: Address
     totals: MerchantTotalsOut | None = Field(description="Null for an address the points token never knew.")
     entries: list[LedgerLine]
+
+
+class PointsMoveOut(BaseModel):
+    """One movement of a holder's points."""
+
+    block_number: int
+    log_index: int
+    block_time: int | None = Field(description="Unix time of the block.")
+    block_time_iso: str | None
+    tx_hash: Bytes32Hex
+    points: Int256Out = Field(description="In the token's smallest units: positive received, negative sent.")
+    counterparty: Address | None = Field(description="Who paid or was paid; null for points a shop issued "
+                                         "(minted) or points redeemed (burnt).")
+    confirmations: int
+    final: bool
+
+
+class PointsHistoryPage(Paged):
+    """A page of an account's points movements, newest first."""
+
+    address: Address
+    moves: list[PointsMoveOut]

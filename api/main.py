@@ -59,6 +59,7 @@ from web import STATIC_DIR
 from web.app import gifts as holder_app_gifts
 from web.app import money as holder_money
 from web.app import moves as holder_moves
+from web.app import preferences as holder_preferences
 from web.app import routes as holder_app
 from web.console import issuer as console_issuer
 from web.console import lender as console_lender
@@ -228,6 +229,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(holder_app_gifts.router)
     app.include_router(holder_money.router)
     app.include_router(holder_moves.router)
+    app.include_router(holder_preferences.router)
     app.include_router(custodian.router)
     app.include_router(business.router)
     app.include_router(console.router)

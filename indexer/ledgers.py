@@ -245,14 +245,18 @@ class PointsMove:
     counterparty: str | None
 
 
-def holder_points(tx: Transaction, chain_id: int, holder: str, limit: int) -> list[PointsMove]:
+def holder_points(tx: Transaction, chain_id: int, holder: str, limit: int,
+                  before: tuple[int, int] | None = None) -> list[PointsMove]:
     """The latest ``limit`` transfers of points to or from ``holder``, newest first (issued
-    to the holder: from the zero address; redeemed: to it)."""
+    to the holder: from the zero address; redeemed: to it); with ``before`` (a block number
+    and log index), only those older than it."""
     columns = "block_number, log_index, block_time, tx_hash, party_a, party_b, args"
     order = "ORDER BY block_number DESC, log_index DESC LIMIT ?"
+    older = " AND (block_number < ? OR (block_number = ? AND log_index < ?))" if before else ""
+    after = (before[0], before[0], before[1]) if before else ()
     rows = [row for party in ("party_a", "party_b") for row in tx.all(
         f"SELECT {columns} FROM ix_events WHERE chain_id = ? AND contract = ? AND {party} = ? "
-        f"AND event = 'Transfer' {order}", (chain_id, POINTS, holder, limit))]
+        f"AND event = 'Transfer'{older} {order}", (chain_id, POINTS, holder, *after, limit))]
     moves: dict[tuple[int, int], PointsMove] = {}
     for row in rows:
         value = int(json.loads(row["args"])["value"])

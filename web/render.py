@@ -2,7 +2,9 @@
 
 Templates are autoescaped; translatable text is marked with ``{% trans %}`` or
 ``_("…")`` and looked up in the request's language (:mod:`web.i18n`). Dates, numbers
-and money are formatted by Babel in the reader's conventions.
+and money are formatted by Babel in the reader's conventions; dates and times in the
+page's time zone (the holder's app passes the reader's, see :mod:`web.app.times`; every
+other page, UTC).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_decimal
@@ -34,10 +37,15 @@ ENV = Environment(
 
 
 class Page:
-    """The language-bound helpers of one rendering: ``page.date(ts)`` and friends."""
+    """The language-bound helpers of one rendering: ``page.date(ts)`` and friends, in the
+    time zone ``tz``; without one, in UTC, which the page's text names where it matters
+    (the verification and e-label pages)."""
 
-    def __init__(self, language: str, path: str = "", query: dict[str, str] | None = None) -> None:
+    def __init__(self, language: str, path: str = "", query: dict[str, str] | None = None,
+                 tz: ZoneInfo | None = None) -> None:
         self.language = language
+        self.tz = tz or ZoneInfo("UTC")
+        self.zone_named = tz is not None
         self.locale = i18n.babel_locale(language)
         self.translations = i18n.translations(language)
         self.path = path
@@ -49,10 +57,11 @@ class Page:
     def ngettext(self, singular: str, plural: str, n: int) -> str:
         return self.translations.ngettext(singular, plural, n)
 
-    def date(self, value: int | date | datetime | None, form: str = "long") -> str:
-        """A day as the reader writes it (``6 December 2026``, ``2026年12月6日``). A Unix time
-        past the year 9999 (a holder may set a gift's expiry or a loan's due time that far)
-        reads as "a date far in the future" rather than failing the page."""
+    def date(self, value: int | date | datetime | None, form: str = "long", utc: bool = False) -> str:
+        """A day as the reader writes it (``6 December 2026``, ``2026年12月6日``): the day a
+        moment falls on in the page's zone (in UTC with ``utc``: a day the page says is
+        UTC's). A Unix time past the year 9999 (a holder may set a gift's expiry or a loan's
+        due time that far) reads as "a date far in the future" rather than failing the page."""
         if value is None:
             return "—"
         if isinstance(value, int):
@@ -60,16 +69,20 @@ class Page:
                 return self.gettext("a date far in the future")
             value = datetime.fromtimestamp(max(value, 0), tz=UTC)
         if isinstance(value, datetime):
-            value = value.date()
+            value = value.astimezone(UTC if utc else self.tz).date() if value.tzinfo else value.date()
         return format_date(value, format=form, locale=self.locale)
 
     def datetime(self, value: int | datetime, form: str = "medium") -> str:
-        """A moment in UTC as the reader writes it (see :meth:`date` for times past 9999)."""
+        """A moment as the reader writes it, in the page's zone, named when the page has one
+        (``Dec 7, 2026, 5:00:00 AM (China Standard Time)``; see :meth:`date` for times past 9999)."""
         if isinstance(value, int):
             if value >= LAST_SHOWN_TIME:
                 return self.gettext("a date far in the future")
             value = datetime.fromtimestamp(max(value, 0), tz=UTC)
-        return format_datetime(value, format=form, tzinfo=UTC, locale=self.locale)
+        when = format_datetime(value, format=form, tzinfo=self.tz, locale=self.locale)
+        if not self.zone_named:
+            return when
+        return f"{when} ({format_datetime(value, format='zzzz', tzinfo=self.tz, locale=self.locale)})"
 
     def number(self, value: int | float | Decimal) -> str:
         """A number with the reader's grouping (``1,000``, ``1 000``)."""
@@ -90,11 +103,12 @@ def render(template: str, page: Page, **context: Any) -> str:
         page=page, lang=page.language, gettext=page.gettext, _=page.gettext, ngettext=page.ngettext, **context)
 
 
-def page_for(request: Request) -> Page:
+def page_for(request: Request, tz: ZoneInfo | None = None) -> Page:
     """The rendering of a page for ``request``: its language from ``?lang=`` or
-    ``Accept-Language``, and its path and query for the language switch."""
+    ``Accept-Language``, its path and query for the language switch, and the time zone
+    ``tz`` of its dates (UTC unless given)."""
     language = i18n.negotiate(request.query_params.get("lang"), request.headers.get("accept-language"))
-    return Page(language, request.url.path, dict(request.query_params))
+    return Page(language, request.url.path, dict(request.query_params), tz)
 
 
 def respond(template: str, page: Page, status_code: int = 200, headers: dict[str, str] | None = None,

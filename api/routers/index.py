@@ -1,7 +1,7 @@
 """Reads from the index (the chain follower's tables), in milliseconds and
 without a node round trip per event: an address's certificates, a
 certificate's history, lots, loans, a lender's portfolio, a merchant's points
-ledger.
+ledger, a holder's points movements.
 
 Every answer carries `indexed_block`, `head_block` and `lag`, read in the
 same database snapshot as the rows: it is the chain as of `indexed_block`.
@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
+from api.chain import POINTS
 from api.deps import ChainDep, IndexDep, UserDep
 from api.errors import InvalidRequest, NotDeployed, NotFound, Unauthorized, UpstreamUnavailable, error_responses
 from api.index_schemas import (
@@ -36,13 +37,15 @@ from api.index_schemas import (
     LotSummaryOut,
     MerchantLedger,
     MerchantTotalsOut,
+    PointsHistoryPage,
+    PointsMoveOut,
     StockRange,
 )
 from api.schemas import ADDRESS_PATTERN, LoanState, Uint256In, checksum_address
 from indexer import history as histories
 from indexer import holdings, ledgers
 from indexer.events import SERIAL_BITS
-from indexer.reader import MAX_PAGE, BadCursor, IndexReader, IndexStatus, decode_cursor
+from indexer.reader import MAX_PAGE, BadCursor, IndexReader, IndexStatus, decode_cursor, encode_cursor
 
 router = APIRouter()  # each route carries the tag of its resource
 
@@ -188,6 +191,46 @@ async def my_certificates(
 ) -> CertificatePage:
     owner = checksum_address(user.address)
     return await certificate_page(index, chain.chain_id, owner, cursor, limit, state, _lot(lot))
+
+
+async def points_history_page(index: IndexReader, chain_id: int, holder: str, cursor: str | None,
+                              limit: int) -> PointsHistoryPage:
+    """A page of ``holder``'s points movements, newest first (what ``GET /me/points/history`` answers)."""
+    before = _cursor(cursor, 2)
+
+    def query(tx: Any, status: IndexStatus) -> PointsHistoryPage:
+        found = ledgers.holder_points(tx, chain_id, holder, limit + 1,
+                                      before=(before[0], before[1]) if before else None)
+        page = found[:limit]
+        return PointsHistoryPage(
+            **position(status), address=holder,
+            next_cursor=encode_cursor(page[-1].block_number, page[-1].log_index) if len(found) > limit else None,
+            moves=[PointsMoveOut(block_number=move.block_number, log_index=move.log_index,
+                                 block_time=move.block_time, block_time_iso=iso(move.block_time),
+                                 tx_hash=move.tx_hash, points=move.points, counterparty=move.counterparty,
+                                 confirmations=status.confirmations(move.block_number),
+                                 final=status.final(move.block_number)) for move in page])
+
+    return (await index.answer_async(chain_id, query)).value
+
+
+@router.get(
+    "/me/points/history",
+    response_model=PointsHistoryPage,
+    summary="The signed-in custodial account's points movements",
+    tags=["custodial"],
+    responses=error_responses(Unauthorized, *_ERRORS),
+)
+async def my_points_history(
+    user: UserDep, chain: ChainDep, index: IndexDep, cursor: CursorQuery = None, limit: LimitQuery = 50,
+) -> PointsHistoryPage:
+    """Every transfer of points to or from the account, newest first: points a shop issued to it
+    (`counterparty` null, `points` positive), points received from or sent to another address, points
+    redeemed (`counterparty` null, `points` negative). Amounts in the token's smallest units (the
+    PointsToken's `decimals()`). 401 without valid credentials; 422 for a malformed cursor;
+    503 when this deployment has no points token."""
+    chain.require_contract(POINTS)
+    return await points_history_page(index, chain.chain_id, checksum_address(user.address), cursor, limit)
 
 
 @router.get(

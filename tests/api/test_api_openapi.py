@@ -80,6 +80,7 @@ EXPECTED_ERRORS = {
         "/me/relay/casks/{cask}/distribution-claims")},
     ("get", "/accounts/{address}/certificates"): {"422", "503"},
     ("get", "/me/certificates"): {"401", "422", "503"},
+    ("get", "/me/points/history"): {"401", "422", "503"},
     ("get", "/certificates/{token_id}/history"): {"404", "422", "503"},
     ("get", "/lots"): {"422", "503"},
     ("get", "/lots/{lot_id}"): {"404", "422", "503"},

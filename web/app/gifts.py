@@ -45,6 +45,7 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from amphora import qr
+from amphora.lots import documents_dir
 from api.deps import ChainDep, IndexDep, RelayerDep, SettingsDep, UsersDep, custodial_origin
 from api.errors import (
     AmphoraError,
@@ -74,6 +75,7 @@ from api.users import User, parse_master_key
 from web.app import session
 from web.app.routes import _form, _page, _redirect, _refused, _settings, _signed_in, _signed_in_form, _wait
 from web.render import page_for
+from web.verify import label, lot_document
 
 router = APIRouter(prefix="/app", include_in_schema=False, default_response_class=HTMLResponse)
 
@@ -122,6 +124,15 @@ def _token_number(token_id: str) -> int | None:
 
 async def _view(request: Request, chain: Any, index: Any, number: int) -> CertificateView:
     return await run_in_threadpool(certificate_view, chain, index, _settings(request), number)
+
+
+def _wine(request: Request, view: CertificateView) -> str:
+    """The wine's name in the reader's language: the lot document's translation when it has
+    one (as the verification page shows it), else the name on chain ("" when none)."""
+    settings = _settings(request)
+    directory = settings.documents_dir or documents_dir(request.app.state.chain.chain_id)
+    doc = lot_document(directory / f"lot-{view.lot_id}.json", view.lot.metadata_hash)
+    return label(view, doc, page_for(request).language, settings.public_base_url).wine
 
 
 def _last_gift_event(view: CertificateView) -> str | None:
@@ -285,7 +296,8 @@ def _claim_page(request: Request, view: CertificateView | None, status: int = 20
     if standing != "open" and status == 200:
         status = 404 if standing == "unknown" else 410
     return _page(request, "app/gifts_claim.html", status=status, user=user, token=token, view=view,
-                 standing=standing, error=error, errors=errors, mode=mode, identifier=identifier, secret=secret,
+                 wine=_wine(request, view) if view is not None else "", standing=standing, error=error,
+                 errors=errors, mode=mode, identifier=identifier, secret=secret,
                  wait=wait, headers={"Content-Security-Policy": CLAIM_CSP, **(headers or {})})
 
 
@@ -418,7 +430,7 @@ async def claim(request: Request, token_id: str, chain: ChainDep, index: IndexDe
         error, status = _relay_error(err), err.status_code
     previous = session.session_token(request, settings) if new_session else None
     response = _page(request, "app/gifts_claimed.html", status=status, user=user, token=token,
-                     view=view, error=error)
+                     view=view, wine=_wine(request, view), error=error)
     if new_session:
         if previous:
             users.logout(previous)

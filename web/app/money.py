@@ -7,7 +7,8 @@ Every action calls the JSON API's own route function: ``custodial_points_transfe
 (``POST /me/relay/loan-acceptances``), ``custodial_loan_repayment``
 (``POST /me/relay/loan-repayments``) and ``export_key`` (``POST /me/key-export``);
 the offers come from ``matching_offers`` (``GET /offers``), the loan from
-``collateral_snapshot`` (``GET /collateral/{token_id}``). Each form carries a
+``collateral_snapshot`` (``GET /collateral/{token_id}``), the points history from
+``points_history_page`` (``GET /me/points/history``). Each form carries a
 random ``once`` field issued with the page: it becomes the action's
 ``Idempotency-Key``, so a form sent twice is one action.
 
@@ -45,6 +46,7 @@ from api.errors import (
     TooManyRequests,
     error_responses,
 )
+from api.index_schemas import PointsMoveOut
 from api.routers import auth
 from api.routers.custodial import (
     CustodialLoanAcceptance,
@@ -54,10 +56,10 @@ from api.routers.custodial import (
     custodial_loan_repayment,
     custodial_points_transfer,
 )
+from api.routers.index import points_history_page
 from api.schemas import CertificateState, KeyExportRequest, LoanOfferIn, LoanState, PostedOffer, checksum_address
 from api.settings import Settings
 from api.users import User
-from indexer import ledgers
 from web.app.recipients import account_address
 from web.app.routes import _page, _redirect, _signed_in, _signed_in_form, _wait
 from web.render import page_for
@@ -121,22 +123,25 @@ def _action_key(kind: str, form: dict[str, str]) -> str | None:
 # ------------------------------------------------------------------- points
 
 
-def _points_view(chain: ChainService, index: Any, user: User) -> tuple[Token, int, list[ledgers.PointsMove]]:
+def _points_balance(chain: ChainService, user: User) -> tuple[Token, int]:
     token = chain.token(POINTS)
     if token is None:
         raise ServiceUnavailable("no points token in this deployment")
-    balance = chain.token_balance(token, user.address)
-    holder = checksum_address(user.address)
-    moves = index.answer(chain.chain_id, lambda tx, _: ledgers.holder_points(tx, chain.chain_id, holder,
-                                                                             HISTORY)).value
-    return token, balance, moves
+    return token, chain.token_balance(token, user.address)
+
+
+async def _points_view(chain: ChainService, index: Any, user: User) -> tuple[Token, int, list[PointsMoveOut]]:
+    """The balance (from the chain) and the latest movements, from ``GET /me/points/history``."""
+    token, balance = await run_in_threadpool(_points_balance, chain, user)
+    history = await points_history_page(index, chain.chain_id, checksum_address(user.address), None, HISTORY)
+    return token, balance, history.moves
 
 
 async def _points_page(request: Request, chain: ChainService, index: Any, user: User, token: str, status: int = 200,
                        errors: set[str] | None = None, error: str | None = None, to: str = "", amount: str = "",
                        headers: dict[str, str] | None = None, wait: str = "") -> Response:
     try:
-        points, balance, moves = await run_in_threadpool(_points_view, chain, index, user)
+        points, balance, moves = await _points_view(chain, index, user)
     except ServiceUnavailable:
         return _page(request, "app/unavailable.html", status=503, user=user, token=token)
     notice = request.query_params.get("done")

@@ -8,20 +8,34 @@ thing (``custodial_transfer``, ``custodial_redemption``, ``custodial_flag`` of
 with the form, so a form sent twice is one action. A delivery address and a
 report's reason are kept off chain, encrypted, for the custodian
 (:mod:`api.holder_notes`); only their hash goes on chain. The activity page
-reads the relayer's outbox (what ``GET /relay/{id}`` answers).
+reads the relayer's outbox (what ``GET /relay/{id}`` answers), and follows it
+live: ``GET /app/activity/events`` is a stream of server-sent events of the
+account's requests whose status changed (read by ``/static/activity.js``;
+without script, the page reloads itself while something is pending).
+
+The stream is the session's only, checked again at every heartbeat (a logout
+ends it); it ends after :data:`STREAM_SECONDS` (the script opens a new one
+while something is pending), and an account holds at most
+:data:`STREAMS_PER_ACCOUNT` at once, the service :data:`MAX_STREAMS` (429
+beyond), so open connections cannot pile up.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 import secrets
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from api.deps import ChainDep, IndexDep, RelayerDep, SettingsDep, UsersDep, custodial_origin
 from api.errors import (
@@ -58,8 +72,18 @@ router = APIRouter(prefix="/app", include_in_schema=False, default_response_clas
 
 #: Actions the activity page lists (the newest).
 ACTIVITY_PAGE = 50
-#: Seconds between two loads of the activity page while an action is pending.
+#: Seconds between two loads of the activity page while an action is pending (without script).
 REFRESH_SECONDS = 3
+#: The longest an activity stream stays open (seconds).
+STREAM_SECONDS = 120
+#: Seconds between two reads of the outbox by a stream, and between two heartbeats.
+STREAM_POLL_SECONDS = 1.0
+HEARTBEAT_SECONDS = 15.0
+#: Streams one account may hold open at once, and the whole service.
+STREAMS_PER_ACCOUNT = 3
+MAX_STREAMS = 200
+#: What the browser waits before it connects again after a dropped stream (milliseconds).
+RETRY_MS = 3000
 #: The limits of the delivery and report forms' fields (characters).
 LIMITS = {"name": (1, 120), "address": (5, 500), "phone": (0, 40), "reason": (3, 1000)}
 _ONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
@@ -343,20 +367,121 @@ async def report(request: Request, token_id: str, chain: ChainDep, index: IndexD
 # ------------------------------------------------------------ activity
 
 
+def _status(relayed: str) -> str:
+    """What the activity page says of a request's outbox status: pending, confirmed or failed."""
+    return "pending" if relayed in _PENDING else "confirmed" if relayed == CONFIRMED else "failed"
+
+
 @router.get("/activity", responses=error_responses(ServiceUnavailable, html=True))
 def activity(request: Request, relayer: RelayerDep) -> Response:
     """The account's relayed actions, newest first, from the relayer's outbox:
     pending, confirmed or failed, with the transaction hash. While one is
-    pending the page reloads itself every few seconds (no script)."""
+    pending the page follows :func:`activity_events` (script), or reloads
+    itself every few seconds (no script)."""
     signed_in = routes._signed_in(request)
     if signed_in is None:
         return routes._redirect(request, "/app/login")
     user, token = signed_in
     records = relayer.outbox.for_account(user.id, ACTIVITY_PAGE)
-    actions = [{"kind": record.kind, "status": "pending" if record.status in _PENDING else
-                "confirmed" if record.status == CONFIRMED else "failed", "tx_hash": record.tx_hash,
+    actions = [{"kind": record.kind, "status": _status(record.status), "tx_hash": record.tx_hash,
                 "created_at": int(record.created_at), "request_id": record.request_id} for record in records]
     pending = any(action["status"] == "pending" for action in actions)
     return routes._page(request, "app/moves_activity.html", user=user, token=token, actions=actions,
                         refresh=REFRESH_SECONDS if pending else None,
                         notice=request.query_params.get("done") == "transfer")
+
+
+class _Streams:
+    """The activity streams open now, per account (one event loop: no lock needed)."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, int] = {}
+
+    def take(self, account: str) -> bool:
+        """Count one more stream of ``account``; False (nothing counted) beyond a cap."""
+        if self.open.get(account, 0) >= STREAMS_PER_ACCOUNT or sum(self.open.values()) >= MAX_STREAMS:
+            return False
+        self.open[account] = self.open.get(account, 0) + 1
+        return True
+
+    def release(self, account: str) -> None:
+        left = self.open.get(account, 0) - 1
+        if left > 0:
+            self.open[account] = left
+        else:
+            self.open.pop(account, None)
+
+
+def _streams(request: Request) -> _Streams:
+    state = request.app.state
+    if not hasattr(state, "activity_streams"):
+        state.activity_streams = _Streams()
+    streams: _Streams = state.activity_streams
+    return streams
+
+
+class _EventStream(StreamingResponse):
+    """A stream that gives its place back however it ends (finished, client gone, never started)."""
+
+    def __init__(self, content: AsyncIterator[str], release: Callable[[], None]) -> None:
+        super().__init__(content, media_type="text/event-stream",
+                         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
+
+
+def _event(name: str, data: dict[str, Any]) -> str:
+    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+async def _activity_events(request: Request, relayer: Relayer, users: UserStore, account: str,
+                           token: str) -> AsyncIterator[str]:
+    """The account's requests whose status changed (all of them first), a
+    heartbeat, until the time is up, the session ends or the client leaves."""
+    yield f"retry: {RETRY_MS}\n\n"
+    seen: dict[str, tuple[str, str | None]] = {}
+    started = beat = time.monotonic()
+    while time.monotonic() - started < STREAM_SECONDS:
+        records = await run_in_threadpool(relayer.outbox.for_account, account, ACTIVITY_PAGE)
+        for record in reversed(records):
+            now = (_status(record.status), record.tx_hash)
+            if seen.get(record.request_id) != now:
+                seen[record.request_id] = now
+                yield _event("status", {"request_id": record.request_id, "status": now[0], "tx_hash": now[1]})
+        if time.monotonic() - beat >= HEARTBEAT_SECONDS:
+            beat = time.monotonic()
+            try:
+                await run_in_threadpool(users.authenticate, token)
+            except Unauthorized:
+                yield _event("end", {"reason": "session"})
+                return
+            yield ": still here\n\n"
+        if await request.is_disconnected():
+            return
+        await asyncio.sleep(STREAM_POLL_SECONDS)
+    yield _event("end", {"reason": "time"})
+
+
+@router.get("/activity/events", responses={
+    200: {"description": "Server-sent events: `status` (a request's status changed), `end`.",
+          "content": {"text/event-stream": {}}},
+    **error_responses(Unauthorized, TooManyRequests)})
+async def activity_events(request: Request, relayer: RelayerDep, users: UsersDep) -> Response:
+    """The live activity page's stream (``text/event-stream``): an event per
+    request of the account's whose status changed, for at most
+    :data:`STREAM_SECONDS`. 401 without a session; 429 when the account (or
+    the service) already holds as many streams as it may."""
+    signed_in = routes._signed_in(request)
+    if signed_in is None:
+        return PlainTextResponse("no session: log in again", status_code=401, headers={"Cache-Control": "no-store"})
+    user, token = signed_in
+    streams = _streams(request)
+    if not streams.take(user.id):
+        return PlainTextResponse("too many open activity streams: close a tab or wait", status_code=429,
+                                 headers={"Retry-After": str(int(STREAM_SECONDS)), "Cache-Control": "no-store"})
+    return _EventStream(_activity_events(request, relayer, users, user.id, token), lambda: streams.release(user.id))

@@ -46,10 +46,11 @@ from api.routers import auth
 from api.routers.certificates import certificate_view
 from api.routers.index import certificate_page, get_lot
 from api.schemas import CertificateState, LoginRequest, PasswordChangeRequest, SignupRequest, checksum_address
+from api.security import DEFAULT_CSP
 from api.settings import Settings
 from api.users import User
 from indexer.reader import IndexReader
-from web.app import session
+from web.app import session, times
 from web.render import Page, page_for, respond
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ MAX_FIELDS = 8
 #: Messages the login page may show after a redirect (``?done=``); anything else shows nothing.
 NOTICES = frozenset({"logout", "everywhere", "expired"})
 #: The account page's notices.
-ACCOUNT_NOTICES = frozenset({"password"})
+ACCOUNT_NOTICES = frozenset({"password", "timezone"})
 #: What the holder may do with a bottle in each state (the buttons are not wired yet: see docs/holder-app.md).
 ACTIONS: dict[str, tuple[str, ...]] = {
     CertificateState.active: ("transfer", "gift", "redeem", "flag", "borrow"),
@@ -71,6 +72,9 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     CertificateState.pledged: ("repay",),
 }
 _HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": session.REFERRER_POLICY}
+#: The app's pages run their own scripts only (the reader's time zone, the live activity), which may
+#: read this origin's event streams.
+APP_CSP = DEFAULT_CSP + "; script-src 'self'; connect-src 'self'"
 _FORM_ERRORS = error_responses(Unauthorized, Forbidden, Conflict, InvalidRequest, TooManyRequests,
                                ServiceUnavailable, html=True)
 
@@ -93,11 +97,13 @@ def _settings(request: Request) -> Settings:
 
 def _page(request: Request, template: str, status: int = 200, user: User | None = None, token: str | None = None,
           headers: dict[str, str] | None = None, **context: Any) -> HTMLResponse:
-    page = page_for(request)
+    page = page_for(request, times.zone_of(request))
     csrf = session.csrf_token(_settings(request), token) if token else ""
-    return respond(template, page, status_code=status, headers={**_HEADERS, **(headers or {})}, account=user,
+    return respond(template, page, status_code=status,
+                   headers={**_HEADERS, "Content-Security-Policy": APP_CSP, **(headers or {})}, account=user,
                    csrf=csrf, csrf_field=session.CSRF_FIELD, href=lambda path, **p: href(request, path, **p),
-                   **context)
+                   tz_reload=request.method == "GET", zone_names=times.zone_names,
+                   zone_choice=times.chosen(request), **context)
 
 
 def _redirect(request: Request, path: str, **params: str) -> RedirectResponse:
