@@ -126,14 +126,14 @@ def _wait(page: Page, error: AmphoraError) -> str:
     return format_timedelta(timedelta(seconds=seconds), locale=page.locale, threshold=1.1)
 
 
-async def _form(request: Request) -> dict[str, str] | None:
+async def _form(request: Request, max_fields: int = MAX_FIELDS) -> dict[str, str] | None:
     """The fields of a URL-encoded form (the first of each name); None when the
-    body is not one (another content type, not UTF-8, too many fields)."""
+    body is not one (another content type, not UTF-8, more than ``max_fields`` fields)."""
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
         return None
     try:
         pairs = parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True,
-                          max_num_fields=MAX_FIELDS, strict_parsing=False)
+                          max_num_fields=max_fields, strict_parsing=False)
     except (UnicodeDecodeError, ValueError):
         return None
     fields: dict[str, str] = {}
@@ -252,15 +252,16 @@ async def signup(request: Request, users: UsersDep, settings: SettingsDep) -> Re
     return response
 
 
-async def _signed_in_form(request: Request, settings: Settings,
-                          missing: str = "expired") -> tuple[User, str, dict[str, str]] | Response:
+async def _signed_in_form(request: Request, settings: Settings, missing: str = "expired",
+                          max_fields: int = MAX_FIELDS) -> tuple[User, str, dict[str, str]] | Response:
     """A signed-in form's account, session token and fields; or the answer
-    refusing it (403 from elsewhere or without the right token, 303 to the
-    login page saying ``missing`` without a session: a logout sent twice lands
-    where the first one did). A refused form changes nothing."""
+    refusing it (403 from elsewhere, without the right token or with more than
+    ``max_fields`` fields, 303 to the login page saying ``missing`` without a
+    session: a logout sent twice lands where the first one did). A refused form
+    changes nothing."""
     if not session.same_origin(request, settings):
         return _refused(request, "origin")
-    form = await _form(request)
+    form = await _form(request, max_fields)
     if form is None:
         return _refused(request, "form")
     signed_in = _signed_in(request)

@@ -26,7 +26,6 @@ from dataclasses import asdict
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from urllib.parse import parse_qsl
 
 from babel.dates import format_timedelta
 from fastapi import APIRouter, Request
@@ -53,9 +52,8 @@ from api.routers import lender as lender_api
 from api.routers import lending as lending_api
 from api.schemas import LoanState
 from api.users import User
-from web.app import session
 from web.app.money import _amount, _parse_amount, _readable
-from web.app.routes import redirect, render_page, signed_in, signed_in_form
+from web.app.routes import redirect, signed_in_form
 from web.console.routes import business_user, console_page
 from web.render import page_for
 
@@ -221,26 +219,7 @@ def _terms(form: dict[str, str], decimals: int, now: int) -> tuple[lender.OfferT
 async def _offer_form(request: Request, settings: Any) -> tuple[User, str, dict[str, str]] | Response:
     """:func:`signed_in_form` for the offer form, whose twelve fields are more than the app's
     other forms have (the app refuses a body of more than eight unread)."""
-    if not session.same_origin(request, settings):
-        return render_page(request, "app/refused.html", status=403, reason="origin")
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    try:
-        if content_type != "application/x-www-form-urlencoded":
-            raise ValueError(content_type)
-        pairs = parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True,
-                          max_num_fields=OFFER_FIELDS, strict_parsing=False)
-    except (UnicodeDecodeError, ValueError):
-        return render_page(request, "app/refused.html", status=403, reason="form")
-    form: dict[str, str] = {}
-    for name, value in pairs:
-        form.setdefault(name, value)
-    account = signed_in(request)
-    if account is None:
-        return redirect(request, "/app/login", done="expired")
-    user, token = account
-    if not session.csrf_valid(settings, token, form.get(session.CSRF_FIELD)):
-        return render_page(request, "app/refused.html", status=403, reason="token")
-    return user, token, form
+    return await signed_in_form(request, settings, max_fields=OFFER_FIELDS)
 
 
 @router.post("/offers", responses=_ERRORS)
