@@ -33,6 +33,7 @@ from api.routers import (
     certificates,
     custodial,
     custodian,
+    custody_console,
     elabel,
     epcis,
     health,
@@ -224,6 +225,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(custodian.router)
     app.include_router(business.router)
     app.include_router(console.router)
+    app.include_router(custody_console.router)
     return app
 
 
