@@ -48,6 +48,12 @@ CREATE TABLE IF NOT EXISTS cellar_reserve_trees (
     bottle_count BIGINT NOT NULL,
     created_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (custodian, root)
+);
+CREATE TABLE IF NOT EXISTS console_once (
+    account TEXT NOT NULL,
+    once TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (account, once)
 )
 """
 
@@ -141,6 +147,19 @@ class CellarStore:
         return StoredTree(root=row["root"], custodian=row["custodian"],
                           token_ids=tuple(int(t) for t in json.loads(row["token_ids"])),
                           created_at=float(row["created_at"]))
+
+
+    def claim(self, account: str, once: str) -> bool:
+        """Take a console form's one-time key for ``account``: False when it was
+        taken already (the form sent again), so a double submit is one action."""
+        with self._db.transaction() as tx:
+            return tx.execute("INSERT INTO console_once (account, once, created_at) VALUES (?, ?, ?)"
+                              " ON CONFLICT (account, once) DO NOTHING", (account, once, time.time())) == 1
+
+    def release(self, account: str, once: str) -> None:
+        """Give a key back when its action was refused before anything was sent (the form may be sent again)."""
+        with self._db.transaction() as tx:
+            tx.execute("DELETE FROM console_once WHERE account = ? AND once = ?", (account, once))
 
 
 def cellar_of(app_state: Any) -> CellarStore:

@@ -58,6 +58,8 @@ from web.app import gifts as holder_app_gifts
 from web.app import money as holder_money
 from web.app import moves as holder_moves
 from web.app import routes as holder_app
+from web.console import appraiser as console_appraiser
+from web.console import custodian as console_custodian
 from web.console import routes as console
 
 logger = logging.getLogger(__name__)
@@ -225,6 +227,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(custodian.router)
     app.include_router(business.router)
     app.include_router(console.router)
+    app.include_router(console_custodian.router)
+    app.include_router(console_appraiser.router)
     app.include_router(custody_console.router)
     return app
 
