@@ -11,11 +11,13 @@ posts once.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from babel.dates import format_timedelta
+from babel.numbers import NumberFormatError, parse_decimal
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
@@ -89,12 +91,13 @@ async def appraise(request: Request, lot_id: str, settings: SettingsDep, chain: 
     if isinstance(checked, Response):
         return checked
     user, token, roles, form = checked
-    value = form.get("value", "").strip().replace(",", ".").replace(" ", "")
+    value = form.get("value", "")[:80]
     if not lot_id.isdigit() or not 1 <= int(lot_id) < 2**64:
         return await _home(request, chain, index, user, token, roles, status=404, error="not_found")
     try:
-        body = AppraisalIn(value_per_bottle=value)
-    except ValueError:
+        amount = parse_decimal(re.sub(r"[\s\u00a0\u202f]", "", value), locale=page_for(request).locale, strict=True)
+        body = AppraisalIn(value_per_bottle=format(amount, "f"))
+    except (NumberFormatError, ValueError):
         return await _home(request, chain, index, user, token, roles, status=422, error_lot=lot_id, value=value)
     try:
         await act_once(request, user, form["once"], post_appraisal, int(lot_id), body, user, chain, business)

@@ -108,13 +108,17 @@ def _lots(chain: ChainService, index: IndexReader, custodian: str) -> list[dict[
     found = []
     for summary in index.answer(chain_id, query).value:
         facts = summary.facts
-        attested = None
+        attested = reserve = None
         if registry is not None:
+            # Custody(custodian, storage_document_hash, storage_attested_at, storage_attested_by, reserve_root,
+            # reserve_posted_at, reserve_bottle_count): the lot's latest report and the cellar's latest root.
             record = registry.functions.custody((facts.lot_id << SERIAL_BITS) | facts.first_serial).call()
-            # Custody(custodian, storage_document_hash, storage_attested_at, ...): the lot's latest report.
             if int(record[2]):
                 attested = {"hash": "0x" + bytes(record[1]).hex(), "at": int(record[2])}
-        found.append({"facts": facts, "kept": facts.bottle_count - summary.counts.redeemed, "attested": attested})
+            if int(record[5]):
+                reserve = {"at": int(record[5]), "count": int(record[6])}
+        found.append({"facts": facts, "kept": facts.bottle_count - summary.counts.redeemed, "attested": attested,
+                      "reserve": reserve})
     return found
 
 
@@ -129,6 +133,7 @@ async def _home(request: Request, chain: ChainService, index: IndexReader, user:
         context.setdefault(name, None)
     return console_page(request, "console/custodian_home.html", user, token, roles, section="custodian",
                         status=status, queue=queue, lots=lots, once=new_once(),
+                        reserve=next((lot["reserve"] for lot in lots if lot["reserve"]), None),
                         notice=done if done in NOTICES else None,
                         root=root if _ROOT.match(root) else None, **context)
 
