@@ -66,6 +66,20 @@ EXPECTED_ERRORS = {
     ("get", "/admin/quotas/{account}"): {"401", "403", "422", "503"},
     ("put", "/admin/quotas/{account}"): {"401", "403", "422", "503"},
     ("get", "/custodian/notes/{note_hash}"): {"401", "403", "404", "422", "503"},
+    # The cellar's and the appraiser's consoles (issue 16).
+    ("get", "/custodian/redemptions"): {"401", "403", "503"},
+    **{("post", f"/custodian/redemptions/{{token_id}}/{action}"): {"401", "403", "404", "409", "422", "502", "503"}
+       for action in ("confirm", "reject")},
+    ("put", "/custodian/lots/{lot_id}/storage-report"): {"401", "403", "404", "409", "422", "502", "503"},
+    ("get", "/custodian/documents/{document_hash}"): {"404", "422"},
+    ("post", "/custodian/reserve"): {"401", "403", "409", "422", "502", "503"},
+    ("get", "/custodian/reserve-trees/{custodian}/{root}"): {"404", "422"},
+    ("get", "/custodian/reserve-trees/{custodian}/{root}/proofs/{token_id}"): {"404", "422"},
+    ("get", "/appraiser/lots"): {"401", "403", "422", "503"},
+    ("post", "/appraiser/lots/{lot_id}/appraisals"): {"401", "403", "409", "422", "502", "503"},
+    # The consoles' foundation (issue 16, a87380c), missing here on main.
+    ("get", "/accounts/{address}/roles"): {"422", "503"},
+    ("get", "/me/roles"): {"401", "503"},
     ("get", "/casks"): {"503"},
     ("get", "/casks/{cask}"): {"404", "422", "503"},
     ("get", "/casks/{cask}/holders/{address}"): {"404", "422", "503"},
@@ -181,7 +195,7 @@ def test_openapi__tags__one_per_router(openapi):
 
     assert tags == {"health", "certificates", "verification page", "relay", "metadata", "accounts", "points",
                     "lending", "auth", "custodial", "operator", "casks", "lots", "gs1 resolver", "e-label",
-                    "qr codes and labels", "epcis"}
+                    "qr codes and labels", "epcis", "roles", "custodian", "appraiser"}
 
 
 def test_openapi__info__names_license_and_version(openapi):

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from api_fixtures import node_rpc, wait_indexed  # noqa: E402
-from test_app_pages import SAME_ORIGIN, signed_up  # noqa: E402
+from test_app_pages import SAME_ORIGIN, served_app, signed_up  # noqa: E402, F401
 from test_console_custodian import address_of, form, post, text  # noqa: E402
 
 pytest_plugins = ["api_fixtures"]
@@ -114,3 +114,47 @@ def test_appraiser_console__in_chinese_and_french(appraiser_browser, lot, w3):
 
     assert "批次估值" in zh.text and "尚未估值" in zh.text
     assert "Estimations des lots" in fr.text and re.search(r"Pas encore estim", fr.text)
+
+
+# ------------------------------------------------------------ in a browser
+
+
+def test_appraiser__on_a_phone__posts_a_value_and_sees_it_with_its_age(served_app, w3, lending, admin, lot,  # noqa: F811
+                                                                        deployed_stablecoin):
+    from types import SimpleNamespace
+
+    from api_fixtures import PASSWORD
+    from playwright.sync_api import expect, sync_playwright
+    from test_app_pages import SCREENSHOTS
+
+    app, base = served_app
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        try:
+            context = chromium.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1,
+                                           locale="en-GB")
+            page = context.new_page()
+            page.goto(f"{base}/app/signup")
+            page.get_by_label("Account name or email").fill("appraiser@example.org")
+            page.get_by_label("Password", exact=True).fill(PASSWORD)
+            page.get_by_label("The same password again").fill(PASSWORD)
+            page.get_by_role("button", name="Create my account").click()
+            address = page.locator("code").inner_text()
+            lending.set_appraiser(address, True, sender=admin)
+            admin.transfer(address, ETH)
+            wait_indexed(w3, SimpleNamespace(app=app))
+
+            page.goto(f"{base}/console")
+            page.get_by_role("link", name="Appraiser", exact=True).first.click()
+            expect(page.get_by_text("Not appraised yet")).to_be_visible()
+            page.get_by_label(f"New value per bottle of lot {lot.lot_id}").fill("86.40")
+            page.get_by_role("button", name="Post appraisal").click()
+            expect(page.get_by_text(f"Appraisal of lot {lot.lot_id} posted on the blockchain.")).to_be_visible()
+            expect(page.get_by_role("cell", name=re.compile(r"86\.4"))).to_be_visible()
+            page.screenshot(path=str(SCREENSHOTS / "console-appraiser-phone.png"), full_page=True)
+            page.set_viewport_size({"width": 1280, "height": 800})
+            page.screenshot(path=str(SCREENSHOTS / "console-appraiser-desktop.png"), full_page=True)
+        finally:
+            chromium.close()
+    assert lending.appraisal(lot.lot_id).value_per_bottle == 8_640 * 10 ** (deployed_stablecoin.decimals() - 2)

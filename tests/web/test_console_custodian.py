@@ -260,6 +260,8 @@ def test_cellar__on_a_phone__confirms_a_delivery_and_posts_a_reserve_root_that_v
             expect(page.get_by_text("Proof of reserve posted on the blockchain.")).to_be_visible()
             assert page.evaluate("document.documentElement.scrollWidth") <= 390
             page.screenshot(path=str(SCREENSHOTS / "console-custodian-reserve.png"), full_page=True)
+            page.set_viewport_size({"width": 1280, "height": 800})
+            page.screenshot(path=str(SCREENSHOTS / "console-custodian-desktop.png"), full_page=True)
             page.get_by_role("link", name="See the published list").click()
             listed = page.evaluate("JSON.parse(document.body.innerText)")
             assert listed["token_ids"] == [str(lot.token(1)), str(lot.token(3))]
