@@ -54,7 +54,7 @@ def test_appraise__value_as_money_sent_twice__posted_once_and_shown_with_its_age
     node_rpc(w3, "evm_mine")
     page = browser.get(sent[0].headers["location"])
     assert f"Appraisal of lot {lot.lot_id} posted" in text(page)
-    assert "1,234.5" in text(page) and "2 hours" in text(page)
+    assert "1,234.50" in text(page) and "2 hours" in text(page)
 
 
 def test_appraise__in_french__a_decimal_comma_and_spaced_thousands(appraiser_browser, lending, lot,
@@ -151,7 +151,8 @@ def test_appraiser__on_a_phone__posts_a_value_and_sees_it_with_its_age(served_ap
             page.get_by_label(f"New value per bottle of lot {lot.lot_id}").fill("86.40")
             page.get_by_role("button", name="Post appraisal").click()
             expect(page.get_by_text(f"Appraisal of lot {lot.lot_id} posted on the blockchain.")).to_be_visible()
-            expect(page.get_by_role("cell", name=re.compile(r"86\.4"))).to_be_visible()
+            expect(page.get_by_role("cell", name=re.compile(r"86\.40"))).to_be_visible()
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390
             page.screenshot(path=str(SCREENSHOTS / "console-appraiser-phone.png"), full_page=True)
             page.set_viewport_size({"width": 1280, "height": 800})
             page.screenshot(path=str(SCREENSHOTS / "console-appraiser-desktop.png"), full_page=True)

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from babel.dates import format_timedelta
-from babel.numbers import NumberFormatError, parse_decimal
+from babel.numbers import NumberFormatError, format_decimal, parse_decimal
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
@@ -44,6 +44,8 @@ from web.render import page_for
 
 router = APIRouter(prefix="/console/appraiser", include_in_schema=False, default_response_class=HTMLResponse)
 
+#: Money as a person reads it: at least cents, at most the stablecoin's six decimals.
+MONEY_PATTERN = "#,##0.00####"
 _ERRORS = error_responses(Unauthorized, Forbidden, NotFound, InvalidRequest, ServiceUnavailable, html=True)
 
 
@@ -66,7 +68,8 @@ async def _home(request: Request, chain: Any, index: IndexReader, user: User, to
         context.setdefault(name, None)
     return console_page(request, "console/appraiser_home.html", user, token, roles, section="appraiser",
                         status=status, lots=page, ages=ages, once=new_once(), notice=done == "posted",
-                        posted_lot=request.query_params.get("lot"), money=Decimal,
+                        posted_lot=request.query_params.get("lot"),
+                        money=lambda value: format_decimal(Decimal(value), format=MONEY_PATTERN, locale=locale),
                         **context)
 
 
