@@ -74,6 +74,8 @@ def test_post_appraisal__a_second_one__replaces_the_first_with_a_later_date(clie
     path = f"/appraiser/lots/{lot.lot_id}/appraisals"
 
     first = client.post(path, json={"value_per_bottle": "10"}, headers=headers).json()
+    node_rpc(w3, "evm_increaseTime", 60)  # a later appraisal: within one second the contract refuses it (409)
+    node_rpc(w3, "evm_mine")
     second = client.post(path, json={"value_per_bottle": "12.25"}, headers=headers).json()
 
     assert second["appraised_at"] > first["appraised_at"]
