@@ -75,14 +75,15 @@ def nonce(w3, address: str) -> int:
 # ------------------------------------------------------------ queue, confirm, refuse
 
 
-def test_queue__shows_the_address__confirm_sent_twice_ships_once(cellar, cert, winery, holder, w3):
+def test_queue__shows_the_address_as_text__confirm_sent_twice_ships_once(cellar, cert, winery, holder, w3):
     browser, token = cellar.browser, cellar.lot.token(2)
-    ask_delivery(browser, cert, winery, holder, token, name="Mei Lin", address="12 Rue du Chai\n33250 Pauillac",
-                 phone="+33 1 23")
+    ask_delivery(browser, cert, winery, holder, token, name="Mei Lin",
+                 address="12 Rue du Chai <script>alert(1)</script>\n33250 Pauillac", phone="+33 1 23")
     wait_indexed(w3, browser)
 
     queue = browser.get("/console/custodian")
     assert queue.status_code == 200 and "Mei Lin" in queue.text and "12 Rue du Chai" in queue.text
+    assert "<script>alert(1)" not in queue.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in queue.text
     assert f'href="/console/custodian/redemptions/{token}"' in queue.text
     path = f"/console/custodian/redemptions/{token}"
     fields = form(browser, path)
