@@ -33,6 +33,7 @@ from api.routers import (
     certificates,
     custodial,
     custodian,
+    custody_console,
     elabel,
     epcis,
     health,
@@ -61,6 +62,8 @@ from web.app import money as holder_money
 from web.app import moves as holder_moves
 from web.app import preferences as holder_preferences
 from web.app import routes as holder_app
+from web.console import appraiser as console_appraiser
+from web.console import custodian as console_custodian
 from web.console import issuer as console_issuer
 from web.console import lender as console_lender
 from web.console import merchant as console_merchant
@@ -240,6 +243,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(lender_api.router)
     app.include_router(console_merchant.router)
     app.include_router(merchant_api.router)
+    app.include_router(console_custodian.router)
+    app.include_router(console_appraiser.router)
+    app.include_router(custody_console.router)
     return app
 
 

@@ -68,6 +68,20 @@ EXPECTED_ERRORS = {
     **{("get", f"/admin/{view}"): {"401", "403", "422", "503"} for view in (
         "relayer", "requests", "index", "gas", "audit")},
     ("get", "/custodian/notes/{note_hash}"): {"401", "403", "404", "422", "503"},
+    # The cellar's and the appraiser's consoles (issue 16).
+    ("get", "/custodian/redemptions"): {"401", "403", "503"},
+    **{("post", f"/custodian/redemptions/{{token_id}}/{action}"): {"401", "403", "404", "409", "422", "502", "503"}
+       for action in ("confirm", "reject")},
+    ("put", "/custodian/lots/{lot_id}/storage-report"): {"401", "403", "404", "409", "422", "502", "503"},
+    ("get", "/custodian/documents/{document_hash}"): {"404", "422"},
+    ("post", "/custodian/reserve"): {"401", "403", "409", "422", "502", "503"},
+    ("get", "/custodian/reserve-trees/{custodian}/{root}"): {"404", "422"},
+    ("get", "/custodian/reserve-trees/{custodian}/{root}/proofs/{token_id}"): {"404", "422"},
+    ("get", "/appraiser/lots"): {"401", "403", "422", "503"},
+    ("post", "/appraiser/lots/{lot_id}/appraisals"): {"401", "403", "409", "422", "502", "503"},
+    # The consoles' foundation (issue 16): the roles an address holds.
+    ("get", "/accounts/{address}/roles"): {"422", "503"},
+    ("get", "/me/roles"): {"401", "503"},
     ("get", "/casks"): {"503"},
     ("get", "/casks/{cask}"): {"404", "422", "503"},
     ("get", "/casks/{cask}/holders/{address}"): {"404", "422", "503"},
@@ -97,15 +111,13 @@ EXPECTED_ERRORS = {
     ("post", "/qr/gift-links"): {"422", "429"},
     ("get", "/lots/{lot_id}/labels.pdf"): {"404", "409", "422", "429", "503"},
     ("get", "/epcis/events"): {"400", "503"},
-    ("get", "/accounts/{address}/roles"): {"422", "503"},
-    ("get", "/me/roles"): {"401", "503"},
     ("post", "/issuer/lots/preview"): {"401", "403", "422", "503"},
     ("post", "/issuer/lots"): {"401", "403", "409", "422", "502", "503"},
     ("get", "/issuer/lots/{lot_id}/bottles"): {"401", "403", "404", "422", "503"},
     ("post", "/issuer/certificates/{token_id}/flag"): {"401", "403", "409", "422", "502", "503"},
     ("post", "/issuer/certificates/{token_id}/clear-flag"): {"401", "403", "409", "422", "502", "503"},
     ("get", "/lots/{lot_id}/scans"): {"404", "422", "503"},
-    # Issue 16: the roles (foundation) and the lender's custodial actions.
+    # Issue 16: the lender's custodial actions.
     ("get", "/me/offers"): {"401", "503"},
     ("post", "/me/offers"): {"401", "403", "409", "422", "503"},
     **{("post", path): {"401", "403", "409", "422", "502", "503"} for path in (
@@ -202,7 +214,8 @@ def test_openapi__tags__one_per_router(openapi):
 
     assert tags == {"health", "certificates", "verification page", "relay", "metadata", "accounts", "points",
                     "lending", "auth", "custodial", "operator", "casks", "lots", "gs1 resolver", "e-label",
-                    "qr codes and labels", "epcis", "roles", "issuer", "lender", "merchant"}
+                    "qr codes and labels", "epcis", "roles", "issuer", "lender", "merchant", "custodian",
+                    "appraiser"}
 
 
 def test_openapi__info__names_license_and_version(openapi):
