@@ -133,3 +133,12 @@ def screenshot(page: Page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def sign_up_in_browser(page: Page, base: str, identifier: str, password: str) -> None:
+    """Create an account through the app's sign-up form, as a person would; the tab is then signed in."""
+    page.goto(f"{base}/app/signup")
+    page.get_by_label("Account name or email").fill(identifier)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_label("The same password again").fill(password)
+    page.get_by_role("button", name="Create my account").click()

@@ -330,6 +330,7 @@ def test_activity_events__stream_ends_by_itself_after_its_time(served_holder, mo
 
 def test_report_lost__on_a_phone_in_shanghai__live_activity_then_the_public_page_warns(
         served_app, w3, cert, create_lot, winery):
+    from browser import sign_up_in_browser
     from playwright.sync_api import expect, sync_playwright
 
     app, base = served_app
@@ -347,11 +348,7 @@ def test_report_lost__on_a_phone_in_shanghai__live_activity_then_the_public_page
             page.on("pageerror", lambda error: problems.append(str(error)))
             page.on("console", lambda m: problems.append(f"{m.text} {m.location.get('url')}")
                     if m.type == "error" and not str(m.location.get("url")).endswith("/favicon.ico") else None)
-            page.goto(f"{base}/app/signup")
-            page.get_by_label("Account name or email").fill(f"zhang.min.{time.monotonic_ns()}@example.org")
-            page.get_by_label("Password", exact=True).fill(PASSWORD)
-            page.get_by_label("The same password again").fill(PASSWORD)
-            page.get_by_role("button", name="Create my account").click()
+            sign_up_in_browser(page, base, f"zhang.min.{time.monotonic_ns()}@example.org", PASSWORD)
             assert {c["name"]: c for c in context.cookies()}["amphora_tz"]["value"] == "Asia/Shanghai"
             address = page.locator("code").inner_text()
             cert.transferFrom(winery, address, token, sender=winery)

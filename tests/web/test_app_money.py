@@ -356,18 +356,14 @@ def test_holder_on_a_phone__borrows_against_a_bottle_repays_it_sends_points_and_
     from types import SimpleNamespace
 
     import requests
-    from browser import chromium, screenshot, tab
+    from browser import chromium, screenshot, sign_up_in_browser, tab
     from playwright.sync_api import expect
 
     app, base = request.getfixturevalue("served_app")
     lot = create_lot(2)
     with chromium() as browser, tab(browser, "phone") as visit:
         page = visit.page
-        page.goto(f"{base}/app/signup")
-        page.get_by_label("Account name or email").fill("lin.borrower@example.org")
-        page.get_by_label("Password", exact=True).fill(PASSWORD)
-        page.get_by_label("The same password again").fill(PASSWORD)
-        page.get_by_role("button", name="Create my account").click()
+        sign_up_in_browser(page, base, "lin.borrower@example.org", PASSWORD)
         page.get_by_role("link", name="My account").click()
         address = page.locator("code").inner_text()
         cert.transferFrom(winery, address, lot.token(1), sender=winery)

@@ -368,6 +368,7 @@ def test_delivery_and_loss_report__on_a_phone__custodian_ships_and_the_public_pa
         served_app, w3, cert, create_lot, winery, custodian):  # noqa: F811 (the fixture imported above)
     from types import SimpleNamespace
 
+    from browser import sign_up_in_browser
     from playwright.sync_api import expect, sync_playwright
 
     app, base = served_app
@@ -380,11 +381,7 @@ def test_delivery_and_loss_report__on_a_phone__custodian_ships_and_the_public_pa
             context = chromium.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1,
                                            locale="en-GB")
             page = context.new_page()
-            page.goto(f"{base}/app/signup")
-            page.get_by_label("Account name or email").fill("li.wei@example.org")
-            page.get_by_label("Password", exact=True).fill(PASSWORD)
-            page.get_by_label("The same password again").fill(PASSWORD)
-            page.get_by_role("button", name="Create my account").click()
+            sign_up_in_browser(page, base, "li.wei@example.org", PASSWORD)
             address = page.locator("code").inner_text()
             for token in (shipped, stolen):
                 cert.transferFrom(winery, address, token, sender=winery)

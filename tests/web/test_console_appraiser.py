@@ -124,6 +124,7 @@ def test_appraiser__on_a_phone__posts_a_value_and_sees_it_with_its_age(served_ap
     from types import SimpleNamespace
 
     from api_fixtures import PASSWORD
+    from browser import sign_up_in_browser
     from playwright.sync_api import expect, sync_playwright
     from test_app_pages import SCREENSHOTS
 
@@ -135,11 +136,7 @@ def test_appraiser__on_a_phone__posts_a_value_and_sees_it_with_its_age(served_ap
             context = chromium.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1,
                                            locale="en-GB")
             page = context.new_page()
-            page.goto(f"{base}/app/signup")
-            page.get_by_label("Account name or email").fill("appraiser@example.org")
-            page.get_by_label("Password", exact=True).fill(PASSWORD)
-            page.get_by_label("The same password again").fill(PASSWORD)
-            page.get_by_role("button", name="Create my account").click()
+            sign_up_in_browser(page, base, "appraiser@example.org", PASSWORD)
             address = page.locator("code").inner_text()
             lending.set_appraiser(address, True, sender=admin)
             admin.transfer(address, ETH)

@@ -219,6 +219,7 @@ def test_custodian_console__in_chinese_and_french(cellar):
 
 def test_cellar__on_a_phone__confirms_a_delivery_and_posts_a_reserve_root_that_verifies(
         served_app, w3, cert, registry, admin, create_lot, winery, holder):  # noqa: F811 (the fixture imported above)
+    from browser import sign_up_in_browser
     from playwright.sync_api import expect, sync_playwright
 
     app, base = served_app
@@ -229,11 +230,7 @@ def test_cellar__on_a_phone__confirms_a_delivery_and_posts_a_reserve_root_that_v
             context = chromium.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1,
                                            locale="en-GB")
             page = context.new_page()
-            page.goto(f"{base}/app/signup")
-            page.get_by_label("Account name or email").fill("cave@example.org")
-            page.get_by_label("Password", exact=True).fill(PASSWORD)
-            page.get_by_label("The same password again").fill(PASSWORD)
-            page.get_by_role("button", name="Create my account").click()
+            sign_up_in_browser(page, base, "cave@example.org", PASSWORD)
             address = page.locator("code").inner_text()
             cert.grant_custodian(address, "Cave du Port", sender=admin)
             admin.transfer(address, ETH)

@@ -283,18 +283,14 @@ def test_lender_on_a_phone__offers_a_loan_a_holder_accepts_then_takes_the_bottle
         request, w3, cert, create_lot, winery, admin, mint_stablecoin, deployed_stablecoin, deployed_lending, chain):
     from types import SimpleNamespace
 
-    from browser import chromium, screenshot, tab
+    from browser import chromium, screenshot, sign_up_in_browser, tab
     from playwright.sync_api import expect
 
     app, base = request.getfixturevalue("served_app")
     lot = create_lot(1)
     with chromium() as browser, tab(browser, "phone") as visit:
         page = visit.page
-        page.goto(f"{base}/app/signup")
-        page.get_by_label("Account name or email").fill("cave.credit@example.org")
-        page.get_by_label("Password", exact=True).fill(PASSWORD)
-        page.get_by_label("The same password again").fill(PASSWORD)
-        page.get_by_role("button", name="Create my account").click()
+        sign_up_in_browser(page, base, "cave.credit@example.org", PASSWORD)
         page.get_by_role("link", name="My account").click()
         lender = page.locator("code").inner_text()
         admin.transfer(lender, ETH)
@@ -321,11 +317,7 @@ def test_lender_on_a_phone__offers_a_loan_a_holder_accepts_then_takes_the_bottle
         # The holder, in another tab of its own, borrows against bottle 1 through the holder app.
         with tab(browser, "phone") as holder_visit:
             borrower = holder_visit.page
-            borrower.goto(f"{base}/app/signup")
-            borrower.get_by_label("Account name or email").fill("lin.emprunt@example.org")
-            borrower.get_by_label("Password", exact=True).fill(PASSWORD)
-            borrower.get_by_label("The same password again").fill(PASSWORD)
-            borrower.get_by_role("button", name="Create my account").click()
+            sign_up_in_browser(borrower, base, "lin.emprunt@example.org", PASSWORD)
             borrower.get_by_role("link", name="My account").click()
             holder = borrower.locator("code").inner_text()
             cert.transferFrom(winery, holder, lot.token(1), sender=winery)

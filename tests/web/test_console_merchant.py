@@ -214,26 +214,18 @@ def test_merchant_on_a_phone__issues_redeems_and_downloads_a_statement_that_reco
         request, w3, deployed_points, deployed_stablecoin, mint_stablecoin, admin, issue_points):
     from types import SimpleNamespace
 
-    from browser import chromium, screenshot, tab
+    from browser import chromium, screenshot, sign_up_in_browser, tab
     from playwright.sync_api import expect
 
     app, base = request.getfixturevalue("served_app")
     with chromium() as browser, tab(browser, "phone") as visit:
         page = visit.page
         # The customer, then the merchant, sign up in the browser.
-        page.goto(f"{base}/app/signup")
-        page.get_by_label("Account name or email").fill("ana.customer@example.org")
-        page.get_by_label("Password", exact=True).fill(PASSWORD)
-        page.get_by_label("The same password again").fill(PASSWORD)
-        page.get_by_role("button", name="Create my account").click()
+        sign_up_in_browser(page, base, "ana.customer@example.org", PASSWORD)
         page.get_by_role("link", name="My account").click()
         customer = page.locator("code").inner_text()
         page.context.clear_cookies()
-        page.goto(f"{base}/app/signup")
-        page.get_by_label("Account name or email").fill("bistro.merchant@example.org")
-        page.get_by_label("Password", exact=True).fill(PASSWORD)
-        page.get_by_label("The same password again").fill(PASSWORD)
-        page.get_by_role("button", name="Create my account").click()
+        sign_up_in_browser(page, base, "bistro.merchant@example.org", PASSWORD)
         page.get_by_role("link", name="My account").click()
         merchant = page.locator("code").inner_text()
         deployed_points.register_merchant(merchant, "Bistro", CAP, sender=admin)
