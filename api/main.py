@@ -41,6 +41,7 @@ from api.routers import (
     qr,
     relay,
     resolver,
+    wallet,
 )
 from api.scans import ScanLog
 from api.security import SecurityHeaders
@@ -204,6 +205,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(accounts.router)
     app.include_router(points.router)
     app.include_router(auth.router)
+    app.include_router(wallet.router)
     app.include_router(custodial.router)
     app.include_router(admin.router)
     app.include_router(casks.router)

@@ -1,0 +1,206 @@
+"""Self-custody with a browser wallet: Sign-In with Ethereum (EIP-4361) on the public
+API (``/auth/wallet/*``), the wallet account it creates (no key, no password on the
+service), the app's pages for it, and one journey in real Chromium with a test
+EIP-1193 provider that signs with a local key the server never sees.
+
+The wallet here is an eth-account key made by the test (``holder_wallet``): what a
+browser wallet would sign, signed the same way (EIP-191 ``personal_sign``, EIP-712
+``eth_signTypedData_v4``)."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+from eth_account.messages import _hash_eip191_message, encode_defunct
+from eth_keys import keys
+from fastapi.testclient import TestClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
+
+from api_fixtures import PASSWORD, bearer, wait_for_status, wait_indexed  # noqa: E402
+from test_app_pages import COOKIE, CSRF, SAME_ORIGIN, SCREENSHOTS, served_app, signed_up  # noqa: E402, F401
+
+from api.wallet_auth import SECP256K1_HALF_ORDER  # noqa: E402
+
+pytest_plugins = ["api_fixtures"]
+
+SECP256K1_ORDER = SECP256K1_HALF_ORDER * 2 + 1
+
+
+@pytest.fixture
+def holder_wallet():
+    """The holder's own key, as their browser wallet keeps it (never sent to the service)."""
+    return Account.create()
+
+
+@pytest.fixture
+def client(make_browser) -> TestClient:
+    return make_browser()
+
+
+def challenge(client: TestClient, address: str) -> dict:
+    response = client.post("/auth/wallet/challenge", json={"address": address})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def personal_sign(wallet, message: str) -> str:
+    return "0x" + wallet.sign_message(encode_defunct(text=message)).signature.hex().removeprefix("0x")
+
+
+def sign_in(client: TestClient, wallet) -> dict:
+    """Challenge, sign, log in: the session answer."""
+    message = challenge(client, wallet.address)["message"]
+    response = client.post("/auth/wallet/login", json={"message": message,
+                                                      "signature": personal_sign(wallet, message)})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def refused(client: TestClient, message: str, signature: str) -> str:
+    response = client.post("/auth/wallet/login", json={"message": message, "signature": signature})
+    assert response.status_code == 401, response.text
+    assert response.json()["error"] == "unauthorized"
+    return str(response.json()["detail"])
+
+
+def users_row(client: TestClient, address: str) -> dict:
+    with client.app.state.db.read() as tx:
+        return tx.one("SELECT * FROM users WHERE address = ?", (address,))
+
+
+# ------------------------------------------------------- sign-in (API)
+
+
+def test_wallet_login__signed_challenge__a_session_for_the_address_and_no_key_kept(client, holder_wallet,
+                                                                                   public_base_url):
+    issued = challenge(client, holder_wallet.address)
+    host = public_base_url.split("://")[1].rstrip("/")
+    assert issued["message"].startswith(f"{host} wants you to sign in with your Ethereum account:\n"
+                                        f"{holder_wallet.address}\n\n")
+    assert f"\nNonce: {issued['nonce']}\n" in issued["message"]
+    assert "\nExpiration Time: " in issued["message"] and "\nChain ID: " in issued["message"]
+    session = client.post("/auth/wallet/login", json={
+        "message": issued["message"], "signature": personal_sign(holder_wallet, issued["message"])}).json()
+    assert session["address"] == holder_wallet.address
+    me = client.get("/me", headers=bearer(session["token"])).json()
+    assert me["address"] == holder_wallet.address
+    row = users_row(client, holder_wallet.address)
+    assert row["kind"] == "wallet" and row["encrypted_key"] == "" and row["password_hash"] == ""
+    again = sign_in(client, holder_wallet)  # the second sign-in finds the same account
+    assert again["user_id"] == session["user_id"]
+
+
+def test_wallet_login__same_message_sent_twice__second_is_refused(client, holder_wallet):
+    message = challenge(client, holder_wallet.address)["message"]
+    signature = personal_sign(holder_wallet, message)
+    assert client.post("/auth/wallet/login", json={"message": message, "signature": signature}).status_code == 200
+    assert "already used" in refused(client, message, signature)
+
+
+def test_wallet_login__message_edited_for_another_domain__refused(client, holder_wallet, public_base_url):
+    message = challenge(client, holder_wallet.address)["message"]
+    host = public_base_url.split("://")[1].rstrip("/")
+    forged = message.replace(host, "wallet-phish.example", 1)
+    assert "not a sign-in challenge of this service" in refused(client, forged, personal_sign(holder_wallet, forged))
+    # The untouched challenge still signs in: a refused attempt does not spend it.
+    assert client.post("/auth/wallet/login", json={
+        "message": message, "signature": personal_sign(holder_wallet, message)}).status_code == 200
+
+
+def test_wallet_login__made_up_nonce__refused(client, holder_wallet):
+    message = re.sub(r"Nonce: \w+", "Nonce: 00000000deadbeef", challenge(client, holder_wallet.address)["message"])
+    assert "not a sign-in challenge" in refused(client, message, personal_sign(holder_wallet, message))
+
+
+def test_wallet_login__expired_challenge__refused(client, holder_wallet):
+    issued = challenge(client, holder_wallet.address)
+    with client.app.state.db.transaction() as tx:  # five minutes later
+        tx.execute("UPDATE wallet_challenges SET expires_at = expires_at - 301 WHERE nonce = ?", (issued["nonce"],))
+    assert "expired" in refused(client, issued["message"], personal_sign(holder_wallet, issued["message"]))
+    assert users_row(client, holder_wallet.address) is None
+
+
+def test_wallet_login__signed_by_another_key__refused(client, holder_wallet):
+    attacker = Account.create()
+    message = challenge(client, holder_wallet.address)["message"]
+    assert "not the challenge's account's signature" in refused(client, message, personal_sign(attacker, message))
+    assert users_row(client, holder_wallet.address) is None and users_row(client, attacker.address) is None
+
+
+def test_wallet_login__high_s_twin_of_a_valid_signature__refused_and_the_challenge_stays_usable(client,
+                                                                                                holder_wallet):
+    message = challenge(client, holder_wallet.address)["message"]
+    signed = holder_wallet.sign_message(encode_defunct(text=message))
+    twin = (signed.r.to_bytes(32, "big") + (SECP256K1_ORDER - signed.s).to_bytes(32, "big")
+            + bytes([55 - signed.v]))  # v 27 <-> 28
+    # The twin is a valid ECDSA signature by the same key: only the lower-s rule tells them apart.
+    digest = _hash_eip191_message(encode_defunct(text=message))
+    assert keys.Signature(vrs=(1 - (signed.v - 27), signed.r, SECP256K1_ORDER - signed.s)) \
+        .recover_public_key_from_msg_hash(digest).to_checksum_address() == holder_wallet.address
+    assert "not the challenge's account's signature" in refused(client, message, "0x" + twin.hex())
+    assert client.post("/auth/wallet/login", json={
+        "message": message, "signature": personal_sign(holder_wallet, message)}).status_code == 200
+
+
+def test_wallet_challenge__anonymous_flood__429_after_the_limit(make_browser, holder_wallet):
+    client = make_browser(wallet_challenges_per_minute=3)
+    for _ in range(3):
+        challenge(client, holder_wallet.address)
+    response = client.post("/auth/wallet/challenge", json={"address": holder_wallet.address})
+    assert response.status_code == 429 and int(response.headers["Retry-After"]) > 0
+    with client.app.state.db.read() as tx:
+        assert tx.one("SELECT COUNT(*) AS n FROM wallet_challenges")["n"] == 3
+
+
+def test_wallet_challenge__not_an_address__422(client):
+    assert client.post("/auth/wallet/challenge", json={"address": "0x1234"}).status_code == 422
+
+
+def test_wallet_login__contract_wallet_erc1271__signs_in_with_its_owner_signature(client, project, admin,
+                                                                                 holder_wallet):
+    contract = project.MockERC1271Wallet.deploy(holder_wallet.address, sender=admin)
+    message = challenge(client, contract.address)["message"]
+    response = client.post("/auth/wallet/login", json={"message": message,
+                                                      "signature": personal_sign(holder_wallet, message)})
+    assert response.status_code == 200, response.text
+    assert response.json()["address"] == contract.address
+
+
+# --------------------------------------------- what a wallet account cannot do
+
+
+def test_wallet_account__server_signing_key_export_and_password__refused_in_words(client, holder_wallet):
+    token = sign_in(client, holder_wallet)["token"]
+    headers = {**bearer(token), "Idempotency-Key": "wallet-1"}
+    transfer = client.post("/me/relay/transfers", json={"token_id": 1, "to": Account.create().address},
+                           headers=headers)
+    assert transfer.status_code == 403 and "wallet account" in transfer.json()["detail"]
+    export = client.post("/me/key-export", json={"password": PASSWORD}, headers=bearer(token))
+    assert export.status_code == 403 and "holds no copy" in export.json()["detail"]
+    password = client.post("/me/password", json={"current_password": PASSWORD, "new_password": PASSWORD + "x"},
+                           headers=bearer(token))
+    assert password.status_code == 403 and "wallet account" in password.json()["detail"]
+    login = client.post("/auth/login", json={"identifier": holder_wallet.address.lower(), "password": ""})
+    assert login.status_code in (401, 422)
+
+
+def test_signup__identifier_that_is_an_address__refused_so_no_one_squats_a_wallet(client, holder_wallet):
+    response = client.post("/auth/signup", json={"identifier": holder_wallet.address, "password": PASSWORD})
+    assert response.status_code == 422 and "Ethereum address" in response.json()["detail"]
+
+
+def test_wallet_login__address_of_a_custodial_account__409(client):
+    from api_fixtures import sign_up
+
+    custodial = sign_up(client)
+    key = client.post("/me/key-export", json={"password": PASSWORD},
+                      headers=bearer(custodial["token"])).json()["private_key"]
+    wallet = Account.from_key(key)
+    message = challenge(client, wallet.address)["message"]
+    response = client.post("/auth/wallet/login", json={"message": message, "signature": personal_sign(wallet, message)})
+    assert response.status_code == 409 and "custodial" in response.json()["detail"]
