@@ -18,7 +18,7 @@ from api.deps import ChainDep, UsersDep
 from api.errors import Conflict, InvalidRequest, TooManyRequests, Unauthorized, UpstreamUnavailable, error_responses
 from api.ratelimit import RateLimiter, client_key
 from api.routers.auth import _no_store, _session
-from api.schemas import Address, AccountSession, SignatureHex
+from api.schemas import AccountSession, Address, SignatureHex
 from api.wallet_auth import MAX_MESSAGE_CHARS, challenges_of
 
 router = APIRouter(tags=["auth"])
