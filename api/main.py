@@ -56,6 +56,7 @@ from web.app import gifts as holder_app_gifts
 from web.app import money as holder_money
 from web.app import moves as holder_moves
 from web.app import routes as holder_app
+from web.app import wallet as holder_wallet
 
 logger = logging.getLogger(__name__)
 
@@ -219,6 +220,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(holder_app_gifts.router)
     app.include_router(holder_money.router)
     app.include_router(holder_moves.router)
+    app.include_router(holder_wallet.router)
     app.include_router(custodian.router)
     return app
 

@@ -9,13 +9,15 @@ browser wallet would sign, signed the same way (EIP-191 ``personal_sign``, EIP-7
 
 from __future__ import annotations
 
+import html
 import re
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from eth_account import Account
-from eth_account.messages import _hash_eip191_message, encode_defunct
+from eth_account.messages import _hash_eip191_message, encode_defunct, encode_typed_data
 from eth_keys import keys
 from fastapi.testclient import TestClient
 
@@ -204,3 +206,120 @@ def test_wallet_login__address_of_a_custodial_account__409(client):
     message = challenge(client, wallet.address)["message"]
     response = client.post("/auth/wallet/login", json={"message": message, "signature": personal_sign(wallet, message)})
     assert response.status_code == 409 and "custodial" in response.json()["detail"]
+
+
+# --------------------------------------------------------------- pages
+
+
+def text(response) -> str:
+    """The page's text as read: whitespace runs as one space, entities decoded (``&#39;`` as ``'``)."""
+    return html.unescape(re.sub(r"\s+", " ", response.text))
+
+
+def wallet_browser(make_browser, wallet) -> TestClient:
+    """A browser signed in to ``wallet``'s account through the login page's form (what wallet.js posts)."""
+    browser = make_browser()
+    message = challenge(browser, wallet.address)["message"]
+    response = browser.post("/app/wallet/login", data={"message": message, "signature": personal_sign(wallet, message)},
+                            headers=SAME_ORIGIN)
+    assert response.status_code == 303 and response.headers["location"] == "/app/cellar", response.text
+    return browser
+
+
+@pytest.fixture
+def wallet_bottle(make_browser, holder_wallet, w3, cert, create_lot, winery):
+    """A wallet account's browser, signed in, holding bottle 2 of a fresh lot of 3. (browser, lot)"""
+    browser = wallet_browser(make_browser, holder_wallet)
+    lot = create_lot(3)
+    cert.transferFrom(winery, holder_wallet.address, lot.token(2), sender=winery)
+    wait_indexed(w3, browser)
+    return browser, lot
+
+
+def test_login_page__offers_a_wallet__its_script_allowed_on_that_page_only(client):
+    page = client.get("/app/login")
+    assert page.status_code == 200
+    assert "Connect a wallet" in page.text and 'src="/static/wallet.js"' in page.text
+    assert "Connecting a wallet needs JavaScript" in page.text  # what shows until the script runs
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "connect-src 'self'" in policy and "unsafe-inline" not in policy
+    assert "script-src" not in client.get("/app/signup").headers["content-security-policy"]
+
+
+def test_wallet_login_form__from_another_site__refused_and_no_session(make_browser, holder_wallet):
+    browser = make_browser()
+    message = challenge(browser, holder_wallet.address)["message"]
+    response = browser.post("/app/wallet/login", data={"message": message,
+                                                       "signature": personal_sign(holder_wallet, message)},
+                            headers={"Origin": "https://wallet-phish.example"})
+    assert response.status_code == 403 and COOKIE not in browser.cookies
+    with browser.app.state.db.read() as tx:  # the challenge is not spent either
+        assert tx.one("SELECT used_at FROM wallet_challenges")["used_at"] is None
+
+
+def test_wallet_login_form__bad_signature__login_page_says_so_in_words(make_browser, holder_wallet):
+    browser = make_browser()
+    message = challenge(browser, holder_wallet.address)["message"]
+    response = browser.post("/app/wallet/login", data={"message": message,
+                                                       "signature": personal_sign(Account.create(), message)},
+                            headers=SAME_ORIGIN)
+    assert response.status_code == 401 and COOKIE not in browser.cookies
+    assert "The wallet's signature could not be checked" in text(response)
+    assert '<div class="problem" role="alert">' not in response.text  # not the password form's error too
+
+
+def test_wallet_account__cellar_bottle_and_transfer_page__signing_needs_the_wallet(wallet_bottle, holder_wallet):
+    browser, lot = wallet_bottle
+    assert f"/app/bottles/{lot.token(2)}" in browser.get("/app/cellar").text
+    bottle = text(browser.get(f"/app/bottles/{lot.token(2)}"))
+    assert f'href="/app/bottles/{lot.token(2)}/wallet-transfer"' in bottle
+    assert "only transfers can be signed in your wallet" in bottle
+    moved = browser.get(f"/app/bottles/{lot.token(2)}/transfer")  # the custodial page sends it on
+    assert moved.status_code == 303 and moved.headers["location"].endswith("/wallet-transfer")
+    page = browser.get(f"/app/bottles/{lot.token(2)}/wallet-transfer")
+    fields = {"csrf": CSRF.search(page.text).group(1), "once": re.search(r'name="once" value="([^"]+)"',
+                                                                          page.text).group(1)}
+    recipient = Account.create().address
+    confirm = browser.post(f"/app/bottles/{lot.token(2)}/wallet-transfer", data={**fields, "recipient": recipient},
+                           headers=SAME_ORIGIN)
+    assert confirm.status_code == 200
+    assert "Signing needs your wallet" in text(confirm) and f'data-to="{recipient}"' in confirm.text
+    assert "script-src 'self'" in confirm.headers["content-security-policy"]
+
+
+def test_wallet_transfer__signature_by_another_key__refused_and_nothing_sent(wallet_bottle, cert, w3):
+    browser, lot = wallet_bottle
+    token_id = lot.token(2)
+    page = browser.get(f"/app/bottles/{token_id}/wallet-transfer")
+    fields = {"csrf": CSRF.search(page.text).group(1), "once": re.search(r'name="once" value="([^"]+)"',
+                                                                          page.text).group(1)}
+    recipient = Account.create().address
+    deadline = str(int(time.time()) + 600)
+    me = browser.get("/me", headers=bearer(browser.cookies[COOKIE])).json()["address"]
+    typed = browser.get("/relay/typed-data/transfer", params={"from": me, "to": recipient, "token_id": token_id,
+                                                              "deadline": deadline}).json()
+    forged = Account.create().sign_message(encode_typed_data(full_message=typed)).signature.hex()
+    height = w3.eth.block_number
+    response = browser.post(f"/app/bottles/{token_id}/wallet-transfer", headers=SAME_ORIGIN, data={
+        **fields, "recipient": recipient, "to": recipient, "deadline": deadline,
+        "nonce": typed["message"]["nonce"], "signature": "0x" + forged.removeprefix("0x")})
+    assert response.status_code == 409, response.text
+    assert "the wallet's signature does not allow it now" in text(response)
+    assert cert.ownerOf(token_id) == me and w3.eth.block_number == height
+    user = browser.app.state.users.authenticate(browser.cookies[COOKIE])
+    assert browser.app.state.relayer.outbox.for_account(user.id) == []
+
+
+def test_wallet_account__account_and_key_export_pages__say_they_do_not_apply(wallet_bottle):
+    browser, _ = wallet_bottle
+    account = text(browser.get("/app/account"))
+    assert "This account has no password" in account and "Change your password" not in account
+    key = text(browser.get("/app/account/key"))
+    assert "This does not apply to your account" in key and 'name="password"' not in key
+
+
+def test_wallet_transfer_page__custodial_account__sent_to_the_usual_page(make_browser):
+    browser = make_browser()
+    signed_up(browser)
+    response = browser.get("/app/bottles/1/wallet-transfer")
+    assert response.status_code == 303 and response.headers["location"] == "/app/bottles/1/transfer"

@@ -127,6 +127,8 @@ async def transfer_page(request: Request, token_id: str, chain: ChainDep, index:
     if signed_in is None:
         return routes._redirect(request, "/app/login")
     user, token = signed_in
+    if user.wallet:  # signed in the wallet, not by the service (web/app/wallet.py)
+        return routes._redirect(request, f"/app/bottles/{token_id}/wallet-transfer")
     view = await _mine(request, token_id, chain, index, settings, user, token)
     if isinstance(view, Response):
         return view
