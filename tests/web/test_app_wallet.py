@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
 
-from api_fixtures import PASSWORD, bearer, wait_for_status, wait_indexed  # noqa: E402
+from api_fixtures import PASSWORD, bearer, wait_indexed  # noqa: E402
 from test_app_pages import COOKIE, CSRF, SAME_ORIGIN, SCREENSHOTS, served_app, signed_up  # noqa: E402, F401
 
 from api.wallet_auth import SECP256K1_HALF_ORDER  # noqa: E402
@@ -323,3 +323,95 @@ def test_wallet_transfer_page__custodial_account__sent_to_the_usual_page(make_br
     signed_up(browser)
     response = browser.get("/app/bottles/1/wallet-transfer")
     assert response.status_code == 303 and response.headers["location"] == "/app/bottles/1/transfer"
+
+
+# ------------------------------------------------- the journey in Chromium
+
+#: A test EIP-1193 provider: accounts from the page, signatures from the Python function
+#: the test exposes (``walletSign``), which holds the key. The page only ever sees signatures.
+PROVIDER = """
+window.ethereum = {
+  isAmphoraTest: true,
+  request: async function (call) {
+    if (call.method === "eth_requestAccounts" || call.method === "eth_accounts") {
+      return [%(address)r];
+    }
+    return window.walletSign(call.method, JSON.stringify(call.params || []));
+  }
+};
+"""
+
+
+def test_self_custody__wallet_on_a_phone__connects_sees_the_bottle_and_transfers_it_signed_in_the_browser(
+        served_app, holder_wallet, w3, cert, create_lot, winery):
+    from types import SimpleNamespace
+
+    from playwright.sync_api import expect, sync_playwright
+
+    app, base = served_app
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    lot = create_lot(3)
+    bottle, recipient = lot.token(3), Account.create().address
+    cert.transferFrom(winery, holder_wallet.address, bottle, sender=winery)
+    wait_indexed(w3, SimpleNamespace(app=app))
+    asked: list[str] = []
+
+    def wallet_sign(method: str, params: str) -> str:
+        """What the wallet does when the page asks it to sign: with the key only it holds."""
+        asked.append(method)
+        values = __import__("json").loads(params)
+        if method == "personal_sign":
+            message = bytes.fromhex(values[0].removeprefix("0x"))
+            signed = holder_wallet.sign_message(encode_defunct(primitive=message))
+        elif method == "eth_signTypedData_v4":
+            assert values[0].lower() == holder_wallet.address.lower()
+            signed = holder_wallet.sign_message(encode_typed_data(full_message=__import__("json").loads(values[1])))
+        else:
+            raise ValueError(f"the test wallet does not do {method}")
+        return "0x" + signed.signature.hex().removeprefix("0x")
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        try:
+            # Without a wallet: the page says what to install, and the password login stays.
+            bare = chromium.new_context(viewport={"width": 390, "height": 844}, locale="en-GB").new_page()
+            bare.goto(f"{base}/app/login")
+            bare.get_by_role("button", name="Connect a wallet").click()
+            expect(bare.get_by_text("No wallet was found in this browser. Install a browser wallet")).to_be_visible()
+            expect(bare.get_by_role("button", name="Log in")).to_be_visible()
+            bare.screenshot(path=str(SCREENSHOTS / "app-wallet-none.png"), full_page=True)
+
+            context = chromium.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1,
+                                           locale="en-GB")
+            context.add_init_script(PROVIDER % {"address": holder_wallet.address})
+            context.expose_function("walletSign", wallet_sign)
+            page = context.new_page()
+            page.goto(f"{base}/app/login")
+            page.screenshot(path=str(SCREENSHOTS / "app-wallet-login.png"), full_page=True)
+            page.get_by_role("button", name="Connect a wallet").click()
+            link = page.get_by_role("link", name="Cuvée Essai")
+            expect(link).to_be_visible()
+            page.screenshot(path=str(SCREENSHOTS / "app-wallet-cellar.png"), full_page=True)
+            link.click()
+            page.get_by_role("link", name="Transfer to someone").click()
+            page.get_by_label("Who receives it").fill(recipient)
+            page.get_by_role("button", name="Next: check the recipient").click()
+            expect(page.get_by_role("heading", name="Check before you sign")).to_be_visible()
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390
+            page.screenshot(path=str(SCREENSHOTS / "app-wallet-confirm.png"), full_page=True)
+            page.get_by_role("button", name="Sign with my wallet and transfer").click()
+            expect(page.get_by_role("heading", name="My activity")).to_be_visible()
+            deadline = time.monotonic() + 20
+            while cert.ownerOf(bottle) != recipient and time.monotonic() < deadline:
+                time.sleep(0.2)
+            page.reload()
+            page.screenshot(path=str(SCREENSHOTS / "app-wallet-activity.png"), full_page=True)
+        finally:
+            chromium.close()
+    assert cert.ownerOf(bottle) == recipient
+    assert asked == ["personal_sign", "eth_signTypedData_v4"]
+    key = holder_wallet.key.hex().removeprefix("0x")
+    with app.state.db.read() as tx:  # the service never held the key, in any column of the account
+        row = tx.one("SELECT * FROM users WHERE address = ?", (holder_wallet.address,))
+    assert row["kind"] == "wallet" and row["encrypted_key"] == ""
+    assert not any(key in str(value).lower() for value in row.values())

@@ -80,7 +80,8 @@ async def login(request: Request, users: UsersDep, chain: ChainDep, settings: Se
     if form is None:
         return routes._refused(request, "form")
     try:
-        body = WalletLoginRequest.model_validate({"message": form.get("message", ""),
+        # A browser sends a form field's line breaks as CRLF; the challenge's are LF.
+        body = WalletLoginRequest.model_validate({"message": form.get("message", "").replace("\r\n", "\n"),
                                                   "signature": form.get("signature", "")})
         answer = await run_in_threadpool(wallet_login, body, request, chain, users, Response())
     except (ValidationError, Unauthorized, Conflict, ServiceUnavailable) as err:
