@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
 
-from api_fixtures import PASSWORD, bearer, wait_indexed  # noqa: E402
+from api_fixtures import PASSWORD, bearer, wait_for_status, wait_indexed  # noqa: E402
 from test_app_pages import COOKIE, CSRF, SAME_ORIGIN, SCREENSHOTS, served_app, signed_up  # noqa: E402, F401
 
 from api.wallet_auth import SECP256K1_HALF_ORDER  # noqa: E402
@@ -273,7 +273,8 @@ def test_wallet_account__cellar_bottle_and_transfer_page__signing_needs_the_wall
     assert f"/app/bottles/{lot.token(2)}" in browser.get("/app/cellar").text
     bottle = text(browser.get(f"/app/bottles/{lot.token(2)}"))
     assert f'href="/app/bottles/{lot.token(2)}/wallet-transfer"' in bottle
-    assert "only transfers can be signed in your wallet" in bottle
+    assert "transfers, delivery requests and reports are signed in your wallet" in bottle
+    assert f"/app/bottles/{lot.token(2)}/delivery" in bottle and "<button type=\"button\" disabled>" in bottle
     moved = browser.get(f"/app/bottles/{lot.token(2)}/transfer")  # the custodial page sends it on
     assert moved.status_code == 303 and moved.headers["location"].endswith("/wallet-transfer")
     page = browser.get(f"/app/bottles/{lot.token(2)}/wallet-transfer")
@@ -283,7 +284,7 @@ def test_wallet_account__cellar_bottle_and_transfer_page__signing_needs_the_wall
     confirm = browser.post(f"/app/bottles/{lot.token(2)}/wallet-transfer", data={**fields, "recipient": recipient},
                            headers=SAME_ORIGIN)
     assert confirm.status_code == 200
-    assert "Signing needs your wallet" in text(confirm) and f'data-to="{recipient}"' in confirm.text
+    assert "Signing needs your wallet" in text(confirm) and f"to={recipient}" in html.unescape(confirm.text)
     assert "script-src 'self'" in confirm.headers["content-security-policy"]
 
 
@@ -306,6 +307,53 @@ def test_wallet_transfer__signature_by_another_key__refused_and_nothing_sent(wal
     assert response.status_code == 409, response.text
     assert "the wallet's signature does not allow it now" in text(response)
     assert cert.ownerOf(token_id) == me and w3.eth.block_number == height
+    user = browser.app.state.users.authenticate(browser.cookies[COOKIE])
+    assert browser.app.state.relayer.outbox.for_account(user.id) == []
+
+
+def test_wallet_delivery__details_kept_then_signed_in_the_wallet__relayed_and_the_bottle_waits(wallet_bottle,
+                                                                                               holder_wallet, cert):
+    browser, lot = wallet_bottle
+    token_id = lot.token(2)
+    page = browser.get(f"/app/bottles/{token_id}/delivery")
+    fields = {"csrf": CSRF.search(page.text).group(1), "once": re.search(r'name="once" value="([^"]+)"',
+                                                                          page.text).group(1)}
+    sign = browser.post(f"/app/bottles/{token_id}/delivery", headers=SAME_ORIGIN, data={
+        **fields, "name": "Chloé Martin", "address": "12 rue des Vignes, 21200 Beaune", "phone": ""})
+    assert sign.status_code == 200, sign.text
+    assert "Sign the delivery request" in text(sign) and "Signing needs your wallet" in text(sign)
+    note = re.search(r'name="note" value="(0x[0-9a-f]{64})"', sign.text).group(1)
+    deadline = re.search(r'name="deadline" value="(\d+)"', sign.text).group(1)
+    typed_url = html.unescape(re.search(r'data-typed="([^"]+)"', sign.text).group(1))
+    assert typed_url.startswith("/relay/typed-data/redemption?") and f"order_hash={note}" in typed_url
+    assert cert.ownerOf(token_id) == holder_wallet.address  # nothing on chain before the wallet signs
+
+    typed = browser.get(typed_url).json()
+    signature = holder_wallet.sign_message(encode_typed_data(full_message=typed)).signature.hex()
+    sent = browser.post(f"/app/bottles/{token_id}/wallet-sign/delivery", headers=SAME_ORIGIN, data={
+        "csrf": fields["csrf"], "once": fields["once"], "note": note, "deadline": deadline,
+        "nonce": typed["message"]["nonce"], "signature": "0x" + signature.removeprefix("0x")})
+    assert sent.status_code == 303 and sent.headers["location"] == f"/app/bottles/{token_id}/delivery?done=sent"
+    again = browser.post(f"/app/bottles/{token_id}/wallet-sign/delivery", headers=SAME_ORIGIN, data={
+        "csrf": fields["csrf"], "once": fields["once"], "note": note, "deadline": deadline,
+        "nonce": typed["message"]["nonce"], "signature": "0x" + signature.removeprefix("0x")})
+    assert again.status_code == 303  # the form sent twice: one request
+    user = browser.app.state.users.authenticate(browser.cookies[COOKIE])
+    records = browser.app.state.relayer.outbox.for_account(user.id)
+    assert len(records) == 1
+    wait_for_status(browser, records[0].request_id, "confirmed")
+    view = browser.get(f"/certificates/{token_id}").json()
+    assert view["state"] == "redemption_requested" and view["redemption"]["order_hash"] == note
+
+
+def test_wallet_sign__a_note_hash_not_written_by_this_account__refused(wallet_bottle):
+    browser, lot = wallet_bottle
+    page = browser.get(f"/app/bottles/{lot.token(2)}/delivery")
+    csrf = CSRF.search(page.text).group(1)
+    response = browser.post(f"/app/bottles/{lot.token(2)}/wallet-sign/delivery", headers=SAME_ORIGIN, data={
+        "csrf": csrf, "once": "a" * 24, "note": "0x" + "ab" * 32, "deadline": "9999999999", "nonce": "0",
+        "signature": "0x" + "11" * 65})
+    assert response.status_code == 403
     user = browser.app.state.users.authenticate(browser.cookies[COOKIE])
     assert browser.app.state.relayer.outbox.for_account(user.id) == []
 
@@ -342,8 +390,8 @@ window.ethereum = {
 """
 
 
-def test_self_custody__wallet_on_a_phone__connects_sees_the_bottle_and_transfers_it_signed_in_the_browser(
-        served_app, holder_wallet, w3, cert, create_lot, winery):
+def test_self_custody__wallet_on_a_phone__connects_sees_the_bottle_transfers_and_reports_signed_in_the_browser(
+        served_app, holder_wallet, w3, cert, create_lot, winery):  # noqa: F811 (the fixture imported above)
     from types import SimpleNamespace
 
     from playwright.sync_api import expect, sync_playwright
@@ -351,8 +399,9 @@ def test_self_custody__wallet_on_a_phone__connects_sees_the_bottle_and_transfers
     app, base = served_app
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     lot = create_lot(3)
-    bottle, recipient = lot.token(3), Account.create().address
-    cert.transferFrom(winery, holder_wallet.address, bottle, sender=winery)
+    bottle, lost, recipient = lot.token(3), lot.token(2), Account.create().address
+    for token in (bottle, lost):
+        cert.transferFrom(winery, holder_wallet.address, token, sender=winery)
     wait_indexed(w3, SimpleNamespace(app=app))
     asked: list[str] = []
 
@@ -389,10 +438,9 @@ def test_self_custody__wallet_on_a_phone__connects_sees_the_bottle_and_transfers
             page.goto(f"{base}/app/login")
             page.screenshot(path=str(SCREENSHOTS / "app-wallet-login.png"), full_page=True)
             page.get_by_role("button", name="Connect a wallet").click()
-            link = page.get_by_role("link", name="Cuvée Essai")
-            expect(link).to_be_visible()
+            expect(page.get_by_role("link", name="Cuvée Essai")).to_have_count(2)
             page.screenshot(path=str(SCREENSHOTS / "app-wallet-cellar.png"), full_page=True)
-            link.click()
+            page.goto(f"{base}/app/bottles/{bottle}")
             page.get_by_role("link", name="Transfer to someone").click()
             page.get_by_label("Who receives it").fill(recipient)
             page.get_by_role("button", name="Next: check the recipient").click()
@@ -406,10 +454,23 @@ def test_self_custody__wallet_on_a_phone__connects_sees_the_bottle_and_transfers
                 time.sleep(0.2)
             page.reload()
             page.screenshot(path=str(SCREENSHOTS / "app-wallet-activity.png"), full_page=True)
+
+            page.goto(f"{base}/app/bottles/{lost}")
+            page.get_by_role("link", name="Report lost or stolen").click()
+            page.get_by_label("What happened").fill("Left in a taxi in Lyon")
+            page.get_by_role("button", name="Report it").click()
+            expect(page.get_by_role("heading", name="Sign the report")).to_be_visible()
+            page.screenshot(path=str(SCREENSHOTS / "app-wallet-sign-report.png"), full_page=True)
+            page.get_by_role("button", name="Sign with my wallet and send").click()
+            # The report page reloads itself (meta refresh) until the report is on chain.
+            expect(page.get_by_text("Reported: anyone who checks this bottle")).to_be_visible(timeout=20_000)
+            page.screenshot(path=str(SCREENSHOTS / "app-wallet-reported.png"), full_page=True)
         finally:
             chromium.close()
     assert cert.ownerOf(bottle) == recipient
-    assert asked == ["personal_sign", "eth_signTypedData_v4"]
+    assert asked == ["personal_sign", "eth_signTypedData_v4", "eth_signTypedData_v4"]
+    flag = TestClient(app).get(f"/certificates/{lost}").json()["flag"]
+    assert flag is not None and flag["reason_hash"].startswith("0x")
     key = holder_wallet.key.hex().removeprefix("0x")
     with app.state.db.read() as tx:  # the service never held the key, in any column of the account
         row = tx.one("SELECT * FROM users WHERE address = ?", (holder_wallet.address,))

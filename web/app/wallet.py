@@ -26,6 +26,7 @@ import re
 import secrets
 import time
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -45,12 +46,20 @@ from api.errors import (
     Unauthorized,
     error_responses,
 )
-from api.routers.relay import relay_transfer
+from api.holder_notes import NoteKind, notes_of
+from api.routers.relay import relay_flag, relay_redemption, relay_transfer
 from api.routers.wallet import WalletLoginRequest, wallet_login
-from api.schemas import CertificateState, TransferRelayRequest
+from api.schemas import (
+    CertificateState,
+    CertificateView,
+    FlagRelayRequest,
+    RedemptionRelayRequest,
+    TransferRelayRequest,
+)
 from api.security import DEFAULT_CSP
+from api.users import User
 from web.app import routes
-from web.app.moves import _mine, _not_now
+from web.app.moves import DONE, _mine, _not_now
 from web.app.recipients import account_address
 from web.render import page_for
 
@@ -62,6 +71,10 @@ WALLET_HEADERS = {"Content-Security-Policy": PAGE_CSP}
 #: How long the wallet's transfer signature stays valid (seconds): time to read, sign and send.
 DEADLINE_SECONDS = 15 * 60
 _ONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_HASH = re.compile(r"^0x[0-9a-f]{64}$")
+#: The typed-data action (``GET /relay/typed-data/{action}``) and its hash field, per note kind.
+_NOTE_ACTIONS: dict[str, tuple[str, str]] = {"delivery": ("redemption", "order_hash"),
+                                             "flag": ("flag", "reason_hash")}
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _ERRORS = error_responses(Unauthorized, Forbidden, NotFound, Conflict, InvalidRequest, TooManyRequests,
                           ServiceUnavailable, html=True)
@@ -119,7 +132,7 @@ async def transfer_page(request: Request, token_id: str, chain: ChainDep, index:
     if view.state != CertificateState.active:
         return _not_now(request, user, token, view)
     return routes._page(request, "app/wallet_transfer.html", headers=WALLET_HEADERS, user=user, token=token,
-                        view=view, once=_once(), recipient="", error=None, confirm=None)
+                        view=view, once=_once(), recipient="", error=None, confirm=None, typed="")
 
 
 @router.post("/bottles/{token_id}/wallet-transfer", responses=_ERRORS)
@@ -148,9 +161,12 @@ async def transfer(request: Request, token_id: str, chain: ChainDep, index: Inde
 
     def page(status: int = 200, error: str | None = None, confirm: dict[str, Any] | None = None,
              headers: dict[str, str] | None = None, wait: str = "") -> HTMLResponse:
+        typed = "" if confirm is None else "/relay/typed-data/transfer?" + urlencode({
+            "from": user.address, "to": confirm["address"], "token_id": view.token_id,
+            "deadline": confirm["deadline"]})
         return routes._page(request, "app/wallet_transfer.html", status=status,
                             headers={**WALLET_HEADERS, **(headers or {})}, user=user, token=token, view=view,
-                            once=once, recipient=recipient, error=error, confirm=confirm, wait=wait)
+                            once=once, recipient=recipient, error=error, confirm=confirm, wait=wait, typed=typed)
 
     if _ADDRESS.match(recipient):
         address, name = recipient, None
@@ -186,3 +202,70 @@ async def transfer(request: Request, token_id: str, chain: ChainDep, index: Inde
         return page(status, code, confirm, err.headers,
                     routes._wait(page_for(request), err) if isinstance(err, TooManyRequests) else "")
     return routes._redirect(request, "/app/activity", done="transfer")
+
+
+# ------------------------------------------------- delivery and report
+
+
+def sign_note(request: Request, user: User, token: str, view: CertificateView, kind: NoteKind, once: str,
+              note_hash: str, status: int = 200, error: str | None = None, deadline: int | None = None,
+              headers: dict[str, str] | None = None) -> HTMLResponse:
+    """The page on which a wallet account signs its delivery request or report,
+    once the text is kept off chain (``web/app/moves.py`` hands over here where
+    it would have the service sign): its hash goes into the typed data."""
+    action, field = _NOTE_ACTIONS[kind]
+    deadline = deadline or int(time.time()) + DEADLINE_SECONDS
+    typed = f"/relay/typed-data/{action}?" + urlencode({"holder": user.address, "token_id": view.token_id,
+                                                         "deadline": deadline, field: note_hash})
+    return routes._page(request, "app/wallet_sign.html", status=status, headers={**WALLET_HEADERS, **(headers or {})},
+                        user=user, token=token, view=view, kind=kind, once=once, note=note_hash, deadline=deadline,
+                        typed=typed, error=error, wait="")
+
+
+@router.post("/bottles/{token_id}/wallet-sign/{kind}", responses=_ERRORS)
+async def signed_note(request: Request, token_id: str, kind: str, chain: ChainDep, index: IndexDep,
+                      settings: SettingsDep, relayer: RelayerDep) -> Response:
+    """The wallet's signature of a delivery request or report: relayed through
+    ``POST /relay/redemptions`` or ``/relay/flags``; then the request's page."""
+    if kind not in _NOTE_ACTIONS:
+        return routes._page(request, "app/not_yours.html", status=404)
+    checked = await routes._signed_in_form(request, settings)
+    if isinstance(checked, Response):
+        return checked
+    user, token, form = checked
+    once, note_hash = form.get("once", ""), form.get("note", "").lower()
+    if not user.wallet or not _ONCE.match(once) or not _HASH.match(note_hash):
+        return routes._refused(request, "form")
+    if relayer.outbox.by_idempotency_key(user.id, f"app-{once}") is not None and token_id.isdigit():
+        return routes._redirect(request, DONE[kind].format(token_id=token_id), done="sent")  # sent again
+    view = await _mine(request, token_id, chain, index, settings, user, token)
+    if isinstance(view, Response):
+        return view
+    if view.state != CertificateState.active:
+        return _not_now(request, user, token, view)
+    store = notes_of(request.app.state)
+    try:
+        note = await run_in_threadpool(store.get, note_hash)
+    except (NotFound, ServiceUnavailable):
+        note = None
+    if note is None or note.account != user.id or note.kind != kind or note.token_id != view.token_id:
+        return routes._refused(request, "form")  # a hash this account did not write for this bottle
+    deadline = form.get("deadline", "")
+    shown = int(deadline) if deadline.isdigit() and len(deadline) <= 20 else None
+    _, field = _NOTE_ACTIONS[kind]
+    model = RedemptionRelayRequest if kind == "delivery" else FlagRelayRequest
+    call = relay_redemption if kind == "delivery" else relay_flag
+    try:
+        body = model.model_validate({"holder": user.address, "token_id": view.token_id, field: note_hash,
+                                     "nonce": form.get("nonce", ""), "deadline": deadline,
+                                     "signature": form.get("signature", "")})
+        origin = relay_origin(request, user, f"app-{once}")
+        answer = await run_in_threadpool(call, body, relayer, settings, origin)  # type: ignore[arg-type]
+    except ValidationError:
+        return sign_note(request, user, token, view, kind, once, note_hash, 422, "unsigned", shown)
+    except AmphoraError as err:
+        status = err.status_code if err.status_code in (409, 429, 503) else 503
+        code = "throttled" if isinstance(err, TooManyRequests) else "refused" if status == 409 else "busy"
+        return sign_note(request, user, token, view, kind, once, note_hash, status, code, shown, err.headers)
+    await run_in_threadpool(store.relayed, note_hash, str(answer.request_id))
+    return routes._redirect(request, DONE[kind].format(token_id=view.token_id), done="sent")

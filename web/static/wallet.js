@@ -6,9 +6,10 @@
 // * [data-wallet-connect] (the login page): eth_requestAccounts, a Sign-In with Ethereum
 //   challenge from POST /auth/wallet/challenge, personal_sign, then the page's form posts
 //   the message and signature to /app/wallet/login.
-// * [data-wallet-sign] (a wallet account's transfer): the typed data from the public
-//   GET /relay/typed-data/transfer, eth_signTypedData_v4, then the form posts the nonce
-//   and signature, which the service relays through POST /relay/transfers.
+// * form[data-wallet-sign] (a wallet account's transfer, delivery request or report): the
+//   typed data from the public GET /relay/typed-data/... the form names (data-typed),
+//   eth_signTypedData_v4, then the form posts the nonce and signature, which the service
+//   relays through the public POST /relay/... route of the action.
 (function () {
   "use strict";
 
@@ -97,9 +98,8 @@
       if (!accounts.some(function (account) { return account.toLowerCase() === from.toLowerCase(); })) {
         throw new Error("other");
       }
-      var query = new URLSearchParams({from: from, to: form.dataset.to, token_id: form.dataset.tokenId,
-                                       deadline: form.dataset.deadline});
-      return fetch("/relay/typed-data/transfer?" + query.toString(), {headers: {"Accept": "application/json"}});
+      // The page names the public typed-data URL (GET /relay/typed-data/...) of its action.
+      return fetch(form.dataset.typed, {headers: {"Accept": "application/json"}});
     }).then(function (answer) {
       if (!answer.ok) {
         throw failed(form, answer);
