@@ -273,7 +273,7 @@ def test_wallet_account__cellar_bottle_and_transfer_page__signing_needs_the_wall
     assert f"/app/bottles/{lot.token(2)}" in browser.get("/app/cellar").text
     bottle = text(browser.get(f"/app/bottles/{lot.token(2)}"))
     assert f'href="/app/bottles/{lot.token(2)}/wallet-transfer"' in bottle
-    assert "transfers, delivery requests and reports are signed in your wallet" in bottle
+    assert "transfers, delivery requests, reports and taking a gift back are signed in your wallet" in bottle
     assert f"/app/bottles/{lot.token(2)}/delivery" in bottle and "<button type=\"button\" disabled>" in bottle
     moved = browser.get(f"/app/bottles/{lot.token(2)}/transfer")  # the custodial page sends it on
     assert moved.status_code == 303 and moved.headers["location"].endswith("/wallet-transfer")
@@ -344,6 +344,44 @@ def test_wallet_delivery__details_kept_then_signed_in_the_wallet__relayed_and_th
     wait_for_status(browser, records[0].request_id, "confirmed")
     view = browser.get(f"/certificates/{token_id}").json()
     assert view["state"] == "redemption_requested" and view["redemption"]["order_hash"] == note
+
+
+def test_wallet_gift__taken_back_with_the_wallet_signature__the_bottle_is_free_again(wallet_bottle, holder_wallet,
+                                                                                    w3):
+    browser, lot = wallet_bottle
+    token_id = lot.token(2)
+    session = bearer(browser.cookies[COOKIE])
+    claim_key, expiry = Account.create().address, int(time.time()) + 86_400
+    query = {"holder": holder_wallet.address, "token_id": token_id, "deadline": expiry, "claim_key": claim_key,
+             "expiry": expiry}
+    typed = browser.get("/relay/typed-data/gift", params=query).json()  # given through the public API
+    gift = browser.post("/relay/gifts", headers=session, json={
+        "holder": holder_wallet.address, "token_id": token_id, "nonce": typed["message"]["nonce"],
+        "deadline": expiry, "claim_key": claim_key, "expiry": expiry,
+        "signature": "0x" + holder_wallet.sign_message(encode_typed_data(full_message=typed)).signature.hex()
+        .removeprefix("0x")})
+    assert gift.status_code == 202, gift.text
+    wait_for_status(browser, gift.json()["request_id"], "confirmed")
+    wait_indexed(w3, browser)
+
+    bottle = browser.get(f"/app/bottles/{token_id}")
+    assert f'action="/app/bottles/{token_id}/wallet-revoke"' in bottle.text
+    sign = browser.post(f"/app/bottles/{token_id}/wallet-revoke", headers=SAME_ORIGIN,
+                        data={"csrf": CSRF.search(bottle.text).group(1)})
+    assert sign.status_code == 200 and "Take back the gift" in text(sign)
+    typed_url = html.unescape(re.search(r'data-typed="([^"]+)"', sign.text).group(1))
+    assert typed_url.startswith("/relay/typed-data/gift-revocation?")
+    typed = browser.get(typed_url).json()
+    sent = browser.post(f"/app/bottles/{token_id}/wallet-sign/revoke", headers=SAME_ORIGIN, data={
+        "csrf": CSRF.search(sign.text).group(1), "once": re.search(r'name="once" value="([^"]+)"', sign.text).group(1),
+        "note": "", "deadline": re.search(r'name="deadline" value="(\d+)"', sign.text).group(1),
+        "nonce": typed["message"]["nonce"],
+        "signature": "0x" + holder_wallet.sign_message(encode_typed_data(full_message=typed)).signature.hex()
+        .removeprefix("0x")})
+    assert sent.status_code == 303 and sent.headers["location"] == f"/app/bottles/{token_id}", sent.text
+    user = browser.app.state.users.authenticate(browser.cookies[COOKIE])
+    wait_for_status(browser, browser.app.state.relayer.outbox.for_account(user.id)[0].request_id, "confirmed")
+    assert browser.get(f"/certificates/{token_id}").json()["state"] == "active"
 
 
 def test_wallet_sign__a_note_hash_not_written_by_this_account__refused(wallet_bottle):
@@ -429,6 +467,10 @@ def test_self_custody__wallet_on_a_phone__connects_sees_the_bottle_transfers_and
             expect(bare.get_by_text("No wallet was found in this browser. Install a browser wallet")).to_be_visible()
             expect(bare.get_by_role("button", name="Log in")).to_be_visible()
             bare.screenshot(path=str(SCREENSHOTS / "app-wallet-none.png"), full_page=True)
+            bare.goto(f"{base}/app/login?lang=zh-CN")
+            bare.set_viewport_size({"width": 1280, "height": 900})
+            expect(bare.get_by_role("button", name="连接钱包")).to_be_visible()
+            bare.screenshot(path=str(SCREENSHOTS / "app-wallet-login-zh-desktop.png"), full_page=True)
 
             context = chromium.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1,
                                            locale="en-GB")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -47,13 +48,15 @@ from api.errors import (
     error_responses,
 )
 from api.holder_notes import NoteKind, notes_of
-from api.routers.relay import relay_flag, relay_redemption, relay_transfer
+from api.routers.relay import relay_flag, relay_gift_revocation, relay_redemption, relay_transfer
 from api.routers.wallet import WalletLoginRequest, wallet_login
 from api.schemas import (
     CertificateState,
     CertificateView,
     FlagRelayRequest,
+    HolderActionRelayRequest,
     RedemptionRelayRequest,
+    RelayAccepted,
     TransferRelayRequest,
 )
 from api.security import DEFAULT_CSP
@@ -72,9 +75,10 @@ WALLET_HEADERS = {"Content-Security-Policy": PAGE_CSP}
 DEADLINE_SECONDS = 15 * 60
 _ONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _HASH = re.compile(r"^0x[0-9a-f]{64}$")
-#: The typed-data action (``GET /relay/typed-data/{action}``) and its hash field, per note kind.
-_NOTE_ACTIONS: dict[str, tuple[str, str]] = {"delivery": ("redemption", "order_hash"),
-                                             "flag": ("flag", "reason_hash")}
+#: What the wallet signs on the sign page, per kind: the typed-data action
+#: (``GET /relay/typed-data/{action}``) and the note's hash field (None: no note).
+_SIGNED: dict[str, tuple[str, str | None]] = {"delivery": ("redemption", "order_hash"),
+                                              "flag": ("flag", "reason_hash"), "revoke": ("gift-revocation", None)}
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _ERRORS = error_responses(Unauthorized, Forbidden, NotFound, Conflict, InvalidRequest, TooManyRequests,
                           ServiceUnavailable, html=True)
@@ -207,42 +211,72 @@ async def transfer(request: Request, token_id: str, chain: ChainDep, index: Inde
 # ------------------------------------------------- delivery and report
 
 
-def sign_note(request: Request, user: User, token: str, view: CertificateView, kind: NoteKind, once: str,
+def sign_note(request: Request, user: User, token: str, view: CertificateView, kind: NoteKind | str, once: str,
               note_hash: str, status: int = 200, error: str | None = None, deadline: int | None = None,
               headers: dict[str, str] | None = None) -> HTMLResponse:
     """The page on which a wallet account signs its delivery request or report,
     once the text is kept off chain (``web/app/moves.py`` hands over here where
-    it would have the service sign): its hash goes into the typed data."""
-    action, field = _NOTE_ACTIONS[kind]
+    it would have the service sign): its hash goes into the typed data. Also
+    the cancellation of a pending gift (``kind`` ``revoke``, no note)."""
+    action, field = _SIGNED[kind]
     deadline = deadline or int(time.time()) + DEADLINE_SECONDS
-    typed = f"/relay/typed-data/{action}?" + urlencode({"holder": user.address, "token_id": view.token_id,
-                                                         "deadline": deadline, field: note_hash})
+    query: dict[str, Any] = {"holder": user.address, "token_id": view.token_id, "deadline": deadline}
+    if field is not None:
+        query[field] = note_hash
+    typed = f"/relay/typed-data/{action}?" + urlencode(query)
     return routes._page(request, "app/wallet_sign.html", status=status, headers={**WALLET_HEADERS, **(headers or {})},
                         user=user, token=token, view=view, kind=kind, once=once, note=note_hash, deadline=deadline,
                         typed=typed, error=error, wait="")
 
 
+@router.post("/bottles/{token_id}/wallet-revoke", responses=_ERRORS)
+async def revoke_page(request: Request, token_id: str, chain: ChainDep, index: IndexDep,
+                      settings: SettingsDep) -> Response:
+    """The bottle page's "take the gift back" for a wallet account: the page that signs it."""
+    checked = await routes._signed_in_form(request, settings)
+    if isinstance(checked, Response):
+        return checked
+    user, token, _ = checked
+    if not user.wallet:
+        return routes._refused(request, "form")
+    view = await _mine(request, token_id, chain, index, settings, user, token)
+    if isinstance(view, Response):
+        return view
+    if view.state != CertificateState.gift_pending:
+        return _not_now(request, user, token, view)
+    return sign_note(request, user, token, view, "revoke", _once(), "")
+
+
+def _done(kind: str, token_id: str | int) -> str:
+    return f"/app/bottles/{token_id}" if kind == "revoke" else DONE[kind].format(token_id=token_id)
+
+
 @router.post("/bottles/{token_id}/wallet-sign/{kind}", responses=_ERRORS)
 async def signed_note(request: Request, token_id: str, kind: str, chain: ChainDep, index: IndexDep,
                       settings: SettingsDep, relayer: RelayerDep) -> Response:
-    """The wallet's signature of a delivery request or report: relayed through
-    ``POST /relay/redemptions`` or ``/relay/flags``; then the request's page."""
-    if kind not in _NOTE_ACTIONS:
+    """The wallet's signature of a delivery request, a report or a gift's
+    cancellation: relayed through ``POST /relay/redemptions``, ``/relay/flags``
+    or ``/relay/gift-revocations``; then the request's page (the bottle's for a
+    cancellation)."""
+    if kind not in _SIGNED:
         return routes._page(request, "app/not_yours.html", status=404)
     checked = await routes._signed_in_form(request, settings)
     if isinstance(checked, Response):
         return checked
     user, token, form = checked
     once, note_hash = form.get("once", ""), form.get("note", "").lower()
-    if not user.wallet or not _ONCE.match(once) or not _HASH.match(note_hash):
+    if not user.wallet or not _ONCE.match(once) or not (kind == "revoke" or _HASH.match(note_hash)):
         return routes._refused(request, "form")
+    done = {"done": "sent"} if kind != "revoke" else {}
     if relayer.outbox.by_idempotency_key(user.id, f"app-{once}") is not None and token_id.isdigit():
-        return routes._redirect(request, DONE[kind].format(token_id=token_id), done="sent")  # sent again
+        return routes._redirect(request, _done(kind, token_id), **done)  # the form sent again
     view = await _mine(request, token_id, chain, index, settings, user, token)
     if isinstance(view, Response):
         return view
-    if view.state != CertificateState.active:
+    if view.state != (CertificateState.gift_pending if kind == "revoke" else CertificateState.active):
         return _not_now(request, user, token, view)
+    if kind == "revoke":
+        return await _relay_signed(request, user, token, view, kind, once, "", form, settings, relayer)
     store = notes_of(request.app.state)
     try:
         note = await run_in_threadpool(store.get, note_hash)
@@ -250,22 +284,33 @@ async def signed_note(request: Request, token_id: str, kind: str, chain: ChainDe
         note = None
     if note is None or note.account != user.id or note.kind != kind or note.token_id != view.token_id:
         return routes._refused(request, "form")  # a hash this account did not write for this bottle
+    return await _relay_signed(request, user, token, view, kind, once, note_hash, form, settings, relayer)
+
+
+async def _relay_signed(request: Request, user: User, token: str, view: CertificateView, kind: str, once: str,
+                        note_hash: str, form: dict[str, str], settings: Any, relayer: Any) -> Response:
+    """Relay the wallet's signature of ``kind`` through its public ``/relay/*`` route."""
     deadline = form.get("deadline", "")
     shown = int(deadline) if deadline.isdigit() and len(deadline) <= 20 else None
-    _, field = _NOTE_ACTIONS[kind]
-    model = RedemptionRelayRequest if kind == "delivery" else FlagRelayRequest
-    call = relay_redemption if kind == "delivery" else relay_flag
+    _, field = _SIGNED[kind]
+    fields: dict[str, Any] = {"holder": user.address, "token_id": view.token_id, "nonce": form.get("nonce", ""),
+                              "deadline": deadline, "signature": form.get("signature", "")}
+    if field is not None:
+        fields[field] = note_hash
+    relays: dict[str, tuple[type[HolderActionRelayRequest], Callable[..., RelayAccepted]]] = {
+        "delivery": (RedemptionRelayRequest, relay_redemption), "flag": (FlagRelayRequest, relay_flag),
+        "revoke": (HolderActionRelayRequest, relay_gift_revocation)}
+    model, call = relays[kind]
     try:
-        body = model.model_validate({"holder": user.address, "token_id": view.token_id, field: note_hash,
-                                     "nonce": form.get("nonce", ""), "deadline": deadline,
-                                     "signature": form.get("signature", "")})
+        body = model.model_validate(fields)
         origin = relay_origin(request, user, f"app-{once}")
-        answer = await run_in_threadpool(call, body, relayer, settings, origin)  # type: ignore[arg-type]
+        answer = await run_in_threadpool(call, body, relayer, settings, origin)
     except ValidationError:
         return sign_note(request, user, token, view, kind, once, note_hash, 422, "unsigned", shown)
     except AmphoraError as err:
         status = err.status_code if err.status_code in (409, 429, 503) else 503
         code = "throttled" if isinstance(err, TooManyRequests) else "refused" if status == 409 else "busy"
         return sign_note(request, user, token, view, kind, once, note_hash, status, code, shown, err.headers)
-    await run_in_threadpool(store.relayed, note_hash, str(answer.request_id))
-    return routes._redirect(request, DONE[kind].format(token_id=view.token_id), done="sent")
+    if note_hash:
+        await run_in_threadpool(notes_of(request.app.state).relayed, note_hash, str(answer.request_id))
+    return routes._redirect(request, _done(kind, view.token_id), **({"done": "sent"} if note_hash else {}))
