@@ -28,7 +28,7 @@ from test_app_pages import COOKIE, CSRF, SAME_ORIGIN, SCREENSHOTS, served_app, s
 
 from api.wallet_auth import SECP256K1_HALF_ORDER  # noqa: E402
 
-pytest_plugins = ["api_fixtures"]
+pytest_plugins = ["api_fixtures", "pg"]
 
 SECP256K1_ORDER = SECP256K1_HALF_ORDER * 2 + 1
 
@@ -171,6 +171,31 @@ def test_wallet_login__contract_wallet_erc1271__signs_in_with_its_owner_signatur
                                                       "signature": personal_sign(holder_wallet, message)})
     assert response.status_code == 200, response.text
     assert response.json()["address"] == contract.address
+
+
+def test_wallet_sign_in__on_postgresql__the_challenge_signs_in_once_and_the_account_is_made_once(
+        postgres_url, api_settings, client, holder_wallet):
+    from api.errors import Forbidden, Unauthorized
+    from api.users import UserStore
+    from api.wallet_auth import WalletChallenges
+    from storage.db import Database
+
+    db = Database(url=postgres_url)
+    try:
+        users, challenges = UserStore(db, api_settings), WalletChallenges(db, api_settings.public_base_url)
+        message, _, _ = challenges.issue(holder_wallet.address, 31337)
+        signature = bytes(holder_wallet.sign_message(encode_defunct(text=message)).signature)
+        chain = client.app.state.chain
+        assert challenges.verify(message, signature, chain) == holder_wallet.address
+        with pytest.raises(Unauthorized, match="already used"):
+            challenges.verify(message, signature, chain)
+        first, _ = users.wallet_account(holder_wallet.address)
+        again, session = users.wallet_account(holder_wallet.address)
+        assert first.id == again.id and first.wallet and users.authenticate(session.token).wallet
+        with pytest.raises(Forbidden, match="wallet account"):
+            users.sign_typed_data(again, {})
+    finally:
+        db.close()
 
 
 # --------------------------------------------- what a wallet account cannot do
