@@ -87,7 +87,7 @@ async def wallet_challenge(body: WalletChallengeRequest, request: Request, chain
     "/auth/wallet/login",
     response_model=AccountSession,
     summary="Sign in with a wallet, step 2: the signed message for a session token",
-    responses=error_responses(Unauthorized, Conflict, InvalidRequest, UpstreamUnavailable),
+    responses=error_responses(Unauthorized, Conflict, InvalidRequest, TooManyRequests, UpstreamUnavailable),
 )
 def wallet_login(body: WalletLoginRequest, request: Request, chain: ChainDep, users: UsersDep,
                  response: Response) -> AccountSession:
@@ -108,7 +108,13 @@ def wallet_login(body: WalletLoginRequest, request: Request, chain: ChainDep, us
     words; it signs in the wallet (`GET /relay/typed-data/*`) and submits to
     the public `/relay/*` routes with its session token. 409 when the address
     is a custodial account's (its key exported into a wallet): that account
-    logs in with its name and password."""
+    logs in with its name and password.
+
+    Attempts are limited per client network like challenges
+    (`AMPHORA_WALLET_CHALLENGES_PER_MINUTE`, 429 with `Retry-After`): a wrong
+    signature costs the service a look at the chain (ERC-1271), which an
+    anonymous client must not be able to repeat without bound."""
+    _challenge_limiter(request).check(f"login:{client_key(request)}", "wallet sign-in attempts", per="a minute")
     address = challenges_of(request.app.state).verify(body.message, body.signature, chain)
     user, session = users.wallet_account(address)
     _no_store(response)

@@ -159,6 +159,16 @@ def test_wallet_challenge__anonymous_flood__429_after_the_limit(make_browser, ho
         assert tx.one("SELECT COUNT(*) AS n FROM wallet_challenges")["n"] == 3
 
 
+def test_wallet_login__anonymous_flood_of_wrong_signatures__429_after_the_limit(make_browser, holder_wallet):
+    client = make_browser(wallet_challenges_per_minute=3)
+    message = challenge(client, holder_wallet.address)["message"]
+    forged = personal_sign(Account.create(), message)
+    for _ in range(3):
+        refused(client, message, forged)
+    response = client.post("/auth/wallet/login", json={"message": message, "signature": forged})
+    assert response.status_code == 429 and int(response.headers["Retry-After"]) > 0
+
+
 def test_wallet_challenge__not_an_address__422(client):
     assert client.post("/auth/wallet/challenge", json={"address": "0x1234"}).status_code == 422
 
