@@ -45,6 +45,7 @@ from api.routers import (
     qr,
     relay,
     resolver,
+    wallet,
 )
 from api.routers import lender as lender_api
 from api.routers import merchant as merchant_api
@@ -62,6 +63,7 @@ from web.app import money as holder_money
 from web.app import moves as holder_moves
 from web.app import preferences as holder_preferences
 from web.app import routes as holder_app
+from web.app import wallet as holder_wallet
 from web.console import appraiser as console_appraiser
 from web.console import custodian as console_custodian
 from web.console import issuer as console_issuer
@@ -219,6 +221,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(accounts.router)
     app.include_router(points.router)
     app.include_router(auth.router)
+    app.include_router(wallet.router)
     app.include_router(custodial.router)
     app.include_router(admin.router)
     app.include_router(casks.router)
@@ -233,6 +236,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(holder_money.router)
     app.include_router(holder_moves.router)
     app.include_router(holder_preferences.router)
+    app.include_router(holder_wallet.router)
     app.include_router(custodian.router)
     app.include_router(business.router)
     app.include_router(console.router)

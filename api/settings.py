@@ -296,6 +296,10 @@ class Settings(BaseSettings):
         "successful or not. Each answer says whether an identifier is taken, so this bounds how fast one "
         "network can test identifiers.",
     )
+    wallet_challenges_per_minute: int = Field(
+        default=10, gt=0, description="Sign-In with Ethereum challenges (`POST /auth/wallet/challenge`) a minute "
+        "per client network; more get 429. Each one is a row kept until it expires.",
+    )
     api_token_ttl_days: int = Field(
         default=90, gt=0, description="Days an API token stays valid (the most a token may ask for); tokens "
         "created before expiry existed expire this long after their creation.",

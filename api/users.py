@@ -98,6 +98,7 @@ CREATE INDEX IF NOT EXISTS credentials_by_user ON credentials (user_id, kind)
 SESSION_PREFIX = "amph_s_"
 API_TOKEN_PREFIX = "amph_t_"
 CredentialKind = Literal["session", "api"]
+AccountKind = Literal["custodial", "wallet"]
 #: What a credential may do: ``act`` everything the account can, ``read`` only
 #: read (safe methods) and log itself out. Sessions act.
 Scope = Literal["read", "act"]
@@ -120,6 +121,11 @@ LAST_USED_RESOLUTION = 60
 NOT_CONFIGURED = "custodial accounts are not configured: set AMPHORA_MASTER_KEY"
 #: One message for an unknown identifier and a wrong password: a login must not tell which.
 WRONG_LOGIN = "identifier or password is wrong"
+#: What signing, exporting the key or changing the password answer for a wallet account.
+WALLET_HOLDS_KEY = ("this is a wallet account: its key is in the person's own wallet and the service holds no "
+                    "copy, so the service cannot sign for it, export it or change a password; sign in the wallet "
+                    "and submit it through the public /relay/* routes")
+_ADDRESS_IDENTIFIER = re.compile(r"^0x[0-9a-f]{40}$")
 UNDECRYPTABLE = ("the stored key of this account cannot be decrypted: AMPHORA_MASTER_KEY is not the key it "
                  "was encrypted under, or the stored record was altered")
 
@@ -148,6 +154,14 @@ class User:
     created_at: float
     #: What the credential that authenticated this request may do.
     scope: Scope = "act"
+    #: ``custodial`` (the service keeps the key) or ``wallet`` (the person's own
+    #: wallet signs; the service has no key for it: see :meth:`UserStore.wallet_account`).
+    kind: AccountKind = "custodial"
+
+    @property
+    def wallet(self) -> bool:
+        """Whether the account signs in its own wallet (the service holds no key for it)."""
+        return self.kind == "wallet"
 
 
 @dataclass(frozen=True)
@@ -252,9 +266,10 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _user(row: Row, scope: Scope = "act") -> User:
+def _user(row: Row, scope: Scope = "act", kind_column: str = "kind") -> User:
     return User(id=row["id"], identifier=row["identifier"], address=row["address"],
-                created_at=float(row["created_at"]), scope=scope)
+                created_at=float(row["created_at"]), scope=scope,
+                kind="wallet" if row[kind_column] == "wallet" else "custodial")
 
 
 def _add_column(db: Database, table: str, column: str, sql_type: str) -> None:
@@ -291,6 +306,8 @@ class UserStore:
         self._cipher, self._cipher_problem = _key_cipher(settings.master_key)
         db.migrate(SCHEMA)
         _add_column(db, "credentials", "scope", "TEXT")
+        # NULL: custodial (every account made before wallet accounts existed); 'wallet': no key, no password.
+        _add_column(db, "users", "kind", "TEXT")
 
     @property
     def configured(self) -> bool:
@@ -304,6 +321,8 @@ class UserStore:
         identifier (after normalising) is taken; 503 without a master key."""
         cipher = self._require_cipher()
         identifier = _valid(normalize_identifier, "identifier", identifier)
+        if _ADDRESS_IDENTIFIER.match(identifier):
+            raise InvalidRequest("identifier: must not be an Ethereum address (those name wallet accounts)")
         _valid(check_password, "password", password)
         if self._row_by_identifier(identifier) is not None:  # before paying for the hash
             raise Conflict("identifier is already taken")
@@ -335,7 +354,7 @@ class UserStore:
             row = self._row_by_identifier(normalize_identifier(identifier))
         except ValueError:
             row = None
-        if row is None:
+        if row is None or row["kind"] == "wallet":  # a wallet account has no password
             self._verify(self._dummy(), password)
             raise Unauthorized(WRONG_LOGIN)
         if not self._verify(row["password_hash"], password):
@@ -359,7 +378,7 @@ class UserStore:
         with self._db.read() as tx:
             row = tx.one(
                 "SELECT c.id AS credential_id, c.kind, c.created_at AS issued_at, c.expires_at, c.revoked_at, "
-                "c.last_used_at, c.scope, u.id, u.identifier, u.address, u.created_at "
+                "c.last_used_at, c.scope, u.id, u.identifier, u.address, u.created_at, u.kind AS account_kind "
                 "FROM credentials c JOIN users u ON u.id = c.user_id WHERE c.token_hash = ?",
                 (_token_hash(token),))
         if row is None:
@@ -374,7 +393,7 @@ class UserStore:
             # Written at most once a resolution period, so most requests only read.
             with self._db.transaction() as tx:
                 tx.execute("UPDATE credentials SET last_used_at = ? WHERE id = ?", (now, row["credential_id"]))
-        return _user(row, "read" if row["scope"] == "read" else "act")
+        return _user(row, "read" if row["scope"] == "read" else "act", kind_column="account_kind")
 
     def logout(self, token: str) -> None:
         """Revoke the credential ``token`` (a session, or an API token presented
@@ -394,6 +413,7 @@ class UserStore:
         session: whoever held a stolen credential is out."""
         _valid(check_password, "new_password", new)
         row = self._row_by_id(user.id)
+        self._refuse_wallet(row)
         if not self._verify(row["password_hash"], current):
             raise Forbidden("current password does not match")
         password_hash = self._hash(new)
@@ -458,6 +478,7 @@ class UserStore:
         (403 if it does not match): a stolen session alone cannot take the key."""
         cipher = self._require_cipher()
         row = self._row_by_id(user.id)
+        self._refuse_wallet(row)
         if not self._verify(row["password_hash"], password):
             raise Forbidden("password does not match: the key is exported only after re-authentication")
         key = self._decrypt(cipher, row)
@@ -482,7 +503,9 @@ class UserStore:
         """The 65-byte EIP-712 signature of ``data`` by ``user``'s key: how the
         service acts for a wallet-less user with their own address."""
         cipher = self._require_cipher()
-        key = self._decrypt(cipher, self._row_by_id(user.id))
+        row = self._row_by_id(user.id)
+        self._refuse_wallet(row)
+        key = self._decrypt(cipher, row)
         try:
             return eip712.sign(data, key)
         finally:
@@ -492,15 +515,56 @@ class UserStore:
         """The raw signed ``transaction`` from ``user``'s own address: how the
         service sends a business account's on-chain action (an issuer's lot, a
         custodian's confirmation), which the contracts accept only from the
-        role holder itself. The account pays the gas from its own balance."""
+        role holder itself. The account pays the gas from its own balance. A
+        wallet account's key is in its wallet: 403 in words."""
         cipher = self._require_cipher()
-        key = self._decrypt(cipher, self._row_by_id(user.id))
+        row = self._row_by_id(user.id)
+        self._refuse_wallet(row)
+        key = self._decrypt(cipher, row)
         try:
             return bytes(Account.sign_transaction(transaction, key).raw_transaction)
         finally:
             del key
 
+    # ---------------------------------------------------- wallet accounts
+
+    def wallet_account(self, address: str) -> tuple[User, IssuedToken]:
+        """A new session for the wallet account of ``address`` (checksummed),
+        created on its first sign-in; the caller has verified that the person
+        controls ``address`` (a Sign-In with Ethereum signature). The account
+        has no password and no key: its identifier is the address in lower
+        case (custodial sign-ups cannot take one), and signing, key export and
+        password change refuse for it. 409 when ``address`` is a custodial
+        account's (its exported key in a wallet): that account logs in with
+        its name and password."""
+        now = time.time()
+        with self._db.read() as tx:
+            row = tx.one("SELECT * FROM users WHERE address = ?", (address,))
+        if row is not None and row["kind"] != "wallet":
+            raise Conflict("this address is a custodial account's: log in with its account name and password")
+        try:
+            with self._db.transaction() as tx:
+                if row is None:
+                    user_id = str(uuid.uuid4())
+                    tx.execute("INSERT INTO users (id, identifier, password_hash, address, encrypted_key, created_at,"
+                               " kind) VALUES (?, ?, '', ?, '', ?, 'wallet')",
+                               (user_id, address.lower(), address, now))
+                    audit.info("wallet account created: user %s address %s", user_id, address)
+                    user = User(user_id, address.lower(), address, now, kind="wallet")
+                else:
+                    user = _user(row)
+                session = self._issue(tx, user.id, "session", None, now)
+        except INTEGRITY_ERRORS as err:  # two first sign-ins of one address at once
+            raise Conflict("this wallet account was created by another request at the same moment; sign in "
+                           "again") from err
+        return user, session
+
     # ---------------------------------------------------------- internal
+
+    @staticmethod
+    def _refuse_wallet(row: Row) -> None:
+        if row["kind"] == "wallet":
+            raise Forbidden(WALLET_HOLDS_KEY)
 
     def _require_cipher(self) -> AESGCM:
         if self._cipher is None:

@@ -50,6 +50,8 @@ EXPECTED_ERRORS = {
     ("get", "/relay/typed-data/loan-repayment"): {"404", "422", "503"},
     ("post", "/auth/signup"): {"409", "422", "429", "503"},
     ("post", "/auth/login"): {"401", "422", "429", "503"},
+    ("post", "/auth/wallet/challenge"): {"422", "429", "503"},
+    ("post", "/auth/wallet/login"): {"401", "409", "422", "429", "503"},
     ("post", "/auth/logout"): {"401"},
     ("post", "/auth/logout-everywhere"): {"401", "403"},
     ("get", "/me"): {"401"},

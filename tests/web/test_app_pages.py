@@ -471,8 +471,11 @@ def test_app_pages__only_own_scripts_forms_post_here_only_no_cache_referrer_kept
             browser.cookies.clear()
         page = browser.get(path)
         assert page.status_code == 200
-        # One script, from this site (the reader's time zone: web/static/tz.js); no inline script or style.
-        assert re.findall(r"<script[^>]*>", page.text) == ['<script src="/static/tz.js" defer>']
+        # Scripts from this site only (the reader's time zone, web/static/tz.js; on the login page also its
+        # "Connect a wallet", tests/web/test_app_wallet.py); no inline script or style.
+        own = {'<script src="/static/tz.js" defer>'} | (
+            {'<script src="/static/wallet.js" defer>'} if path == "/app/login" else set())
+        assert set(re.findall(r"<script[^>]*>", page.text)) == own
         assert " style=" not in page.text
         assert "form-action 'self'" in page.headers["content-security-policy"]
         assert "script-src 'self';" in page.headers["content-security-policy"]

@@ -151,6 +151,8 @@ async def transfer_page(request: Request, token_id: str, chain: ChainDep, index:
     if signed_in is None:
         return routes._redirect(request, "/app/login")
     user, token = signed_in
+    if user.wallet:  # signed in the wallet, not by the service (web/app/wallet.py)
+        return routes._redirect(request, f"/app/bottles/{token_id}/wallet-transfer")
     view = await _mine(request, token_id, chain, index, settings, user, token)
     if isinstance(view, Response):
         return view
@@ -255,6 +257,9 @@ async def _note_action(request: Request, token_id: str, kind: NoteKind, chain: A
         note_hash, new = await run_in_threadpool(store.keep, kind, view.token_id, user.id, document)
     except ServiceUnavailable as err:
         return again(503, "busy", err.headers)
+    if user.wallet:  # signed in the wallet, not by the service (web/app/wallet.py)
+        from web.app.wallet import sign_note
+        return sign_note(request, user, token, view, kind, once, note_hash)
     call, body = ((custodial_redemption, CustodialRedemption(token_id=view.token_id, order_hash=note_hash))
                   if kind == "delivery" else
                   (custodial_flag, CustodialFlag(token_id=view.token_id, reason_hash=note_hash)))

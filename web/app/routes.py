@@ -172,8 +172,10 @@ def login_page(request: Request) -> Response:
     if _signed_in(request):
         return _redirect(request, "/app/cellar")
     notice = request.query_params.get("done")
+    from web.app.wallet import WALLET_HEADERS  # its "Connect a wallet" runs /static/wallet.js
+
     return _page(request, "app/login.html", notice=notice if notice in NOTICES else None, identifier="",
-                 error=None)
+                 error=None, headers=WALLET_HEADERS)
 
 
 @router.post("/login", responses=_FORM_ERRORS)
