@@ -33,9 +33,9 @@ from api.routers.index import get_lot, list_lots
 from api.users import User
 from web import elabel
 from web.app import session
-from web.app.routes import redirect, render_page, signed_in, signed_in_form
+from web.app.routes import redirect, render_page, signed_in
 from web.charts import bar_chart
-from web.console.routes import business_user, console_page
+from web.console.routes import business_form, business_user, console_page
 from web.render import page_for
 
 router = APIRouter(prefix="/console/issuer", include_in_schema=False, default_response_class=HTMLResponse)
@@ -143,15 +143,10 @@ async def preview(request: Request) -> Response:
 @router.post("/issue")
 async def issue(request: Request) -> Response:
     """Issues the previewed document from the account's own address, then to the new lot's dashboard."""
-    settings = request.app.state.settings
-    checked_form = await signed_in_form(request, settings)
-    if isinstance(checked_form, Response):
-        return checked_form
-    _, _, form = checked_form
-    checked = await business_user(request, "issuer")
+    checked = await business_form(request, "issuer")
     if isinstance(checked, Response):
         return checked
-    user, token, roles = checked
+    user, token, roles, form = checked
     try:
         document = json.loads(form.get("document", ""))
         if not isinstance(document, dict):
@@ -161,7 +156,7 @@ async def issue(request: Request) -> Response:
     state = request.app.state
     try:
         issued = await run_in_threadpool(issuer_api.issue_lot, document, request, user, state.chain,
-                                         state.business, settings)
+                                         state.business, state.settings)
     except AmphoraError as err:
         return await _home(request, user, token, roles, status=err.status_code, error=_code(err),
                            detail=err.detail)
@@ -211,17 +206,13 @@ async def lot_dashboard(request: Request, lot_id: int) -> Response:
 @router.post("/lots/{lot_id}/bottles")
 async def bottles(request: Request, lot_id: int) -> Response:
     """The bottles file (CSV), with the tag keys the first time (the API's rule)."""
-    settings = request.app.state.settings
-    checked_form = await signed_in_form(request, settings)
-    if isinstance(checked_form, Response):
-        return checked_form
-    checked = await business_user(request, "issuer")
+    checked = await business_form(request, "issuer")
     if isinstance(checked, Response):
         return checked
-    user, token, roles = checked
+    user, token, roles, _ = checked
     state = request.app.state
     try:
-        return await run_in_threadpool(issuer_api.lot_bottles, lot_id, request, user, state.chain, settings,
+        return await run_in_threadpool(issuer_api.lot_bottles, lot_id, request, user, state.chain, state.settings,
                                        issuer_api.BottlesFormat.csv)
     except (NotFound, ServiceUnavailable):
         return await _lot_page(request, lot_id, user, token, roles, status=404, error="bottles")
@@ -231,15 +222,10 @@ async def bottles(request: Request, lot_id: int) -> Response:
 async def flag(request: Request, lot_id: int) -> Response:
     """Flags bottle ``serial`` of the lot lost or stolen (``action=flag``, with a reason) or clears its flag
     (``action=clear``); the contract decides who may."""
-    settings = request.app.state.settings
-    checked_form = await signed_in_form(request, settings)
-    if isinstance(checked_form, Response):
-        return checked_form
-    _, _, form = checked_form
-    checked = await business_user(request, "issuer")
+    checked = await business_form(request, "issuer")
     if isinstance(checked, Response):
         return checked
-    user, token, roles = checked
+    user, token, roles, form = checked
     action, reason = form.get("action", ""), form.get("reason", "").strip()
     try:
         serial = int(form.get("serial", ""))

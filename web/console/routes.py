@@ -19,7 +19,7 @@ from starlette.responses import Response
 from api.business import ROLES, Roles, roles_of
 from api.errors import ServiceUnavailable
 from api.users import User
-from web.app.routes import redirect, render_page, signed_in
+from web.app.routes import redirect, render_page, signed_in, signed_in_form
 
 router = APIRouter(prefix="/console", include_in_schema=False, default_response_class=HTMLResponse)
 
@@ -48,6 +48,20 @@ async def business_user(request: Request, role: str | None = None) -> tuple[User
         return console_page(request, "console/no_role.html", user, token, roles, section=role, status=403,
                             role=role)
     return user, token, roles
+
+
+async def business_form(request: Request, role: str) -> tuple[User, str, Roles, dict[str, str]] | Response:
+    """A console form's account, session token, roles and fields, from a
+    signed-in account holding ``role`` (same origin, CSRF token: the app's
+    :func:`signed_in_form`); or the answer refusing it. Nothing changes on a refusal."""
+    checked_form = await signed_in_form(request, request.app.state.settings)
+    if isinstance(checked_form, Response):
+        return checked_form
+    checked = await business_user(request, role)
+    if isinstance(checked, Response):
+        return checked
+    user, token, roles = checked
+    return user, token, roles, checked_form[2]
 
 
 @router.get("")
