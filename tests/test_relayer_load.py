@@ -147,7 +147,7 @@ def test_custodial_retry__same_idempotency_key__answers_the_first_request_and_tr
 
 #: SIGKILLs of the kill test, each at a random moment 0.1 to 1.0 s after the
 #: server answered /health again.
-KILLS = 20
+KILLS = 12
 
 
 @pytest.mark.slow

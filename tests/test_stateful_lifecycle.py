@@ -53,8 +53,8 @@ FAR = 2**40
 ORDER = b"\x0a" * 32
 REASON = b"\x0b" * 32
 STEPS_PER_EXAMPLE = 50
-EXAMPLES = 80
-MIN_STEPS = 2_000
+EXAMPLES = 40
+MIN_STEPS = 1_000
 
 
 def state_error(state: int) -> str:

@@ -34,12 +34,12 @@ from amphora import eip712
 SCALE = 10**12
 USD = 10**6
 STEPS_PER_EXAMPLE = 50
-EXAMPLES = 60
-MIN_STEPS = 2_000
+EXAMPLES = 30
+MIN_STEPS = 1_000
 #: Successful issues, redemptions and authorized transfers: the machine must
 #: really exercise each of them.
 COVERAGE = {"issued": 0, "redeemed": 0, "authorized": 0, "setup": 0}
-MIN_EACH = 20
+MIN_EACH = 10
 FUNDING = 10**15  # stablecoin units per merchant
 FAR = 2**40
 #: EIP-3009 nonces are drawn from words 0 and 1 only, so they collide often.

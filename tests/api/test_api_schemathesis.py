@@ -38,9 +38,13 @@ from api.settings import Settings
 pytest_plugins = ["api_fixtures"]
 
 #: Generated requests per operation (besides the document's examples and the
-#: coverage phase's boundary and missing-value cases). About 70 s for the
-#: whole file on two cores; 100 takes about twice as long and found nothing more.
-MAX_EXAMPLES = 50
+#: coverage phase's boundary and missing-value cases). With about 150
+#: operations, 25 keeps the file to a few minutes on two cores; 50 took twice
+#: as long and found nothing more.
+MAX_EXAMPLES = 25
+#: Seconds a request may take: a relay's simulation on a busy two-core machine
+#: can take longer than schemathesis' default of 10.
+REQUEST_TIMEOUT = 60
 
 #: The document the app serves. It does not depend on the settings, so a
 #: node-less app gives it at collection time; the first test checks that the
@@ -102,7 +106,8 @@ def test_openapi__served_by_the_test_deployment_app__is_the_document_fuzzed(fuzz
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_api__generated_requests__no_5xx_documented_status_and_schema(case, fuzz_app):
     checks = HTML_CHECKS if case.path.startswith("/verify/") else JSON_CHECKS
-    case.call_and_validate(app=fuzz_app, headers=_headers(case, fuzz_app), checks=checks)
+    case.call_and_validate(app=fuzz_app, headers=_headers(case, fuzz_app), checks=checks,
+                           timeout=REQUEST_TIMEOUT)
 
 
 # ------------------------------------------------------ success answers
@@ -112,7 +117,8 @@ def _call(app, method: str, path: str, status: int, **parts) -> dict:
     """Send one request built from real values through the fuzzing's checks;
     its JSON body (empty for 204)."""
     case = schema[path][method].Case(**parts)
-    response = case.call_and_validate(app=app, headers=_headers(case, app), checks=JSON_CHECKS)
+    response = case.call_and_validate(app=app, headers=_headers(case, app), checks=JSON_CHECKS,
+                                      timeout=REQUEST_TIMEOUT)
     assert response.status_code == status, response.text
     return response.json() if response.content else {}
 

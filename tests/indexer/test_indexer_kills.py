@@ -19,7 +19,7 @@ from storage.db import Database
 #: The indexer fixtures.
 pytest_plugins = ["ix_fixtures"]
 
-KILLS = 20
+KILLS = 12
 #: Transactions per block of the background traffic, and the pause between blocks.
 PER_BLOCK, PAUSE = 12, 0.05
 
@@ -60,7 +60,7 @@ class Traffic(threading.Thread):
         self.join(30)
 
 
-def test_sigkill__twenty_times_while_ingesting_a_busy_chain__no_row_lost_or_duplicated(
+def test_sigkill__a_dozen_times_while_ingesting_a_busy_chain__no_row_lost_or_duplicated(
         world, actors, signer, node_url, manifest, tmp_path, assert_equals_rebuild):
     rng = random.Random(1313)
     signer.mine([[world.actions.issue_lot(50_000)]])

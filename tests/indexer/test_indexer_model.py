@@ -44,7 +44,7 @@ FAR = 2**40
 BOTTLES = 12
 #: Bottles sold to the holders before the histories start (the rest stay with the issuer).
 SOLD = 8
-EXAMPLES = 100
+EXAMPLES = 50
 STEPS_PER_EXAMPLE = 50
 #: Each of these must happen this often over the run, or the test proves little.
 MIN_EACH = 5

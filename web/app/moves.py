@@ -162,15 +162,13 @@ async def transfer_page(request: Request, token_id: str, chain: ChainDep, index:
                         recipient="", error=None, confirm=None)
 
 
-@router.post("/bottles/{token_id}/transfer", responses=_ERRORS)
-async def transfer(request: Request, token_id: str, chain: ChainDep, index: IndexDep, settings: SettingsDep,
-                   users: UsersDep, relayer: RelayerDep) -> Response:
-    """Two steps: the recipient (an account name or a 0x address) is looked up
-    and shown for confirmation; the confirmed form relays the transfer."""
-    checked = await routes._signed_in_form(request, settings)
-    if isinstance(checked, Response):
-        return checked
-    user, token, form = checked
+async def transfer_front(request: Request, token_id: str, form: dict[str, str], chain: Any,
+                         index: Any, settings: Settings, relayer: Relayer, user: User,
+                         token: str) -> tuple[CertificateView, str] | Response:
+    """What a transfer form (custodial or signed in a wallet) checks before its
+    recipient: its one-time key, that it was not sent already (then to the
+    activity page: the first one acted), and that the bottle is the account's
+    and free to move. The bottle's view and the key; or the answer instead."""
     once = form.get("once", "")
     if not _ONCE.match(once):
         return routes._refused(request, "form")
@@ -181,6 +179,22 @@ async def transfer(request: Request, token_id: str, chain: ChainDep, index: Inde
         return view
     if view.state != CertificateState.active:
         return _not_now(request, user, token, view)
+    return view, once
+
+
+@router.post("/bottles/{token_id}/transfer", responses=_ERRORS)
+async def transfer(request: Request, token_id: str, chain: ChainDep, index: IndexDep, settings: SettingsDep,
+                   users: UsersDep, relayer: RelayerDep) -> Response:
+    """Two steps: the recipient (an account name or a 0x address) is looked up
+    and shown for confirmation; the confirmed form relays the transfer."""
+    checked = await routes._signed_in_form(request, settings)
+    if isinstance(checked, Response):
+        return checked
+    user, token, form = checked
+    front = await transfer_front(request, token_id, form, chain, index, settings, relayer, user, token)
+    if isinstance(front, Response):
+        return front
+    view, once = front
     recipient = form.get("recipient", "").strip()[:300]
 
     def again(status: int, error: str, headers: dict[str, str] | None = None, wait: str = "") -> HTMLResponse:

@@ -62,7 +62,7 @@ from api.schemas import (
 from api.security import DEFAULT_CSP
 from api.users import User
 from web.app import routes
-from web.app.moves import DONE, _mine, _not_now
+from web.app.moves import DONE, _mine, _not_now, transfer_front
 from web.app.recipients import account_address
 from web.render import page_for
 
@@ -151,16 +151,10 @@ async def transfer(request: Request, token_id: str, chain: ChainDep, index: Inde
     user, token, form = checked
     if not user.wallet:
         return routes._redirect(request, f"/app/bottles/{token_id}/transfer")
-    once = form.get("once", "")
-    if not _ONCE.match(once):
-        return routes._refused(request, "form")
-    if relayer.outbox.by_idempotency_key(user.id, f"app-{once}") is not None:
-        return routes._redirect(request, "/app/activity", done="transfer")  # the form sent again
-    view = await _mine(request, token_id, chain, index, settings, user, token)
-    if isinstance(view, Response):
-        return view
-    if view.state != CertificateState.active:
-        return _not_now(request, user, token, view)
+    front = await transfer_front(request, token_id, form, chain, index, settings, relayer, user, token)
+    if isinstance(front, Response):
+        return front
+    view, once = front
     recipient = form.get("recipient", "").strip()[:300]
 
     def page(status: int = 200, error: str | None = None, confirm: dict[str, Any] | None = None,
