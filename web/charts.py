@@ -14,12 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-#: The drawing's coordinate box (the SVG scales to its container's width).
-WIDTH, HEIGHT = 640, 240
+#: The drawing's coordinate box. The SVG scales to its container's width (at most
+#: 36rem, console.css), so its 15-unit text reads at about 11 px on a 390 px phone.
+WIDTH, HEIGHT = 480, 220
 #: Room for the value axis's labels on the left and the categories below.
-LEFT, BOTTOM, TOP, RIGHT = 56, 36, 12, 8
-#: Categories labelled under the axis at most (every n-th one when there are more).
-MAX_LABELS = 12
+LEFT, BOTTOM, TOP, RIGHT = 64, 36, 12, 8
+#: Categories labelled under the axis at most (every n-th one when there are more): a label
+#: ("30 Nov") is about 50 units wide at that size.
+MAX_LABELS = 7
 
 Number = int | float | Decimal
 

@@ -84,7 +84,7 @@ def test_bar_chart__the_tallest_bar_reaches_the_top_tick_and_zero_draws_nothing(
     assert [t.value for t in chart.ticks] == [0, 2.5, 5, 7.5, 10] or [t.value for t in chart.ticks] == [0, 5, 10]
 
 
-def test_bar_chart__many_days__labels_at_most_twelve():
+def test_bar_chart__many_days__labels_thinned_to_fit():
     chart = bar_chart("Scans per day", "scans", [(f"d{i}", i) for i in range(90)])
 
     assert len(chart.labelled) <= MAX_LABELS and 0 in chart.labelled and len(chart.bars) == 90
@@ -96,6 +96,6 @@ def test_chart_template__svg_with_a_title_and_the_same_figures_as_a_table():
 
     html = macro.render(c=chart, page=Page("en"), _=lambda s: s)
 
-    assert '<svg viewBox="0 0 640 240" role="img" aria-labelledby="scans-title"' in html
+    assert '<svg viewBox="0 0 480 220" role="img" aria-labelledby="scans-title"' in html
     assert re.search(r'<th scope="row">1 Dec</th><td>1,200</td>', html)
     assert "<title>2 Dec: 3 scans</title>" in html and 'style=' not in html

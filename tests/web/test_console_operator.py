@@ -179,7 +179,7 @@ def test_dashboard__usage_by_identifier_not_id__relayer_balance_and_chart(operat
     text = words(page)
     assert account["identifier"] in text and account["user_id"] not in page.text
     assert relayer.address in page.text
-    assert '<svg viewBox="0 0 640 240" role="img" aria-labelledby="gas-chart-title"' in page.text
+    assert '<svg viewBox="0 0 480 220" role="img" aria-labelledby="gas-chart-title"' in page.text
     assert "Sponsored gas per day" in text and "150,000" in text
     assert f"Quota of {account['identifier']}" in text and "9 actions, 9,000,000 gas" in text
     # No inline style or script: the only script is the app's own time-zone one, from this site.
