@@ -47,8 +47,8 @@ FAR = 2**40
 REASON = b"\x0b" * 32
 PAUSED = "pausable: contract is paused"
 STEPS_PER_EXAMPLE = 50
-EXAMPLES = 35
-MIN_STEPS = 1_000
+EXAMPLES = 70
+MIN_STEPS = 2_000
 
 
 @dataclass
