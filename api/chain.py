@@ -500,7 +500,13 @@ class ChainService:
                 block_identifier=block))
 
     def points_reserve(self, block: int) -> int:
-        """The PointsToken's ``reserve()`` at ``block`` (0 before it existed)."""
+        """The PointsToken's ``reserve()`` at ``block`` (0 before it existed).
+        Before the manifest's deploy block the answer is 0 without asking the
+        node: a node that keeps no state that old (a pruned full node, or anvil
+        after it let old states go) could not answer, and a statement starting
+        on the token's first day reads the reserve just before it."""
+        if block < self.deploy_block_of(POINTS):
+            return 0
         points = self.require_contract(POINTS)
         with node_errors(contract_label(POINTS)):
             return reserve_at(self.w3, points.address, self.manifest.abi(POINTS), block)

@@ -7,7 +7,7 @@ import io
 from dataclasses import dataclass
 
 import pytest
-from api_fixtures import SCALE, USD
+from api_fixtures import SCALE, USD, node_gateway
 
 #: The API fixtures (apps and clients on the test deployment).
 pytest_plugins = ["api_fixtures"]
@@ -179,3 +179,18 @@ def test_settlement__node_unreachable__503(make_client):
     assert response.status_code == 503
     assert response.json()["error"] == "upstream_unavailable"
 
+
+
+def test_points_reserve__before_the_deploy_block__zero_without_asking_the_node(make_client, rpc_url):
+    """A statement from the token's first day reads the reserve just before its deploy block: the answer is 0
+    by definition, and a node that kept no state that old (a pruned node; anvil after it let old states go)
+    could not give it, so the node is not asked."""
+    with node_gateway(rpc_url) as (url, seen):
+        chain = make_client(auth=False, rpc_url=url).app.state.chain
+        deployed = chain.deploy_block_of("PointsToken")
+        assert deployed > 0
+        chain.points_reserve(deployed)  # warm up: the manifest and the contract are read once
+        asked = len(seen)
+
+        assert chain.points_reserve(deployed - 1) == 0
+        assert len(seen) == asked
