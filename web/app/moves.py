@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -64,7 +63,7 @@ from api.routers.custodial import (
 from api.schemas import CertificateState, CertificateView
 from api.settings import Settings
 from api.users import User, UserStore
-from web.app import routes
+from web.app import routes, session
 from web.app.recipients import account_address
 from web.render import page_for
 
@@ -86,7 +85,7 @@ MAX_STREAMS = 200
 RETRY_MS = 3000
 #: The limits of the delivery and report forms' fields (characters).
 LIMITS = {"name": (1, 120), "address": (5, 500), "phone": (0, 40), "reason": (3, 1000)}
-_ONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_ONCE = session.FORM_KEY
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _PENDING = {"queued", "sent", "mined"}
 #: Where a delivery request or a report is followed.
@@ -95,9 +94,7 @@ _ERRORS = error_responses(Unauthorized, Forbidden, NotFound, Conflict, InvalidRe
                           ServiceUnavailable, html=True)
 
 
-def _once() -> str:
-    """A form's one-time key: the Idempotency-Key of the action it asks for."""
-    return secrets.token_urlsafe(18)
+_once = session.new_form_key
 
 
 async def _mine(request: Request, token_id: str, chain: Any, index: Any, settings: Settings, user: User,

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from functools import cache
 from urllib.parse import urlsplit
@@ -137,3 +138,13 @@ def same_origin(request: Request, settings: Settings) -> bool:
     if referer is not None:
         return _origin(referer) in _own_origins(request, settings)
     return False
+
+
+#: A form's one-time key, as :func:`new_form_key` makes it: the Idempotency-Key of the action the
+#: form asks for, so a form sent twice is one action.
+FORM_KEY = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
+def new_form_key() -> str:
+    """A fresh one-time key for a form (144 random bits, URL-safe)."""
+    return secrets.token_urlsafe(18)

@@ -23,7 +23,6 @@ Only these pages run a script: their ``Content-Security-Policy`` adds
 from __future__ import annotations
 
 import re
-import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -61,7 +60,7 @@ from api.schemas import (
 )
 from api.security import DEFAULT_CSP
 from api.users import User
-from web.app import routes
+from web.app import routes, session
 from web.app.moves import DONE, _mine, _not_now, transfer_front
 from web.app.recipients import account_address
 from web.render import page_for
@@ -73,7 +72,7 @@ PAGE_CSP = DEFAULT_CSP + "; script-src 'self'; connect-src 'self'"
 WALLET_HEADERS = {"Content-Security-Policy": PAGE_CSP}
 #: How long the wallet's transfer signature stays valid (seconds): time to read, sign and send.
 DEADLINE_SECONDS = 15 * 60
-_ONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_ONCE = session.FORM_KEY
 _HASH = re.compile(r"^0x[0-9a-f]{64}$")
 #: What the wallet signs on the sign page, per kind: the typed-data action
 #: (``GET /relay/typed-data/{action}``) and the note's hash field (None: no note).
@@ -91,7 +90,7 @@ _ERRORS = error_responses(Unauthorized, Forbidden, NotFound, Conflict, InvalidRe
 async def login(request: Request, users: UsersDep, chain: ChainDep, settings: SettingsDep) -> Response:
     """The signed sign-in challenge from the login page's script, checked by the
     JSON API's ``POST /auth/wallet/login``; the session goes into the cookie."""
-    if not routes.session.same_origin(request, settings):
+    if not session.same_origin(request, settings):
         return routes._refused(request, "origin")
     form = await routes._form(request)
     if form is None:
@@ -106,19 +105,18 @@ async def login(request: Request, users: UsersDep, chain: ChainDep, settings: Se
         code = {401: "wallet_refused", 409: "wallet_custodial", 422: "wallet_refused"}.get(status, "busy")
         return routes._page(request, "app/login.html", status=status, headers=WALLET_HEADERS, notice=None,
                             identifier="", error=code)
-    previous = routes.session.session_token(request, settings)
+    previous = session.session_token(request, settings)
     if previous:  # one browser, one session
         users.logout(previous)
     response = routes._redirect(request, "/app/cellar")
-    routes.session.set_session(response, settings, answer.token)
+    session.set_session(response, settings, answer.token)
     return response
 
 
 # ------------------------------------------------------------ transfer
 
 
-def _once() -> str:
-    return secrets.token_urlsafe(18)
+_once = session.new_form_key
 
 
 @router.get("/bottles/{token_id}/wallet-transfer", responses=_ERRORS)

@@ -18,7 +18,6 @@ dependency), within the service's request body limit.
 from __future__ import annotations
 
 import re
-import secrets
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
@@ -68,14 +67,13 @@ router = APIRouter(prefix="/console/custodian", include_in_schema=False, default
 NOTICES = frozenset({"confirmed", "rejected", "attested", "reserve"})
 #: Lots the page lists with their storage report.
 LOTS_SHOWN = 50
-_ONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_ONCE = session.FORM_KEY
 _ROOT = re.compile(BYTES32_PATTERN)
 _ERRORS = error_responses(Unauthorized, Forbidden, NotFound, Conflict, InvalidRequest, ServiceUnavailable, html=True)
 
 
-def new_once() -> str:
-    """A console form's one-time key."""
-    return secrets.token_urlsafe(18)
+#: A console form's one-time key.
+new_once = session.new_form_key
 
 
 def failure(err: AmphoraError) -> tuple[int, str]:
