@@ -8,6 +8,7 @@ from the environment) works without a node.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -64,6 +65,7 @@ from web.app import moves as holder_moves
 from web.app import preferences as holder_preferences
 from web.app import routes as holder_app
 from web.app import wallet as holder_wallet
+from web.app.session import cookie_name
 from web.console import appraiser as console_appraiser
 from web.console import custodian as console_custodian
 from web.console import issuer as console_issuer
@@ -73,6 +75,10 @@ from web.console import operator as console_operator
 from web.console import routes as console
 
 logger = logging.getLogger(__name__)
+
+#: The routes that take a file larger than the body limit (with a credential): a cellar's storage report.
+UPLOADS = (("PUT", re.compile(r"/custodian/lots/[0-9]+/storage-report")),
+           ("POST", re.compile(r"/console/custodian/lots/[0-9]+/report")))
 
 DESCRIPTION = """\
 Public verification of Amphora digital wine certificates, the points economy
@@ -196,7 +202,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                              settings.login_account_failures_per_hour,
                                              settings.login_backoff_max_seconds, max_keys)
     # Outermost: a body above the limit is refused before anything reads or parses it.
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, uploads=UPLOADS,
+                       upload_max_bytes=settings.max_upload_bytes, credential_cookies=(cookie_name(settings),))
     app.state.scans = scans
     app.state.snapshot_signer = SnapshotSigner(settings.snapshot_signing_key, relayer.addresses)
     app.state.offers = offers

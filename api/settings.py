@@ -313,6 +313,11 @@ class Settings(BaseSettings):
         default=65_536, gt=0, description="Largest request body accepted, in bytes, on every route (413 "
         "`payload_too_large` above it, before the body is parsed; chunked bodies are counted as they arrive).",
     )
+    max_upload_bytes: int = Field(
+        default=16 * 1024 * 1024, gt=0, description="Largest body of the upload routes (a cellar's storage "
+        "report: `PUT /custodian/lots/{lot_id}/storage-report` and its console form), in bytes, for a request "
+        "that carries a bearer token or a session cookie; without one those routes keep `MAX_BODY_BYTES`.",
+    )
 
     @field_validator("relay_contract_code_hashes")
     @classmethod
