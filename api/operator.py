@@ -77,14 +77,23 @@ class AuditLog:
         db.migrate(SCHEMA)
 
     def record(self, who: str, action: str, subject: str, old: dict[str, Any] | None,
-               new: dict[str, Any] | None) -> AuditEntry:
+               new: dict[str, Any] | None, tx: Any = None) -> AuditEntry:
+        """Append one action; inside ``tx`` when given (the action's own transaction, so
+        the action and its record commit together), else in a transaction of its own."""
         entry = AuditEntry(str(uuid.uuid4()), time.time(), who, action, subject, old, new)
-        with self._db.transaction() as tx:
-            tx.execute("INSERT INTO operator_audit (id, at, who, action, subject, old_value, new_value)"
-                       " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (entry.id, entry.at, who, action, subject, _dump(old), _dump(new)))
+        if tx is None:
+            with self._db.transaction() as own:
+                self._insert(own, entry)
+        else:
+            self._insert(tx, entry)
         audit.info("operator action: %s %s on %s: %s -> %s", who, action, subject, old, new)
         return entry
+
+    @staticmethod
+    def _insert(tx: Any, entry: AuditEntry) -> None:
+        tx.execute("INSERT INTO operator_audit (id, at, who, action, subject, old_value, new_value)"
+                   " VALUES (?, ?, ?, ?, ?, ?, ?)", (entry.id, entry.at, entry.who, entry.action, entry.subject,
+                                                    _dump(entry.old), _dump(entry.new)))
 
     def latest(self, limit: int = 50) -> list[AuditEntry]:
         with self._db.read() as tx:

@@ -30,6 +30,7 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -251,15 +252,24 @@ class Quotas:
                 raise TooManyRequests(f"{label} daily gas quota of {limit.gas_per_day}{share} is used up (this "
                                       f"action needs {gas}); it resets at 00:00 UTC", seconds_to_midnight())
 
-    def set_limit(self, account: str, limit: Limit) -> None:
+    def set_limit(self, account: str, limit: Limit,
+                  audit: Callable[[Any, Limit], None] | None = None) -> Limit:
+        """Set ``account``'s own limits; the limit that applied before. ``audit(tx,
+        before)`` runs in the same transaction when the limits change, so the
+        change and its audit record are kept together or not at all."""
         with self._db.transaction() as tx:
+            before = self.limit(tx, account)
             tx.execute("INSERT INTO relay_quotas (account, actions_per_day, gas_per_day, updated_at)"
                        " VALUES (?, ?, ?, ?) ON CONFLICT (account) DO UPDATE SET"
                        " actions_per_day = excluded.actions_per_day, gas_per_day = excluded.gas_per_day,"
                        " updated_at = excluded.updated_at",
                        (account, limit.actions_per_day, limit.gas_per_day, time.time()))
+            if audit is not None and (before.actions_per_day, before.gas_per_day) != (
+                    limit.actions_per_day, limit.gas_per_day):
+                audit(tx, before)
         logger.info("operator set the quota of %s to %d actions and %d gas per day", account,
                     limit.actions_per_day, limit.gas_per_day)
+        return before
 
     def get_limit(self, account: str) -> Limit:
         with self._db.transaction() as tx:

@@ -146,12 +146,14 @@ def put_quota(_: AdminDep, relayer: RelayerDep, body: QuotaBody, who: OperatorDe
     Each change is appended to the audit log (`GET /admin/audit`) with the
     limits that applied before and the ones set; setting the limits an
     account already has changes nothing and records nothing."""
-    before = relayer.quotas.get_limit(account)
-    old = {"actions_per_day": before.actions_per_day, "gas_per_day": before.gas_per_day}
+    log = audit_log(request.app.state)
     new = {"actions_per_day": body.actions_per_day, "gas_per_day": body.gas_per_day}
-    relayer.quotas.set_limit(account, Limit(body.actions_per_day, body.gas_per_day))
-    if old != new:
-        audit_log(request.app.state).record(who, "quota.set", account, old, new)
+
+    def record(tx: Any, before: Limit) -> None:
+        old = {"actions_per_day": before.actions_per_day, "gas_per_day": before.gas_per_day}
+        log.record(who, "quota.set", account, old, new, tx)
+
+    relayer.quotas.set_limit(account, Limit(body.actions_per_day, body.gas_per_day), audit=record)
     return Quota(account=account, actions_per_day=body.actions_per_day, gas_per_day=body.gas_per_day)
 
 

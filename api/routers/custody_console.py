@@ -276,7 +276,8 @@ def attest(request: Request, chain: ChainService, business: Any, user: User, lot
 @router.put("/custodian/lots/{lot_id}/storage-report", response_model=AttestationOut, tags=["custodian"],
             summary="Attest how a lot is stored, with the report",
             openapi_extra={"requestBody": {"required": True, "description": "The report itself (a PDF or any file), "
-                                           "at most AMPHORA_MAX_UPLOAD_BYTES (16 MiB by default) with credentials; the general body limit without.",
+                                           "at most AMPHORA_MAX_UPLOAD_BYTES (16 MiB by default) with "
+                                           "credentials; the general body limit without.",
                                            "content": {"application/octet-stream": {"schema": {
                                                "type": "string", "format": "binary"}}}}},
             responses=error_responses(NotFound, PayloadTooLarge, *_SEND_ERRORS))

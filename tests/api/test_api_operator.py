@@ -86,6 +86,20 @@ def test_put_quota__the_audit_log_keeps_who_what_and_the_values_before_and_after
     assert entry["new"] == {"actions_per_day": 3, "gas_per_day": 900_000}
 
 
+def test_put_quota__the_audit_record_cannot_be_written__the_quota_is_not_changed_either(client):
+    account = client.account["user_id"]
+    before = client.get(f"/admin/quotas/{account}", headers=OPERATOR).json()
+    client.get("/admin/audit", headers=OPERATOR)  # the audit table exists from here on
+    with client.app.state.db.transaction() as tx:  # the database refuses every audit row, as a full disk would
+        tx.execute("CREATE TRIGGER refuse_audit BEFORE INSERT ON operator_audit "
+                   "BEGIN SELECT RAISE(ABORT, 'no room for the audit row'); END")
+
+    with pytest.raises(Exception, match="no room for the audit row"):
+        client.put(f"/admin/quotas/{account}", json={"actions_per_day": 2, "gas_per_day": 1}, headers=OPERATOR)
+
+    assert client.get(f"/admin/quotas/{account}", headers=OPERATOR).json() == before
+
+
 @pytest.mark.parametrize("headers", [{"Authorization": ""}, "account", bearer("not-the-operator-token-00000")])
 def test_put_quota__without_the_operator_token__refused_and_nothing_recorded(client, headers):
     account = client.account["user_id"]
