@@ -229,9 +229,16 @@ def document_path(chain_id: int, lot_id: int, base: Path | None = None) -> Path:
 
 
 def write_document(path: Path, doc: dict[str, Any]) -> Path:
-    """Write exactly the bytes whose keccak256 is the lot's ``metadata_hash``."""
+    """Write exactly the bytes whose keccak256 is the lot's ``metadata_hash``: to a
+    temporary file renamed over ``path``, so a reader sees the old document or the new
+    one, never half of one, and the folder's mtime changes (the resolver relists then)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(canonical_json(doc))
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        temporary.write_bytes(canonical_json(doc))
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
     return path
 
 

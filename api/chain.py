@@ -260,6 +260,11 @@ class ChainService:
                 self._chain_id = int(self.w3.eth.chain_id)
         return self._chain_id
 
+    @property
+    def chain_id_known(self) -> bool:
+        """Whether :attr:`chain_id` answers without asking the node (it is asked once)."""
+        return self._chain_id is not None
+
     def _manifest_path(self) -> Path:
         return self._settings.manifest_path or manifest_path(self.chain_id)
 

@@ -11,15 +11,23 @@ under a known lot walks up to the lot, a lot it does not know to the product (it
 newest lot); an unknown GTIN is 404; a path GS1's rules reject is 400 with the reason.
 
 Lots are found by their version 2 documents in the documents folder (each read once
-per change of the file) and believed only if the document hashes to the lot's
-on-chain ``metadata_hash``. HEAD and OPTIONS answer like GET; a CORS preflight is
-answered with the CORS headers, and every answer allows any origin.
+per change of the file; the folder is listed again when it changes, and at least
+every second) and believed only if the document hashes to the lot's on-chain
+``metadata_hash``. HEAD and OPTIONS answer like GET; a CORS preflight is answered
+with the CORS headers, and every answer allows any origin.
+
+The routes are coroutines: a redirect whose lots are already known to match the
+chain is answered on the event loop without a thread or a node request (the
+common case: every scan of a bottle after the first of its lot); anything that
+must ask the node (a lot not checked yet, the custodian's report for
+``certificationInfo`` or a linkset) runs in the thread pool.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,6 +37,7 @@ from cachetools import TTLCache
 from eth_utils import keccak
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from amphora import gs1
 from amphora.lots import documents_dir, is_v2, split_token_id, token_id
@@ -118,6 +127,11 @@ class CataloguedLot:
 
 #: directory => file name => ((mtime, size), the lot or None for a file that is not a v2 lot document).
 _catalogues: dict[str, dict[str, tuple[tuple[int, int], CataloguedLot | None]]] = {}
+#: directory => (its mtime when last listed, when it was listed (monotonic), the lots then).
+_listed: dict[str, tuple[int, float, list[CataloguedLot]]] = {}
+#: A folder is listed again at least this often (seconds): a document rewritten in place (same name, so
+#: the folder's mtime stays) is seen within it. New documents change the folder's mtime and are seen at once.
+RELIST_SECONDS = 1.0
 
 
 def _read_lot(path: Path, lot_id: int) -> CataloguedLot | None:
@@ -138,7 +152,35 @@ def _read_lot(path: Path, lot_id: int) -> CataloguedLot | None:
 
 
 def catalogue(directory: Path) -> list[CataloguedLot]:
-    """The version 2 lots whose documents are in ``directory`` (re-read when a file changes)."""
+    """The version 2 lots whose documents are in ``directory``: listed again when the folder
+    changes (a new or removed document, or one replaced by a rename) and at least every
+    :data:`RELIST_SECONDS`; each document re-read when its file changes. One ``stat`` of the
+    folder otherwise, so a scan costs the same with 10 lots or 10,000."""
+    listed = listed_catalogue(directory)
+    if listed is not None:
+        return listed
+    try:
+        folder_mtime = os.stat(directory).st_mtime_ns
+    except OSError:
+        return []
+    lots = _scan(directory)
+    _listed[str(directory)] = (folder_mtime, time.monotonic(), lots)
+    return lots
+
+
+def listed_catalogue(directory: Path) -> list[CataloguedLot] | None:
+    """:func:`catalogue`'s answer when it needs no listing or reading (one ``stat``), else None."""
+    listed = _listed.get(str(directory))
+    if listed is None or time.monotonic() - listed[1] >= RELIST_SECONDS:
+        return None
+    try:
+        folder_mtime = os.stat(directory).st_mtime_ns
+    except OSError:
+        return None
+    return listed[2] if listed[0] == folder_mtime else None
+
+
+def _scan(directory: Path) -> list[CataloguedLot]:
     entries = _catalogues.setdefault(str(directory), {})
     seen: set[str] = set()
     try:
@@ -187,12 +229,31 @@ def _on_chain(chain: ChainService, lot: CataloguedLot) -> bool:
     return matches
 
 
+def _directory(chain: ChainService, settings: Settings) -> Path:
+    return settings.documents_dir or documents_dir(chain.chain_id)
+
+
+def _of_gtin(lots: list[CataloguedLot], gtin: str) -> list[CataloguedLot]:
+    """The lots of ``gtin``, newest first (none checked against the chain yet)."""
+    return sorted((lot for lot in lots if lot.gtin == gtin), key=lambda lot: -lot.lot_id)
+
+
+def known_without_the_node(link: gs1.DigitalLink, chain: ChainService, settings: Settings) -> bool:
+    """Whether :func:`resolve` can answer ``link`` with neither a node request nor a file
+    read: the chain id is known, the folder's listing is fresh, and every catalogued lot
+    of the GTIN has already been found to match the chain (an unknown GTIN: 404 at once)."""
+    if not chain.chain_id_known:
+        return False
+    listed = listed_catalogue(_directory(chain, settings))
+    return listed is not None and all((chain.chain_id, lot.lot_id, lot.document_hash) in _matched
+                                      for lot in _of_gtin(listed, link.gtin))
+
+
 def resolve(link: gs1.DigitalLink, chain: ChainService, settings: Settings) -> Resolved:
     """The item ``link`` names, walking up from an unknown serial to its lot and from an
     unknown lot to the product; :class:`NotFound` for a GTIN of no issued lot."""
-    directory = settings.documents_dir or documents_dir(chain.chain_id)
-    known = [lot for lot in catalogue(directory) if lot.gtin == link.gtin]
-    known = [lot for lot in sorted(known, key=lambda lot: -lot.lot_id) if _on_chain(chain, lot)]
+    candidates = _of_gtin(catalogue(_directory(chain, settings)), link.gtin)
+    known = [lot for lot in candidates if _on_chain(chain, lot)]
     if not known:
         raise NotFound(f"GTIN {link.gtin} is not known to this resolver")
     lots = [lot for lot in known if lot.lot_code == link.lot
@@ -288,8 +349,10 @@ def _short(link_type: str) -> str:
     return link_type.removeprefix("gs1:").removeprefix(VOC)
 
 
-def answer(request: Request, chain: ChainService, index: IndexReader, settings: Settings,
-           link_type: str | None) -> Response:
+async def answer(request: Request, chain: ChainService, index: IndexReader, settings: Settings,
+                 link_type: str | None) -> Response:
+    """The resolver's answer to ``request``: on the event loop when no node request is
+    needed (see the module's doc), else in the thread pool."""
     if request.method == "OPTIONS" and "access-control-request-method" in request.headers:
         return Response(status_code=204, headers={**CORS_HEADERS, "Access-Control-Max-Age": "86400"})
     raw = request.scope.get("raw_path") or request.url.path.encode()
@@ -297,13 +360,21 @@ def answer(request: Request, chain: ChainService, index: IndexReader, settings: 
         link = gs1.parse_digital_link(raw.decode("latin-1"))
     except gs1.GS1Error as err:
         raise MalformedIdentifier(f"not a valid GS1 Digital Link: {err}") from err
+    wants = link_type or ("linkset" if LINKSET_TYPE in request.headers.get("accept", "") else "")
+    needs_records = wants in ("linkset", "all") or _short(wants) == "certificationInfo"
+    if needs_records or not known_without_the_node(link, chain, settings):
+        return await run_in_threadpool(_answer, request, link, chain, index, settings, wants)
+    return _answer(request, link, chain, index, settings, wants)
+
+
+def _answer(request: Request, link: gs1.DigitalLink, chain: ChainService, index: IndexReader, settings: Settings,
+            wants: str) -> Response:
     item = resolve(link, chain, settings)
     base = settings.public_base_url.rstrip("/")
     anchor = _anchor(link, item, base)
     headers = {**CORS_HEADERS, "Vary": "Accept", "Cache-Control": "no-store",
                "Link": f'<{anchor}?linkType=linkset>; rel="linkset"; type="{LINKSET_TYPE}"'}
     accept = request.headers.get("accept", "")
-    wants = link_type or ("linkset" if LINKSET_TYPE in accept else "")
     if wants in ("linkset", "all"):
         targets = links(item, base, _certification(chain, index, settings, item.token))
         body = {"linkset": [{"anchor": anchor, **{VOC + name: target for name, target in targets.items()}}]}
@@ -329,29 +400,29 @@ answer like GET; CORS allows any origin."""
 
 @router.get("/01/{gtin}", summary="Resolve a GTIN (GS1 Digital Link)", responses=_RESPONSES,
             response_class=Response, description=_DOC.format(path="/01/{gtin}"))
-def resolve_gtin(gtin: str, request: Request, chain: ChainDep, index: IndexDep, settings: SettingsDep,
+async def resolve_gtin(gtin: str, request: Request, chain: ChainDep, index: IndexDep, settings: SettingsDep,
                  link_type: LinkTypeQuery = None) -> Response:
-    return answer(request, chain, index, settings, link_type)
+    return await answer(request, chain, index, settings, link_type)
 
 
 @router.get("/01/{gtin}/{qualifiers:path}", summary="Resolve a bottle or lot (GS1 Digital Link)",
             responses=_RESPONSES, response_class=Response,
             description=_DOC.format(path="/01/{gtin}[/22/{vintage}][/10/{lot}[/21/{serial}]]"))
-def resolve_item(gtin: str, qualifiers: str, request: Request, chain: ChainDep, index: IndexDep,
+async def resolve_item(gtin: str, qualifiers: str, request: Request, chain: ChainDep, index: IndexDep,
                  settings: SettingsDep, link_type: LinkTypeQuery = None) -> Response:
-    return answer(request, chain, index, settings, link_type)
+    return await answer(request, chain, index, settings, link_type)
 
 
 @router.api_route("/01/{gtin}", methods=["HEAD", "OPTIONS"], include_in_schema=False)
-def resolve_gtin_head_options(gtin: str, request: Request, chain: ChainDep, index: IndexDep,
+async def resolve_gtin_head_options(gtin: str, request: Request, chain: ChainDep, index: IndexDep,
                               settings: SettingsDep, link_type: LinkTypeQuery = None) -> Response:
-    return answer(request, chain, index, settings, link_type)
+    return await answer(request, chain, index, settings, link_type)
 
 
 @router.api_route("/01/{gtin}/{qualifiers:path}", methods=["HEAD", "OPTIONS"], include_in_schema=False)
-def resolve_item_head_options(gtin: str, qualifiers: str, request: Request, chain: ChainDep, index: IndexDep,
+async def resolve_item_head_options(gtin: str, qualifiers: str, request: Request, chain: ChainDep, index: IndexDep,
                               settings: SettingsDep, link_type: LinkTypeQuery = None) -> Response:
-    return answer(request, chain, index, settings, link_type)
+    return await answer(request, chain, index, settings, link_type)
 
 
 @router.get("/.well-known/gs1resolver", summary="What this GS1 resolver supports",

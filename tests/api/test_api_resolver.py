@@ -6,6 +6,7 @@ import json
 from urllib.parse import quote, urlsplit
 
 import pytest
+from api_fixtures import node_gateway
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -179,6 +180,35 @@ def test_document_not_matching_the_chain__not_believed(make_client, issued, tmp_
     lots.write_document(tmp_path / f"lot-{issued.lot_id}.json", forged)
     response = make_client(documents_dir=tmp_path).get(f"/01/{V2['gtin']}/10/FORGED")
     assert response.status_code == 404
+
+
+def test_bottle__scanned_after_its_lot_was_checked__answered_without_a_node_request(make_client, issued, tmp_path,
+                                                                                     rpc_url, public_base_url):
+    """The common scan (a bottle of a lot already checked against the chain) costs the node nothing:
+    the lot's match with the chain and the folder's listing are remembered."""
+    with node_gateway(rpc_url) as (url, seen):
+        client = make_client(auth=False, rpc_url=url, documents_dir=tmp_path)
+        client.get(path_of(issued, 1), follow_redirects=False)  # the lot is checked against the chain once
+        asked = len(seen)
+
+        answers = [client.get(path_of(issued, serial), follow_redirects=False) for serial in (2, 3, 4)]
+
+        assert len(seen) == asked
+    assert [a.headers["location"] for a in answers] == [
+        f"{public_base_url}/verify/{lots.token_id(issued.lot_id, serial)}" for serial in (2, 3, 4)]
+
+
+def test_document_replaced_or_added__seen_at_the_next_scan(resolver, issued, issue_v2, tmp_path, public_base_url):
+    resolver.get(f"/01/{V2['gtin']}", follow_redirects=False)  # the folder is listed and remembered
+
+    newer = issue_v2(2, eu_market=False, lot_code="R/2")  # a new document: the folder changed
+    product = resolver.get(f"/01/{V2['gtin']}", follow_redirects=False)
+    lots.write_document(tmp_path / f"lot-{issued.lot_id}.json", {**issued.metadata, "lot_code": "FORGED"})
+    replaced = resolver.get(path_of(issued, 1), follow_redirects=False)
+
+    assert product.headers["location"] == f"{public_base_url}/lots/{newer.lot_id}/metadata.json"
+    # The replaced document no longer hashes to the chain's: its bottles walk up to the product (the newer lot).
+    assert replaced.headers["location"] == f"{public_base_url}/lots/{newer.lot_id}/metadata.json"
 
 
 @pytest.mark.parametrize(("path", "reason"), [
