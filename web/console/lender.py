@@ -55,6 +55,7 @@ from api.users import User
 from web.app.money import _amount, _parse_amount, _readable
 from web.app.routes import redirect, signed_in_form
 from web.console.routes import business_user, console_page
+from web.console.wallet_send import wallet_send
 from web.render import page_for
 
 logger = logging.getLogger(__name__)
@@ -283,6 +284,8 @@ async def _act(request: Request, settings: Any, chain: Any, offers: Any, index: 
     if isinstance(roles, Response):
         return roles
     try:
+        if user.wallet:  # the account's own wallet sends it (web/console/wallet_send.py)
+            return await wallet_send(request, user, "/console/lender", action, form, user)
         await run_in_threadpool(action, form, user)
     except AmphoraError as err:
         if twice is not None and isinstance(err, twice):  # the form sent twice: the first one did it

@@ -20,6 +20,7 @@ runs a script: its policy adds ``script-src 'self'``.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable
 from typing import Any
@@ -64,7 +65,10 @@ async def wallet_send(request: Request, user: User, back: str, action: Callable[
     page). Errors other than the preparation (a call that would revert, bad
     input) are raised to the caller, which shows them as for any account."""
     try:
-        await run_in_threadpool(action, *args)
+        if inspect.iscoroutinefunction(action):
+            await action(*args)
+        else:
+            await run_in_threadpool(action, *args)
     except WalletSendRequired as needed:
         return redirect(request, f"/console/wallet/{needed.prepared.id}", back=_back(back))
     return redirect(request, _back(back))  # nothing to send (the action needed no transaction)
