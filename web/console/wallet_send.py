@@ -14,15 +14,24 @@ over here (``if user.wallet: return await wallet_send(...)``), which shows
   transaction as prepared, once), which waits for the receipt; then the outcome
   in words and the way back to the section.
 
-Without JavaScript the page says that sending needs the wallet. Only this page
-runs a script: its policy adds ``script-src 'self'``.
+A lender's offer is not a transaction but an EIP-712 signature: for a wallet
+lender the offer form hands over to :func:`wallet_offer`, whose page has the
+wallet sign the typed data (``eth_signTypedData_v4``) and posts offer and
+signature to ``POST /console/wallet/offers/signed``, which puts them on the board
+through the public ``POST /offers`` route's function (it checks the signature
+recovers the lender).
+
+Without JavaScript the pages say that the wallet is needed. Only these pages
+run a script: their policy adds ``script-src 'self'``.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import re
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -33,8 +42,13 @@ from starlette.responses import Response
 
 from api.business import Roles
 from api.business_wallet import Prepared, WalletSendRequired
-from api.errors import AmphoraError, NotFound, ServiceUnavailable
+from api.chain import STABLECOIN
+from api.errors import AmphoraError, Conflict, InvalidRequest, NotFound, OfferUnusable, ServiceUnavailable
+from api.lender import OfferTerms, offer_of
+from api.lending import lending_typed_data
 from api.routers.business_wallet import ReportIn, transaction_sent
+from api.routers.lending import post_offer
+from api.schemas import LoanOfferIn, OfferPost
 from api.users import User
 from web.app.routes import redirect, render_page, signed_in_form
 from web.app.wallet import WALLET_HEADERS
@@ -132,3 +146,62 @@ async def sent(request: Request, prepared_id: str) -> Response:
         return _page(request, user, token, roles, prepared, back, status=err.status_code,
                      error=_FAILURES.get(err.code, "busy"), detail=err.detail)
     return _page(request, user, token, roles, prepared, back, sent=reported)
+
+
+# ------------------------------------------------------- a lender's offer
+
+
+def _offer_page(request: Request, user: User, token: str, roles: Roles, offer: LoanOfferIn, status: int = 200,
+                error: str | None = None) -> HTMLResponse:
+    chain = request.app.state.chain
+    typed = lending_typed_data(chain, "LoanOffer", offer.message())
+    token_info = chain.token(STABLECOIN)
+    decimals = token_info.decimals if token_info is not None else 0
+    symbol = token_info.symbol if token_info is not None else ""
+    readable = {"principal": Decimal(offer.principal).scaleb(-decimals),
+                "repayment": Decimal(offer.repayment).scaleb(-decimals)}
+    return console_page(request, "console/wallet_offer.html", user, token, roles, section="lender", status=status,
+                        headers=WALLET_HEADERS, offer=offer, offer_json=offer.model_dump_json(),
+                        typed=json.dumps(typed, separators=(",", ":")), readable=readable, symbol=symbol,
+                        error=error)
+
+
+async def wallet_offer(request: Request, user: User, token: str, roles: Roles, terms: OfferTerms) -> Response:
+    """The offer of ``terms`` with the wallet lender as lender, on a page where
+    the wallet signs it. :class:`InvalidRequest` (raised to the caller, which
+    shows it as for any account) for terms the contract would never accept."""
+    book = request.app.state.offers
+    offer = await run_in_threadpool(offer_of, request.app.state.chain, book, user, terms)
+    return _offer_page(request, user, token, roles, offer)
+
+
+@router.post("/offers/signed")
+async def signed_offer(request: Request) -> Response:
+    """The wallet's signature of the offer shown: on the board through ``POST /offers``."""
+    checked = await signed_in_form(request, request.app.state.settings)
+    if isinstance(checked, Response):
+        return checked
+    user, token, form = checked
+    roles_checked = await business_user(request, "lender")
+    if isinstance(roles_checked, Response):
+        return roles_checked
+    roles = roles_checked[2]
+    try:
+        offer = LoanOfferIn.model_validate_json(form.get("offer", ""))
+    except ValidationError:
+        return render_page(request, "app/refused.html", status=403, user=user, token=token, reason="form")
+    if not user.wallet or offer.lender.lower() != user.address.lower():  # only the account's own offer
+        return render_page(request, "app/refused.html", status=403, user=user, token=token, reason="form")
+    state = request.app.state
+    try:
+        post = OfferPost(offer=offer, signature=form.get("signature", ""))
+        await run_in_threadpool(post_offer, post, state.chain, state.offers, state.settings)
+    except (ValidationError, InvalidRequest):
+        return _offer_page(request, user, token, roles, offer, 422, "unsigned")
+    except OfferUnusable:
+        return _offer_page(request, user, token, roles, offer, 409, "unusable")
+    except Conflict:
+        return _offer_page(request, user, token, roles, offer, 409, "too_many")
+    except AmphoraError:
+        return _offer_page(request, user, token, roles, offer, 503, "busy")
+    return redirect(request, "/console/lender", done="offered")

@@ -6,6 +6,9 @@
 //
 // * form[data-wallet-send]: data-from, data-to, data-data, data-value, data-gas and data-chain
 //   (hex) are the prepared transaction; the button sends it and the form posts tx_hash.
+// * form[data-wallet-typed] (a wallet lender's offer): data-typed is the EIP-712 typed data as the
+//   service wrote it, passed to eth_signTypedData_v4 untouched (its big numbers stay exact); the
+//   form posts the signature.
 (function () {
   "use strict";
 
@@ -41,7 +44,20 @@
     });
   }
 
-  document.querySelectorAll("form[data-wallet-send]").forEach(function (form) {
+  function sign(form, wallet) {
+    var data = form.dataset;
+    return wallet.request({method: "eth_requestAccounts"}).then(function (accounts) {
+      if (!accounts.some(function (account) { return account.toLowerCase() === data.from.toLowerCase(); })) {
+        throw new Error("other");
+      }
+      return wallet.request({method: "eth_signTypedData_v4", params: [data.from, data.typed]});
+    }).then(function (signature) {
+      form.elements.signature.value = signature;
+      form.submit();
+    });
+  }
+
+  function wire(form, act) {
     var button = form.querySelector("[data-wallet-button]");
     if (!button) {
       return;
@@ -56,12 +72,19 @@
       }
       button.disabled = true;
       show(form, "waiting", true);
-      send(form, window.ethereum).catch(function (error) {
+      act(form, window.ethereum).catch(function (error) {
         var reason = error && error.message;
         show(form, "waiting", false);
         show(form, reason === "other" || reason === "chain" ? reason : "error", true);
         button.disabled = false;
       });
     });
+  }
+
+  document.querySelectorAll("form[data-wallet-send]").forEach(function (form) {
+    wire(form, send);
+  });
+  document.querySelectorAll("form[data-wallet-typed]").forEach(function (form) {
+    wire(form, sign);
   });
 }());
