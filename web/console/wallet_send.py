@@ -194,7 +194,7 @@ async def signed_offer(request: Request) -> Response:
         return render_page(request, "app/refused.html", status=403, user=user, token=token, reason="form")
     state = request.app.state
     try:
-        post = OfferPost(offer=offer, signature=form.get("signature", ""))
+        post = OfferPost.model_validate({"offer": offer, "signature": form.get("signature", "")})
         await run_in_threadpool(post_offer, post, state.chain, state.offers, state.settings)
     except (ValidationError, InvalidRequest):
         return _offer_page(request, user, token, roles, offer, 422, "unsigned")
