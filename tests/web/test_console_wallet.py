@@ -331,3 +331,92 @@ def test_console_offer__wallet_lender__signed_in_the_wallet_and_on_the_board(
     assert posted.status_code == 303 and posted.headers["location"] == "/console/lender?done=offered"
     board = api.get("/me/offers", headers=bearer(token)).json()["offers"]
     assert len(board) == 1 and board[0]["posted"]["offer"]["lender"] == key.address
+
+
+# ------------------------------------------------------------ the journey in a browser
+
+PROVIDER = """
+window.ethereum = {
+  isAmphoraTest: true,
+  request: async function (call) {
+    if (call.method === "eth_requestAccounts" || call.method === "eth_accounts") {
+      return [%(address)r];
+    }
+    if (call.method === "eth_chainId") {
+      return %(chain)r;
+    }
+    return window.walletAct(call.method, JSON.stringify(call.params || []));
+  }
+};
+"""
+
+
+def test_wallet_appraiser__on_a_phone__posts_an_appraisal_sent_from_its_own_wallet(
+        served_app, appraiser_wallet, lot, lending, w3, deployed_stablecoin):  # noqa: F811 (the fixture imported)
+    from types import SimpleNamespace
+
+    from playwright.sync_api import expect, sync_playwright
+
+    app, base = served_app
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    wait_indexed(w3, SimpleNamespace(app=app))
+    asked: list[str] = []
+
+    def wallet_act(method: str, params: str) -> str:
+        """What the wallet does when the page asks: sign in, or send a transaction, with the key only it holds."""
+        asked.append(method)
+        values = json.loads(params)
+        if method == "personal_sign":
+            signed = appraiser_wallet.sign_message(encode_defunct(primitive=bytes.fromhex(values[0][2:])))
+            return "0x" + signed.signature.hex().removeprefix("0x")
+        if method == "eth_sendTransaction":
+            call = values[0]
+            assert call["from"].lower() == appraiser_wallet.address.lower() and int(call["value"], 16) == 0
+            return send_from(w3, appraiser_wallet, call["to"], call["data"], gas=int(call["gas"], 16))
+        raise ValueError(f"the test wallet does not do {method}")
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        try:
+            context = chromium.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1,
+                                           locale="en-GB")
+            context.add_init_script(PROVIDER % {"address": appraiser_wallet.address, "chain": hex(w3.eth.chain_id)})
+            context.expose_function("walletAct", wallet_act)
+            page = context.new_page()
+            page.goto(f"{base}/app/login")
+            page.get_by_role("button", name="Connect a wallet").click()
+            expect(page.get_by_role("heading", name="My cellar")).to_be_visible()
+            page.goto(f"{base}/console")
+            page.get_by_role("link", name="Appraiser", exact=True).first.click()
+            page.get_by_label(f"New value per bottle of lot {lot.lot_id}").fill("86.40")
+            page.get_by_role("button", name="Post appraisal").click()
+            expect(page.get_by_role("heading", name="Confirm in your wallet")).to_be_visible()
+            assert lending.appraisal(lot.lot_id).value_per_bottle == 0
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390
+            page.screenshot(path=str(SCREENSHOTS / "console-wallet-confirm.png"), full_page=True)
+
+            # Without JavaScript the same page says that sending needs the wallet.
+            bare = chromium.new_context(viewport={"width": 390, "height": 844}, java_script_enabled=False,
+                                        locale="en-GB")
+            bare.add_cookies(context.cookies())
+            plain = bare.new_page()
+            plain.goto(page.url)
+            needs = "Sending needs your wallet, which this page reaches with JavaScript."
+            expect(plain.get_by_text(needs)).to_be_visible()
+            bare.close()
+
+            page.get_by_role("button", name="Confirm in my wallet").click()
+            expect(page.get_by_role("heading", name="Done")).to_be_visible(timeout=20_000)
+            expect(page.get_by_text("Your wallet sent it and the blockchain recorded it")).to_be_visible()
+            page.screenshot(path=str(SCREENSHOTS / "console-wallet-done.png"), full_page=True)
+            page.set_viewport_size({"width": 1280, "height": 800})
+            page.screenshot(path=str(SCREENSHOTS / "console-wallet-done-desktop.png"), full_page=True)
+        finally:
+            chromium.close()
+    assert asked == ["personal_sign", "eth_sendTransaction"]
+    assert lending.appraisal(lot.lot_id).value_per_bottle == 8_640 * 10 ** (deployed_stablecoin.decimals() - 2)
+    key = appraiser_wallet.key.hex().removeprefix("0x")
+    with app.state.db.read() as tx:  # the service never held the key, in any column of the account
+        row = tx.one("SELECT * FROM users WHERE address = ?", (appraiser_wallet.address,))
+    assert row["kind"] == "wallet" and row["encrypted_key"] == ""
+    assert not any(key in str(value).lower() for value in row.values())
