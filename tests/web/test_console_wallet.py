@@ -406,7 +406,7 @@ def test_wallet_appraiser__on_a_phone__posts_an_appraisal_sent_from_its_own_wall
             bare.close()
 
             page.get_by_role("button", name="Confirm in my wallet").click()
-            expect(page.get_by_role("heading", name="Done")).to_be_visible(timeout=20_000)
+            expect(page.get_by_role("heading", name="Sent and recorded")).to_be_visible(timeout=20_000)
             expect(page.get_by_text("Your wallet sent it and the blockchain recorded it")).to_be_visible()
             page.screenshot(path=str(SCREENSHOTS / "console-wallet-done.png"), full_page=True)
             page.set_viewport_size({"width": 1280, "height": 800})
