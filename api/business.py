@@ -48,6 +48,9 @@ logger = logging.getLogger(__name__)
 ROLES = ("issuer", "custodian", "appraiser", "lender", "merchant")
 #: Seconds to wait for a business transaction's receipt before answering that it is still pending.
 RECEIPT_TIMEOUT = 30.0
+#: Calls after whose receipt the service keeps something the transaction depends on (a lot's tag keys, made
+#: for this transaction and kept once its lot id is known): a wallet account cannot send them yet (403).
+WALLET_UNSUPPORTED = frozenset({"issue_lot"})
 #: Gas above the node's estimate, in percent: a transaction that lands in a later block may need more.
 GAS_MARGIN_PERCENT = 25
 
@@ -152,6 +155,10 @@ class BusinessSender:
         A wallet account's call is simulated and prepared for its wallet to send
         instead: :class:`api.business_wallet.WalletSendRequired` names it."""
         if user.wallet and self.wallet is not None:
+            if call.fn_name in WALLET_UNSUPPORTED:
+                raise Forbidden(f"{call.fn_name} cannot be sent from a wallet account yet: the service keeps what "
+                                "it depends on (a lot's tag keys) only when it sends it itself; use a custodial "
+                                "account for it")
             raise WalletSendRequired(self.wallet.prepare(user, call, subject))
         w3 = self._chain.w3
         sender = to_checksum_address(user.address)

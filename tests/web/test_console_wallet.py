@@ -29,6 +29,7 @@ from api_fixtures import USD, bearer, sign_up, wait_indexed  # noqa: E402
 from test_app_pages import SAME_ORIGIN, SCREENSHOTS, served_app  # noqa: E402, F401
 
 from api.business_wallet import PREPARED_HEADER  # noqa: E402
+from api.errors import Forbidden  # noqa: E402
 
 pytest_plugins = ["api_fixtures"]
 
@@ -420,3 +421,20 @@ def test_wallet_appraiser__on_a_phone__posts_an_appraisal_sent_from_its_own_wall
         row = tx.one("SELECT * FROM users WHERE address = ?", (appraiser_wallet.address,))
     assert row["kind"] == "wallet" and row["encrypted_key"] == ""
     assert not any(key in str(value).lower() for value in row.values())
+
+
+def test_issue_lot__wallet_account__403_in_words_nothing_prepared(client, cert, admin):
+    """Issuing keeps the lot's tag keys only once the service's own transaction landed: not from a wallet yet."""
+    key = Account.create()
+    cert.grant_issuer(key.address, "Domaine du Portefeuille", sender=admin)
+    user = client.app.state.users.authenticate(wallet_session(client, key))
+    call = client.app.state.chain.certificate_contract.functions.issue_lot(
+        key.address, 1, 2020, 750, 0, b"\x01" * 32, b"\x02" * 32, "p", "w", "r", "")
+    with client.app.state.db.read() as tx:
+        before = tx.one("SELECT COUNT(*) AS n FROM business_wallet_transactions")["n"]
+
+    with pytest.raises(Forbidden, match="cannot be sent from a wallet account"):
+        client.app.state.business.send(user, call)
+
+    with client.app.state.db.read() as tx:
+        assert tx.one("SELECT COUNT(*) AS n FROM business_wallet_transactions")["n"] == before
