@@ -315,6 +315,9 @@ async def report(request: Request, lot_id: str, settings: SettingsDep, chain: Ch
     if not lot_id.isdigit() or not 1 <= int(lot_id) < 2**64 or not document:
         return await _home(request, chain, index, user, token, roles, status=422, error="no_file", error_lot=lot_id)
     try:
+        if user.wallet:  # the account's own wallet sends it (web/console/wallet_send.py)
+            return await wallet_send(request, user, "/console/custodian", attest, request, chain, business, user,
+                                     int(lot_id), document)
         await act_once(request, user, form["once"], attest, request, chain, business, user, int(lot_id), document)
     except AmphoraError as err:
         status, error = failure(err)
@@ -332,6 +335,9 @@ async def reserve(request: Request, settings: SettingsDep, chain: ChainDep, inde
         return checked
     user, token, roles, form = checked
     try:
+        if user.wallet:  # the account's own wallet sends it (web/console/wallet_send.py)
+            return await wallet_send(request, user, "/console/custodian", post_reserve, request, chain, index,
+                                     business, user)
         posted = await act_once(request, user, form["once"], post_reserve, request, chain, index, business, user)
     except AmphoraError as err:
         status, error = failure(err)
