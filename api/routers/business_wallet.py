@@ -74,7 +74,7 @@ def _wallet_only(user: UserDep) -> None:
 
 @router.get("/me/business/transactions/{prepared_id}", response_model=PreparedOut, response_model_by_alias=True,
             summary="A business transaction prepared for my wallet to send",
-            responses=error_responses(Unauthorized, Forbidden, NotFound, ServiceUnavailable))
+            responses=error_responses(Unauthorized, Forbidden, NotFound, InvalidRequest, ServiceUnavailable))
 def prepared_transaction(prepared_id: PreparedId, user: UserDep, business: BusinessDep) -> PreparedOut:
     """What a business route prepared for this wallet account (its 409 `wallet_must_send`): send it with the
     wallet's `eth_sendTransaction` exactly as given (the wallet may pick the fees and nonce). Only the account

@@ -332,6 +332,11 @@ def test_console_offer__wallet_lender__signed_in_the_wallet_and_on_the_board(
     assert posted.status_code == 303 and posted.headers["location"] == "/console/lender?done=offered"
     board = api.get("/me/offers", headers=bearer(token)).json()["offers"]
     assert len(board) == 1 and board[0]["posted"]["offer"]["lender"] == key.address
+    # Cancelling it from the console leads to the wallet's confirmation, like every action on chain.
+    cancel = browser.post(f"/console/lender/offers/{form['nonce']}/cancel", headers=SAME_ORIGIN,
+                          data={"csrf": CSRF.search(browser.get("/console/lender").text).group(1)})
+    assert cancel.status_code == 303
+    assert re.match(r"^/console/wallet/[0-9a-f]{32}\?back=%2Fconsole%2Flender$", cancel.headers["location"])
 
 
 # ------------------------------------------------------------ the journey in a browser
