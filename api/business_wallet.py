@@ -93,6 +93,8 @@ class Prepared:
     gas: int
     subject: str
     expires_at: float
+    #: The hash reported for it (once reported, the id takes no other).
+    tx_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,8 @@ class TransactionMismatch(AmphoraError):
 def _row(row: Any) -> Prepared:
     return Prepared(id=str(row["id"]), sender=str(row["sender"]), to=str(row["target"]), data=str(row["data"]),
                     value=int(row["value"]), chain_id=int(row["chain_id"]), gas=int(row["gas"]),
-                    subject=str(row["subject"]), expires_at=float(row["expires_at"]))
+                    subject=str(row["subject"]), expires_at=float(row["expires_at"]),
+                    tx_hash=None if row["tx_hash"] is None else str(row["tx_hash"]))
 
 
 def _hex(value: Any) -> str:

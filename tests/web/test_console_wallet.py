@@ -257,6 +257,8 @@ def test_console_appraisal__wallet_account__confirm_page_then_done(make_browser,
 
     assert done.status_code == 200, done.text
     assert "the blockchain recorded it" in words(done) and tx_hash in words(done)
+    again = browser.get(location)  # the page opened again: its outcome, no second button
+    assert again.status_code == 200 and "data-wallet-send" not in again.text and tx_hash in words(again)
     assert lending.appraisal(lot.lot_id).value_per_bottle == 8_640 * 10 ** (deployed_stablecoin.decimals() - 2)
 
 

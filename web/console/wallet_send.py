@@ -41,7 +41,7 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from api.business import Roles
-from api.business_wallet import Prepared, WalletSendRequired
+from api.business_wallet import Prepared, Reported, WalletSendRequired
 from api.chain import STABLECOIN
 from api.errors import AmphoraError, Conflict, InvalidRequest, NotFound, OfferUnusable, ServiceUnavailable
 from api.lender import OfferTerms, offer_of
@@ -113,6 +113,8 @@ async def confirm_page(request: Request, prepared_id: str) -> Response:
         prepared = await run_in_threadpool(store.get, user, prepared_id)
     except NotFound:  # another account's, or never prepared: the same answer
         return render_page(request, "app/not_yours.html", status=404, user=user, token=token)
+    if prepared.tx_hash is not None:  # sent already: no second button, its outcome can be read again
+        return _page(request, user, token, roles, prepared, back, sent=Reported(prepared.tx_hash, None))
     return _page(request, user, token, roles, prepared, back)
 
 
