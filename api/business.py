@@ -13,7 +13,9 @@ root or an appraisal, issue points) are calls the contracts accept only from
 the role holder itself, so the relayer cannot send them for the account.
 :class:`BusinessSender` signs them with the custodial account's own key and
 sends them from its own address, which pays the gas from its own balance (a
-business funds its address; the relayer sponsors holders only). Every call is
+business funds its address; the relayer sponsors holders only). For a wallet
+account it prepares the transaction for the wallet to send instead
+(:mod:`api.business_wallet`). Every call is
 simulated first: one that would revert is refused with the contract's reason
 (409 ``would_revert``) and nothing is sent; an address too poor to pay the gas
 is refused in words (409 ``gas_unfunded``). Sends from one address are
@@ -34,6 +36,7 @@ from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
 from web3.types import Wei
 
+from api.business_wallet import WalletSendRequired, WalletTransactions
 from api.chain import CERTIFICATE, LENDING, POINTS, BlockRef, ChainService, node_errors, revert_reason
 from api.errors import AmphoraError, Forbidden, WouldRevert
 from api.users import User, UserStore
@@ -45,6 +48,9 @@ logger = logging.getLogger(__name__)
 ROLES = ("issuer", "custodian", "appraiser", "lender", "merchant")
 #: Seconds to wait for a business transaction's receipt before answering that it is still pending.
 RECEIPT_TIMEOUT = 30.0
+#: Calls after whose receipt the service keeps something the transaction depends on (a lot's tag keys, made
+#: for this transaction and kept once its lot id is known): a wallet account cannot send them yet (403).
+WALLET_UNSUPPORTED = frozenset({"issue_lot"})
 #: Gas above the node's estimate, in percent: a transaction that lands in a later block may need more.
 GAS_MARGIN_PERCENT = 25
 
@@ -127,9 +133,12 @@ class Sent:
 class BusinessSender:
     """Signs and sends a custodial business account's contract calls from its own address."""
 
-    def __init__(self, chain: ChainService, users: UserStore, receipt_timeout: float = RECEIPT_TIMEOUT) -> None:
+    def __init__(self, chain: ChainService, users: UserStore, receipt_timeout: float = RECEIPT_TIMEOUT,
+                 wallet: WalletTransactions | None = None) -> None:
         self._chain = chain
         self._users = users
+        #: Where a wallet account's transactions are prepared for its wallet to send (None: refused, 403).
+        self.wallet = wallet
         self._receipt_timeout = receipt_timeout
         self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
         self._locks_guard = threading.Lock()
@@ -142,7 +151,15 @@ class BusinessSender:
         """Simulate ``call`` from ``user``'s address, then sign it with the
         account's key and send it; wait for its receipt. :class:`WouldRevert`
         (nothing sent) with the contract's reason, :class:`GasUnfunded` when the
-        address cannot pay, :class:`TransactionFailed` when it reverted on chain."""
+        address cannot pay, :class:`TransactionFailed` when it reverted on chain.
+        A wallet account's call is simulated and prepared for its wallet to send
+        instead: :class:`api.business_wallet.WalletSendRequired` names it."""
+        if user.wallet and self.wallet is not None:
+            if call.fn_name in WALLET_UNSUPPORTED:
+                raise Forbidden(f"{call.fn_name} cannot be sent from a wallet account yet: the service keeps what "
+                                "it depends on (a lot's tag keys) only when it sends it itself; use a custodial "
+                                "account for it")
+            raise WalletSendRequired(self.wallet.prepare(user, call, subject))
         w3 = self._chain.w3
         sender = to_checksum_address(user.address)
         with self._lock(sender):

@@ -19,6 +19,7 @@ from starlette.staticfiles import StaticFiles
 
 from api.bodylimit import BodySizeLimit
 from api.business import BusinessSender
+from api.business_wallet import WalletTransactions
 from api.chain import ChainService
 from api.errors import PayloadTooLarge, error_responses, install_exception_handlers
 from api.lending import SnapshotSigner
@@ -30,6 +31,7 @@ from api.routers import (
     admin,
     auth,
     business,
+    business_wallet,
     casks,
     certificates,
     custodial,
@@ -73,6 +75,7 @@ from web.console import lender as console_lender
 from web.console import merchant as console_merchant
 from web.console import operator as console_operator
 from web.console import routes as console
+from web.console import wallet_send as console_wallet
 
 logger = logging.getLogger(__name__)
 
@@ -207,7 +210,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.scans = scans
     app.state.snapshot_signer = SnapshotSigner(settings.snapshot_signing_key, relayer.addresses)
     app.state.offers = offers
-    app.state.business = BusinessSender(chain, users)
+    app.state.business = BusinessSender(chain, users, wallet=WalletTransactions(db, chain))
     install_exception_handlers(app)
     # Every response, errors included; the docs pages get their own policy (see api.security).
     docs_paths = {path for path in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if path}
@@ -246,7 +249,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(holder_wallet.router)
     app.include_router(custodian.router)
     app.include_router(business.router)
+    app.include_router(business_wallet.router)
     app.include_router(console.router)
+    app.include_router(console_wallet.router)
     app.include_router(console_issuer.router)
     app.include_router(issuer.router)
     app.include_router(console_operator.router)

@@ -84,6 +84,9 @@ EXPECTED_ERRORS = {
     # The consoles' foundation (issue 16): the roles an address holds.
     ("get", "/accounts/{address}/roles"): {"422", "503"},
     ("get", "/me/roles"): {"401", "503"},
+    # Business transactions a wallet account sends itself (issue 16).
+    ("get", "/me/business/transactions/{prepared_id}"): {"401", "403", "404", "422", "503"},
+    ("post", "/me/business/transactions/{prepared_id}/sent"): {"401", "403", "404", "409", "422", "502", "503"},
     ("get", "/casks"): {"503"},
     ("get", "/casks/{cask}"): {"404", "422", "503"},
     ("get", "/casks/{cask}/holders/{address}"): {"404", "422", "503"},
@@ -217,7 +220,7 @@ def test_openapi__tags__one_per_router(openapi):
     assert tags == {"health", "certificates", "verification page", "relay", "metadata", "accounts", "points",
                     "lending", "auth", "custodial", "operator", "casks", "lots", "gs1 resolver", "e-label",
                     "qr codes and labels", "epcis", "roles", "issuer", "lender", "merchant", "custodian",
-                    "appraiser"}
+                    "appraiser", "business"}
 
 
 def test_openapi__info__names_license_and_version(openapi):

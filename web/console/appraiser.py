@@ -40,6 +40,7 @@ from indexer.reader import IndexReader
 from web.app.routes import redirect, render_page
 from web.console.custodian import act_once, business_form, failure, new_once
 from web.console.routes import business_user, console_page
+from web.console.wallet_send import wallet_send
 from web.render import page_for
 
 router = APIRouter(prefix="/console/appraiser", include_in_schema=False, default_response_class=HTMLResponse)
@@ -103,6 +104,9 @@ async def appraise(request: Request, lot_id: str, settings: SettingsDep, chain: 
     except (NumberFormatError, ValueError):
         return await _home(request, chain, index, user, token, roles, status=422, error_lot=lot_id, value=value)
     try:
+        if user.wallet:  # the account's own wallet sends it (web/console/wallet_send.py)
+            return await wallet_send(request, user, "/console/appraiser", post_appraisal, int(lot_id), body, user,
+                                     chain, business)
         await act_once(request, user, form["once"], post_appraisal, int(lot_id), body, user, chain, business)
     except InvalidRequest:
         return await _home(request, chain, index, user, token, roles, status=422, error_lot=lot_id, value=value)

@@ -60,6 +60,7 @@ from indexer.reader import IndexReader, IndexStatus
 from web.app import session
 from web.app.routes import form_fields, redirect, render_page, signed_in
 from web.console.routes import business_user, console_page
+from web.console.wallet_send import wallet_send
 
 router = APIRouter(prefix="/console/custodian", include_in_schema=False, default_response_class=HTMLResponse)
 
@@ -240,6 +241,9 @@ async def confirm(request: Request, token_id: str, settings: SettingsDep, chain:
     if not token_id.isdigit() or len(token_id) > 78:
         return await _request_page(request, chain, index, user, token, roles, token_id)
     try:
+        if user.wallet:  # the account's own wallet sends it (web/console/wallet_send.py)
+            return await wallet_send(request, user, "/console/custodian", confirm_redemption, int(token_id), user,
+                                     chain, business)
         await act_once(request, user, form["once"], confirm_redemption, int(token_id), user, chain, business)
     except AmphoraError as err:
         status, error = failure(err)
@@ -261,6 +265,9 @@ async def reject(request: Request, token_id: str, settings: SettingsDep, chain: 
         return await _request_page(request, chain, index, user, token, roles, token_id, status=422,
                                    errors={"reason"}, reason=reason[:MAX_REASON * 2], once=form["once"])
     try:
+        if user.wallet:  # the account's own wallet sends it (web/console/wallet_send.py)
+            return await wallet_send(request, user, "/console/custodian", reject_redemption, int(token_id),
+                                     Rejection(reason=reason), user, chain, business)
         await act_once(request, user, form["once"], reject_redemption, int(token_id), Rejection(reason=reason), user,
                    chain, business)
     except AmphoraError as err:
@@ -308,6 +315,9 @@ async def report(request: Request, lot_id: str, settings: SettingsDep, chain: Ch
     if not lot_id.isdigit() or not 1 <= int(lot_id) < 2**64 or not document:
         return await _home(request, chain, index, user, token, roles, status=422, error="no_file", error_lot=lot_id)
     try:
+        if user.wallet:  # the account's own wallet sends it (web/console/wallet_send.py)
+            return await wallet_send(request, user, "/console/custodian", attest, request, chain, business, user,
+                                     int(lot_id), document)
         await act_once(request, user, form["once"], attest, request, chain, business, user, int(lot_id), document)
     except AmphoraError as err:
         status, error = failure(err)
@@ -325,6 +335,9 @@ async def reserve(request: Request, settings: SettingsDep, chain: ChainDep, inde
         return checked
     user, token, roles, form = checked
     try:
+        if user.wallet:  # the account's own wallet sends it (web/console/wallet_send.py)
+            return await wallet_send(request, user, "/console/custodian", post_reserve, request, chain, index,
+                                     business, user)
         posted = await act_once(request, user, form["once"], post_reserve, request, chain, index, business, user)
     except AmphoraError as err:
         status, error = failure(err)

@@ -36,6 +36,7 @@ from web.app import session
 from web.app.routes import redirect, render_page, signed_in
 from web.charts import bar_chart
 from web.console.routes import business_form, business_user, console_page
+from web.console.wallet_send import wallet_send
 from web.render import page_for
 
 router = APIRouter(prefix="/console/issuer", include_in_schema=False, default_response_class=HTMLResponse)
@@ -238,6 +239,13 @@ async def flag(request: Request, lot_id: int) -> Response:
     token_id = (lot_id << 32) | serial
     state = request.app.state
     try:
+        if user.wallet:  # the account's own wallet sends it (web/console/wallet_send.py)
+            back = f"/console/issuer/lots/{lot_id}"
+            if action == "flag":
+                return await wallet_send(request, user, back, issuer_api.flag_bottle, token_id,
+                                         issuer_api.FlagRequest(reason=reason), user, state.chain, state.business)
+            return await wallet_send(request, user, back, issuer_api.clear_bottle_flag, token_id, user, state.chain,
+                                     state.business)
         if action == "flag":
             await run_in_threadpool(issuer_api.flag_bottle, token_id, issuer_api.FlagRequest(reason=reason), user,
                                     state.chain, state.business)

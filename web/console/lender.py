@@ -55,6 +55,7 @@ from api.users import User
 from web.app.money import _amount, _parse_amount, _readable
 from web.app.routes import redirect, signed_in_form
 from web.console.routes import business_user, console_page
+from web.console.wallet_send import wallet_offer, wallet_send
 from web.render import page_for
 
 logger = logging.getLogger(__name__)
@@ -252,6 +253,8 @@ async def create_offer(request: Request, chain: ChainDep, offers: OffersDep, use
         return again(422, errors)
     body = lender_api.OfferTermsIn(**{**asdict(terms), "nonce": nonce})
     try:
+        if user.wallet:  # the account's own wallet signs it (web/console/wallet_send.py)
+            return await wallet_offer(request, user, token, roles[2], lender.OfferTerms(**body.model_dump()))
         await run_in_threadpool(lender_api.create_offer, body, user, users, chain, offers, settings)
     except InvalidRequest as err:
         field = "bottle" if err.detail.startswith("token_id") else "lot" if err.detail.startswith("lot_id") else None
@@ -283,6 +286,8 @@ async def _act(request: Request, settings: Any, chain: Any, offers: Any, index: 
     if isinstance(roles, Response):
         return roles
     try:
+        if user.wallet:  # the account's own wallet sends it (web/console/wallet_send.py)
+            return await wallet_send(request, user, "/console/lender", action, form, user)
         await run_in_threadpool(action, form, user)
     except AmphoraError as err:
         if twice is not None and isinstance(err, twice):  # the form sent twice: the first one did it

@@ -46,6 +46,7 @@ from api.users import User
 from web.app.routes import redirect, signed_in_form
 from web.charts import bar_chart
 from web.console.routes import business_user, console_page
+from web.console.wallet_send import wallet_send
 from web.render import page_for
 
 logger = logging.getLogger(__name__)
@@ -117,6 +118,8 @@ async def _action(request: Request, settings: Any, chain: Any, kind: str, act: A
     if not ONCE.match(once):
         return await again(422, error="form")
     try:
+        if user.wallet:  # the account's own wallet sends it (web/console/wallet_send.py)
+            return await wallet_send(request, user, "/console/merchant", act, user, fields, f"console-{kind}:{once}")
         await act(user, fields, f"console-{kind}:{once}")
     except Refused as err:
         return await again(422, {err.reason})
