@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 
 from amphora.merkle import ReserveTree
 from api.business import GasUnfunded, Roles, Sent, TransactionFailed, roles_of
+from api.business_wallet import WalletSendRequired
 from api.cellar import MAX_RESERVE_BOTTLES, cellar_of, held_token_ids, requested_token_ids
 from api.chain import CUSTODY, LENDING, STABLECOIN, ChainService
 from api.deps import BusinessDep, ChainDep, IndexDep, UserDep
@@ -66,8 +67,8 @@ APPRAISAL_PAGE = 20
 MAX_REASON = 500
 #: A URI the registry's events carry is at most this long (``String[256]``).
 MAX_URI = 256
-_SEND_ERRORS = (Unauthorized, Forbidden, WouldRevert, GasUnfunded, InvalidRequest, TransactionFailed,
-                UpstreamUnavailable, NotDeployed)
+_SEND_ERRORS = (Unauthorized, Forbidden, WouldRevert, GasUnfunded, WalletSendRequired, InvalidRequest,
+                TransactionFailed, UpstreamUnavailable, NotDeployed)
 
 TokenPath = Annotated[Uint256In, Path(description="The certificate, in decimal.")]
 LotPath = Annotated[int, Path(ge=1, le=2**64 - 1, description="The lot id, in decimal.")]

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api import lender
 from api.business import GasUnfunded, Sent, TransactionFailed
+from api.business_wallet import WalletSendRequired
 from api.deps import BusinessDep, ChainDep, OffersDep, SettingsDep, UserDep, UsersDep
 from api.errors import (
     Conflict,
@@ -36,8 +37,8 @@ from api.schemas import Address, PostedOffer, Uint256In, Uint256Out
 router = APIRouter(tags=["lender"])
 
 _READ_ERRORS = (Unauthorized, UpstreamUnavailable, NotDeployed)
-_SEND_ERRORS = (Unauthorized, Forbidden, InvalidRequest, Conflict, WouldRevert, GasUnfunded, TransactionFailed,
-                UpstreamUnavailable, NotDeployed, ServiceUnavailable)
+_SEND_ERRORS = (Unauthorized, Forbidden, InvalidRequest, Conflict, WouldRevert, GasUnfunded, WalletSendRequired,
+                TransactionFailed, UpstreamUnavailable, NotDeployed, ServiceUnavailable)
 _SEND_DOC = """
 
     Sent from the account's own address, which pays the gas (a business account funds its

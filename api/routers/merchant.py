@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api import merchant as service
 from api.business import BusinessSender, GasUnfunded, TransactionFailed, roles_of
+from api.business_wallet import WalletSendRequired
 from api.chain import ChainService
 from api.deps import BusinessDep, ChainDep, IndexDep, SettingsDep, UserDep, UsersDep
 from api.errors import (
@@ -43,8 +44,8 @@ router = APIRouter(prefix="/merchant", tags=["merchant"])
 
 MONEY_EXAMPLE = "12.50"
 _READ_ERRORS = (Unauthorized, Forbidden, UpstreamUnavailable, NotDeployed)
-_ACTION_ERRORS = (Unauthorized, Forbidden, InvalidRequest, Conflict, WouldRevert, GasUnfunded, TooManyRequests,
-                  TransactionFailed, UpstreamUnavailable, NotDeployed)
+_ACTION_ERRORS = (Unauthorized, Forbidden, InvalidRequest, Conflict, WouldRevert, GasUnfunded, WalletSendRequired,
+                  TooManyRequests, TransactionFailed, UpstreamUnavailable, NotDeployed)
 
 IdempotencyKey = Annotated[str, Header(
     alias="Idempotency-Key", min_length=1, max_length=200,
