@@ -204,11 +204,11 @@ class IssuanceJobs(Store):
                 raise
         thread = threading.Thread(target=self._run, args=(job_id, user, lot, doc, digest),
                                   name=f"issuance-{job_id[:8]}", daemon=True)
+        found = self.get(job_id, issuer)
+        assert found is not None
         with self._guard:
             self._threads[job_id] = thread
         thread.start()
-        found = self.get(job_id, issuer)
-        assert found is not None
         return found
 
     def wait(self, timeout: float | None = None) -> None:
