@@ -163,13 +163,12 @@ class IssuanceJobs(Store):
             row = tx.one("SELECT * FROM issuer_jobs WHERE job_id = ? AND issuer = ?", (job_id, issuer))
         return Job.of(row) if row is not None else None
 
-    def document(self, job_id: str) -> dict[str, Any]:
+    def active(self, chain_id: int, issuer: str) -> str | None:
+        """The id of ``issuer``'s queued or running job, if it has one."""
         with self._db.read() as tx:
-            row = tx.one("SELECT document FROM issuer_jobs WHERE job_id = ?", (job_id,))
-        if row is None:
-            raise KeyError(job_id)
-        loaded: dict[str, Any] = json.loads(row["document"])
-        return loaded
+            row = tx.one("SELECT job_id FROM issuer_jobs WHERE chain_id = ? AND issuer = ? AND state IN "
+                         "('queued', 'running')", (chain_id, issuer))
+        return None if row is None else str(row["job_id"])
 
     # ------------------------------------------------------------------ starting
 
@@ -185,12 +184,10 @@ class IssuanceJobs(Store):
         job_id = secrets.token_urlsafe(16)
         now = time.time()
         with self._db.lock(f"issuer-jobs:{chain_id}:{issuer.lower()}"):
-            with self._db.read() as tx:
-                active = tx.one("SELECT job_id FROM issuer_jobs WHERE chain_id = ? AND issuer = ? AND state IN "
-                                "('queued', 'running')", (chain_id, issuer))
+            active = self.active(chain_id, issuer)
             if active is not None:
-                raise JobRunning(f"this account is already issuing a lot (job {active['job_id']}): wait for it to "
-                                 "end, then start the next one")
+                raise JobRunning(f"this account is already issuing a lot (job {active}): wait for it to end, then "
+                                 "start the next one")
             self._vault.reserve(chain_id, issuer, digest)
             try:
                 with self._db.transaction() as tx:

@@ -21,6 +21,8 @@ from api.routers.issuer import _ROLE_ERRORS, LotDocumentBody
 
 router = APIRouter(tags=["issuer"])
 
+#: Each step's place in the job (1 to 4), for "step 2 of 4".
+STEP_NUMBERS = {"keys": 1, "tree": 2, "send": 3, "labels": 4}
 #: Bottles a label sheet request covers (`GET /lots/{lot_id}/labels.pdf?first=&last=`).
 LABELS_PER_SHEET = 1_000
 
