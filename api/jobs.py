@@ -112,6 +112,8 @@ class Job:
     total: int
     bottle_count: int
     metadata_hash: str
+    #: Whether the document is a version 2 one (its lot has an e-label and label sheets).
+    labelled: bool
     from_block: int
     lot_id: int | None
     tx_hash: str | None
@@ -126,6 +128,7 @@ class Job:
         return cls(job_id=row["job_id"], chain_id=int(row["chain_id"]), issuer=row["issuer"], state=row["state"],
                    step=row["step"], done=int(row["done"]), total=int(row["total"]),
                    bottle_count=int(row["bottle_count"]), metadata_hash=row["metadata_hash"],
+                   labelled=lots.is_v2(json.loads(row["document"])),
                    from_block=int(row["from_block"]),
                    lot_id=None if row["lot_id"] is None else int(row["lot_id"]), tx_hash=row["tx_hash"],
                    block_number=None if row["block_number"] is None else int(row["block_number"]),

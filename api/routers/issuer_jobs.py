@@ -61,7 +61,8 @@ class IssuanceJob(BaseModel):
                               "the job), `pending` (sent, not confirmed yet), `internal`.")
     reason: str | None = Field(description="The failure in words (or, for a job completed after a restart, a note).")
     document_url: str | None
-    labels: list[LabelRange] = Field(description=f"Label sheets, {LABELS_PER_SHEET:,} bottles each (done only).")
+    labels: list[LabelRange] = Field(description=f"Label sheets, {LABELS_PER_SHEET:,} bottles each (done, version 2 "
+                                     "documents only).")
     bottles_url: str | None = Field(description="The bottles file with the tag keys, ONCE (done only).")
     created_at: float
     updated_at: float
@@ -79,7 +80,7 @@ def label_ranges(lot_id: int, bottle_count: int) -> list[LabelRange]:
 def job_view(job: Job) -> IssuanceJob:
     done = job.state == "done" and job.lot_id is not None
     lot = job.lot_id
-    ranges = label_ranges(lot, job.bottle_count) if done and lot is not None else []
+    ranges = label_ranges(lot, job.bottle_count) if done and lot is not None and job.labelled else []
     return IssuanceJob(job_id=job.job_id, state=job.state, step=job.step, done=job.done,  # type: ignore[arg-type]
                        total=job.total, bottle_count=job.bottle_count, metadata_hash=job.metadata_hash,
                        lot_id=None if lot is None else str(lot), tx_hash=job.tx_hash, block_number=job.block_number,

@@ -202,12 +202,19 @@ def test_lot_job__a_second_while_the_first_runs__409_in_words_then_allowed(api, 
     assert cert.lot(int(follow(api, issuer, later)[0]["lot_id"])).bottle_count == 3
 
 
-def test_lot_job__two_accounts_at_once__both_run(api, issuer, document, cert, admin):
+def test_lot_job__two_accounts_at_once__both_run_a_version_1_lot_has_no_label_sheets(api, issuer, document, cert,
+                                                                                      admin, custodian):
     rival = business_account(api, cert, admin, name="Domaine Voisin")
+    version_1 = {"producer": "Domaine Voisin", "wine": "Cuvée Simple", "region": "Loire", "bottle_count": 3,
+                 "volume_ml": 750, "bottling_date": "2022-03-01", "custodian": custodian.address}
     _, mine = start(api, issuer, document)
-    _, theirs = start(api, rival, {**document, "wine": "Cuvée Voisine"})
+    _, theirs = start(api, rival, version_1)
 
-    assert follow(api, issuer, mine)[0]["state"] == "done" and follow(api, rival, theirs)[0]["state"] == "done"
+    done, other = follow(api, issuer, mine)[0], follow(api, rival, theirs)[0]
+
+    assert done["state"] == "done" and len(done["labels"]) == 1
+    assert other["state"] == "done" and other["labels"] == [] and other["bottles_url"]
+    assert cert.lot(int(other["lot_id"])).issuer == rival["address"]
 
 
 # ------------------------------------------------------------------- failures keep nothing
