@@ -45,7 +45,7 @@ from web3.exceptions import TimeExhausted
 from amphora import lots
 from amphora.merkle import TagTree
 from api.business import BusinessSender, Sent, TransactionFailed
-from api.chain import ChainService
+from api.chain import ChainService, node_errors
 from api.errors import AmphoraError, Conflict
 from api.issuer import TagKeyVault, issue_call, issued_lot_id
 from api.settings import Settings
@@ -183,7 +183,8 @@ class IssuanceJobs(Store):
         digest = "0x" + lots.metadata_hash(doc).hex()
         chain_id = self._chain.chain_id
         issuer = user.address
-        from_block = int(self._chain.w3.eth.block_number)
+        with node_errors():
+            from_block = int(self._chain.w3.eth.block_number)
         job_id = secrets.token_urlsafe(16)
         now = time.time()
         with self._db.lock(f"issuer-jobs:{chain_id}:{issuer.lower()}"):
