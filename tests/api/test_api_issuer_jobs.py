@@ -14,6 +14,7 @@ import time
 import pytest
 from api_fixtures import V2_DOCUMENT, bearer, sign_up
 from eth_account import Account
+from pydantic import SecretStr
 
 from amphora import lots
 from amphora.merkle import TagTree
@@ -21,7 +22,7 @@ from api.issuer import issue_call
 from api.jobs import RESTARTED
 
 #: The API fixtures (apps and clients on the test deployment).
-pytest_plugins = ["api_fixtures"]
+pytest_plugins = ["api_fixtures", "pg"]
 
 ETH = 10**18
 
@@ -306,3 +307,25 @@ def test_restart__the_lot_landed_before_the_stop__the_job_ends_done_with_its_key
     assert cert.lot(int(job["lot_id"])).issuer == issuer["address"]
     rows = list(csv.DictReader(io.StringIO(after.get(job["bottles_url"], headers=issuer["headers"]).text)))
     assert [Account.from_key(r["tag_private_key"]).address for r in rows] == list(tree.tags)
+
+
+def test_postgresql__two_instances__share_jobs_one_per_account_and_a_live_job_outlives_anothers_start(
+        make_client, postgres_url, cert, admin, document, custodian, tmp_path):
+    url = SecretStr(postgres_url)
+    first = make_client(auth=False, documents_dir=tmp_path, database_url=url)
+    issuer = business_account(first, cert, admin)
+    live = _crashed_job(first.app, issuer, document | {"serial_salt": "LIVEJOB1"}, "keys")  # progress just written
+
+    second = make_client(auth=False, documents_dir=tmp_path, database_url=url)  # its start-up recovers
+    seen = second.get(f"/issuer/jobs/{live}", headers=issuer["headers"]).json()
+    refused = second.post("/issuer/lot-jobs", json={**document, "wine": "Autre"}, headers=issuer["headers"])
+
+    assert seen["state"] == "running" and seen["step"] == "keys"
+    assert refused.status_code == 409 and refused.json()["error"] == "job_running"
+    with first.app.state.db.transaction() as tx:  # its instance stopped 11 minutes ago
+        tx.execute("UPDATE issuer_jobs SET updated_at = ? WHERE job_id = ?", (time.time() - 660, live))
+    third = make_client(auth=False, documents_dir=tmp_path, database_url=url)
+    ended = third.get(f"/issuer/jobs/{live}", headers=issuer["headers"]).json()
+    assert ended["state"] == "failed" and ended["error"] == "restarted"
+    _, location = start(third, issuer, {**document, "wine": "Autre"})
+    assert follow(third, issuer, location)[0]["state"] == "done"
