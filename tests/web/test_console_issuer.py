@@ -203,6 +203,8 @@ def test_job_page__while_running__a_progress_bar_with_its_count_that_reloads_its
     assert "Making tag keys: 4,000 of 10,000" in words(page) and "Step 1 of 4" in words(page)
     assert '<progress aria-labelledby="job-words" max="10000" value="4000">' in page.text
     assert "正在生成标签密钥" in chinese.text
+    home = browser.get("/console/issuer")
+    assert "A lot is being issued now" in words(home) and 'href="/console/issuer/jobs/running-job-0000000"' in home.text
     other = preview(browser, upload=("lot.json", json.dumps(v2_document(custodian)).encode()))
     refused = issue(browser, other)
     assert refused.status_code == 409 and "already issuing a lot" in words(refused)

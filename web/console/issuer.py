@@ -75,9 +75,11 @@ async def _home(request: Request, user: User, token: str, roles: Roles, status: 
         lots_found, indexed = page.lots, page.indexed_block
     except ServiceUnavailable:
         lots_found, indexed = [], None
-    for key, empty in (("fields", dict.fromkeys(FIELDS, "")), ("problems", []), ("error", ""), ("detail", ""),
-                       ("running", None)):
+    for key, empty in (("fields", dict.fromkeys(FIELDS, "")), ("problems", []), ("error", ""), ("detail", "")):
         context.setdefault(key, empty)
+    if context.get("running") is None:
+        context["running"] = await run_in_threadpool(request.app.state.issuance_jobs.active, chain.chain_id,
+                                                     user.address)
     return console_page(request, "console/issuer_home.html", user, token, roles, section="issuer", status=status,
                         lots=lots_found, indexed=indexed, **context)
 
@@ -171,10 +173,8 @@ async def issue(request: Request) -> Response:
     try:
         job = await run_in_threadpool(jobs_api.start_issuance, document, request, Response(), user, state.chain)
     except AmphoraError as err:
-        running = state.issuance_jobs.active(state.chain.chain_id, user.address) if isinstance(err, JobRunning) \
-            else None
         return await _home(request, user, token, roles, status=err.status_code, error=_code(err),
-                           detail=err.detail, running=running)
+                           detail=err.detail)
     return redirect(request, f"/console/issuer/jobs/{job.job_id}")
 
 
