@@ -13,7 +13,7 @@ level with an odd number of nodes carries its last node up unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from eth_abi import encode
@@ -72,10 +72,16 @@ class TagTree:
     levels: tuple[tuple[bytes, ...], ...]
 
     @classmethod
-    def build(cls, tags: Sequence[str]) -> TagTree:
+    def build(cls, tags: Sequence[str], progress: Callable[[int], None] | None = None) -> TagTree:
+        """The tree over ``tags``; ``progress(leaves_done)`` is called every 1,000 leaves (the slow part)."""
         if not tags:
             raise ValueError("a lot needs at least one bottle tag")
-        levels = _levels([leaf(i + 1, t) for i, t in enumerate(tags)])
+        leaves = []
+        for i, t in enumerate(tags):
+            leaves.append(leaf(i + 1, t))
+            if progress is not None and (i + 1) % 1_000 == 0:
+                progress(i + 1)
+        levels = _levels(leaves)
         return cls(tuple(to_checksum_address(t) for t in tags), levels)
 
     @property

@@ -143,6 +143,15 @@ class BusinessSender:
         self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
         self._locks_guard = threading.Lock()
 
+    @staticmethod
+    def require_sendable(user: User, function: str) -> None:
+        """:class:`Forbidden`, in words, when ``user`` is a wallet account and ``function`` is one
+        the service must send itself (:data:`WALLET_UNSUPPORTED`); before any work is done for it."""
+        if user.wallet and function in WALLET_UNSUPPORTED:
+            raise Forbidden(f"{function} cannot be sent from a wallet account yet: the service keeps what it "
+                            "depends on (a lot's tag keys) only when it sends it itself; use a custodial account "
+                            "for it")
+
     def _lock(self, address: str) -> threading.Lock:
         with self._locks_guard:
             return self._locks[address.lower()]
@@ -155,10 +164,7 @@ class BusinessSender:
         A wallet account's call is simulated and prepared for its wallet to send
         instead: :class:`api.business_wallet.WalletSendRequired` names it."""
         if user.wallet and self.wallet is not None:
-            if call.fn_name in WALLET_UNSUPPORTED:
-                raise Forbidden(f"{call.fn_name} cannot be sent from a wallet account yet: the service keeps what "
-                                "it depends on (a lot's tag keys) only when it sends it itself; use a custodial "
-                                "account for it")
+            self.require_sendable(user, call.fn_name)
             raise WalletSendRequired(self.wallet.prepare(user, call, subject))
         w3 = self._chain.w3
         sender = to_checksum_address(user.address)

@@ -36,17 +36,23 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from eth_utils import to_checksum_address
+from web3.exceptions import MismatchedABI
 
 from amphora import gs1, lots
 from amphora.merkle import TagTree
+from api.business import TransactionFailed
+from api.chain import ChainService
 from api.errors import AmphoraError, Conflict, ServiceUnavailable
 from api.settings import Settings
 from api.users import parse_master_key
 from storage.db import Database, Store
 
-#: Bottles one issuance through the API may hold: their keys are made, stored and served in one request.
-#: Larger lots are issued with ``ape run issue_lot``.
+#: Bottles one issuance in a single request (``POST /issuer/lots``) may hold: its keys are made, stored and
+#: served while the client waits. Larger lots are issued as a background job (``POST /issuer/lot-jobs``).
 MAX_BOTTLES_ONLINE = 5_000
+#: Bottles one background issuance job may hold: tag keys and their tree take about 20 s for 100,000 here
+#: (docs/console-issuer.md, "Big lots and progress"). Larger lots are issued with ``ape run issue_lot``.
+MAX_BOTTLES_JOB = 100_000
 #: The HKDF label of the tag keys' cipher (never the custodial accounts' one).
 _HKDF_INFO = b"amphora/issuer/tag-keys/v1"
 
@@ -120,8 +126,9 @@ def _schema_problems(data: dict[str, Any]) -> list[Problem]:
     return problems
 
 
-def check_document(data: dict[str, Any]) -> tuple[lots.LotDescription | None, list[Problem]]:
-    """The lot description ``data`` makes, or every field that fails (then None)."""
+def check_document(data: dict[str, Any], max_bottles: int = MAX_BOTTLES_JOB
+                   ) -> tuple[lots.LotDescription | None, list[Problem]]:
+    """The lot description ``data`` makes, or every field that fails (then None); at most ``max_bottles``."""
     problems = [Problem(key, "missing") for key in lots.REQUIRED if data.get(key) in (None, "")]
     try:
         lot = lots.LotDescription.from_mapping(dict(data))
@@ -140,10 +147,17 @@ def check_document(data: dict[str, Any]) -> tuple[lots.LotDescription | None, li
     if lot.tags:
         problems.append(Problem("tags", "the console makes fresh tag keys; issue a lot with existing tags with "
                                 "`ape run issue_lot`"))
-    if lot.bottle_count > MAX_BOTTLES_ONLINE:
-        problems.append(Problem("bottle_count", f"{lot.bottle_count:,} bottles: at most {MAX_BOTTLES_ONLINE:,} "
-                                "through the console; issue larger lots with `ape run issue_lot`"))
+    if lot.bottle_count > max_bottles:
+        problems.append(Problem("bottle_count", _too_many(lot.bottle_count, max_bottles)))
     return (None if problems else lot), problems
+
+
+def _too_many(count: int, limit: int) -> str:
+    if limit < MAX_BOTTLES_JOB:
+        return (f"{count:,} bottles: at most {limit:,} in one request; issue up to {MAX_BOTTLES_JOB:,} as a "
+                "background job with `POST /issuer/lot-jobs` (the console does), larger lots with "
+                "`ape run issue_lot`")
+    return f"{count:,} bottles: at most {limit:,} through the service; issue larger lots with `ape run issue_lot`"
 
 
 def _unique(problems: list[Problem]) -> list[Problem]:
@@ -156,8 +170,8 @@ def _unique(problems: list[Problem]) -> list[Problem]:
     return out
 
 
-def require_valid(data: dict[str, Any]) -> lots.LotDescription:
-    lot, problems = check_document(data)
+def require_valid(data: dict[str, Any], max_bottles: int = MAX_BOTTLES_JOB) -> lots.LotDescription:
+    lot, problems = check_document(data, max_bottles)
     if lot is None:
         raise LotDocumentInvalid("; ".join(f"{p.field}: {p.message}" for p in problems))
     return lot
@@ -250,6 +264,37 @@ class TagKeyVault(Store):
             tx.execute("DELETE FROM issuer_lots WHERE chain_id = ? AND issuer = ? AND metadata_hash = ? "
                        "AND lot_id IS NULL", (chain_id, issuer, metadata_hash))
 
+    def stage(self, chain_id: int, issuer: str, metadata_hash: str, tree: TagTree, keys: list[str | None]) -> None:
+        """Keep a reserved document's tag keys (encrypted, bound to the document) before its lot is sent, so a
+        lot that lands while the service stops is not left without its keys (:meth:`adopt`). :meth:`release`
+        deletes them with the reservation; no download serves them until :meth:`keep` names the lot."""
+        nonce = os.urandom(12)
+        sealed = nonce + self.cipher().encrypt(nonce, json.dumps(keys).encode(),
+                                               self._staged(chain_id, metadata_hash, issuer))
+        with self._db.transaction() as tx:
+            tx.execute("UPDATE issuer_lots SET tag_addresses = ?, tag_keys = ? WHERE chain_id = ? AND issuer = ? "
+                       "AND metadata_hash = ? AND lot_id IS NULL",
+                       (json.dumps(tree.tags), sealed.hex(), chain_id, issuer, metadata_hash))
+
+    def adopt(self, chain_id: int, issuer: str, metadata_hash: str, lot_id: int) -> bool:
+        """Bind the staged keys of ``metadata_hash`` to ``lot_id``, the lot the chain shows it was issued as;
+        False when none were staged."""
+        with self._db.transaction() as tx:
+            row = tx.one("SELECT tag_addresses, tag_keys FROM issuer_lots WHERE chain_id = ? AND issuer = ? AND "
+                         "metadata_hash = ? AND lot_id IS NULL", (chain_id, issuer, metadata_hash))
+        if row is None or row["tag_keys"] is None:
+            return False
+        sealed = bytes.fromhex(row["tag_keys"])
+        keys = json.loads(self.cipher().decrypt(sealed[:12], sealed[12:],
+                                                self._staged(chain_id, metadata_hash, issuer)))
+        tags = [to_checksum_address(a) for a in json.loads(row["tag_addresses"])]
+        self.keep(chain_id, issuer, metadata_hash, lot_id, TagTree.build(tags), keys)
+        return True
+
+    @staticmethod
+    def _staged(chain_id: int, metadata_hash: str, issuer: str) -> bytes:
+        return f"{chain_id}:staged:{metadata_hash}:{issuer.lower()}".encode()
+
     def keep(self, chain_id: int, issuer: str, metadata_hash: str, lot_id: int, tree: TagTree,
              keys: list[str | None]) -> None:
         """Record the issued lot and its tag keys (encrypted, bound to chain, lot and issuer)."""
@@ -291,6 +336,26 @@ class TagKeyVault(Store):
         sealed = bytes.fromhex(row["tag_keys"])
         keys = json.loads(self.cipher().decrypt(sealed[:12], sealed[12:], self._bound(chain_id, lot_id, issuer)))
         return addresses, keys, None
+
+
+def issue_call(chain: ChainService, lot: lots.LotDescription, doc: dict[str, Any], root: bytes) -> Any:
+    """The certificate's ``issue_lot`` call for ``lot`` with document ``doc`` and tag root ``root``."""
+    return chain.certificate_contract.functions.issue_lot(
+        lot.custodian, lot.bottle_count, lot.vintage, lot.volume_ml, lot.bottling_date, lots.metadata_hash(doc),
+        root, lot.producer, lot.wine, lot.region, lot.metadata_uri)
+
+
+def issued_lot_id(chain: ChainService, logs: tuple[Any, ...]) -> int:
+    """The lot id of the receipt's `LotIssued` (the other logs of the certificate are skipped)."""
+    event = chain.certificate_contract.events.LotIssued()
+    for log in logs:
+        if log["address"] != chain.certificate_address:
+            continue
+        try:
+            return int(event.process_log(log)["args"]["lot_id"])
+        except MismatchedABI:
+            continue
+    raise TransactionFailed("the issuance landed without a LotIssued event")
 
 
 def bottles_file(lot_id: int, addresses: list[str], keys: list[str | None], verify_base_url: str,

@@ -22,6 +22,8 @@ from api.business import BusinessSender
 from api.business_wallet import WalletTransactions
 from api.chain import ChainService
 from api.errors import PayloadTooLarge, error_responses, install_exception_handlers
+from api.issuer import TagKeyVault
+from api.jobs import IssuanceJobs
 from api.lending import SnapshotSigner
 from api.offers import OfferBook
 from api.ratelimit import LoginThrottle, RateLimiter
@@ -50,6 +52,7 @@ from api.routers import (
     resolver,
     wallet,
 )
+from api.routers import issuer_jobs as issuer_jobs_api
 from api.routers import lender as lender_api
 from api.routers import merchant as merchant_api
 from api.scans import ScanLog
@@ -165,7 +168,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         relayer.start()
         if follower is not None:
             follower.start()
+        app.state.issuance_jobs.recover()
         yield
+        app.state.issuance_jobs.wait(timeout=60)
         if follower is not None:
             follower.stop()
         relayer.stop()
@@ -211,6 +216,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.snapshot_signer = SnapshotSigner(settings.snapshot_signing_key, relayer.addresses)
     app.state.offers = offers
     app.state.business = BusinessSender(chain, users, wallet=WalletTransactions(db, chain))
+    app.state.tag_vault = TagKeyVault(db, settings)
+    app.state.issuance_jobs = IssuanceJobs(db, chain, app.state.business, app.state.tag_vault, settings)
     install_exception_handlers(app)
     # Every response, errors included; the docs pages get their own policy (see api.security).
     docs_paths = {path for path in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if path}
@@ -254,6 +261,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(console_wallet.router)
     app.include_router(console_issuer.router)
     app.include_router(issuer.router)
+    app.include_router(issuer_jobs_api.router)
     app.include_router(console_operator.router)
     app.include_router(console_lender.router)
     app.include_router(lender_api.router)

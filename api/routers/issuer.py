@@ -23,10 +23,11 @@ from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
-from web3.exceptions import ContractLogicError, MismatchedABI
+from web3.exceptions import ContractLogicError
 
 from amphora import lots
 from api.business import GasUnfunded, TransactionFailed, roles_of
+from api.business_wallet import WalletSendRequired
 from api.chain import node_errors, revert_reason
 from api.deps import BusinessDep, ChainDep, ScansDep, SettingsDep, UserDep
 from api.errors import (
@@ -41,11 +42,14 @@ from api.errors import (
     error_responses,
 )
 from api.issuer import (
+    MAX_BOTTLES_ONLINE,
     AlreadyIssued,
     LotDocumentInvalid,
     TagKeyVault,
     bottles_file,
     check_document,
+    issue_call,
+    issued_lot_id,
     require_valid,
 )
 from api.routers.certificates import TokenIdPath
@@ -60,7 +64,7 @@ MAX_SCAN_DAYS = 90
 #: Distinct networks one bottle is scanned from in one day before the dashboard calls it an anomaly.
 MANY_PLACES = 3
 _ROLE_ERRORS = (Unauthorized, Forbidden, UpstreamUnavailable, NotDeployed)
-_SEND_ERRORS = (WouldRevert, GasUnfunded, TransactionFailed)
+_SEND_ERRORS = (WouldRevert, GasUnfunded, WalletSendRequired, TransactionFailed)
 
 LotDocumentBody = Annotated[dict[str, Any], Body(
     description="The lot document: the fields of a lot description (`producer`, `wine`, `region`, `bottle_count`, "
@@ -118,7 +122,7 @@ def preview_lot(document: LotDocumentBody, user: UserDep, chain: ChainDep) -> Lo
                           document=None, metadata_hash=None, would_revert=None, gas_estimate=None)
     doc = lot.metadata_document()
     reason, gas = None, None
-    call = _issue_call(chain, lot, doc, keccak(b"amphora preview tag root"))
+    call = issue_call(chain, lot, doc, keccak(b"amphora preview tag root"))
     with node_errors():
         try:
             gas = int(call.estimate_gas({"from": user.address}, block_identifier="pending"))
@@ -126,12 +130,6 @@ def preview_lot(document: LotDocumentBody, user: UserDep, chain: ChainDep) -> Lo
             reason = revert_reason(err)
     return LotPreview(valid=True, problems=[], document=doc, metadata_hash="0x" + lots.metadata_hash(doc).hex(),
                       would_revert=reason, gas_estimate=gas)
-
-
-def _issue_call(chain: ChainDep, lot: lots.LotDescription, doc: dict[str, Any], root: bytes) -> Any:
-    return chain.certificate_contract.functions.issue_lot(
-        lot.custodian, lot.bottle_count, lot.vintage, lot.volume_ml, lot.bottling_date, lots.metadata_hash(doc),
-        root, lot.producer, lot.wine, lot.region, lot.metadata_uri)
 
 
 class IssuedLot(BaseModel):
@@ -154,12 +152,13 @@ def issue_lot(document: LotDocumentBody, request: Request, user: UserDep, chain:
     it cannot), with a fresh tag key per bottle: their Merkle root and the document's keccak256 go on chain,
     the document is deposited where `GET /lots/{lot_id}/metadata.json` serves it, the keys are kept
     encrypted and served once by `GET /issuer/lots/{lot_id}/bottles`. 422 `invalid_lot_document` naming
-    every failing field (at most 5,000 bottles here: larger lots with `ape run issue_lot`); 409
+    every failing field (at most 5,000 bottles in this one request: up to 100,000 with `POST /issuer/lot-jobs`,
+    which issues in the background and reports progress; larger lots with `ape run issue_lot`); 409
     `would_revert` with the contract's reason; 409 `already_issued` for a document this issuer already
     issued (send the preview's `document`: its `serial_salt` makes a retry the same document). The issuer
     role is required (403)."""
     _require_issuer(chain, user)
-    lot = require_valid(document)
+    lot = require_valid(document, MAX_BOTTLES_ONLINE)
     doc = lot.metadata_document()
     digest = "0x" + lots.metadata_hash(doc).hex()
     keys_vault = vault(request)
@@ -167,11 +166,11 @@ def issue_lot(document: LotDocumentBody, request: Request, user: UserDep, chain:
     keys_vault.reserve(chain_id, user.address, digest)
     try:
         tree, keys = lots.make_tags(lot)
-        sent = sender.send(user, _issue_call(chain, lot, doc, tree.root))
+        sent = sender.send(user, issue_call(chain, lot, doc, tree.root))
     except BaseException:
         keys_vault.release(chain_id, user.address, digest)
         raise
-    lot_id = _issued_lot_id(chain, sent.logs)
+    lot_id = issued_lot_id(chain, sent.logs)
     keys_vault.keep(chain_id, user.address, digest, lot_id, tree, keys)
     base = settings.documents_dir
     lots.write_document(base / f"lot-{lot_id}.json" if base else lots.document_path(chain_id, lot_id), doc)
@@ -179,19 +178,6 @@ def issue_lot(document: LotDocumentBody, request: Request, user: UserDep, chain:
                      bottle_count=lot.bottle_count, metadata_hash=digest,
                      document_url=f"/lots/{lot_id}/metadata.json", labels_url=f"/lots/{lot_id}/labels.pdf",
                      bottles_url=f"/issuer/lots/{lot_id}/bottles")
-
-
-def _issued_lot_id(chain: ChainDep, logs: tuple[Any, ...]) -> int:
-    """The lot id of the receipt's `LotIssued` (the other logs of the certificate are skipped)."""
-    event = chain.certificate_contract.events.LotIssued()
-    for log in logs:
-        if log["address"] != chain.certificate_address:
-            continue
-        try:
-            return int(event.process_log(log)["args"]["lot_id"])
-        except MismatchedABI:
-            continue
-    raise TransactionFailed("the issuance landed without a LotIssued event")
 
 
 class BottlesFormat(StrEnum):

@@ -118,6 +118,8 @@ EXPECTED_ERRORS = {
     ("get", "/epcis/events"): {"400", "503"},
     ("post", "/issuer/lots/preview"): {"401", "403", "422", "503"},
     ("post", "/issuer/lots"): {"401", "403", "409", "422", "502", "503"},
+    ("post", "/issuer/lot-jobs"): {"401", "403", "409", "422", "503"},
+    ("get", "/issuer/jobs/{job_id}"): {"401", "403", "404", "422", "503"},
     ("get", "/issuer/lots/{lot_id}/bottles"): {"401", "403", "404", "422", "503"},
     ("post", "/issuer/certificates/{token_id}/flag"): {"401", "403", "409", "422", "502", "503"},
     ("post", "/issuer/certificates/{token_id}/clear-flag"): {"401", "403", "409", "422", "502", "503"},

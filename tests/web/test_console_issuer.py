@@ -1,8 +1,9 @@
 """The winery's console (/console/issuer) on the test deployment: a new lot from
-the form or a file, its preview before anything is sent, its issuance, the
-lot's dashboard (counts, scans chart, downloads, flags), and one journey in
-Chromium: a winery creates a lot from a CSV, previews, issues and downloads
-its labels."""
+the form or a file, its preview before anything is sent, its issuance as a
+background job followed on its progress page, the lot's dashboard (counts,
+scans chart, downloads, flags), and one journey in Chromium: a winery creates
+a lot from a CSV, previews, issues through the progress page and downloads its
+labels and tag keys."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import io
 import json
 import re
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -83,6 +85,29 @@ def issue(browser, page):
                                                        "document": html.unescape(document)}, headers=SAME_ORIGIN)
 
 
+LOT_LINK = re.compile(r'href="/console/issuer/lots/(\d+)"')
+
+
+def finished(browser, job_path: str, timeout: float = 30.0):
+    """The job's page once it no longer reloads itself (done or failed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        page = browser.get(job_path)
+        if 'http-equiv="refresh"' not in page.text:
+            return page
+        assert time.monotonic() < deadline, words(page)
+        time.sleep(0.1)
+
+
+def issued_lot(browser, page) -> int:
+    """Issue the previewed lot and follow its job to the end: the new lot's id."""
+    started = issue(browser, page)
+    assert started.status_code == 303 and started.headers["location"].startswith("/console/issuer/jobs/")
+    done = finished(browser, started.headers["location"])
+    assert "Your lot is issued" in words(done), words(done)
+    return int(LOT_LINK.search(done.text).group(1))
+
+
 def test_issuer_console__anonymous__to_login__a_holder__403_in_words(make_browser):
     anonymous = make_browser()
     assert anonymous.get("/console/issuer").headers["location"] == "/app/login"
@@ -136,29 +161,89 @@ def test_preview__without_the_pages_token__403_nothing_read(winery_browser, cust
     assert page.status_code == 403
 
 
-def test_issue__twice_from_the_same_preview__one_lot_and_the_dashboard(winery_browser, custodian, cert, w3):
+def test_issue__twice_from_the_same_preview__one_lot_through_the_progress_page(winery_browser, custodian, cert,
+                                                                               w3):
     browser, address = winery_browser
     page = preview(browser, upload=("lot.json", json.dumps(v2_document(custodian)).encode()))
     count = cert.lot_count()
 
-    issued = issue(browser, page)
+    started = issue(browser, page)
     again = issue(browser, page)
 
-    assert issued.status_code == 303 and issued.headers["location"] == f"/console/issuer/lots/{count + 1}?done=issued"
-    assert again.status_code == 409 and "already issued" in words(again) and cert.lot_count() == count + 1
-    assert cert.lot(count + 1).issuer == address
+    assert started.status_code == 303 and started.headers["location"].startswith("/console/issuer/jobs/")
+    assert again.status_code == 409
+    assert "already issuing a lot" in words(again) or "already issued" in words(again)
+    done = finished(browser, started.headers["location"])
+    text = words(done)
+    assert done.status_code == 200 and "Your lot is issued" in text and f"as lot {count + 1}" in text
+    assert cert.lot_count() == count + 1 and cert.lot(count + 1).issuer == address
+    assert f'href="/lots/{count + 1}/labels.pdf?first=1&amp;last=3"' in done.text and "<progress" not in done.text
+    assert "Download the bottles file with the tag keys" in text
     wait_indexed(w3, browser)
-    dashboard = browser.get(issued.headers["location"])
-    text = words(dashboard)
-    assert dashboard.status_code == 200 and "The lot is issued" in text and "Unsold 3" in text
-    assert f'href="/lots/{count + 1}/labels.pdf"' in dashboard.text and "<svg" in dashboard.text
+    dashboard = browser.get(f"/console/issuer/lots/{count + 1}")
+    assert dashboard.status_code == 200 and "Unsold 3" in words(dashboard) and "<svg" in dashboard.text
+
+
+def test_job_page__while_running__a_progress_bar_with_its_count_that_reloads_itself(winery_browser, custodian):
+    browser, address = winery_browser
+    state = browser.app.state
+    doc = lots.LotDescription.from_mapping(v2_document(custodian, 10_000)).metadata_document()
+    digest = "0x" + lots.metadata_hash(doc).hex()
+    state.tag_vault.reserve(state.chain.chain_id, address, digest)
+    with state.db.transaction() as tx:  # a job another instance is running, at its keys step
+        tx.execute("INSERT INTO issuer_jobs (job_id, chain_id, issuer, state, step, done, total, bottle_count, "
+                   "metadata_hash, document, from_block, created_at, updated_at) VALUES (?, ?, ?, 'running', 'keys', "
+                   "4000, 10000, 10000, ?, ?, 0, ?, ?)", ("running-job-0000000", state.chain.chain_id, address,
+                                                         digest, json.dumps(doc), time.time(), time.time()))
+
+    page = browser.get("/console/issuer/jobs/running-job-0000000")
+    chinese = browser.get("/console/issuer/jobs/running-job-0000000?lang=zh-Hans-CN")
+
+    assert page.status_code == 200 and '<meta http-equiv="refresh" content="2">' in page.text
+    assert "Making tag keys: 4,000 of 10,000" in words(page) and "Step 1 of 4" in words(page)
+    assert '<progress aria-labelledby="job-words" max="10000" value="4000">' in page.text
+    assert "正在生成标签密钥" in chinese.text
+    home = browser.get("/console/issuer")
+    assert "A lot is being issued now" in words(home) and 'href="/console/issuer/jobs/running-job-0000000"' in home.text
+    other = preview(browser, upload=("lot.json", json.dumps(v2_document(custodian)).encode()))
+    refused = issue(browser, other)
+    assert refused.status_code == 409 and "already issuing a lot" in words(refused)
+    assert 'href="/console/issuer/jobs/running-job-0000000"' in refused.text
+
+
+def test_job_page__an_unfunded_account__failed_in_words_nothing_sent(make_browser, cert, admin, custodian, tmp_path,
+                                                                    w3):
+    browser = make_browser(documents_dir=tmp_path)
+    signed_up(browser)
+    address = address_of(browser)
+    cert.grant_issuer(address, "Domaine Sans Le Sou", sender=admin)
+    started = issue(browser, preview(browser, upload=("lot.json", json.dumps(v2_document(custodian)).encode())))
+
+    page = finished(browser, started.headers["location"])
+
+    assert "The lot was not issued" in words(page) and "too little ETH" in words(page)
+    assert w3.eth.get_transaction_count(address) == 0
+
+
+def test_job_page__another_accounts_job__404(winery_browser, make_browser, cert, admin, custodian):
+    browser, _ = winery_browser
+    started = issue(browser, preview(browser, upload=("lot.json", json.dumps(v2_document(custodian)).encode())))
+    finished(browser, started.headers["location"])
+    rival = make_browser()
+    signed_up(rival)
+    cert.grant_issuer(address_of(rival), "Domaine Curieux", sender=admin)
+
+    page = rival.get(started.headers["location"])
+    malformed = rival.get("/console/issuer/jobs/..%2F..")
+
+    assert page.status_code == 404 and "no such issuance" in words(page) and "Your lot is issued" not in words(page)
+    assert malformed.status_code == 404
 
 
 def test_dashboard__keys_once__scans_chart__flag_and_clear(winery_browser, custodian, cert, w3):
     browser, _ = winery_browser
-    issued = issue(browser, preview(browser, upload=("lot.json", json.dumps(v2_document(custodian)).encode())))
-    lot_path = issued.headers["location"].split("?")[0]
-    lot_id = int(lot_path.rsplit("/", 1)[1])
+    lot_id = issued_lot(browser, preview(browser, upload=("lot.json", json.dumps(v2_document(custodian)).encode())))
+    lot_path = f"/console/issuer/lots/{lot_id}"
     token = lots.token_id(lot_id, 1)
     for n in range(3):
         browser.app.state.scans.record(token, Client(network_prefix(f"10.1.{n}.1"), BROWSER), redeemed=False,
@@ -205,8 +290,8 @@ def served(api_settings, tmp_path):
         yield served
 
 
-def test_winery__creates_a_lot_from_a_csv_previews_issues_and_downloads_its_labels(served, cert, admin, custodian,
-                                                                                   w3, tmp_path):
+def test_winery__creates_a_lot_from_a_csv_follows_its_issuance_and_downloads_labels_and_keys(
+        served, cert, admin, custodian, w3, tmp_path):
     import pypdfium2
     import zxingcpp
     from browser import chromium, screenshot, tab
@@ -237,23 +322,34 @@ def test_winery__creates_a_lot_from_a_csv_previews_issues_and_downloads_its_labe
         assert w3.eth.get_transaction_count(address) == 0
         screenshot(page, "console-issuer-preview")
         page.get_by_role("button", name="Issue the lot").click()
-        expect(page.get_by_text("The lot is issued")).to_be_visible()
-        lot_id = int(page.url.split("/lots/")[1].split("?")[0])
+        running = page.get_by_role("heading", name="Issuing your lot")
+        done = page.get_by_role("heading", name="Your lot is issued")
+        expect(running.or_(done)).to_be_visible()
+        assert "/console/issuer/jobs/" in page.url
+        if running.is_visible():
+            expect(page.locator("progress")).to_be_visible()
+            screenshot(page, "console-issuer-job-running")
+        expect(done).to_be_visible(timeout=30_000)  # the page reloads itself every 2 s, no script
+        assert page.locator('meta[http-equiv="refresh"]').count() == 0
+        lot_id = int(re.search(r"as lot (\d+)", page.get_by_role("status").inner_text()).group(1))
         lot = cert.lot(lot_id)
         assert lot.issuer == address and lot.bottle_count == 4 and lot.custodian == custodian.address
-        wait_indexed(w3, SimpleNamespace(app=served_app))
-        page.reload()
-        expect(page.get_by_text("Where the bottles are")).to_be_visible()
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
-        screenshot(page, "console-issuer-lot")
-        page.set_viewport_size({"width": 1280, "height": 800})
-        screenshot(page, "console-issuer-lot-desktop")
+        screenshot(page, "console-issuer-job-done")
         with page.expect_download() as labels:
-            page.get_by_role("link", name="Download the label sheet (PDF)").click()
+            page.get_by_role("link", name="Labels for bottles 1 to 4").click()
         pdf = Path(labels.value.path()).read_bytes()
         with page.expect_download() as bottles:
             page.get_by_role("button", name="Download the bottles file with the tag keys").click()
         rows = list(csv.DictReader(io.StringIO(Path(bottles.value.path()).read_text())))
+        wait_indexed(w3, SimpleNamespace(app=served_app))
+        page.get_by_role("link", name="Open the lot's page").click()
+        expect(page.get_by_text("Where the bottles are")).to_be_visible()
+        expect(page.get_by_text("The tag keys were already downloaded once")).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        screenshot(page, "console-issuer-lot")
+        page.set_viewport_size({"width": 1280, "height": 800})
+        screenshot(page, "console-issuer-lot-desktop")
         assert not visit.errors and not visit.failed
     sheet = pypdfium2.PdfDocument(pdf)
     assert len(sheet) == 1

@@ -10,6 +10,7 @@ the node)."""
 
 from __future__ import annotations
 
+import copy
 import html
 import json
 import re
@@ -25,7 +26,7 @@ from fastapi.testclient import TestClient
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from api_fixtures import USD, bearer, sign_up, wait_indexed  # noqa: E402
+from api_fixtures import USD, V2_DOCUMENT, bearer, sign_up, wait_indexed  # noqa: E402
 from test_app_pages import SAME_ORIGIN, SCREENSHOTS, served_app  # noqa: E402, F401
 
 from api.business_wallet import PREPARED_HEADER  # noqa: E402
@@ -195,6 +196,21 @@ def test_appraisal__wallet_account_and_the_contract_refuses__409_in_words_nothin
     assert PREPARED_HEADER not in answer.headers
     with client.app.state.db.read() as tx:
         assert tx.one("SELECT COUNT(*) AS n FROM business_wallet_transactions")["n"] == before
+
+
+def test_lot_job__wallet_account__403_in_words_before_any_key_is_made(client, cert, admin, custodian):
+    key = Account.create()
+    cert.grant_issuer(key.address, "Domaine du Portefeuille", sender=admin)
+    headers = {"Authorization": f"Bearer {wallet_session(client, key)}"}
+    document = {**copy.deepcopy(V2_DOCUMENT), "bottle_count": 4, "custodian": custodian.address}
+    with client.app.state.db.read() as tx:
+        before = tx.one("SELECT COUNT(*) AS n FROM issuer_jobs")["n"]
+
+    refused = client.post("/issuer/lot-jobs", json=document, headers=headers)
+
+    assert refused.status_code == 403 and "cannot be sent from a wallet account" in refused.json()["detail"]
+    with client.app.state.db.read() as tx:
+        assert tx.one("SELECT COUNT(*) AS n FROM issuer_jobs")["n"] == before
 
 
 def test_report__a_hash_the_node_does_not_know__422_and_a_custodial_account__403(client, appraiser_wallet, lot):

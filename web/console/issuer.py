@@ -11,11 +11,18 @@ issue form, so what is issued is exactly what was shown, and a second press of
 the button is the same document: refused as already issued, never a second lot.
 The bottles file is handed out by a ``POST`` form (a link could be fetched by a
 prefetcher and spend the one download of the tag keys).
+
+Issuing starts a background job (:mod:`api.jobs`, ``POST /issuer/lot-jobs``) and
+opens its progress page, ``/console/issuer/jobs/{id}``: a ``<progress>`` bar and
+its count in words, reloaded every 2 seconds by a ``<meta http-equiv="refresh">``
+(no script) while the job runs, then the lot with its bottles file (tag keys
+once) and its label sheets range by range, or the reason it failed.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
@@ -28,7 +35,9 @@ from starlette.responses import Response
 from api.business import GasUnfunded, Roles, TransactionFailed
 from api.errors import AmphoraError, NotFound, ServiceUnavailable, WouldRevert
 from api.issuer import AlreadyIssued, LotDocumentInvalid, parse_upload
+from api.jobs import JobRunning
 from api.routers import issuer as issuer_api
+from api.routers import issuer_jobs as jobs_api
 from api.routers.index import get_lot, list_lots
 from api.users import User
 from web import elabel
@@ -43,11 +52,15 @@ router = APIRouter(prefix="/console/issuer", include_in_schema=False, default_re
 
 #: The form's own fields (a lot version 1 description); a file replaces them.
 FIELDS = ("producer", "wine", "region", "vintage", "bottle_count", "volume_ml", "bottling_date", "custodian")
+#: A job id as the API makes them (anything else: no such job).
+JOB_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
+#: Seconds between two reloads of a running job's progress page.
+REFRESH_SECONDS = 2
 #: Scans the dashboard's chart covers, in days.
 CHART_DAYS = 30
 #: What an action's error shows (a code: words are in the templates).
 _ERRORS: tuple[tuple[type[AmphoraError], str], ...] = (
-    (AlreadyIssued, "already"), (LotDocumentInvalid, "invalid"), (WouldRevert, "refused"),
+    (JobRunning, "running"), (AlreadyIssued, "already"), (LotDocumentInvalid, "invalid"), (WouldRevert, "refused"),
     (GasUnfunded, "unfunded"), (TransactionFailed, "failed"), (ServiceUnavailable, "busy"))
 
 
@@ -65,6 +78,9 @@ async def _home(request: Request, user: User, token: str, roles: Roles, status: 
         lots_found, indexed = [], None
     for key, empty in (("fields", dict.fromkeys(FIELDS, "")), ("problems", []), ("error", ""), ("detail", "")):
         context.setdefault(key, empty)
+    if context.get("running") is None:
+        context["running"] = await run_in_threadpool(request.app.state.issuance_jobs.active, chain.chain_id,
+                                                     user.address)
     return console_page(request, "console/issuer_home.html", user, token, roles, section="issuer", status=status,
                         lots=lots_found, indexed=indexed, **context)
 
@@ -143,7 +159,7 @@ async def preview(request: Request) -> Response:
 
 @router.post("/issue")
 async def issue(request: Request) -> Response:
-    """Issues the previewed document from the account's own address, then to the new lot's dashboard."""
+    """Starts issuing the previewed document from the account's own address, then to the job's progress page."""
     checked = await business_form(request, "issuer")
     if isinstance(checked, Response):
         return checked
@@ -156,12 +172,38 @@ async def issue(request: Request) -> Response:
         return render_page(request, "app/refused.html", status=403, reason="form")
     state = request.app.state
     try:
-        issued = await run_in_threadpool(issuer_api.issue_lot, document, request, user, state.chain,
-                                         state.business, state.settings)
+        job = await run_in_threadpool(jobs_api.start_issuance, document, request, Response(), user, state.chain)
     except AmphoraError as err:
         return await _home(request, user, token, roles, status=err.status_code, error=_code(err),
                            detail=err.detail)
-    return redirect(request, f"/console/issuer/lots/{issued.lot_id}", done="issued")
+    return redirect(request, f"/console/issuer/jobs/{job.job_id}")
+
+
+@router.get("/jobs/{job_id}")
+async def job_page(request: Request, job_id: str) -> Response:
+    """An issuance's progress (reloading itself while it runs), then its lot with the downloads, or why it
+    failed."""
+    checked = await business_user(request, "issuer")
+    if isinstance(checked, Response):
+        return checked
+    user, token, roles = checked
+    state = request.app.state
+    job = None
+    if JOB_ID.fullmatch(job_id):
+        try:
+            job = await jobs_api.issuance_job(job_id, request, user, state.chain)
+        except NotFound:
+            job = None
+        except ServiceUnavailable:
+            return render_page(request, "app/unavailable.html", status=503, user=user, token=token)
+    if job is None:
+        return console_page(request, "console/issuer_job.html", user, token, roles, section="issuer", status=404,
+                            job=None, refresh=None)
+    kept = issuer_api.vault(request).issued(state.chain.chain_id, int(job.lot_id)) if job.lot_id else None
+    return console_page(request, "console/issuer_job.html", user, token, roles, section="issuer", job=job,
+                        refresh=REFRESH_SECONDS if job.state in ("queued", "running") else None,
+                        kept=kept is not None, keys_taken=bool(kept and kept["keys_downloaded_at"]),
+                        step_number=jobs_api.STEP_NUMBERS.get(job.step or "", 0), steps=len(jobs_api.STEP_NUMBERS))
 
 
 async def _lot_page(request: Request, lot_id: int, user: User, token: str, roles: Roles, status: int = 200,

@@ -1,0 +1,363 @@
+"""The winery's issuance as a background job, with its progress in the database.
+
+A lot of up to :data:`api.issuer.MAX_BOTTLES_JOB` bottles takes tens of seconds
+to issue (a fresh tag key per bottle, their Merkle tree, the transaction), too
+long for one request. ``POST /issuer/lot-jobs`` checks the document, reserves it
+(:class:`api.issuer.TagKeyVault`: a document is issued at most once) and answers
+at once; a thread of the API process then runs the steps, writing after each
+thousand bottles how far it got, so a reload of the progress page, or another
+API instance sharing the database, reads the same state:
+
+``keys``   tag keys made (done/total: bottles)
+``tree``   the tag tree and its proofs built (done/total: bottles)
+``send``   the lot sent and confirmed on chain (:class:`api.business.BusinessSender`)
+``labels`` the keys sealed under the lot and its document deposited, so the
+           bottles file and the label sheets are ready
+
+A job is ``queued``, ``running`` (with its step and counts), ``done`` (lot id,
+transaction) or ``failed`` (an error code and the reason in words). Nothing is
+half-kept: when the lot was not sent the reservation and the keys are released,
+so the issuer may start again. The keys are sealed (staged) before the send,
+so a lot that lands while the service stops keeps them.
+
+One issuer account runs one job at a time (409 ``job_running``). A job survives
+no restart: at start-up, :meth:`IssuanceJobs.recover` ends the jobs a stopped
+process left unfinished. The chain is the authority: when the lot did land (a
+``LotIssued`` event from the issuer with the document's hash) the job ends done
+with the staged keys; otherwise it ends failed, "the service restarted", and the
+document is released.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account import Account
+from eth_typing import HexStr
+from web3.exceptions import TimeExhausted
+
+from amphora import lots
+from amphora.merkle import TagTree
+from api.business import BusinessSender, Sent, TransactionFailed
+from api.chain import ChainService, node_errors
+from api.errors import AmphoraError, Conflict
+from api.issuer import TagKeyVault, issue_call, issued_lot_id
+from api.settings import Settings
+from api.users import User
+from storage.db import Database, Row, Store
+
+logger = logging.getLogger(__name__)
+
+#: The steps of an issuance, in order.
+STEPS = ("keys", "tree", "send", "labels")
+#: Bottles between two progress writes.
+PROGRESS_EVERY = 1_000
+#: On a database shared by several instances (PostgreSQL), a job whose progress was not written for this long
+#: is taken for one a stopped instance left behind (longer than any step's silence: the receipt wait).
+STALE_SECONDS = 600.0
+#: How long the job waits for its transaction's receipt after the sender's own wait ran out.
+RECEIPT_WAIT_SECONDS = 300.0
+#: The reason a job left unfinished by a stopped service ends with.
+RESTARTED = "the service restarted before the lot was issued; nothing was kept, start the issuance again"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS issuer_jobs (
+    job_id TEXT PRIMARY KEY,
+    chain_id BIGINT NOT NULL,
+    issuer TEXT NOT NULL,
+    state TEXT NOT NULL,
+    step TEXT,
+    done BIGINT NOT NULL,
+    total BIGINT NOT NULL,
+    bottle_count BIGINT NOT NULL,
+    metadata_hash TEXT NOT NULL,
+    document TEXT NOT NULL,
+    from_block BIGINT NOT NULL,
+    lot_id BIGINT,
+    tx_hash TEXT,
+    block_number BIGINT,
+    error TEXT,
+    reason TEXT,
+    created_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX IF NOT EXISTS issuer_jobs_by_issuer ON issuer_jobs (chain_id, issuer, created_at);
+CREATE UNIQUE INDEX IF NOT EXISTS issuer_jobs_one_active ON issuer_jobs (chain_id, issuer)
+    WHERE state IN ('queued', 'running')
+"""
+
+
+class JobRunning(Conflict):
+    code = "job_running"
+    meaning = ("This issuer account is already issuing a lot: one issuance runs at a time per account. `detail` "
+               "names the running job; start the next one when it has ended.")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One issuance job as stored."""
+
+    job_id: str
+    chain_id: int
+    issuer: str
+    state: str
+    step: str | None
+    done: int
+    total: int
+    bottle_count: int
+    metadata_hash: str
+    #: Whether the document is a version 2 one (its lot has an e-label and label sheets).
+    labelled: bool
+    from_block: int
+    lot_id: int | None
+    tx_hash: str | None
+    block_number: int | None
+    error: str | None
+    reason: str | None
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def of(cls, row: Row) -> Job:
+        return cls(job_id=row["job_id"], chain_id=int(row["chain_id"]), issuer=row["issuer"], state=row["state"],
+                   step=row["step"], done=int(row["done"]), total=int(row["total"]),
+                   bottle_count=int(row["bottle_count"]), metadata_hash=row["metadata_hash"],
+                   labelled=lots.is_v2(json.loads(row["document"])),
+                   from_block=int(row["from_block"]),
+                   lot_id=None if row["lot_id"] is None else int(row["lot_id"]), tx_hash=row["tx_hash"],
+                   block_number=None if row["block_number"] is None else int(row["block_number"]),
+                   error=row["error"], reason=row["reason"], created_at=float(row["created_at"]),
+                   updated_at=float(row["updated_at"]))
+
+
+class _Failed(Exception):
+    """A job's end in failure: its error code and reason."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class IssuanceJobs(Store):
+    """Issuance jobs: their table, and the threads that run them in this process."""
+
+    def __init__(self, db: Database, chain: ChainService, sender: BusinessSender, vault: TagKeyVault,
+                 settings: Settings) -> None:
+        super().__init__(db, _SCHEMA)
+        self._chain = chain
+        self._sender = sender
+        self._vault = vault
+        self._settings = settings
+        self._threads: dict[str, threading.Thread] = {}
+        self._guard = threading.Lock()
+
+    # ------------------------------------------------------------------ reading
+
+    def get(self, job_id: str, issuer: str) -> Job | None:
+        """The job ``job_id`` of ``issuer`` (None for an unknown job or another account's)."""
+        with self._db.read() as tx:
+            row = tx.one("SELECT * FROM issuer_jobs WHERE job_id = ? AND issuer = ?", (job_id, issuer))
+        return Job.of(row) if row is not None else None
+
+    def active(self, chain_id: int, issuer: str) -> str | None:
+        """The id of ``issuer``'s queued or running job, if it has one."""
+        with self._db.read() as tx:
+            row = tx.one("SELECT job_id FROM issuer_jobs WHERE chain_id = ? AND issuer = ? AND state IN "
+                         "('queued', 'running')", (chain_id, issuer))
+        return None if row is None else str(row["job_id"])
+
+    # ------------------------------------------------------------------ starting
+
+    def start(self, user: User, lot: lots.LotDescription) -> Job:
+        """Reserve ``lot``'s document for ``user`` and start issuing it in a thread; the job as queued.
+        :class:`JobRunning` while the account runs another, :class:`api.issuer.AlreadyIssued` for a document
+        it issued (or is issuing) already. Nothing is reserved on a refusal."""
+        doc = lot.metadata_document()
+        digest = "0x" + lots.metadata_hash(doc).hex()
+        chain_id = self._chain.chain_id
+        issuer = user.address
+        with node_errors():
+            from_block = int(self._chain.w3.eth.block_number)
+        job_id = secrets.token_urlsafe(16)
+        now = time.time()
+        with self._db.lock(f"issuer-jobs:{chain_id}:{issuer.lower()}"):
+            active = self.active(chain_id, issuer)
+            if active is not None:
+                raise JobRunning(f"this account is already issuing a lot (job {active}): wait for it to end, then "
+                                 "start the next one")
+            self._vault.reserve(chain_id, issuer, digest)
+            try:
+                with self._db.transaction() as tx:
+                    tx.execute("INSERT INTO issuer_jobs (job_id, chain_id, issuer, state, step, done, total, "
+                               "bottle_count, metadata_hash, document, from_block, created_at, updated_at) VALUES "
+                               "(?, ?, ?, 'queued', NULL, 0, ?, ?, ?, ?, ?, ?, ?)",
+                               (job_id, chain_id, issuer, lot.bottle_count, lot.bottle_count, digest,
+                                json.dumps(doc), from_block, now, now))
+            except BaseException:
+                self._vault.release(chain_id, issuer, digest)
+                raise
+        thread = threading.Thread(target=self._run, args=(job_id, user, lot, doc, digest),
+                                  name=f"issuance-{job_id[:8]}", daemon=True)
+        found = self.get(job_id, issuer)
+        assert found is not None
+        with self._guard:
+            self._threads[job_id] = thread
+        thread.start()
+        return found
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for this process's running jobs to end (the app's shutdown, tests)."""
+        with self._guard:
+            threads = list(self._threads.values())
+        for thread in threads:
+            thread.join(timeout)
+
+    # ------------------------------------------------------------------ running
+
+    def _progress(self, job_id: str, step: str, done: int, total: int) -> None:
+        with self._db.transaction() as tx:
+            tx.execute("UPDATE issuer_jobs SET state = 'running', step = ?, done = ?, total = ?, updated_at = ? "
+                       "WHERE job_id = ? AND state IN ('queued', 'running')", (step, done, total, time.time(), job_id))
+
+    def _end(self, job_id: str, state: str, **fields: Any) -> None:
+        names = ["state", "updated_at", *fields]
+        values = [state, time.time(), *fields.values()]
+        with self._db.transaction() as tx:
+            tx.execute(f"UPDATE issuer_jobs SET {', '.join(n + ' = ?' for n in names)} WHERE job_id = ? "  # noqa: S608
+                       "AND state IN ('queued', 'running')", (*values, job_id))
+
+    def _run(self, job_id: str, user: User, lot: lots.LotDescription, doc: dict[str, Any], digest: str) -> None:
+        chain_id, count = self._chain.chain_id, lot.bottle_count
+        sent: Sent | None = None
+        try:
+            self._progress(job_id, "keys", 0, count)
+            keys: list[str | None] = []
+            addresses = []
+            for n in range(1, count + 1):
+                key = secrets.token_bytes(32)
+                keys.append("0x" + key.hex())
+                addresses.append(Account.from_key(key).address)
+                if n % PROGRESS_EVERY == 0 and n < count:
+                    self._progress(job_id, "keys", n, count)
+            self._progress(job_id, "tree", 0, count)
+            tree = TagTree.build(addresses, lambda done: self._progress(job_id, "tree", done, count)
+                                 if done < count else None)
+            self._vault.stage(chain_id, user.address, digest, tree, keys)
+            self._progress(job_id, "send", 0, 1)
+            sent = self._sender.send(user, issue_call(self._chain, lot, doc, tree.root))
+            logs = sent.logs
+            if sent.block_number is None:
+                logs = self._late_receipt(sent)
+            lot_id = issued_lot_id(self._chain, logs)
+            self._progress(job_id, "labels", 0, 1)
+            self._vault.keep(chain_id, user.address, digest, lot_id, tree, keys)
+            self._deposit(chain_id, lot_id, doc)
+            self._end(job_id, "done", step="labels", done=1, total=1, lot_id=lot_id, tx_hash=sent.tx_hash,
+                      block_number=sent.block_number or self._block_of(sent.tx_hash))
+        except _Failed as failed:
+            self._end(job_id, "failed", error=failed.code, reason=failed.reason,
+                      tx_hash=sent.tx_hash if sent else None)
+        except AmphoraError as err:
+            if sent is None:
+                self._vault.release(chain_id, user.address, digest)
+            self._end(job_id, "failed", error=err.code, reason=err.detail, tx_hash=sent.tx_hash if sent else None)
+        except Exception as err:  # a job's thread ends in words, never in silence
+            logger.exception("issuance job %s failed", job_id)
+            if sent is None:
+                self._vault.release(chain_id, user.address, digest)
+            self._end(job_id, "failed", error="internal", reason=f"the issuance stopped on an error: {err}",
+                      tx_hash=sent.tx_hash if sent else None)
+        finally:
+            with self._guard:
+                self._threads.pop(job_id, None)
+
+    def _late_receipt(self, sent: Sent) -> tuple[Any, ...]:
+        """The logs of a transaction still pending after the sender's wait; :class:`_Failed` (the reservation
+        and staged keys kept: the lot may yet land) when it stays pending."""
+        try:
+            receipt = self._chain.w3.eth.wait_for_transaction_receipt(HexStr(sent.tx_hash),
+                                                                      timeout=RECEIPT_WAIT_SECONDS)
+        except TimeExhausted:
+            raise _Failed("pending", f"the transaction {sent.tx_hash} was sent but is still not confirmed; "
+                          "the document stays reserved: look for the lot in your lots later") from None
+        if int(receipt["status"]) != 1:
+            raise TransactionFailed(f"transaction {sent.tx_hash} reverted on chain")
+        return tuple(receipt["logs"])
+
+    def _block_of(self, tx_hash: str) -> int | None:
+        receipt = self._chain.w3.eth.get_transaction_receipt(HexStr(tx_hash))
+        return int(receipt["blockNumber"])
+
+    def _deposit(self, chain_id: int, lot_id: int, doc: dict[str, Any]) -> None:
+        base = self._settings.documents_dir
+        lots.write_document(base / f"lot-{lot_id}.json" if base else lots.document_path(chain_id, lot_id), doc)
+
+    # ------------------------------------------------------------------ restart
+
+    def recover(self) -> int:
+        """End the jobs a stopped process left queued or running (at start-up): every one on SQLite (one
+        instance), those whose progress went stale on PostgreSQL. A lot the chain shows landed ends done
+        with its staged keys; any other ends failed, its document released. The number ended."""
+        with self._guard:
+            mine = set(self._threads)
+        stale_before = time.time() - STALE_SECONDS if self._db.postgres else float("inf")
+        with self._db.read() as tx:
+            rows = tx.all("SELECT * FROM issuer_jobs WHERE state IN ('queued', 'running') AND updated_at < ?",
+                          (stale_before,))
+        ended = 0
+        for row in rows:
+            job = Job.of(row)
+            if job.job_id in mine:
+                continue
+            try:
+                self._recover(job, json.loads(row["document"]))
+            except Exception:  # noqa: BLE001 - one job's recovery never stops the start-up
+                logger.exception("could not recover issuance job %s", job.job_id)
+                continue
+            ended += 1
+        return ended
+
+    def _recover(self, job: Job, doc: dict[str, Any]) -> None:
+        landed = None
+        if job.step in ("send", "labels"):
+            try:
+                landed = self._landed(job)
+            except Exception as err:  # noqa: BLE001 - the node's failure is said in the job's reason
+                self._end(job.job_id, "failed", error="restarted",
+                          reason="the service restarted while the lot was being sent, and the blockchain could "
+                                 f"not be read to tell whether it landed ({err}): look at your lots before "
+                                 "issuing it again")
+                self._vault.release(job.chain_id, job.issuer, job.metadata_hash)
+                return
+        if landed is None:
+            self._vault.release(job.chain_id, job.issuer, job.metadata_hash)
+            self._end(job.job_id, "failed", error="restarted", reason=RESTARTED)
+            return
+        lot_id, tx_hash, block = landed
+        kept = self._vault.adopt(job.chain_id, job.issuer, job.metadata_hash, lot_id)
+        self._deposit(job.chain_id, lot_id, doc)
+        if kept:
+            self._end(job.job_id, "done", step="labels", done=1, total=1, lot_id=lot_id, tx_hash=tx_hash,
+                      block_number=block, reason="the service restarted after the lot landed; it is complete")
+        else:
+            self._end(job.job_id, "failed", error="restarted", lot_id=lot_id, tx_hash=tx_hash, block_number=block,
+                      reason=f"the service restarted; the lot was issued as lot {lot_id} but its tag keys were "
+                             "not kept: do not use its tags, and flag its bottles")
+
+    def _landed(self, job: Job) -> tuple[int, str, int] | None:
+        """The lot, transaction and block of the issuer's ``LotIssued`` for the job's document since the job
+        started, if the chain has one."""
+        event = self._chain.certificate_contract.events.LotIssued()
+        found = event.get_logs(from_block=job.from_block, argument_filters={"issuer": job.issuer})
+        for log in found:
+            if "0x" + bytes(log["args"]["metadata_hash"]).hex() == job.metadata_hash:
+                return (int(log["args"]["lot_id"]), "0x" + bytes(log["transactionHash"]).hex(),
+                        int(log["blockNumber"]))
+        return None
