@@ -287,9 +287,9 @@ def withdraw(chain: ChainService, book: ExtensionBook, user: User, loan_id: int,
     """The lender takes back pending proposal ``n``: :class:`Forbidden` for anyone else, :class:`Conflict`
     once accepted. Withdrawing a withdrawn proposal returns it."""
     loan, _ = _open_loan(chain, loan_id)
-    proposal = _proposal_of(book, loan_id, n)
     if loan.lender.lower() != user.address.lower():
         raise Forbidden(f"loan {loan_id} is lent by {loan.lender}: only its lender may withdraw its proposals")
+    proposal = _proposal_of(book, loan_id, n)
     if proposal.state == ACCEPTED:
         raise Conflict(f"proposal {n} of loan {loan_id} was accepted by the borrower: it can no longer be withdrawn")
     book.decide(loan_id, n, WITHDRAWN)
@@ -304,9 +304,9 @@ def accept(chain: ChainService, book: ExtensionBook, users: UserStore, relayer: 
     for terms the loan no longer has; the relayer's own refusals pass through. The proposal and the relay
     record."""
     loan, now = _open_loan(chain, loan_id)
-    proposal = _proposal_of(book, loan_id, n)
-    if loan.borrower.lower() != user.address.lower():
+    if loan.borrower.lower() != user.address.lower():  # before saying whether the proposal exists
         raise Forbidden(f"loan {loan_id} is borrowed by {loan.borrower}: only its borrower may accept more time")
+    proposal = _proposal_of(book, loan_id, n)
     if proposal.state == WITHDRAWN:
         raise Conflict(f"proposal {n} of loan {loan_id} was withdrawn by the lender: nothing was sent")
     if proposal.state == ACCEPTED:
