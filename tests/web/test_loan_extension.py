@@ -12,6 +12,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
+from eth_account import Account
+from eth_account.messages import encode_defunct, encode_typed_data
 from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
@@ -48,7 +50,7 @@ def lend(admin, mint_stablecoin, create_lot, cert, winery):
     ``lender`` (bearer headers) lends 1,000 (repay 1,050 in 30 days) against a new bottle of the account
     of ``borrower``, accepted through the relayer; the loan id and the bottle."""
 
-    def _lend(http, lender: dict[str, str], borrower: dict[str, str]) -> tuple[int, int]:
+    def _lend(http, lender: dict[str, str], borrower: dict[str, str], wallet=None) -> tuple[int, int]:
         lender_address = http.get("/me", headers=lender).json()["address"]
         borrower_address = http.get("/me", headers=borrower).json()["address"]
         admin.transfer(lender_address, ETH)
@@ -60,8 +62,19 @@ def lend(admin, mint_stablecoin, create_lot, cert, winery):
         posted = http.post("/me/offers", headers=lender, json={
             "lot_id": lot.lot_id, "token_id": lot.token(1), "principal": PRINCIPAL, "repayment": REPAYMENT,
             "duration": 30 * DAY, "grace_period": 7 * DAY, "expiry": expiry}).json()
-        accepted = http.post("/me/relay/loan-acceptances", headers={**borrower, "Idempotency-Key": "take"}, json={
-            "offer": posted["offer"], "lender_signature": posted["signature"], "token_id": lot.token(1)})
+        if wallet is None:  # the service signs the acceptance with the custodial borrower's key
+            accepted = http.post("/me/relay/loan-acceptances", headers={**borrower, "Idempotency-Key": "take"},
+                                 json={"offer": posted["offer"], "lender_signature": posted["signature"],
+                                       "token_id": lot.token(1)})
+        else:  # the wallet signs it
+            deadline = int(posted["offer"]["expiry"])
+            typed = http.get("/relay/typed-data/loan-acceptance", params={
+                "offer_hash": posted["offer_hash"], "token_id": lot.token(1), "borrower": borrower_address,
+                "deadline": deadline}).json()
+            signature = wallet.sign_message(encode_typed_data(full_message=typed)).signature.hex()
+            accepted = http.post("/relay/loan-acceptances", headers=borrower, json={
+                "offer": posted["offer"], "lender_signature": posted["signature"], "token_id": lot.token(1),
+                "borrower": borrower_address, "deadline": deadline, "borrower_signature": "0x" + signature})
         assert accepted.status_code == 202, accepted.text
         wait_for_status(http, accepted.json()["request_id"], "confirmed")
         return int(http.get(f"/collateral/{lot.token(1)}").json()["loan"]["loan_id"]), lot.token(1)
@@ -183,6 +196,44 @@ def test_borrow_page__offer_replaced_after_the_borrower_looked__refused_in_words
     assert answer.status_code == 409 and "Your lender withdrew or changed this offer" in words(answer)
     assert "you would then repay 1,200" in words(answer)
     assert chain_terms(lender, loan_id) == terms
+
+
+def test_borrow_page__wallet_borrower__signs_in_the_wallet_and_the_chain_moves(make_browser, lend):
+    lender = make_browser()
+    signed_up(lender)
+    wallet = Account.create()
+    borrower = TestClient(lender.app, base_url=BASE, follow_redirects=False)
+    message = borrower.post("/auth/wallet/challenge", json={"address": wallet.address}).json()["message"]
+    signed_in = borrower.post("/app/wallet/login", headers=SAME_ORIGIN, data={
+        "message": message, "signature": "0x" + wallet.sign_message(encode_defunct(text=message)).signature.hex()})
+    assert signed_in.status_code == 303, signed_in.text
+    loan_id, token_id = lend(lender, bearer(lender.cookies[COOKIE]), bearer(borrower.cookies[COOKIE]), wallet)
+    lender.post(f"/console/lender/loans/{loan_id}/extension", data=more_time_form(lender, loan_id, step="confirm"),
+                headers=SAME_ORIGIN)
+    page = borrower.get(f"/app/bottles/{token_id}/borrow")
+    assert "Accept more time with my wallet" in words(page) and 'src="/static/wallet.js"' in page.text
+    typed_url = html.unescape(re.search(r'data-typed="([^"]+)"', page.text).group(1))
+    typed = borrower.get(typed_url).json()
+    assert typed["primaryType"] == "LoanExtension" and int(typed["message"]["repayment"]) == 1_080 * USD
+    fields = {"csrf": csrf_of(borrower, f"/app/bottles/{token_id}/borrow"), "once": ONCE.search(page.text).group(1),
+              "nonce": "undefined"}  # what wallet.js posts for a message without a nonce
+    terms = chain_terms(lender, loan_id)
+
+    unsigned = borrower.post(f"/app/bottles/{token_id}/extensions/1/accept", headers=SAME_ORIGIN,
+                             data={**fields, "signature": ""})
+    forged = borrower.post(f"/app/bottles/{token_id}/extensions/1/accept", headers=SAME_ORIGIN, data={
+        **fields, "signature": "0x" + Account.create().sign_message(
+            encode_typed_data(full_message=typed)).signature.hex()})
+    assert unsigned.status_code == forged.status_code == 422
+    assert "The wallet's signature did not arrive" in words(unsigned)
+    assert "The wallet's signature was refused now" in words(forged)
+    assert chain_terms(lender, loan_id) == terms
+    signed = borrower.post(f"/app/bottles/{token_id}/extensions/1/accept", headers=SAME_ORIGIN, data={
+        **fields, "signature": "0x" + wallet.sign_message(encode_typed_data(full_message=typed)).signature.hex()})
+
+    assert signed.status_code == 303 and signed.headers["location"].endswith("done=extended"), signed.text
+    until(lambda: chain_terms(lender, loan_id) == (int(typed["message"]["dueAt"]), 1_080 * USD),
+          what="the new terms on chain")
 
 
 def test_more_time_on_a_phone__lender_offers_in_the_console_borrower_accepts_in_the_app(

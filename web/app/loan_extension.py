@@ -9,9 +9,12 @@ names the proposal by its number, and a proposal never changes: what is
 accepted is what the page showed. A proposal the lender withdrew or replaced
 meanwhile is refused in words; a form sent twice lands where the first did.
 
-Wallet accounts see the offer with a disabled button and a sentence (the
-page does not sign in the browser for this yet); they can accept through the
-API with their own signature.
+A wallet account signs the same ``LoanExtension`` in its browser wallet: the
+page's form names the public typed data (``GET /relay/typed-data/loan-extension``
+with the proposal's terms), ``/static/wallet.js`` has the wallet sign it
+(``eth_signTypedData_v4``) and posts the signature here, which goes to the
+route as ``borrower_signature`` (checked to be the borrower's before anything
+is sent). The service never signs for a wallet account.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
+from pydantic import ValidationError
 from starlette.responses import Response
 
 from api import extensions
@@ -35,7 +39,7 @@ from api.errors import (
     TooManyRequests,
     error_responses,
 )
-from api.routers.extensions import accept_extension
+from api.routers.extensions import AcceptIn, accept_extension
 from web.app.money import _borrow_page, _loan_form
 from web.app.routes import _redirect, _wait
 from web.render import page_for
@@ -47,6 +51,15 @@ router = APIRouter(prefix="/app", include_in_schema=False, default_response_clas
 _ERRORS = error_responses(NotFound, Forbidden, Conflict, InvalidRequest, TooManyRequests, html=True)
 
 
+def _signed(text: str) -> AcceptIn | None:
+    """The wallet's signature from the form's ``0x`` hex (65 bytes for a key; what a contract wallet's
+    ERC-1271 check takes, at most as long) as the route's body, or None."""
+    try:
+        return AcceptIn.model_validate({"borrower_signature": text.strip()[:200]})
+    except ValidationError:
+        return None
+
+
 @router.post("/bottles/{token_id}/extensions/{n}/accept", responses=_ERRORS)
 async def accept_more_time(request: Request, token_id: str, n: str, users: UsersDep, chain: ChainDep,
                            offers: OffersDep, relayer: RelayerDep, settings: SettingsDep) -> Response:
@@ -54,7 +67,7 @@ async def accept_more_time(request: Request, token_id: str, n: str, users: Users
     checked = await _loan_form(request, settings, chain, offers, token_id, "extend")
     if isinstance(checked, Response):
         return checked
-    user, token, _, number, view, key = checked
+    user, token, form, number, view, key = checked
     book: extensions.ExtensionBook = request.app.state.extensions
     loan, which = view["loan"], int(n) if n.isdigit() and len(n) <= 3 else 0
     done = f"/app/bottles/{number}/borrow"
@@ -65,9 +78,14 @@ async def accept_more_time(request: Request, token_id: str, n: str, users: Users
     if loan is None or not 1 <= which <= extensions.MAX_PER_LOAN:
         return await again(409, "extension_gone")
     loan_id = int(loan.loan_id)
+    body = None
+    if user.wallet:
+        body = _signed(form.get("signature", ""))
+        if body is None or body.borrower_signature is None:
+            return await again(422, "extension_unsigned")
     try:
         await run_in_threadpool(accept_extension, loan_id, which, user, users, chain, book, relayer, settings,
-                                custodial_origin(request, user, key))
+                                custodial_origin(request, user, key), body)
     except TooManyRequests as err:
         return await again(429, "throttled", err.headers, _wait(page_for(request), err))
     except (Conflict, NotFound) as err:
@@ -78,7 +96,7 @@ async def accept_more_time(request: Request, token_id: str, n: str, users: Users
         expired = proposal is not None and proposal.state == extensions.PENDING and "expired" in err.detail
         return await again(409, "extension_expired" if expired else "extension_gone")
     except InvalidRequest:
-        return await again(422, "extension_wallet" if user.wallet else "extension_refused")
+        return await again(422, "extension_wallet_refused" if user.wallet else "extension_refused")
     except (RelayRefused, Forbidden) as err:
         logger.info("extension of loan %s by %s refused: %s", loan_id, user.id, err.detail)
         return await again(409, "extension_refused")
