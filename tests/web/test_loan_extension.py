@@ -267,6 +267,7 @@ def test_more_time_on_a_phone__lender_offers_in_the_console_borrower_accepts_in_
         page.get_by_label("New due date").fill(new_day.isoformat())
         page.get_by_label("A new amount").check()
         page.get_by_label(re.compile(r"^New amount to repay")).fill("1080")
+        screenshot(page, "loan-extension-form")
         page.get_by_role("button", name="Preview the offer").click()
         expect(page.get_by_text(re.compile(r"^You offer to move the due date from .+ to .+\. The borrower would "
                                            r"then repay 1,080 .+ instead of 1,050"))).to_be_visible()
