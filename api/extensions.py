@@ -245,6 +245,8 @@ def propose(chain: ChainService, book: ExtensionBook, users: UserStore, user: Us
         problems.append("repayment: at most 2**128 - 1")
     if terms.deadline <= now:
         problems.append(f"deadline: {terms.deadline} has passed (the latest block is at {now})")
+    elif terms.deadline > MAX_DUE_AT:
+        problems.append(f"deadline: at most {MAX_DUE_AT}")
     if problems:
         raise InvalidRequest("; ".join(problems))
     data = typed_data(chain, loan_id, terms.due_at, repayment, terms.deadline)

@@ -211,6 +211,8 @@ BAD_TERMS = [
     ({"due_at": "current"}, "not later than the loan's current due date"),
     ({"repayment": str(REPAYMENT - 1)}, "below the loan's current repayment"),
     ({"deadline": 1}, "deadline: 1 has passed"),
+    ({"deadline": 2**200}, "deadline: at most"),
+    ({"due_at": 2**200}, "due_at: at most"),
     ({"yearly_rate_bps": 500}, "exactly one"),
     ({"repayment": None}, "exactly one"),
 ]
