@@ -11,9 +11,12 @@ import pytest
 from api_fixtures import PASSWORD, USD, bearer, outbox, sign_up, wait_for_status
 
 from amphora import eip712
+from api.extensions import ACCEPTED, PENDING, WITHDRAWN, ExtensionBook
+from api.schemas import LoanState, LoanView
+from storage.db import Database
 
-#: The API fixtures (apps and clients on the test deployment).
-pytest_plugins = ["api_fixtures"]
+#: The API fixtures (apps and clients on the test deployment) and a throwaway PostgreSQL.
+pytest_plugins = ["api_fixtures", "pg"]
 
 ETH = 10**18
 DAY = 24 * 3600
@@ -338,3 +341,29 @@ def test_extension__accepted_after_its_deadline__409_nothing_sent(client, loan, 
     assert answer.status_code == 409 and "expired" in answer.json()["detail"]
     assert proposals(client, loan_id, borrower)[0]["state"] == "expired"
     assert outbox(w3, relayer) == before and on_chain(client, loan_id) == terms
+
+
+# ------------------------------------------------------------------ the store
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_store__new_terms_withdraw_the_pending_one_and_a_proposal_is_decided_once(engine, request):
+    db = Database(url=request.getfixturevalue("postgres_url")) if engine == "postgresql" else Database()
+    book = ExtensionBook(db)
+    loan = LoanView(loan_id=1 << 96 | 7, token_id=7, lot_id=0, state=LoanState.open, lender="0x" + "1" * 40,
+                    borrower="0x" + "2" * 40, principal=PRINCIPAL, repayment=REPAYMENT, started_at=0,
+                    due_at=1_000, grace_period=GRACE, grace_ends_at=1_000 + GRACE, seconds_to_due=0,
+                    seconds_to_grace_end=0)
+    try:
+        first = book.propose(loan, 2_000, REPAYMENT + 1, 5_000, "0xaa")
+        again = book.propose(loan, 2_000, REPAYMENT + 1, 5_000, "0xaa")
+        second = book.propose(loan, 3_000, 2**127, 5_000, "0xbb")
+
+        assert (first.n, again.n, second.n) == (1, 1, 2) and second.repayment == 2**127
+        assert [(p.n, p.state) for p in book.for_loan(int(loan.loan_id))] == [(2, PENDING), (1, WITHDRAWN)]
+        assert book.decide(int(loan.loan_id), 2, ACCEPTED) is True
+        assert book.decide(int(loan.loan_id), 2, ACCEPTED) is False  # the second acceptance finds it decided
+        assert book.decide(int(loan.loan_id), 1, ACCEPTED) is False  # a withdrawn one is never accepted
+        assert book.get(int(loan.loan_id), 2).state == ACCEPTED and book.get(int(loan.loan_id), 3) is None
+    finally:
+        db.close()
