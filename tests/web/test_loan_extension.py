@@ -178,6 +178,25 @@ def test_more_time__another_lenders_loan__404_in_words_nothing_kept(parties, mak
                         headers=bearer(borrower.cookies[COOKIE])).json()["extensions"] == []
 
 
+def test_more_time__withdrawn_in_the_console__gone_from_the_borrowers_page_and_twice_lands_the_same(parties):
+    lender, borrower, loan_id, token_id = parties
+    page = f"/console/lender/loans/{loan_id}/extension"
+    assert lender.post(page, data=more_time_form(lender, loan_id, step="confirm"), headers=SAME_ORIGIN).status_code \
+        == 303
+    assert "Your lender offers more time" in words(borrower.get(f"/app/bottles/{token_id}/borrow"))
+    csrf = csrf_of(lender, page)
+
+    first = lender.post(f"{page}/1/withdraw", data={"csrf": csrf}, headers=SAME_ORIGIN)
+    second = lender.post(f"{page}/1/withdraw", data={"csrf": csrf}, headers=SAME_ORIGIN)
+    by_borrower = borrower.post(f"{page}/1/withdraw", headers=SAME_ORIGIN, data={
+        "csrf": csrf_of(borrower, f"/app/bottles/{token_id}/borrow")})
+
+    assert first.status_code == second.status_code == 303 and first.headers["location"].endswith("done=withdrawn")
+    assert by_borrower.status_code == 404
+    assert "Your lender offers more time" not in words(borrower.get(f"/app/bottles/{token_id}/borrow"))
+    assert "Withdrawn." in words(lender.get(page))
+
+
 def test_borrow_page__offer_replaced_after_the_borrower_looked__refused_in_words_chain_unchanged(parties):
     lender, borrower, loan_id, token_id = parties
     terms = chain_terms(lender, loan_id)
