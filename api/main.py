@@ -22,6 +22,7 @@ from api.business import BusinessSender
 from api.business_wallet import WalletTransactions
 from api.chain import ChainService
 from api.errors import PayloadTooLarge, error_responses, install_exception_handlers
+from api.extensions import ExtensionBook
 from api.issuer import TagKeyVault
 from api.jobs import IssuanceJobs
 from api.lending import SnapshotSigner
@@ -52,6 +53,7 @@ from api.routers import (
     resolver,
     wallet,
 )
+from api.routers import extensions as extensions_api
 from api.routers import issuer_jobs as issuer_jobs_api
 from api.routers import lender as lender_api
 from api.routers import merchant as merchant_api
@@ -65,6 +67,7 @@ from indexer.service import IndexerService
 from storage.db import Database
 from web import STATIC_DIR
 from web.app import gifts as holder_app_gifts
+from web.app import loan_extension as holder_loan_extension
 from web.app import money as holder_money
 from web.app import moves as holder_moves
 from web.app import preferences as holder_preferences
@@ -75,6 +78,7 @@ from web.console import appraiser as console_appraiser
 from web.console import custodian as console_custodian
 from web.console import issuer as console_issuer
 from web.console import lender as console_lender
+from web.console import lender_extension as console_lender_extension
 from web.console import merchant as console_merchant
 from web.console import operator as console_operator
 from web.console import routes as console
@@ -215,6 +219,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.scans = scans
     app.state.snapshot_signer = SnapshotSigner(settings.snapshot_signing_key, relayer.addresses)
     app.state.offers = offers
+    app.state.extensions = ExtensionBook(db)
     app.state.business = BusinessSender(chain, users, wallet=WalletTransactions(db, chain))
     app.state.tag_vault = TagKeyVault(db, settings)
     app.state.issuance_jobs = IssuanceJobs(db, chain, app.state.business, app.state.tag_vault, settings)
@@ -265,6 +270,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(console_operator.router)
     app.include_router(console_lender.router)
     app.include_router(lender_api.router)
+    app.include_router(console_lender_extension.router)
+    app.include_router(extensions_api.router)
+    app.include_router(holder_loan_extension.router)
     app.include_router(console_merchant.router)
     app.include_router(merchant_api.router)
     app.include_router(console_custodian.router)

@@ -130,6 +130,11 @@ EXPECTED_ERRORS = {
     **{("post", path): {"401", "403", "409", "422", "502", "503"} for path in (
         "/me/offers/{nonce}/cancel", "/me/lending-allowance")},
     ("post", "/me/loans/{loan_id}/foreclose"): {"401", "403", "404", "409", "422", "502", "503"},
+    # Loan extensions: the lender offers more time, the borrower accepts (relayed).
+    **{(method, path): {"401", "403", "404", "409", "422", "503"} for method, path in (
+        ("post", "/lender/loans/{loan_id}/extensions"), ("post", "/lender/loans/{loan_id}/extensions/{n}/withdraw"),
+        ("get", "/me/loans/{loan_id}/extensions"))},
+    ("post", "/me/loans/{loan_id}/extensions/{n}/accept"): RELAY | {"404"},
     ("get", "/merchant"): {"401", "403", "503"},
     ("post", "/merchant/issuances"): {"401", "403", "409", "422", "429", "502", "503"},
     ("post", "/merchant/redemptions"): {"401", "403", "409", "422", "502", "503"},

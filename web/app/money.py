@@ -32,7 +32,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from starlette.responses import Response
 
-from api import lending
+from api import extensions, lending
 from api.chain import POINTS, STABLECOIN, ChainService, Token
 from api.deps import ChainDep, IndexDep, OffersDep, RelayerDep, SettingsDep, UsersDep, custodial_origin
 from api.errors import (
@@ -267,10 +267,11 @@ async def _borrow_page(request: Request, chain: ChainService, book: Any, user: U
         return _page(request, "app/not_yours.html", status=404, user=user, token=token)
     decimals = view["stablecoin"].decimals
     notice = request.query_params.get("done")
+    extension = await run_in_threadpool(extensions.pending, request.app.state.extensions, view["loan"], view["now"])
     return _page(request, "app/money_borrow.html", status=status, headers=headers, user=user, token=token,
-                 readable=_readable(request),
+                 readable=_readable(request), extension=extension,
                  token_id=number, once=_once(), error=error, wait=wait,
-                 notice=notice if notice in ("accepted", "repaid") else None,
+                 notice=notice if notice in ("accepted", "repaid", "extended") else None,
                  money=lambda units: _amount(int(units), decimals), symbol=view["stablecoin"].symbol, **{
                      k: v for k, v in view.items() if k != "stablecoin"})
 
