@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS business_wallet_transactions (
     chain_id BIGINT NOT NULL,
     gas BIGINT NOT NULL,
     subject TEXT NOT NULL,
+    function TEXT NOT NULL,
     expires_at DOUBLE PRECISION NOT NULL,
     used_at DOUBLE PRECISION,
     tx_hash TEXT
@@ -93,6 +94,8 @@ class Prepared:
     gas: int
     subject: str
     expires_at: float
+    #: The contract function it calls (``flag``, ``post_appraisal``, …): what the page says it does.
+    function: str = ""
     #: The hash reported for it (once reported, the id takes no other).
     tx_hash: str | None = None
 
@@ -134,7 +137,7 @@ class TransactionMismatch(AmphoraError):
 def _row(row: Any) -> Prepared:
     return Prepared(id=str(row["id"]), sender=str(row["sender"]), to=str(row["target"]), data=str(row["data"]),
                     value=int(row["value"]), chain_id=int(row["chain_id"]), gas=int(row["gas"]),
-                    subject=str(row["subject"]), expires_at=float(row["expires_at"]),
+                    subject=str(row["subject"]), expires_at=float(row["expires_at"]), function=str(row["function"]),
                     tx_hash=None if row["tx_hash"] is None else str(row["tx_hash"]))
 
 
@@ -169,13 +172,14 @@ class WalletTransactions:
         prepared = Prepared(id=secrets.token_hex(ID_CHARS // 2), sender=sender, to=to_checksum_address(built["to"]),
                             data=_hex(built["data"]), value=int(built.get("value", 0)),
                             chain_id=self._chain.chain_id, gas=gas * (100 + GAS_MARGIN_PERCENT) // 100,
-                            subject=subject, expires_at=float(int(now) + PREPARED_TTL_SECONDS))
+                            subject=subject, expires_at=float(int(now) + PREPARED_TTL_SECONDS),
+                            function=call.fn_name)
         with self._db.transaction() as tx:
             tx.execute("DELETE FROM business_wallet_transactions WHERE expires_at < ?", (now - PREPARED_TTL_SECONDS,))
             tx.execute("INSERT INTO business_wallet_transactions (id, user_id, sender, target, data, value, chain_id, "
-                       "gas, subject, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       "gas, subject, function, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (prepared.id, str(user.id), prepared.sender, prepared.to, prepared.data, str(prepared.value),
-                        prepared.chain_id, prepared.gas, subject, prepared.expires_at))
+                        prepared.chain_id, prepared.gas, subject, prepared.function, prepared.expires_at))
         return prepared
 
     def _mine(self, user: User, prepared_id: str) -> Any:

@@ -46,6 +46,7 @@ class PreparedOut(BaseModel):
     value: str = Field(description="Wei sent with it, hex (always `0x0` for these calls).")
     chainId: str = Field(description="The chain, hex.")
     gas: str = Field(description="A gas limit: the node's estimate plus a margin, hex.")
+    function: str = Field(description="The contract function it calls, e.g. `post_appraisal`.")
     expires_at: float = Field(description="Unix time after which the hash is no longer taken.")
 
 
@@ -83,7 +84,8 @@ def prepared_transaction(prepared_id: PreparedId, user: UserDep, business: Busin
     found = _store(business).get(user, prepared_id)
     return PreparedOut.model_validate({
         "id": found.id, "from": found.sender, "to": found.to, "data": found.data, "value": hex(found.value),
-        "chainId": hex(found.chain_id), "gas": hex(found.gas), "expires_at": found.expires_at})
+        "chainId": hex(found.chain_id), "gas": hex(found.gas), "function": found.function,
+        "expires_at": found.expires_at})
 
 
 @router.post("/me/business/transactions/{prepared_id}/sent", response_model=ReportedOut,

@@ -107,6 +107,7 @@ def test_appraisal__wallet_account__prepared_sent_by_the_wallet_and_checked(clie
     token = wallet_session(client, appraiser_wallet)
     prepared = prepare_appraisal(client, token, lot.lot_id)
     assert prepared["from"] == appraiser_wallet.address and prepared["to"] == lending.address
+    assert prepared["function"] == "post_appraisal"
     assert int(prepared["chainId"], 16) == w3.eth.chain_id and int(prepared["gas"], 16) > 21_000
     assert lending.appraisal(lot.lot_id).value_per_bottle == 0  # nothing sent by the service
 
@@ -261,6 +262,8 @@ def test_console_appraisal__wallet_account__confirm_page_then_done(make_browser,
     assert re.match(r"^/console/wallet/[0-9a-f]{32}\?back=%2Fconsole%2Fappraiser$", location)
     confirm = browser.get(location)
     assert confirm.status_code == 200 and "Confirm in your wallet" in words(confirm)
+    assert "What it does Post an appraisal of a lot" in words(confirm)  # in words, before the wallet's hex
+    assert "发布一个批次的估值" in browser.get(location + "&lang=zh-CN").text
     assert "script-src 'self'" in confirm.headers["content-security-policy"]
     to = re.search(r'data-to="([^"]+)"', confirm.text).group(1)
     data = re.search(r'data-data="([^"]+)"', confirm.text).group(1)
