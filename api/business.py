@@ -49,7 +49,8 @@ ROLES = ("issuer", "custodian", "appraiser", "lender", "merchant")
 #: Seconds to wait for a business transaction's receipt before answering that it is still pending.
 RECEIPT_TIMEOUT = 30.0
 #: Calls after whose receipt the service keeps something the transaction depends on (a lot's tag keys, made
-#: for this transaction and kept once its lot id is known): a wallet account cannot send them yet (403).
+#: for this transaction and kept once its lot id is known): a wallet account cannot send them in one request
+#: (403); its lots are issued by a background job (:mod:`api.jobs`), which prepares and watches the chain.
 WALLET_UNSUPPORTED = frozenset({"issue_lot"})
 #: Gas above the node's estimate, in percent: a transaction that lands in a later block may need more.
 GAS_MARGIN_PERCENT = 25
@@ -148,9 +149,10 @@ class BusinessSender:
         """:class:`Forbidden`, in words, when ``user`` is a wallet account and ``function`` is one
         the service must send itself (:data:`WALLET_UNSUPPORTED`); before any work is done for it."""
         if user.wallet and function in WALLET_UNSUPPORTED:
-            raise Forbidden(f"{function} cannot be sent from a wallet account yet: the service keeps what it "
-                            "depends on (a lot's tag keys) only when it sends it itself; use a custodial account "
-                            "for it")
+            raise Forbidden(f"{function} cannot be sent from a wallet account in one request: the service keeps "
+                            "what it depends on (a lot's tag keys) only once it sees the lot land; issue it as a "
+                            "background job (POST /issuer/lot-jobs), which prepares it for the wallet and watches "
+                            "the chain")
 
     def _lock(self, address: str) -> threading.Lock:
         with self._locks_guard:

@@ -149,10 +149,13 @@ class WalletTransactions:
     """The transactions prepared for wallet accounts, in the service's database
     (every instance sees them, so the report may land on another one)."""
 
-    def __init__(self, db: Database, chain: ChainService, receipt_timeout: float = RECEIPT_TIMEOUT) -> None:
+    def __init__(self, db: Database, chain: ChainService, receipt_timeout: float = RECEIPT_TIMEOUT,
+                 ttl: float = PREPARED_TTL_SECONDS) -> None:
         self._db = db
         self._chain = chain
         self._receipt_timeout = receipt_timeout
+        #: Seconds a prepared transaction can be sent and reported (:data:`PREPARED_TTL_SECONDS`; tests shorten it).
+        self._ttl = ttl
         db.migrate(SCHEMA)
 
     def prepare(self, user: User, call: ContractFunction, subject: str) -> Prepared:
@@ -172,7 +175,7 @@ class WalletTransactions:
         prepared = Prepared(id=secrets.token_hex(ID_CHARS // 2), sender=sender, to=to_checksum_address(built["to"]),
                             data=_hex(built["data"]), value=int(built.get("value", 0)),
                             chain_id=self._chain.chain_id, gas=gas * (100 + GAS_MARGIN_PERCENT) // 100,
-                            subject=subject, expires_at=float(int(now) + PREPARED_TTL_SECONDS),
+                            subject=subject, expires_at=float(int(now) + self._ttl),
                             function=call.fn_name)
         with self._db.transaction() as tx:
             tx.execute("DELETE FROM business_wallet_transactions WHERE expires_at < ?", (now - PREPARED_TTL_SECONDS,))

@@ -11,6 +11,9 @@ API instance sharing the database, reads the same state:
 ``keys``   tag keys made (done/total: bottles)
 ``tree``   the tag tree and its proofs built (done/total: bottles)
 ``send``   the lot sent and confirmed on chain (:class:`api.business.BusinessSender`)
+``wallet`` (a wallet account, instead of ``send``) the ``issue_lot`` transaction
+           prepared for the account's own wallet (``prepared_id``,
+           :mod:`api.business_wallet`), and the chain watched for the lot
 ``labels`` the keys sealed under the lot and its document deposited, so the
            bottles file and the label sheets are ready
 
@@ -26,6 +29,16 @@ process left unfinished. The chain is the authority: when the lot did land (a
 ``LotIssued`` event from the issuer with the document's hash) the job ends done
 with the staged keys; otherwise it ends failed, "the service restarted", and the
 document is released.
+
+A wallet account (``users.kind = 'wallet'``) holds its own key, so the service
+cannot send its lot. Its job makes and stages the keys as above, then prepares
+the call for the wallet (simulated first: a refusal ends the job failed, nothing
+kept) and watches the chain, not the wallet's report (which may never come),
+for the issuer's ``LotIssued`` with the document's hash, about once a second
+until the prepared transaction expires (plus :data:`WALLET_GRACE_SECONDS` for
+one sent at the last moment). When it lands the staged keys are adopted under
+the lot and the job ends done as a custodial one; when it does not, the job
+ends failed (``wallet_expired``) and the document and keys are released.
 """
 
 from __future__ import annotations
@@ -45,8 +58,8 @@ from web3.exceptions import TimeExhausted
 from amphora import lots
 from amphora.merkle import TagTree
 from api.business import BusinessSender, Sent, TransactionFailed
-from api.chain import ChainService, node_errors
-from api.errors import AmphoraError, Conflict
+from api.chain import CERTIFICATE, ChainService, node_errors
+from api.errors import AmphoraError, Conflict, Forbidden
 from api.issuer import TagKeyVault, issue_call, issued_lot_id
 from api.settings import Settings
 from api.users import User
@@ -56,6 +69,17 @@ logger = logging.getLogger(__name__)
 
 #: The steps of an issuance, in order.
 STEPS = ("keys", "tree", "send", "labels")
+#: The step a wallet account's job waits in instead of ``send``: its wallet sends the prepared transaction.
+WALLET_STEP = "wallet"
+#: Seconds between two looks at the chain while a wallet account's lot is awaited.
+WALLET_POLL_SECONDS = 1.0
+#: Seconds the chain is still watched after the prepared transaction expired (one sent at the last moment).
+WALLET_GRACE_SECONDS = 60.0
+#: Seconds between two writes of a waiting wallet job's ``updated_at`` (well under :data:`STALE_SECONDS`).
+WALLET_TOUCH_SECONDS = 30.0
+#: The reason a wallet account's job ends with when its lot did not land in time.
+WALLET_EXPIRED = ("the lot was not sent from the wallet in time: nothing was kept and the document is free again; "
+                  "start the issuance again")
 #: Bottles between two progress writes.
 PROGRESS_EVERY = 1_000
 #: On a database shared by several instances (PostgreSQL), a job whose progress was not written for this long
@@ -84,6 +108,7 @@ CREATE TABLE IF NOT EXISTS issuer_jobs (
     block_number BIGINT,
     error TEXT,
     reason TEXT,
+    prepared_id TEXT,
     created_at DOUBLE PRECISION NOT NULL,
     updated_at DOUBLE PRECISION NOT NULL
 );
@@ -122,6 +147,8 @@ class Job:
     reason: str | None
     created_at: float
     updated_at: float
+    #: A wallet account's job: the id of the ``issue_lot`` transaction prepared for its wallet.
+    prepared_id: str | None = None
 
     @classmethod
     def of(cls, row: Row) -> Job:
@@ -133,7 +160,7 @@ class Job:
                    lot_id=None if row["lot_id"] is None else int(row["lot_id"]), tx_hash=row["tx_hash"],
                    block_number=None if row["block_number"] is None else int(row["block_number"]),
                    error=row["error"], reason=row["reason"], created_at=float(row["created_at"]),
-                   updated_at=float(row["updated_at"]))
+                   updated_at=float(row["updated_at"]), prepared_id=row["prepared_id"])
 
 
 class _Failed(Exception):
@@ -149,14 +176,18 @@ class IssuanceJobs(Store):
     """Issuance jobs: their table, and the threads that run them in this process."""
 
     def __init__(self, db: Database, chain: ChainService, sender: BusinessSender, vault: TagKeyVault,
-                 settings: Settings) -> None:
+                 settings: Settings, wallet_grace: float = WALLET_GRACE_SECONDS) -> None:
         super().__init__(db, _SCHEMA)
+        #: Seconds a wallet account's lot is still awaited after its prepared transaction expired.
+        self.wallet_grace = wallet_grace
         self._chain = chain
         self._sender = sender
         self._vault = vault
         self._settings = settings
         self._threads: dict[str, threading.Thread] = {}
         self._guard = threading.Lock()
+        #: Set at shutdown: a wallet job stops watching, left running for the next start's recovery.
+        self._stopping = threading.Event()
 
     # ------------------------------------------------------------------ reading
 
@@ -212,6 +243,11 @@ class IssuanceJobs(Store):
         thread.start()
         return found
 
+    def stop(self) -> None:
+        """Stop watching the chain for wallet accounts' lots (the app's shutdown): their jobs stay running, and
+        the next start's :meth:`recover` reads the chain for them."""
+        self._stopping.set()
+
     def wait(self, timeout: float | None = None) -> None:
         """Wait for this process's running jobs to end (the app's shutdown, tests)."""
         with self._guard:
@@ -236,6 +272,7 @@ class IssuanceJobs(Store):
     def _run(self, job_id: str, user: User, lot: lots.LotDescription, doc: dict[str, Any], digest: str) -> None:
         chain_id, count = self._chain.chain_id, lot.bottle_count
         sent: Sent | None = None
+        handed = False  # a wallet account's transaction prepared: it may land, so the keys stay staged
         try:
             self._progress(job_id, "keys", 0, count)
             keys: list[str | None] = []
@@ -250,6 +287,12 @@ class IssuanceJobs(Store):
             tree = TagTree.build(addresses, lambda done: self._progress(job_id, "tree", done, count)
                                  if done < count else None)
             self._vault.stage(chain_id, user.address, digest, tree, keys)
+            if user.wallet:
+                prepared_id, expires_at = self._prepare_for_wallet(job_id, user, issue_call(self._chain, lot, doc,
+                                                                                            tree.root))
+                handed = True
+                self._await_wallet(job_id, user, prepared_id, expires_at, doc)
+                return
             self._progress(job_id, "send", 0, 1)
             sent = self._sender.send(user, issue_call(self._chain, lot, doc, tree.root))
             logs = sent.logs
@@ -265,18 +308,66 @@ class IssuanceJobs(Store):
             self._end(job_id, "failed", error=failed.code, reason=failed.reason,
                       tx_hash=sent.tx_hash if sent else None)
         except AmphoraError as err:
-            if sent is None:
+            if sent is None and not handed:
                 self._vault.release(chain_id, user.address, digest)
             self._end(job_id, "failed", error=err.code, reason=err.detail, tx_hash=sent.tx_hash if sent else None)
         except Exception as err:  # a job's thread ends in words, never in silence
             logger.exception("issuance job %s failed", job_id)
-            if sent is None:
+            if sent is None and not handed:
                 self._vault.release(chain_id, user.address, digest)
             self._end(job_id, "failed", error="internal", reason=f"the issuance stopped on an error: {err}",
                       tx_hash=sent.tx_hash if sent else None)
         finally:
             with self._guard:
                 self._threads.pop(job_id, None)
+
+    def _prepare_for_wallet(self, job_id: str, user: User, call: Any) -> tuple[str, float]:
+        """Prepare a wallet account's ``issue_lot`` for its wallet to send (simulated first:
+        :class:`api.errors.WouldRevert`, nothing prepared, when the contract refuses) and record it on the job:
+        the prepared transaction's id and expiry."""
+        wallet = self._sender.wallet
+        if wallet is None:
+            raise Forbidden("issue_lot cannot be prepared for a wallet account: this service has no wallet "
+                            "transactions configured")
+        prepared = wallet.prepare(user, call, CERTIFICATE)
+        with self._db.transaction() as tx:
+            tx.execute("UPDATE issuer_jobs SET state = 'running', step = ?, done = 0, total = 1, prepared_id = ?, "
+                       "updated_at = ? WHERE job_id = ? AND state IN ('queued', 'running')",
+                       (WALLET_STEP, prepared.id, time.time(), job_id))
+        return prepared.id, prepared.expires_at
+
+    def _await_wallet(self, job_id: str, user: User, prepared_id: str, expires_at: float,
+                      doc: dict[str, Any]) -> None:
+        """Watch the chain (not the wallet's report, which may never come) for the wallet account's lot until
+        it lands (the job done, as a custodial one) or the prepared transaction expired
+        (:class:`_Failed` ``wallet_expired``, document and keys released)."""
+        job = self.get(job_id, user.address)
+        assert job is not None
+        logger.info("issuance job %s: waiting for the wallet to send prepared transaction %s", job_id, prepared_id)
+        deadline, touched = expires_at + self.wallet_grace, time.monotonic()
+        while True:
+            try:
+                landed = self._landed(job)
+            except Exception:  # noqa: BLE001 - the node may be back at the next look; the deadline still holds
+                logger.warning("issuance job %s: could not read the chain", job_id, exc_info=True)
+                landed = None
+            if landed is not None:
+                break
+            if time.time() >= deadline:
+                self._vault.release(job.chain_id, job.issuer, job.metadata_hash)
+                raise _Failed("wallet_expired", WALLET_EXPIRED)
+            if self._stopping.wait(WALLET_POLL_SECONDS):
+                return  # the service stops: the job stays running, the next start reads the chain
+            if time.monotonic() - touched >= WALLET_TOUCH_SECONDS:  # alive, for the other instances
+                self._progress(job_id, WALLET_STEP, 0, 1)
+                touched = time.monotonic()
+        lot_id, tx_hash, block = landed
+        self._progress(job_id, "labels", 0, 1)
+        if not self._vault.adopt(job.chain_id, job.issuer, job.metadata_hash, lot_id):
+            raise _Failed("internal", f"the lot landed as lot {lot_id} but its staged tag keys were not found: do "
+                          "not use its tags, and flag its bottles")
+        self._deposit(job.chain_id, lot_id, doc)
+        self._end(job_id, "done", step="labels", done=1, total=1, lot_id=lot_id, tx_hash=tx_hash, block_number=block)
 
     def _late_receipt(self, sent: Sent) -> tuple[Any, ...]:
         """The logs of a transaction still pending after the sender's wait; :class:`_Failed` (the reservation
@@ -326,7 +417,7 @@ class IssuanceJobs(Store):
 
     def _recover(self, job: Job, doc: dict[str, Any]) -> None:
         landed = None
-        if job.step in ("send", "labels"):
+        if job.step in ("send", WALLET_STEP, "labels"):
             try:
                 landed = self._landed(job)
             except Exception as err:  # noqa: BLE001 - the node's failure is said in the job's reason

@@ -174,6 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             follower.start()
         app.state.issuance_jobs.recover()
         yield
+        app.state.issuance_jobs.stop()  # wallet jobs stop watching the chain; the next start recovers them
         app.state.issuance_jobs.wait(timeout=60)
         if follower is not None:
             follower.stop()

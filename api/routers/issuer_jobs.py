@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from api.business import BusinessSender, roles_of
+from api.business import roles_of
 from api.deps import ChainDep, UserDep
 from api.errors import InvalidRequest, NotFound, ServiceUnavailable, error_responses
 from api.issuer import MAX_BOTTLES_JOB, AlreadyIssued, LotDocumentInvalid, require_valid
@@ -22,7 +22,7 @@ from api.routers.issuer import _ROLE_ERRORS, LotDocumentBody
 router = APIRouter(tags=["issuer"])
 
 #: Each step's place in the job (1 to 4), for "step 2 of 4".
-STEP_NUMBERS = {"keys": 1, "tree": 2, "send": 3, "labels": 4}
+STEP_NUMBERS = {"keys": 1, "tree": 2, "send": 3, "wallet": 3, "labels": 4}
 #: Bottles a label sheet request covers (`GET /lots/{lot_id}/labels.pdf?first=&last=`).
 LABELS_PER_SHEET = 1_000
 
@@ -46,9 +46,11 @@ class IssuanceJob(BaseModel):
     state: Literal["queued", "running", "done", "failed"] = Field(
         description="`queued`, `running` (see `step`, `done`, `total`), `done` (see `lot_id`) or `failed` (see "
                     "`error` and `reason`).")
-    step: Literal["keys", "tree", "send", "labels"] | None = Field(
+    step: Literal["keys", "tree", "send", "wallet", "labels"] | None = Field(
         description="`keys` (tag keys made, counted in bottles), `tree` (the tag tree and proofs, in bottles), "
-                    "`send` (the transaction, 0 or 1), `labels` (keys sealed and document deposited, 0 or 1).")
+                    "`send` (the transaction, 0 or 1), `wallet` (a wallet account, instead of `send`: the "
+                    "transaction is prepared, see `prepared_id`, and the job waits for the lot on chain), `labels` "
+                    "(keys sealed and document deposited, 0 or 1).")
     done: int = Field(description="How much of the step is done.")
     total: int = Field(description="Of how much.")
     bottle_count: int
@@ -58,8 +60,14 @@ class IssuanceJob(BaseModel):
     block_number: int | None
     error: str | None = Field(description="Why it failed, as a code: an API error code (`would_revert`, "
                               "`gas_unfunded`, `transaction_failed`, ...), `restarted` (the service stopped during "
-                              "the job), `pending` (sent, not confirmed yet), `internal`.")
+                              "the job), `pending` (sent, not confirmed yet), `wallet_expired` (a wallet account's "
+                              "lot not sent in time), `internal`.")
     reason: str | None = Field(description="The failure in words (or, for a job completed after a restart, a note).")
+    prepared_id: str | None = Field(
+        default=None, description="A wallet account's job: the `issue_lot` transaction prepared for its wallet. Read "
+        "it at `GET /me/business/transactions/{id}` and send it from the wallet before it expires; the job watches "
+        "the chain and ends `done` when the lot lands (reporting the hash is optional), or `failed` "
+        "(`wallet_expired`, the document released) when it was not sent in time.")
     document_url: str | None
     labels: list[LabelRange] = Field(description=f"Label sheets, {LABELS_PER_SHEET:,} bottles each (done, version 2 "
                                      "documents only).")
@@ -84,7 +92,7 @@ def job_view(job: Job) -> IssuanceJob:
     return IssuanceJob(job_id=job.job_id, state=job.state, step=job.step, done=job.done,  # type: ignore[arg-type]
                        total=job.total, bottle_count=job.bottle_count, metadata_hash=job.metadata_hash,
                        lot_id=None if lot is None else str(lot), tx_hash=job.tx_hash, block_number=job.block_number,
-                       error=job.error, reason=job.reason, created_at=job.created_at, updated_at=job.updated_at,
+                       error=job.error, reason=job.reason, prepared_id=job.prepared_id, created_at=job.created_at, updated_at=job.updated_at,
                        document_url=f"/lots/{lot}/metadata.json" if done else None, labels=ranges,
                        bottles_url=f"/issuer/lots/{lot}/bottles" if done else None)
 
@@ -100,12 +108,13 @@ def start_issuance(document: LotDocumentBody, request: Request, response: Respon
     field; at most 100,000 bottles, larger lots with `ape run issue_lot`), reserves it (409
     `already_issued` for a document this issuer issued or is issuing: send the preview's `document`) and
     answers at once; a background job then makes a fresh tag key per bottle, builds their tree, sends
-    `issue_lot` from the signed-in account's own address (it pays the gas) and keeps the keys encrypted.
+    `issue_lot` from the signed-in account's own address (it pays the gas) and keeps the keys encrypted. For a
+    wallet account the job prepares `issue_lot` instead (step `wallet`, `prepared_id`) for its own wallet to send,
+    and watches the chain for the lot until the prepared transaction expires.
     Follow it at `GET /issuer/jobs/{job_id}` (the `Location`). One job runs at a time per account (409
     `job_running`). A refusal of the contract or a lack of ETH ends the job `failed` with the reason, the
     document released. The issuer role is required (403)."""
     roles_of(chain, user.address).require("issuer")
-    BusinessSender.require_sendable(user, "issue_lot")  # a wallet account: refused before any key is made
     lot = require_valid(document, MAX_BOTTLES_JOB)
     job = issuance_jobs(request).start(user, lot)
     response.headers["Location"] = f"/issuer/jobs/{job.job_id}"

@@ -11,10 +11,13 @@ the node)."""
 from __future__ import annotations
 
 import copy
+import csv
 import html
+import io
 import json
 import re
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from api_fixtures import USD, V2_DOCUMENT, bearer, sign_up, wait_indexed  # noqa: E402
 from test_app_pages import SAME_ORIGIN, SCREENSHOTS, served_app  # noqa: E402, F401
 
-from api.business_wallet import PREPARED_HEADER  # noqa: E402
+from amphora.merkle import TagTree  # noqa: E402
+from api.business_wallet import PREPARED_HEADER, WalletTransactions  # noqa: E402
 from api.errors import Forbidden  # noqa: E402
 
 pytest_plugins = ["api_fixtures"]
@@ -55,9 +59,9 @@ def wallet_session(client: TestClient, key) -> str:
     return answer.json()["token"]
 
 
-def wallet_browser(make_browser, key) -> TestClient:
+def wallet_browser(make_browser, key, **overrides) -> TestClient:
     """A browser signed in with the wallet through the login page's form (the cookie session)."""
-    browser = make_browser()
+    browser = make_browser(**overrides)
     message = browser.post("/auth/wallet/challenge", json={"address": key.address}).json()["message"]
     answer = browser.post("/app/wallet/login", data={"message": message, "signature": personal_sign(key, message)},
                           headers=SAME_ORIGIN)
@@ -199,19 +203,126 @@ def test_appraisal__wallet_account_and_the_contract_refuses__409_in_words_nothin
         assert tx.one("SELECT COUNT(*) AS n FROM business_wallet_transactions")["n"] == before
 
 
-def test_lot_job__wallet_account__403_in_words_before_any_key_is_made(client, cert, admin, custodian):
+def wallet_issuer(cert, admin, name: str = "Domaine du Portefeuille"):
+    """A wallet key granted the issuer role on chain and funded with gas."""
     key = Account.create()
-    cert.grant_issuer(key.address, "Domaine du Portefeuille", sender=admin)
-    headers = {"Authorization": f"Bearer {wallet_session(client, key)}"}
+    cert.grant_issuer(key.address, name, sender=admin)
+    admin.transfer(key.address, ETH)
+    return key
+
+
+def follow_job(client: TestClient, token: str, job_id: str, until, timeout: float = 60.0) -> dict:
+    """Poll ``GET /issuer/jobs/{job_id}`` until ``until(body)``: the body."""
+    deadline = time.monotonic() + timeout
+    while True:
+        body = client.get(f"/issuer/jobs/{job_id}", headers=bearer(token)).json()
+        if until(body):
+            return body
+        assert body["state"] in ("queued", "running") and time.monotonic() < deadline, body
+        time.sleep(0.1)
+
+
+def shorten_wallet_time(app, ttl: float) -> None:
+    """Prepared transactions valid ``ttl`` seconds and no grace after (instead of a quarter of an hour)."""
+    app.state.business.wallet = WalletTransactions(app.state.db, app.state.chain, ttl=ttl)
+    app.state.issuance_jobs.wallet_grace = 0.0
+
+
+def test_lot_job__wallet_account__prepared_sent_unreported_and_done_with_the_keys_once(
+        make_browser, cert, admin, custodian, w3, tmp_path):
+    key = wallet_issuer(cert, admin)
+    browser = wallet_browser(make_browser, key, documents_dir=tmp_path)
+    api = TestClient(browser.app)
+    token = wallet_session(api, key)
     document = {**copy.deepcopy(V2_DOCUMENT), "bottle_count": 4, "custodian": custodian.address}
-    with client.app.state.db.read() as tx:
-        before = tx.one("SELECT COUNT(*) AS n FROM issuer_jobs")["n"]
+    count = cert.lot_count()
 
-    refused = client.post("/issuer/lot-jobs", json=document, headers=headers)
+    started = api.post("/issuer/lot-jobs", json=document, headers=bearer(token))
 
-    assert refused.status_code == 403 and "cannot be sent from a wallet account" in refused.json()["detail"]
+    assert started.status_code == 202, started.text
+    job_id = started.json()["job_id"]
+    waiting = follow_job(api, token, job_id, lambda body: body["step"] == "wallet")
+    assert waiting["state"] == "running" and re.fullmatch(r"[0-9a-f]{32}", waiting["prepared_id"])
+    assert cert.lot_count() == count  # nothing sent by the service
+    page = browser.get(f"/console/issuer/jobs/{job_id}")
+    link = f"/console/wallet/{waiting['prepared_id']}?back=%2Fconsole%2Fissuer%2Fjobs%2F{job_id}"
+    assert "Confirm in your wallet" in words(page) and html.escape(link) in page.text
+    assert '<meta http-equiv="refresh"' in page.text
+    assert "打开钱包确认页面" in browser.get(f"/console/issuer/jobs/{job_id}?lang=zh-CN").text
+    confirm = browser.get(link)
+    assert confirm.status_code == 200 and f'name="back" value="/console/issuer/jobs/{job_id}"' in confirm.text
+    prepared = api.get(f"/me/business/transactions/{waiting['prepared_id']}", headers=bearer(token)).json()
+    assert prepared["function"] == "issue_lot" and prepared["to"] == cert.address
+
+    tx_hash = send_from(w3, key, prepared["to"], prepared["data"], gas=int(prepared["gas"], 16))  # never reported
+    done = follow_job(api, token, job_id, lambda body: body["state"] != "running")
+
+    assert done["state"] == "done" and done["tx_hash"] == tx_hash, done
+    lot = cert.lot(int(done["lot_id"]))
+    assert lot.issuer == key.address and lot.bottle_count == 4 and lot.custodian == custodian.address
+    assert "0x" + bytes(lot.metadata_hash).hex() == done["metadata_hash"]
+    first = api.get(done["bottles_url"], headers=bearer(token))
+    rows = list(csv.DictReader(io.StringIO(first.text)))
+    assert first.headers["x-tag-keys"] == "included" and len(rows) == 4
+    assert bytes(lot.tag_root) == TagTree.build([r["tag_address"] for r in rows]).root
+    assert all(Account.from_key(r["tag_private_key"]).address == r["tag_address"] for r in rows)
+    assert api.get(done["bottles_url"], headers=bearer(token)).headers["x-tag-keys"] == "withheld"
+    assert api.get(done["document_url"]).status_code == 200
+    assert "Your lot is issued" in words(browser.get(f"/console/issuer/jobs/{job_id}"))
+
+
+def test_lot_job__wallet_account_not_sent_in_time__failed_and_the_document_free_again(
+        client, cert, admin, custodian, w3):
+    key = wallet_issuer(cert, admin)
+    shorten_wallet_time(client.app, ttl=2)
+    token = wallet_session(client, key)
+    document = {**copy.deepcopy(V2_DOCUMENT), "bottle_count": 4, "custodian": custodian.address}
+    count = cert.lot_count()
+    job_id = client.post("/issuer/lot-jobs", json=document, headers=bearer(token)).json()["job_id"]
+
+    ended = follow_job(client, token, job_id, lambda body: body["state"] not in ("queued", "running"))
+
+    assert ended["state"] == "failed" and ended["error"] == "wallet_expired", ended
+    assert "not sent from the wallet in time" in ended["reason"] and ended["prepared_id"] is not None
+    assert cert.lot_count() == count
+    with client.app.state.db.read() as tx:  # the reservation and the staged keys are gone
+        assert tx.one("SELECT COUNT(*) AS n FROM issuer_lots WHERE metadata_hash = ?",
+                      (ended["metadata_hash"],))["n"] == 0
+    again = client.post("/issuer/lot-jobs", json=document, headers=bearer(token))
+    assert again.status_code == 202, again.text  # the same document may be issued again
+    follow_job(client, token, again.json()["job_id"], lambda body: body["state"] not in ("queued", "running"))
+
+
+def test_lot_job__wallet_account_and_the_contract_refuses__failed_with_its_reason_nothing_prepared(
+        client, cert, admin):
+    key = wallet_issuer(cert, admin)
+    token = wallet_session(client, key)
+    document = {**copy.deepcopy(V2_DOCUMENT), "bottle_count": 4, "custodian": Account.create().address}
+    job_id = client.post("/issuer/lot-jobs", json=document, headers=bearer(token)).json()["job_id"]
+
+    ended = follow_job(client, token, job_id, lambda body: body["state"] not in ("queued", "running"))
+
+    assert ended["state"] == "failed" and ended["error"] == "would_revert" and ended["prepared_id"] is None
     with client.app.state.db.read() as tx:
-        assert tx.one("SELECT COUNT(*) AS n FROM issuer_jobs")["n"] == before
+        assert tx.one("SELECT COUNT(*) AS n FROM issuer_lots WHERE metadata_hash = ?",
+                      (ended["metadata_hash"],))["n"] == 0
+
+
+def test_lot_job__wallet_account__another_account_reads_neither_the_job_nor_its_transaction(
+        client, cert, admin, custodian):
+    key = wallet_issuer(cert, admin)
+    shorten_wallet_time(client.app, ttl=2)
+    token = wallet_session(client, key)
+    attacker = wallet_session(client, wallet_issuer(cert, admin, "Domaine de l'Intrus"))
+    document = {**copy.deepcopy(V2_DOCUMENT), "bottle_count": 4, "custodian": custodian.address}
+    job_id = client.post("/issuer/lot-jobs", json=document, headers=bearer(token)).json()["job_id"]
+    waiting = follow_job(client, token, job_id, lambda body: body["step"] == "wallet")
+
+    job = client.get(f"/issuer/jobs/{job_id}", headers=bearer(attacker))
+    prepared = client.get(f"/me/business/transactions/{waiting['prepared_id']}", headers=bearer(attacker))
+
+    assert job.status_code == 404 and prepared.status_code == 404
+    follow_job(client, token, job_id, lambda body: body["state"] not in ("queued", "running"))
 
 
 def test_report__a_hash_the_node_does_not_know__422_and_a_custodial_account__403(client, appraiser_wallet, lot):
@@ -449,8 +560,9 @@ def test_wallet_appraiser__on_a_phone__posts_an_appraisal_sent_from_its_own_wall
     assert not any(key in str(value).lower() for value in row.values())
 
 
-def test_issue_lot__wallet_account__403_in_words_nothing_prepared(client, cert, admin):
-    """Issuing keeps the lot's tag keys only once the service's own transaction landed: not from a wallet yet."""
+def test_issue_lot__wallet_account__403_in_words_nothing_prepared(client, cert, admin, custodian):
+    """Issuing in one request keeps the lot's tag keys only once the service's own transaction landed: not from a
+    wallet (its lots go through a job, which watches the chain)."""
     key = Account.create()
     cert.grant_issuer(key.address, "Domaine du Portefeuille", sender=admin)
     user = client.app.state.users.authenticate(wallet_session(client, key))
@@ -461,6 +573,9 @@ def test_issue_lot__wallet_account__403_in_words_nothing_prepared(client, cert, 
 
     with pytest.raises(Forbidden, match="cannot be sent from a wallet account"):
         client.app.state.business.send(user, call)
+    document = {**copy.deepcopy(V2_DOCUMENT), "bottle_count": 4, "custodian": custodian.address}
+    direct = client.post("/issuer/lots", json=document, headers=bearer(wallet_session(client, key)))
+    assert direct.status_code == 403 and "POST /issuer/lot-jobs" in direct.json()["detail"]
 
     with client.app.state.db.read() as tx:
         assert tx.one("SELECT COUNT(*) AS n FROM business_wallet_transactions")["n"] == before

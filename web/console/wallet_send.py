@@ -57,7 +57,7 @@ from web.console.routes import business_user, console_page
 router = APIRouter(prefix="/console/wallet", include_in_schema=False, default_response_class=HTMLResponse)
 
 #: Where the page leads back to: a console section's page, nothing else (no open redirect).
-_BACK = re.compile(r"^/console(/[a-z]+)(/[a-z0-9]+)*$")
+_BACK = re.compile(r"^/console(/[a-z]+)(/[A-Za-z0-9_-]+)*$")  # an issuance job's id: URL-safe base64
 _ID = re.compile(r"^[0-9a-f]{32}$")
 #: The reported outcome's error codes, for the template's words.
 _FAILURES = {"transaction_mismatch": "mismatch", "transaction_failed": "failed", "invalid_request": "unknown",
