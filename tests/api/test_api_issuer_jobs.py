@@ -288,12 +288,13 @@ def test_restart__a_job_left_running__ends_failed_and_the_document_is_free_again
     assert follow(after, issuer, location)[0]["state"] == "done"
 
 
+@pytest.mark.parametrize("step", ["send", "wallet"])  # wallet: a wallet account's job awaiting its wallet's send
 def test_restart__the_lot_landed_before_the_stop__the_job_ends_done_with_its_keys(make_client, shared_db, cert,
-                                                                                 admin, document, tmp_path):
+                                                                                 admin, document, tmp_path, step):
     before = make_client(auth=False, documents_dir=tmp_path, relay_db=shared_db)
     issuer = business_account(before, cert, admin)
     doc = before.post("/issuer/lots/preview", json=document, headers=issuer["headers"]).json()["document"]
-    job_id = _crashed_job(before.app, issuer, doc, "send")
+    job_id = _crashed_job(before.app, issuer, doc, step)
     lot = lots.LotDescription.from_mapping(doc)
     tree, keys = lots.make_tags(lot)
     state = before.app.state
