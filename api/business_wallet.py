@@ -199,6 +199,13 @@ class WalletTransactions:
         """``user``'s prepared transaction ``prepared_id``; 404 for any other."""
         return _row(self._mine(user, prepared_id))
 
+    def expiry(self, prepared_id: str) -> float | None:
+        """When prepared transaction ``prepared_id`` expires (None when unknown): for the service's own
+        bookkeeping (an issuance job awaiting it), never an account's answer."""
+        with self._db.read() as tx:
+            row = tx.one("SELECT expires_at FROM business_wallet_transactions WHERE id = ?", (prepared_id,))
+        return None if row is None else float(row["expires_at"])
+
     def confirm(self, user: User, prepared_id: str, tx_hash: str) -> Reported:
         """Check that ``tx_hash`` is the prepared transaction as the node has it,
         spend the id, and wait for the receipt. :class:`TransactionMismatch` (the

@@ -38,7 +38,9 @@ for the issuer's ``LotIssued`` with the document's hash, about once a second
 until the prepared transaction expires (plus :data:`WALLET_GRACE_SECONDS` for
 one sent at the last moment). When it lands the staged keys are adopted under
 the lot and the job ends done as a custodial one; when it does not, the job
-ends failed (``wallet_expired``) and the document and keys are released.
+ends failed (``wallet_expired``) and the document and keys are released. After
+a restart, such a job whose lot has not landed and whose prepared transaction is
+still valid is watched again rather than ended.
 """
 
 from __future__ import annotations
@@ -291,7 +293,7 @@ class IssuanceJobs(Store):
                 prepared_id, expires_at = self._prepare_for_wallet(job_id, user, issue_call(self._chain, lot, doc,
                                                                                             tree.root))
                 handed = True
-                self._await_wallet(job_id, user, prepared_id, expires_at, doc)
+                self._await_wallet(job_id, user.address, prepared_id, expires_at, doc)
                 return
             self._progress(job_id, "send", 0, 1)
             sent = self._sender.send(user, issue_call(self._chain, lot, doc, tree.root))
@@ -336,12 +338,12 @@ class IssuanceJobs(Store):
                        (WALLET_STEP, prepared.id, time.time(), job_id))
         return prepared.id, prepared.expires_at
 
-    def _await_wallet(self, job_id: str, user: User, prepared_id: str, expires_at: float,
+    def _await_wallet(self, job_id: str, issuer: str, prepared_id: str, expires_at: float,
                       doc: dict[str, Any]) -> None:
         """Watch the chain (not the wallet's report, which may never come) for the wallet account's lot until
         it lands (the job done, as a custodial one) or the prepared transaction expired
         (:class:`_Failed` ``wallet_expired``, document and keys released)."""
-        job = self.get(job_id, user.address)
+        job = self.get(job_id, issuer)
         assert job is not None
         logger.info("issuance job %s: waiting for the wallet to send prepared transaction %s", job_id, prepared_id)
         deadline, touched = expires_at + self.wallet_grace, time.monotonic()
@@ -408,14 +410,17 @@ class IssuanceJobs(Store):
             if job.job_id in mine:
                 continue
             try:
-                self._recover(job, json.loads(row["document"]))
+                if not self._recover(job, json.loads(row["document"])):
+                    continue
             except Exception:  # noqa: BLE001 - one job's recovery never stops the start-up
                 logger.exception("could not recover issuance job %s", job.job_id)
                 continue
             ended += 1
         return ended
 
-    def _recover(self, job: Job, doc: dict[str, Any]) -> None:
+    def _recover(self, job: Job, doc: dict[str, Any]) -> bool:
+        """End ``job`` by the chain's word; False when it is a wallet account's job whose prepared transaction
+        is still valid: it is watched again (its wallet may still send it)."""
         landed = None
         if job.step in ("send", WALLET_STEP, "labels"):
             try:
@@ -426,11 +431,16 @@ class IssuanceJobs(Store):
                                  f"not be read to tell whether it landed ({err}): look at your lots before "
                                  "issuing it again")
                 self._vault.release(job.chain_id, job.issuer, job.metadata_hash)
-                return
+                return True
+        if landed is None and job.step == WALLET_STEP and job.prepared_id and self._sender.wallet is not None:
+            expires_at = self._sender.wallet.expiry(job.prepared_id)
+            if expires_at is not None and time.time() < expires_at + self.wallet_grace:
+                self._watch_again(job, doc, expires_at)
+                return False
         if landed is None:
             self._vault.release(job.chain_id, job.issuer, job.metadata_hash)
             self._end(job.job_id, "failed", error="restarted", reason=RESTARTED)
-            return
+            return True
         lot_id, tx_hash, block = landed
         kept = self._vault.adopt(job.chain_id, job.issuer, job.metadata_hash, lot_id)
         self._deposit(job.chain_id, lot_id, doc)
@@ -441,6 +451,29 @@ class IssuanceJobs(Store):
             self._end(job.job_id, "failed", error="restarted", lot_id=lot_id, tx_hash=tx_hash, block_number=block,
                       reason=f"the service restarted; the lot was issued as lot {lot_id} but its tag keys were "
                              "not kept: do not use its tags, and flag its bottles")
+        return True
+
+    def _watch_again(self, job: Job, doc: dict[str, Any], expires_at: float) -> None:
+        """Watch the chain again, in a thread, for a wallet account's lot a stopped process was awaiting."""
+        assert job.prepared_id is not None
+        prepared_id = job.prepared_id
+
+        def watch() -> None:
+            try:
+                self._await_wallet(job.job_id, job.issuer, prepared_id, expires_at, doc)
+            except _Failed as failed:
+                self._end(job.job_id, "failed", error=failed.code, reason=failed.reason)
+            except Exception as err:  # the keys stay staged: the lot may still land
+                logger.exception("issuance job %s failed", job.job_id)
+                self._end(job.job_id, "failed", error="internal", reason=f"the issuance stopped on an error: {err}")
+            finally:
+                with self._guard:
+                    self._threads.pop(job.job_id, None)
+
+        thread = threading.Thread(target=watch, name=f"issuance-{job.job_id[:8]}", daemon=True)
+        with self._guard:
+            self._threads[job.job_id] = thread
+        thread.start()
 
     def _landed(self, job: Job) -> tuple[int, str, int] | None:
         """The lot, transaction and block of the issuer's ``LotIssued`` for the job's document since the job

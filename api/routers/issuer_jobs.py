@@ -21,8 +21,10 @@ from api.routers.issuer import _ROLE_ERRORS, LotDocumentBody
 
 router = APIRouter(tags=["issuer"])
 
-#: Each step's place in the job (1 to 4), for "step 2 of 4".
+#: Each step's place in the job (1 to 4), for "step 2 of 4" (a wallet account's `wallet` in place of `send`).
 STEP_NUMBERS = {"keys": 1, "tree": 2, "send": 3, "wallet": 3, "labels": 4}
+#: How many steps a job has (``wallet`` and ``send`` are one place).
+STEP_COUNT = len(set(STEP_NUMBERS.values()))
 #: Bottles a label sheet request covers (`GET /lots/{lot_id}/labels.pdf?first=&last=`).
 LABELS_PER_SHEET = 1_000
 
@@ -92,7 +94,8 @@ def job_view(job: Job) -> IssuanceJob:
     return IssuanceJob(job_id=job.job_id, state=job.state, step=job.step, done=job.done,  # type: ignore[arg-type]
                        total=job.total, bottle_count=job.bottle_count, metadata_hash=job.metadata_hash,
                        lot_id=None if lot is None else str(lot), tx_hash=job.tx_hash, block_number=job.block_number,
-                       error=job.error, reason=job.reason, prepared_id=job.prepared_id, created_at=job.created_at, updated_at=job.updated_at,
+                       error=job.error, reason=job.reason, prepared_id=job.prepared_id, created_at=job.created_at,
+                       updated_at=job.updated_at,
                        document_url=f"/lots/{lot}/metadata.json" if done else None, labels=ranges,
                        bottles_url=f"/issuer/lots/{lot}/bottles" if done else None)
 

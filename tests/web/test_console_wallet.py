@@ -271,6 +271,30 @@ def test_lot_job__wallet_account__prepared_sent_unreported_and_done_with_the_key
     assert "Your lot is issued" in words(browser.get(f"/console/issuer/jobs/{job_id}"))
 
 
+def test_lot_job__wallet_account_awaited_when_the_service_restarts__watched_again_and_done(
+        make_client, cert, admin, custodian, w3, tmp_path):
+    shared = {"documents_dir": tmp_path, "relay_db": tmp_path / "api.sqlite"}
+    before = make_client(auth=False, **shared)
+    key = wallet_issuer(cert, admin)
+    token = wallet_session(before, key)
+    document = {**copy.deepcopy(V2_DOCUMENT), "bottle_count": 4, "custodian": custodian.address}
+    job_id = before.post("/issuer/lot-jobs", json=document, headers=bearer(token)).json()["job_id"]
+    waiting = follow_job(before, token, job_id, lambda body: body["step"] == "wallet")
+    before.app.state.issuance_jobs.stop()  # the service stops: the job is left running at its wallet step
+    before.app.state.issuance_jobs.wait(timeout=10)
+
+    after = make_client(auth=False, **shared)  # its start-up finds the job and watches the chain again
+    prepared = after.get(f"/me/business/transactions/{waiting['prepared_id']}", headers=bearer(token)).json()
+    assert after.get(f"/issuer/jobs/{job_id}", headers=bearer(token)).json()["step"] == "wallet"
+    tx_hash = send_from(w3, key, prepared["to"], prepared["data"], gas=int(prepared["gas"], 16))
+    done = follow_job(after, token, job_id, lambda body: body["state"] != "running")
+
+    assert done["state"] == "done" and done["tx_hash"] == tx_hash, done
+    rows = list(csv.DictReader(io.StringIO(after.get(done["bottles_url"], headers=bearer(token)).text)))
+    assert bytes(cert.lot(int(done["lot_id"])).tag_root) == TagTree.build([r["tag_address"] for r in rows]).root
+    assert all(Account.from_key(r["tag_private_key"]).address == r["tag_address"] for r in rows)
+
+
 def test_lot_job__wallet_account_not_sent_in_time__failed_and_the_document_free_again(
         client, cert, admin, custodian, w3):
     key = wallet_issuer(cert, admin)

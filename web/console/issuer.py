@@ -203,7 +203,7 @@ async def job_page(request: Request, job_id: str) -> Response:
     return console_page(request, "console/issuer_job.html", user, token, roles, section="issuer", job=job,
                         refresh=REFRESH_SECONDS if job.state in ("queued", "running") else None,
                         kept=kept is not None, keys_taken=bool(kept and kept["keys_downloaded_at"]),
-                        step_number=jobs_api.STEP_NUMBERS.get(job.step or "", 0), steps=len(jobs_api.STEP_NUMBERS))
+                        step_number=jobs_api.STEP_NUMBERS.get(job.step or "", 0), steps=jobs_api.STEP_COUNT)
 
 
 async def _lot_page(request: Request, lot_id: int, user: User, token: str, roles: Roles, status: int = 200,
