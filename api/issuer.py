@@ -291,6 +291,16 @@ class TagKeyVault(Store):
         self.keep(chain_id, issuer, metadata_hash, lot_id, TagTree.build(tags), keys)
         return True
 
+    def staged_root(self, chain_id: int, issuer: str, metadata_hash: str) -> str | None:
+        """The tag root (``0x`` hex) of the keys staged for a reserved document, None when none are staged: the
+        root its lot must carry for the staged keys to be its tags."""
+        with self._db.read() as tx:
+            row = tx.one("SELECT tag_addresses FROM issuer_lots WHERE chain_id = ? AND issuer = ? AND "
+                         "metadata_hash = ? AND lot_id IS NULL", (chain_id, issuer, metadata_hash))
+        if row is None or row["tag_addresses"] is None:
+            return None
+        return "0x" + TagTree.build([to_checksum_address(a) for a in json.loads(row["tag_addresses"])]).root.hex()
+
     @staticmethod
     def _staged(chain_id: int, metadata_hash: str, issuer: str) -> bytes:
         return f"{chain_id}:staged:{metadata_hash}:{issuer.lower()}".encode()

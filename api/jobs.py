@@ -347,9 +347,12 @@ class IssuanceJobs(Store):
         assert job is not None
         logger.info("issuance job %s: waiting for the wallet to send prepared transaction %s", job_id, prepared_id)
         deadline, touched = expires_at + self.wallet_grace, time.monotonic()
+        root = self._vault.staged_root(job.chain_id, job.issuer, job.metadata_hash)
+        if root is None:
+            raise _Failed("internal", "the tag keys staged for this lot were not found: nothing can be kept for it")
         while True:
             try:
-                landed = self._landed(job)
+                landed = self._landed(job, root)
             except Exception:  # noqa: BLE001 - the node may be back at the next look; the deadline still holds
                 logger.warning("issuance job %s: could not read the chain", job_id, exc_info=True)
                 landed = None
@@ -424,7 +427,9 @@ class IssuanceJobs(Store):
         landed = None
         if job.step in ("send", WALLET_STEP, "labels"):
             try:
-                landed = self._landed(job)
+                root = self._vault.staged_root(job.chain_id, job.issuer, job.metadata_hash) if job.prepared_id \
+                    else None
+                landed = self._landed(job, root)
             except Exception as err:  # noqa: BLE001 - the node's failure is said in the job's reason
                 self._end(job.job_id, "failed", error="restarted",
                           reason="the service restarted while the lot was being sent, and the blockchain could "
@@ -475,13 +480,15 @@ class IssuanceJobs(Store):
             self._threads[job.job_id] = thread
         thread.start()
 
-    def _landed(self, job: Job) -> tuple[int, str, int] | None:
+    def _landed(self, job: Job, tag_root: str | None = None) -> tuple[int, str, int] | None:
         """The lot, transaction and block of the issuer's ``LotIssued`` for the job's document since the job
-        started, if the chain has one."""
+        started, if the chain has one; with ``tag_root``, only one carrying that root (a wallet account's lot:
+        the transaction left the service's hands, and only a lot with the staged keys' root is theirs)."""
         event = self._chain.certificate_contract.events.LotIssued()
         found = event.get_logs(from_block=job.from_block, argument_filters={"issuer": job.issuer})
         for log in found:
-            if "0x" + bytes(log["args"]["metadata_hash"]).hex() == job.metadata_hash:
+            if "0x" + bytes(log["args"]["metadata_hash"]).hex() == job.metadata_hash and (
+                    tag_root is None or "0x" + bytes(log["args"]["tag_root"]).hex() == tag_root):
                 return (int(log["args"]["lot_id"]), "0x" + bytes(log["transactionHash"]).hex(),
                         int(log["blockNumber"]))
         return None

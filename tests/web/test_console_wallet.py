@@ -32,9 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from api_fixtures import USD, V2_DOCUMENT, bearer, sign_up, wait_indexed  # noqa: E402
 from test_app_pages import SAME_ORIGIN, SCREENSHOTS, served_app  # noqa: E402, F401
 
+from amphora import lots  # noqa: E402
 from amphora.merkle import TagTree  # noqa: E402
 from api.business_wallet import PREPARED_HEADER, WalletTransactions  # noqa: E402
 from api.errors import Forbidden  # noqa: E402
+from api.issuer import issue_call  # noqa: E402
 
 pytest_plugins = ["api_fixtures"]
 
@@ -315,6 +317,27 @@ def test_lot_job__wallet_account_not_sent_in_time__failed_and_the_document_free_
     again = client.post("/issuer/lot-jobs", json=document, headers=bearer(token))
     assert again.status_code == 202, again.text  # the same document may be issued again
     follow_job(client, token, again.json()["job_id"], lambda body: body["state"] not in ("queued", "running"))
+
+
+def test_lot_job__wallet_sends_the_document_with_another_tag_root__keys_not_adopted_job_expires(
+        client, cert, admin, custodian, w3):
+    key = wallet_issuer(cert, admin)
+    shorten_wallet_time(client.app, ttl=4)
+    token = wallet_session(client, key)
+    document = {**copy.deepcopy(V2_DOCUMENT), "bottle_count": 4, "custodian": custodian.address}
+    doc = client.post("/issuer/lots/preview", json=document, headers=bearer(token)).json()["document"]
+    job_id = client.post("/issuer/lot-jobs", json=doc, headers=bearer(token)).json()["job_id"]
+    follow_job(client, token, job_id, lambda body: body["step"] == "wallet")
+    forged = client.app.state.chain.certificate_contract.encode_abi("issue_lot", args=list(
+        issue_call(client.app.state.chain, lots.LotDescription.from_mapping(doc), doc, b"\x07" * 32).args))
+    tx_hash = send_from(w3, key, cert.address, forged, gas=2_000_000)  # the same document, tags of its own
+    assert w3.eth.wait_for_transaction_receipt(tx_hash)["status"] == 1
+
+    ended = follow_job(client, token, job_id, lambda body: body["state"] not in ("queued", "running"))
+
+    assert ended["state"] == "failed" and ended["error"] == "wallet_expired" and ended["lot_id"] is None, ended
+    with client.app.state.db.read() as tx:  # no lot of the service's keys: nothing to download for it
+        assert tx.one("SELECT COUNT(*) AS n FROM issuer_lots WHERE issuer = ?", (key.address,))["n"] == 0
 
 
 def test_lot_job__wallet_account_and_the_contract_refuses__failed_with_its_reason_nothing_prepared(
