@@ -58,7 +58,7 @@ def _is_gtin(value: object) -> bool:
     return not isinstance(value, str) or gs1.validate_gtin(value) == value
 
 
-def _validator() -> Draft202012Validator:
+def schema_validator() -> Draft202012Validator:
     return Draft202012Validator(lot_document_schema(), format_checker=_FORMATS)
 
 
@@ -69,7 +69,7 @@ def _amount(value: float | str) -> float:
 def validate_document(doc: dict[str, Any]) -> None:
     """Check a version 2 lot document: the JSON Schema (with the GTIN's check digit),
     then the rules a schema cannot say. Raises :class:`LotFileError` naming the field."""
-    errors = sorted(_validator().iter_errors(doc), key=lambda e: list(e.absolute_path))
+    errors = sorted(schema_validator().iter_errors(doc), key=lambda e: list(e.absolute_path))
     if errors:
         first = errors[0]
         where = "/".join(str(p) for p in first.absolute_path) or "document"
@@ -110,7 +110,7 @@ def split_token_id(token: int) -> tuple[int, int]:
     return token >> SERIAL_BITS, token & ((1 << SERIAL_BITS) - 1)
 
 
-def _to_unix(value: Any) -> int:
+def to_unix(value: Any) -> int:
     if isinstance(value, int):
         return value
     text = str(value).strip()
@@ -175,7 +175,7 @@ class LotDescription:
             extra["serial_salt"] = gs1.new_salt()
         lot = cls(
             producer=str(data["producer"]), wine=str(data["wine"]), region=str(data["region"]),
-            bottle_count=count, volume_ml=volume, bottling_date=_to_unix(data["bottling_date"]),
+            bottle_count=count, volume_ml=volume, bottling_date=to_unix(data["bottling_date"]),
             custodian=custodian, vintage=vintage, metadata_uri=str(data.get("metadata_uri") or ""),
             tags=tags, extra=extra,
         )

@@ -108,7 +108,7 @@ def _schema_problems(data: dict[str, Any]) -> list[Problem]:
     doc.setdefault("vintage", 0)
     doc.setdefault("serial_salt", "AAAAAAAA")
     try:
-        stamp = lots._to_unix(data.get("bottling_date"))  # noqa: SLF001 - the same parse as issuance
+        stamp = lots.to_unix(data.get("bottling_date"))  # the same parse as issuance
         doc["bottling_date"] = stamp
         doc["bottling_date_iso"] = datetime.fromtimestamp(stamp, UTC).date().isoformat()
     except (lots.LotFileError, ValueError, OverflowError, OSError):
@@ -118,7 +118,7 @@ def _schema_problems(data: dict[str, Any]) -> list[Problem]:
             doc[key] = int(doc[key])
         except (KeyError, TypeError, ValueError):
             pass
-    validator = lots._validator()  # noqa: SLF001 - the schema and GTIN checker issuance uses
+    validator = lots.schema_validator()  # the schema and GTIN checker issuance uses
     problems = []
     for error in sorted(validator.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path]):
         where = "/".join(str(p) for p in error.absolute_path) or "document"

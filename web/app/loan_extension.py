@@ -40,7 +40,7 @@ from api.errors import (
     error_responses,
 )
 from api.routers.extensions import AcceptIn, accept_extension
-from web.app.money import _borrow_page, _loan_form
+from web.app.money import loan_form, render_borrow_page
 from web.app.routes import _redirect, _wait
 from web.render import page_for
 
@@ -64,7 +64,7 @@ def _signed(text: str) -> AcceptIn | None:
 async def accept_more_time(request: Request, token_id: str, n: str, users: UsersDep, chain: ChainDep,
                            offers: OffersDep, relayer: RelayerDep, settings: SettingsDep) -> Response:
     """Accept proposal ``n`` of this bottle's open loan (``POST /me/loans/{loan_id}/extensions/{n}/accept``)."""
-    checked = await _loan_form(request, settings, chain, offers, token_id, "extend")
+    checked = await loan_form(request, settings, chain, offers, token_id, "extend")
     if isinstance(checked, Response):
         return checked
     user, token, form, number, view, key = checked
@@ -73,7 +73,7 @@ async def accept_more_time(request: Request, token_id: str, n: str, users: Users
     done = f"/app/bottles/{number}/borrow"
 
     async def again(status: int, error: str, headers: dict[str, str] | None = None, wait: str = "") -> Response:
-        return await _borrow_page(request, chain, offers, user, token, token_id, status, error, headers, wait)
+        return await render_borrow_page(request, chain, offers, user, token, token_id, status, error, headers, wait)
 
     if loan is None or not 1 <= which <= extensions.MAX_PER_LOAN:
         return await again(409, "extension_gone")

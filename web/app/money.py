@@ -80,7 +80,7 @@ _ERRORS = error_responses(NotFound, Forbidden, Conflict, InvalidRequest, TooMany
                           html=True)
 
 
-def _readable(request: Request) -> Any:
+def readable_amounts(request: Request) -> Any:
     """Formats an amount with the reader's grouping and every decimal it has (Babel's default keeps three)."""
     locale = page_for(request).locale
     return lambda value: format_decimal(value, locale=locale, decimal_quantization=False)
@@ -90,13 +90,13 @@ def _once() -> str:
     return secrets.token_hex(16)
 
 
-def _amount(units: int, decimals: int) -> Decimal:
+def amount_of(units: int, decimals: int) -> Decimal:
     """``units`` of a token with ``decimals`` as a person reads it (trailing zeros dropped)."""
     value = Decimal(units).scaleb(-decimals)
     return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()
 
 
-def _parse_amount(text: str, decimals: int) -> int | None:
+def parse_amount(text: str, decimals: int) -> int | None:
     """``text`` (``12.5``, ``12,5``) in the token's smallest unit; None unless a positive
     number with at most ``decimals`` decimals."""
     text = text.strip().replace(" ", "").replace("\u00a0", "")
@@ -146,9 +146,9 @@ async def _points_page(request: Request, chain: ChainService, index: Any, user: 
         return _page(request, "app/unavailable.html", status=503, user=user, token=token)
     notice = request.query_params.get("done")
     return _page(request, "app/money_points.html", status=status, headers=headers, user=user, token=token,
-                 readable=_readable(request),
-                 balance=_amount(balance, points.decimals), symbol=points.symbol,
-                 moves=[(move, _amount(abs(move.points), points.decimals)) for move in moves],
+                 readable=readable_amounts(request),
+                 balance=amount_of(balance, points.decimals), symbol=points.symbol,
+                 moves=[(move, amount_of(abs(move.points), points.decimals)) for move in moves],
                  once=_once(), errors=errors or set(), error=error, to=to, amount=amount, wait=wait,
                  notice=notice if notice == "sent" else None)
 
@@ -205,7 +205,7 @@ async def send_points(request: Request, users: UsersDep, chain: ChainDep, index:
         errors.add("to")
     elif to.lower() == user.address.lower():
         errors.add("self")
-    value = _parse_amount(amount_text, points.decimals)
+    value = parse_amount(amount_text, points.decimals)
     if value is None:
         errors.add("amount")
     if errors:
@@ -253,7 +253,7 @@ def _borrow_view(chain: ChainService, book: Any, token_id: int, user: User) -> d
             "balance": chain.token_balance(stablecoin, user.address), "now": snapshot.block_timestamp}
 
 
-async def _borrow_page(request: Request, chain: ChainService, book: Any, user: User, token: str, token_id: str,
+async def render_borrow_page(request: Request, chain: ChainService, book: Any, user: User, token: str, token_id: str,
                        status: int = 200, error: str | None = None, headers: dict[str, str] | None = None,
                        wait: str = "") -> Response:
     number = _token_number(token_id)
@@ -269,10 +269,10 @@ async def _borrow_page(request: Request, chain: ChainService, book: Any, user: U
     notice = request.query_params.get("done")
     extension = await run_in_threadpool(extensions.pending, request.app.state.extensions, view["loan"], view["now"])
     return _page(request, "app/money_borrow.html", status=status, headers=headers, user=user, token=token,
-                 readable=_readable(request), extension=extension,
+                 readable=readable_amounts(request), extension=extension,
                  token_id=number, once=_once(), error=error, wait=wait,
                  notice=notice if notice in ("accepted", "repaid", "extended") else None,
-                 money=lambda units: _amount(int(units), decimals), symbol=view["stablecoin"].symbol, **{
+                 money=lambda units: amount_of(int(units), decimals), symbol=view["stablecoin"].symbol, **{
                      k: v for k, v in view.items() if k != "stablecoin"})
 
 
@@ -284,10 +284,10 @@ async def borrow_page(request: Request, token_id: str, chain: ChainDep, offers: 
     if signed_in is None:
         return _redirect(request, "/app/login")
     user, token = signed_in
-    return await _borrow_page(request, chain, offers, user, token, token_id)
+    return await render_borrow_page(request, chain, offers, user, token, token_id)
 
 
-async def _loan_form(request: Request, settings: Settings, chain: ChainService, book: Any, token_id: str,
+async def loan_form(request: Request, settings: Settings, chain: ChainService, book: Any, token_id: str,
                      kind: str) -> tuple[User, str, dict[str, str], int, dict[str, Any], str] | Response:
     """A borrow form's account, token, fields, bottle, view and action key; or the answer refusing it."""
     checked = await _signed_in_form(request, settings)
@@ -305,7 +305,7 @@ async def _loan_form(request: Request, settings: Settings, chain: ChainService, 
         return _page(request, "app/not_yours.html", status=404, user=user, token=token)
     key = _action_key(kind, form)
     if key is None:
-        return await _borrow_page(request, chain, book, user, token, token_id, 422, "form")
+        return await render_borrow_page(request, chain, book, user, token, token_id, 422, "form")
     return user, token, form, number, view, key
 
 
@@ -315,13 +315,13 @@ async def _relayed(request: Request, chain: ChainService, book: Any, user: User,
     try:
         await run_in_threadpool(call, *args)
     except TooManyRequests as err:
-        return await _borrow_page(request, chain, book, user, token, token_id, 429, "throttled", err.headers,
+        return await render_borrow_page(request, chain, book, user, token, token_id, 429, "throttled", err.headers,
                                   _wait(page_for(request), err))
     except (RelayRefused, Conflict, NotFound) as err:
         logger.info("loan action of %s refused: %s", user.id, err.detail)
-        return await _borrow_page(request, chain, book, user, token, token_id, 409, "refused")
+        return await render_borrow_page(request, chain, book, user, token, token_id, 409, "refused")
     except AmphoraError as err:
-        return await _borrow_page(request, chain, book, user, token, token_id,
+        return await render_borrow_page(request, chain, book, user, token, token_id,
                                   503 if err.status_code >= 500 else err.status_code, "busy", err.headers)
     return None
 
@@ -332,7 +332,7 @@ async def accept_offer(request: Request, token_id: str, users: UsersDep, chain: 
     """Accept one of the offers the borrow page listed for this bottle (``POST /me/relay/loan-acceptances``):
     the bottle is pledged and the loan paid to the account. An offer not on this bottle's list (another
     bottle's, expired, used) is refused in words, nothing relayed."""
-    checked = await _loan_form(request, settings, chain, offers, token_id, "accept")
+    checked = await loan_form(request, settings, chain, offers, token_id, "accept")
     if isinstance(checked, Response):
         return checked
     user, token, form, number, view, key = checked
@@ -341,7 +341,7 @@ async def accept_offer(request: Request, token_id: str, users: UsersDep, chain: 
     if chosen is None:
         if view["loan"] is not None and view["loan"].borrower.lower() == user.address.lower():
             return _redirect(request, f"/app/bottles/{number}/borrow", done="accepted")  # the form sent twice
-        return await _borrow_page(request, chain, offers, user, token, token_id, 409, "offer")
+        return await render_borrow_page(request, chain, offers, user, token, token_id, 409, "offer")
     body = CustodialLoanAcceptance(offer=LoanOfferIn.model_validate(chosen.offer.model_dump()),
                                    lender_signature=chosen.signature, token_id=number)
     refused = await _relayed(request, chain, offers, user, token, token_id, custodial_loan_acceptance, body, user,
@@ -354,7 +354,7 @@ async def repay_loan(request: Request, token_id: str, users: UsersDep, chain: Ch
                      relayer: RelayerDep, settings: SettingsDep) -> Response:
     """Repay this bottle's open loan from the account's stablecoin (``POST /me/relay/loan-repayments``);
     the bottle unlocks. A balance short of the repayment is refused in words, nothing relayed."""
-    checked = await _loan_form(request, settings, chain, offers, token_id, "repay")
+    checked = await loan_form(request, settings, chain, offers, token_id, "repay")
     if isinstance(checked, Response):
         return checked
     user, token, _, number, view, key = checked
@@ -363,9 +363,9 @@ async def repay_loan(request: Request, token_id: str, users: UsersDep, chain: Ch
         latest = view["latest"]
         if latest is not None and latest.state == LoanState.repaid and latest.borrower.lower() == user.address.lower():
             return _redirect(request, f"/app/bottles/{number}/borrow", done="repaid")  # the form sent twice
-        return await _borrow_page(request, chain, offers, user, token, token_id, 409, "no_loan")
+        return await render_borrow_page(request, chain, offers, user, token, token_id, 409, "no_loan")
     if view["balance"] < int(loan.repayment):
-        return await _borrow_page(request, chain, offers, user, token, token_id, 422, "short")
+        return await render_borrow_page(request, chain, offers, user, token, token_id, 422, "short")
     refused = await _relayed(request, chain, offers, user, token, token_id, custodial_loan_repayment,
                              CustodialLoanRepayment(loan_id=int(loan.loan_id)), user, users, chain, relayer,
                              settings, custodial_origin(request, user, key))

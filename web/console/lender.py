@@ -52,7 +52,7 @@ from api.routers import lender as lender_api
 from api.routers import lending as lending_api
 from api.schemas import LoanState
 from api.users import User
-from web.app.money import _amount, _parse_amount, _readable
+from web.app.money import amount_of, parse_amount, readable_amounts
 from web.app.routes import redirect, signed_in_form
 from web.console.routes import business_user, console_page
 from web.console.wallet_send import wallet_offer, wallet_send
@@ -123,8 +123,8 @@ async def _front(request: Request, chain: Any, book: Any, index: Any, user: User
         return console_page(request, "app/unavailable.html", user, token, roles, section="lender", status=503)
     notice = request.query_params.get("done")
     return console_page(request, "console/lender_home.html", user, token, roles, section="lender", status=status,
-                        readable=_readable(request), span=_span(request), percent=_percent,
-                        money=lambda units: _amount(int(units), coin.decimals), symbol=coin.symbol,
+                        readable=readable_amounts(request), span=_span(request), percent=_percent,
+                        money=lambda units: amount_of(int(units), coin.decimals), symbol=coin.symbol,
                         foreclosable=lender.foreclosable, error=error, detail=detail,
                         notice=notice if notice in NOTICES else None, **view)
 
@@ -190,14 +190,14 @@ def _terms(form: dict[str, str], decimals: int, now: int) -> tuple[lender.OfferT
     lot = _number(form.get("lot", ""), 1, lender.MAX_LOT_ID)
     bottle_text = form.get("bottle", "").strip()
     serial = _number(bottle_text, 1, 2**32 - 1) if bottle_text else 0
-    principal = _parse_amount(form.get("amount", "")[:100], decimals)
+    principal = parse_amount(form.get("amount", "")[:100], decimals)
     days, grace, valid = (_number(form.get(name, ""), low, MAX_DAYS)
                           for name, low in (("days", 1), ("grace", 0), ("valid", 1)))
     ltv_text = form.get("ltv", "").strip()
     ltv = _percent_bps(ltv_text, Decimal(100)) if ltv_text else 0
     repayment = rate = None
     if form.get("terms") == "amount":
-        repayment = _parse_amount(form.get("repayment", "")[:100], decimals)
+        repayment = parse_amount(form.get("repayment", "")[:100], decimals)
         if repayment is None or (principal is not None and repayment < principal):
             errors.add("repayment")
     else:
@@ -307,7 +307,7 @@ async def allowance(request: Request, chain: ChainDep, offers: OffersDep, index:
 
     def action(form: dict[str, str], user: User) -> Any:
         text = form.get("amount", "")[:100].strip()
-        units = 0 if text.strip("0.,") == "" and text else _parse_amount(text, _stablecoin(chain).decimals)
+        units = 0 if text.strip("0.,") == "" and text else parse_amount(text, _stablecoin(chain).decimals)
         if units is None:
             raise InvalidRequest("amount: not an amount")
         return lender_api.set_lending_allowance(lender_api.AllowanceIn(amount=units), user, chain, business)

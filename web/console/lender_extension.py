@@ -31,7 +31,7 @@ from api.routers import extensions as extensions_api
 from api.schemas import LoanState, LoanView
 from api.users import User
 from web.app import times
-from web.app.money import _amount, _parse_amount, _readable
+from web.app.money import amount_of, parse_amount, readable_amounts
 from web.app.routes import redirect, signed_in_form
 from web.console.lender import _number, _percent_bps, _stablecoin
 from web.console.routes import business_user, console_page
@@ -91,12 +91,12 @@ async def _page(request: Request, chain: Any, book: Any, loan_id: str, status: i
         return console_page(request, "console/lender_missing.html", user, token, roles, section="lender", status=404)
     loan, now = found
     defaults = {"due": iso_day(max(int(loan.due_at), now) + DEFAULT_MORE_DAYS * 86_400, request), "terms": "amount",
-                "repayment": str(_amount(int(loan.repayment), coin.decimals)), "rate": "",
+                "repayment": str(amount_of(int(loan.repayment), coin.decimals)), "rate": "",
                 "expiry": iso_day(now + DEFAULT_VALID_DAYS * 86_400, request)}
     notice = request.query_params.get("done")
     return console_page(request, "console/lender_extend.html", user, token, roles, section="lender", status=status,
-                        loan=loan, now=now, proposals=proposals, symbol=coin.symbol, readable=_readable(request),
-                        money=lambda units: _amount(int(units), coin.decimals), form={**defaults, **(fields or {})},
+                        loan=loan, now=now, proposals=proposals, symbol=coin.symbol, readable=readable_amounts(request),
+                        money=lambda units: amount_of(int(units), coin.decimals), form={**defaults, **(fields or {})},
                         errors=errors or set(), error=error, detail=detail, preview=preview,
                         open=loan.state == LoanState.open, notice=notice if notice in NOTICES else None)
 
@@ -123,7 +123,7 @@ def _terms(form: dict[str, str], request: Request, loan: LoanView, now: int,
         if rate is None:
             errors.add("rate")
     else:
-        repayment = _parse_amount(form.get("repayment", "")[:100], decimals)
+        repayment = parse_amount(form.get("repayment", "")[:100], decimals)
         if repayment is None or repayment < int(loan.repayment):
             errors.add("repayment")
     if errors:
