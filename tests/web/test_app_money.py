@@ -23,7 +23,7 @@ from amphora import eip712  # noqa: E402
 #: The API fixtures (apps and clients on the test deployment).
 pytest_plugins = ["api_fixtures"]
 
-ONCE = re.compile(r'name="once" value="([0-9a-f]{32})"')
+ONCE = re.compile(r'name="once" value="([A-Za-z0-9_-]{16,64})"')
 OFFER = re.compile(r'name="offer" value="(0x[0-9a-f]{64})"')
 PRINCIPAL = 1_000 * USD
 REPAYMENT = 1_050 * USD

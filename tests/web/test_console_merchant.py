@@ -24,7 +24,7 @@ from test_app_pages import COOKIE, SAME_ORIGIN, csrf_of, served_app, signed_up  
 #: The API fixtures (apps and clients on the test deployment).
 pytest_plugins = ["api_fixtures"]
 
-ONCE = re.compile(r'name="once" value="([0-9a-f]{32})"')
+ONCE = re.compile(r'name="once" value="([A-Za-z0-9_-]{16,64})"')
 ETH = 10**18
 CAP = 100 * USD * SCALE
 

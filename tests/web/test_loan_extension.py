@@ -29,7 +29,7 @@ ETH = 10**18
 DAY = 24 * 3600
 PRINCIPAL = 1_000 * USD
 REPAYMENT = 1_050 * USD
-ONCE = re.compile(r'name="once" value="([0-9a-f]{32})"')
+ONCE = re.compile(r'name="once" value="([A-Za-z0-9_-]{16,64})"')
 
 
 def words(response) -> str:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -62,6 +61,7 @@ from api.settings import Settings
 from api.users import User
 from web.app.recipients import account_address
 from web.app.routes import _page, _redirect, _signed_in, _signed_in_form, _wait
+from web.app.session import FORM_KEY, new_form_key
 from web.render import page_for
 
 logger = logging.getLogger(__name__)
@@ -72,8 +72,6 @@ router = APIRouter(prefix="/app", include_in_schema=False, default_response_clas
 HISTORY = 30
 #: Offers the borrow page shows (the cheapest).
 OFFERS = 20
-#: A form's one-time key: 32 hex digits issued with the page.
-ONCE = re.compile(r"^[0-9a-f]{32}$")
 #: An amount as a person types it: digits, then maybe a decimal point or comma and more digits.
 AMOUNT = re.compile(r"^[0-9]{1,60}(?:[.,][0-9]{1,60})?$")
 _ERRORS = error_responses(NotFound, Forbidden, Conflict, InvalidRequest, TooManyRequests, ServiceUnavailable,
@@ -85,9 +83,6 @@ def readable_amounts(request: Request) -> Any:
     locale = page_for(request).locale
     return lambda value: format_decimal(value, locale=locale, decimal_quantization=False)
 
-
-def _once() -> str:
-    return secrets.token_hex(16)
 
 
 def amount_of(units: int, decimals: int) -> Decimal:
@@ -117,7 +112,7 @@ def parse_amount(text: str, decimals: int) -> int | None:
 def _action_key(kind: str, form: dict[str, str]) -> str | None:
     """The ``Idempotency-Key`` of a form's action: its one-time field, under the form's kind."""
     once = form.get("once", "")
-    return f"app-{kind}:{once}" if ONCE.match(once) else None
+    return f"app-{kind}:{once}" if FORM_KEY.match(once) else None
 
 
 # ------------------------------------------------------------------- points
@@ -149,7 +144,7 @@ async def _points_page(request: Request, chain: ChainService, index: Any, user: 
                  readable=readable_amounts(request),
                  balance=amount_of(balance, points.decimals), symbol=points.symbol,
                  moves=[(move, amount_of(abs(move.points), points.decimals)) for move in moves],
-                 once=_once(), errors=errors or set(), error=error, to=to, amount=amount, wait=wait,
+                 once=new_form_key(), errors=errors or set(), error=error, to=to, amount=amount, wait=wait,
                  notice=notice if notice == "sent" else None)
 
 
@@ -270,7 +265,7 @@ async def render_borrow_page(request: Request, chain: ChainService, book: Any, u
     extension = await run_in_threadpool(extensions.pending, request.app.state.extensions, view["loan"], view["now"])
     return _page(request, "app/money_borrow.html", status=status, headers=headers, user=user, token=token,
                  readable=readable_amounts(request), extension=extension,
-                 token_id=number, once=_once(), error=error, wait=wait,
+                 token_id=number, once=new_form_key(), error=error, wait=wait,
                  notice=notice if notice in ("accepted", "repaid", "extended") else None,
                  money=lambda units: amount_of(int(units), decimals), symbol=view["stablecoin"].symbol, **{
                      k: v for k, v in view.items() if k != "stablecoin"})

@@ -16,8 +16,6 @@ templates.
 from __future__ import annotations
 
 import logging
-import re
-import secrets
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -44,6 +42,7 @@ from api.routers.merchant import (
 )
 from api.users import User
 from web.app.routes import redirect, signed_in_form
+from web.app.session import FORM_KEY, new_form_key
 from web.charts import bar_chart
 from web.console.routes import business_user, console_page
 from web.console.wallet_send import wallet_send
@@ -53,8 +52,6 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/console/merchant", include_in_schema=False, default_response_class=HTMLResponse)
 
-#: A form's one-time key: 32 hex digits issued with the page.
-ONCE = re.compile(r"^[0-9a-f]{32}$")
 #: Days a statement covers when none are chosen (ending with the chain's day).
 DEFAULT_DAYS = 30
 
@@ -64,9 +61,6 @@ def _money(request: Request) -> Any:
     locale = page_for(request).locale
     return lambda text: format_decimal(Decimal(text), format="#,##0.00####", locale=locale)
 
-
-def _once() -> str:
-    return secrets.token_hex(16)
 
 
 async def _home(request: Request, user: User, token: str, roles: Any, chain: Any, status: int = 200,
@@ -80,7 +74,7 @@ async def _home(request: Request, user: User, token: str, roles: Any, chain: Any
     head = await run_in_threadpool(chain.latest_timestamp)
     last = datetime.fromtimestamp(head, UTC).date()
     return console_page(request, "console/merchant_home.html", user, token, roles, section="merchant",
-                        status=status, headers=headers, state=state, money=_money(request), once=_once(),
+                        status=status, headers=headers, state=state, money=_money(request), once=new_form_key(),
                         errors=errors or set(), error=error, form=form or {},
                         notice=notice if notice in ("issued", "redeemed") else None,
                         first_day=(last - timedelta(days=DEFAULT_DAYS)).isoformat(), last_day=last.isoformat(),
@@ -115,7 +109,7 @@ async def _action(request: Request, settings: Any, chain: Any, kind: str, act: A
                            headers)
 
     once = form.get("once", "")
-    if not ONCE.match(once):
+    if not FORM_KEY.match(once):
         return await again(422, error="form")
     try:
         if user.wallet:  # the account's own wallet sends it (web/console/wallet_send.py)
