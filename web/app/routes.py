@@ -255,15 +255,17 @@ async def signup(request: Request, users: UsersDep, settings: SettingsDep) -> Re
 
 
 async def _signed_in_form(request: Request, settings: Settings, missing: str = "expired",
-                          max_fields: int = MAX_FIELDS) -> tuple[User, str, dict[str, str]] | Response:
+                          max_fields: int = MAX_FIELDS, fields: dict[str, str] | None = None,
+                          ) -> tuple[User, str, dict[str, str]] | Response:
     """A signed-in form's account, session token and fields; or the answer
     refusing it (403 from elsewhere, without the right token or with more than
     ``max_fields`` fields, 303 to the login page saying ``missing`` without a
     session: a logout sent twice lands where the first one did). A refused form
-    changes nothing."""
+    changes nothing. ``fields``: the form already read (a multipart form's text
+    fields), instead of reading a URL-encoded body."""
     if not session.same_origin(request, settings):
         return _refused(request, "origin")
-    form = await _form(request, max_fields)
+    form = fields if fields is not None else await _form(request, max_fields)
     if form is None:
         return _refused(request, "form")
     signed_in = _signed_in(request)

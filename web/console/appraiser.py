@@ -38,8 +38,8 @@ from api.routers.custody_console import AppraisalIn, AppraisalPage, appraisal_li
 from api.users import User
 from indexer.reader import IndexReader
 from web.app.routes import redirect, render_page
-from web.console.custodian import act_once, business_form, failure, new_once
-from web.console.routes import business_user, console_page
+from web.console.custodian import act_once, failure, new_once
+from web.console.routes import business_form, business_user, console_page
 from web.console.wallet_send import wallet_send
 from web.render import page_for
 
@@ -91,7 +91,7 @@ async def appraiser_home(request: Request, chain: ChainDep, index: IndexDep) -> 
 async def appraise(request: Request, lot_id: str, settings: SettingsDep, chain: ChainDep, index: IndexDep,
                    business: BusinessDep) -> Response:
     """Post the lot's value per bottle (``post_appraisal``, dated now)."""
-    checked = await business_form(request, settings, role="appraiser")
+    checked = await business_form(request, "appraiser", once=True)
     if isinstance(checked, Response):
         return checked
     user, token, roles, form = checked

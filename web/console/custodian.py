@@ -52,14 +52,13 @@ from api.routers.custody_console import (
     reject_redemption,
 )
 from api.schemas import BYTES32_PATTERN
-from api.settings import Settings
 from api.users import User
 from indexer import holdings
 from indexer.events import SERIAL_BITS
 from indexer.reader import IndexReader, IndexStatus
 from web.app import session
-from web.app.routes import form_fields, redirect, render_page, signed_in
-from web.console.routes import business_user, console_page
+from web.app.routes import redirect, render_page
+from web.console.routes import business_form, business_user, console_page
 from web.console.wallet_send import wallet_send
 
 router = APIRouter(prefix="/console/custodian", include_in_schema=False, default_response_class=HTMLResponse)
@@ -68,7 +67,6 @@ router = APIRouter(prefix="/console/custodian", include_in_schema=False, default
 NOTICES = frozenset({"confirmed", "rejected", "attested", "reserve"})
 #: Lots the page lists with their storage report.
 LOTS_SHOWN = 50
-_ONCE = session.FORM_KEY
 _ROOT = re.compile(BYTES32_PATTERN)
 _ERRORS = error_responses(Unauthorized, Forbidden, NotFound, Conflict, InvalidRequest, ServiceUnavailable, html=True)
 
@@ -195,26 +193,6 @@ async def request_page(request: Request, token_id: str, chain: ChainDep, index: 
     return await _request_page(request, chain, index, user, token, roles, token_id)
 
 
-async def business_form(request: Request, settings: Settings, fields: dict[str, str] | None = None,
-                        role: str = "custodian") -> tuple[User, str, Roles, dict[str, str]] | Response:
-    """A console form from a signed-in account holding ``role``: same origin, CSRF token, one-time key."""
-    if not session.same_origin(request, settings):
-        return render_page(request, "app/refused.html", status=403, reason="origin")
-    form = fields if fields is not None else await form_fields(request)
-    if form is None or not _ONCE.match(form.get("once", "")):
-        return render_page(request, "app/refused.html", status=403, reason="form")
-    signed = signed_in(request)
-    if signed is None:
-        return redirect(request, "/app/login", done="expired")
-    user, token = signed
-    if not session.csrf_valid(settings, token, form.get(session.CSRF_FIELD)):
-        return render_page(request, "app/refused.html", status=403, reason="token")
-    checked = await business_user(request, role)
-    if isinstance(checked, Response):
-        return checked
-    return user, token, checked[2], form
-
-
 async def act_once(request: Request, user: User, once: str, action: Any, *args: Any) -> Any:
     """Run an API action once per form key: None when the key was used already
     (the form sent again: the first one acted). The key is given back when the
@@ -234,7 +212,7 @@ async def act_once(request: Request, user: User, once: str, action: Any, *args: 
 async def confirm(request: Request, token_id: str, settings: SettingsDep, chain: ChainDep, index: IndexDep,
                   business: BusinessDep) -> Response:
     """The bottle is shipped: ``confirm_redemption`` from the cellar's address."""
-    checked = await business_form(request, settings)
+    checked = await business_form(request, "custodian", once=True)
     if isinstance(checked, Response):
         return checked
     user, token, roles, form = checked
@@ -256,7 +234,7 @@ async def confirm(request: Request, token_id: str, settings: SettingsDep, chain:
 async def reject(request: Request, token_id: str, settings: SettingsDep, chain: ChainDep, index: IndexDep,
                  business: BusinessDep) -> Response:
     """Refuse the delivery with a reason: ``reject_redemption`` with its hash."""
-    checked = await business_form(request, settings)
+    checked = await business_form(request, "custodian", once=True)
     if isinstance(checked, Response):
         return checked
     user, token, roles, form = checked
@@ -308,7 +286,7 @@ async def report(request: Request, lot_id: str, settings: SettingsDep, chain: Ch
     if parsed is None:
         return render_page(request, "app/refused.html", status=403, reason="form")
     fields, document = parsed
-    checked = await business_form(request, settings, fields)
+    checked = await business_form(request, "custodian", fields, once=True)
     if isinstance(checked, Response):
         return checked
     user, token, roles, form = checked
@@ -330,7 +308,7 @@ async def report(request: Request, lot_id: str, settings: SettingsDep, chain: Ch
 async def reserve(request: Request, settings: SettingsDep, chain: ChainDep, index: IndexDep,
                   business: BusinessDep) -> Response:
     """One click: the root over the bottles the cellar keeps, posted with its tree."""
-    checked = await business_form(request, settings)
+    checked = await business_form(request, "custodian", once=True)
     if isinstance(checked, Response):
         return checked
     user, token, roles, form = checked

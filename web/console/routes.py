@@ -19,6 +19,7 @@ from starlette.responses import Response
 from api.business import ROLES, Roles, roles_of
 from api.errors import ServiceUnavailable
 from api.users import User
+from web.app import session
 from web.app.routes import redirect, render_page, signed_in, signed_in_form
 
 router = APIRouter(prefix="/console", include_in_schema=False, default_response_class=HTMLResponse)
@@ -50,13 +51,18 @@ async def business_user(request: Request, role: str | None = None) -> tuple[User
     return user, token, roles
 
 
-async def business_form(request: Request, role: str) -> tuple[User, str, Roles, dict[str, str]] | Response:
+async def business_form(request: Request, role: str, fields: dict[str, str] | None = None, once: bool = False,
+                        ) -> tuple[User, str, Roles, dict[str, str]] | Response:
     """A console form's account, session token, roles and fields, from a
     signed-in account holding ``role`` (same origin, CSRF token: the app's
-    :func:`signed_in_form`); or the answer refusing it. Nothing changes on a refusal."""
-    checked_form = await signed_in_form(request, request.app.state.settings)
+    :func:`signed_in_form`; with ``once``, a well-formed one-time key too);
+    or the answer refusing it. Nothing changes on a refusal. ``fields``: the
+    text fields of a multipart form, already read."""
+    checked_form = await signed_in_form(request, request.app.state.settings, fields=fields)
     if isinstance(checked_form, Response):
         return checked_form
+    if once and not session.FORM_KEY.match(checked_form[2].get("once", "")):
+        return render_page(request, "app/refused.html", status=403, reason="form")
     checked = await business_user(request, role)
     if isinstance(checked, Response):
         return checked
