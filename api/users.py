@@ -272,16 +272,6 @@ def _user(row: Row, scope: Scope = "act", kind_column: str = "kind") -> User:
                 kind="wallet" if row[kind_column] == "wallet" else "custodial")
 
 
-def _add_column(db: Database, table: str, column: str, sql_type: str) -> None:
-    """Add ``column`` to a table created before it existed (``CREATE TABLE IF
-    NOT EXISTS`` leaves an existing table as it is)."""
-    with db.transaction() as tx:
-        if db.postgres:
-            tx.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {sql_type}")
-        elif column not in {r["name"] for r in tx.all(f"PRAGMA table_info({table})")}:
-            tx.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
-
-
 class UserStore:
     """Custodial accounts and their credentials in the relayer's database.
 
@@ -305,9 +295,9 @@ class UserStore:
         self._dummy_hash: str | None = None
         self._cipher, self._cipher_problem = _key_cipher(settings.master_key)
         db.migrate(SCHEMA)
-        _add_column(db, "credentials", "scope", "TEXT")
+        db.add_column("credentials", "scope", "TEXT")
         # NULL: custodial (every account made before wallet accounts existed); 'wallet': no key, no password.
-        _add_column(db, "users", "kind", "TEXT")
+        db.add_column("users", "kind", "TEXT")
 
     @property
     def configured(self) -> bool:

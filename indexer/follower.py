@@ -96,17 +96,9 @@ def manifest_id(decoder: Decoder) -> str:
 
 def ensure_schema(db: Database) -> None:
     db.migrate(SCHEMA)
-    # ix_cursor gained a column after its first release: add it where missing.
-    with db.transaction() as tx:
-        present = {row["name"] for row in _columns(tx, db, "ix_cursor")}
-        if "manifest_id" not in present:
-            tx.execute("ALTER TABLE ix_cursor ADD COLUMN manifest_id TEXT")
-
-
-def _columns(tx: Transaction, db: Database, table: str) -> list[dict[str, Any]]:
-    if db.postgres:
-        return tx.all("SELECT column_name AS name FROM information_schema.columns WHERE table_name = ?", (table,))
-    return tx.all(f"PRAGMA table_info({table})")
+    # ix_cursor gained a column after its first release: add it where missing (two instances starting
+    # together on PostgreSQL once both saw it missing, and the second ALTER failed: "already exists").
+    db.add_column("ix_cursor", "manifest_id", "TEXT")
 
 
 class Indexer:

@@ -261,6 +261,17 @@ class Database:
             for statement in statements:
                 tx.execute(statement)
 
+    def add_column(self, table: str, column: str, sql_type: str) -> None:
+        """Add ``column`` to ``table`` where it is missing: a table created before the column
+        existed (``CREATE TABLE IF NOT EXISTS`` leaves it as it is). Safe for instances starting
+        together: PostgreSQL checks and adds under the table's lock (``IF NOT EXISTS``); SQLite's
+        transactions are serialised by the database's write lock."""
+        with self.transaction() as tx:
+            if self.postgres:
+                tx.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {sql_type}")
+            elif column not in {r["name"] for r in tx.all(f"PRAGMA table_info({table})")}:
+                tx.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+
     def close(self) -> None:
         if self.postgres:
             self._pool.close()
