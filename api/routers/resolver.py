@@ -238,21 +238,28 @@ def _of_gtin(lots: list[CataloguedLot], gtin: str) -> list[CataloguedLot]:
     return sorted((lot for lot in lots if lot.gtin == gtin), key=lambda lot: -lot.lot_id)
 
 
-def known_without_the_node(link: gs1.DigitalLink, chain: ChainService, settings: Settings) -> bool:
-    """Whether :func:`resolve` can answer ``link`` with neither a node request nor a file
-    read: the chain id is known, the folder's listing is fresh, and every catalogued lot
-    of the GTIN has already been found to match the chain (an unknown GTIN: 404 at once)."""
+def warm_candidates(link: gs1.DigitalLink, chain: ChainService, settings: Settings) -> list[CataloguedLot] | None:
+    """The catalogued lots of ``link``'s GTIN when :func:`resolve` can answer it from them with
+    neither a node request nor a file read (the chain id is known, the folder's listing is
+    fresh, and every one of them was already found to match the chain; none for an unknown
+    GTIN: 404 at once); else None."""
     if not chain.chain_id_known:
-        return False
+        return None
     listed = listed_catalogue(_directory(chain, settings))
-    return listed is not None and all((chain.chain_id, lot.lot_id, lot.document_hash) in _matched
-                                      for lot in _of_gtin(listed, link.gtin))
+    if listed is None:
+        return None
+    candidates = _of_gtin(listed, link.gtin)
+    matched = all((chain.chain_id, lot.lot_id, lot.document_hash) in _matched for lot in candidates)
+    return candidates if matched else None
 
 
-def resolve(link: gs1.DigitalLink, chain: ChainService, settings: Settings) -> Resolved:
+def resolve(link: gs1.DigitalLink, chain: ChainService, settings: Settings,
+            candidates: list[CataloguedLot] | None = None) -> Resolved:
     """The item ``link`` names, walking up from an unknown serial to its lot and from an
-    unknown lot to the product; :class:`NotFound` for a GTIN of no issued lot."""
-    candidates = _of_gtin(catalogue(_directory(chain, settings)), link.gtin)
+    unknown lot to the product; :class:`NotFound` for a GTIN of no issued lot.
+    ``candidates``: the GTIN's lots as :func:`warm_candidates` found them, not listed again."""
+    if candidates is None:
+        candidates = _of_gtin(catalogue(_directory(chain, settings)), link.gtin)
     known = [lot for lot in candidates if _on_chain(chain, lot)]
     if not known:
         raise NotFound(f"GTIN {link.gtin} is not known to this resolver")
@@ -362,14 +369,15 @@ async def answer(request: Request, chain: ChainService, index: IndexReader, sett
         raise MalformedIdentifier(f"not a valid GS1 Digital Link: {err}") from err
     wants = link_type or ("linkset" if LINKSET_TYPE in request.headers.get("accept", "") else "")
     needs_records = wants in ("linkset", "all") or _short(wants) == "certificationInfo"
-    if needs_records or not known_without_the_node(link, chain, settings):
+    candidates = None if needs_records else warm_candidates(link, chain, settings)
+    if candidates is None:
         return await run_in_threadpool(_answer, request, link, chain, index, settings, wants)
-    return _answer(request, link, chain, index, settings, wants)
+    return _answer(request, link, chain, index, settings, wants, candidates)
 
 
 def _answer(request: Request, link: gs1.DigitalLink, chain: ChainService, index: IndexReader, settings: Settings,
-            wants: str) -> Response:
-    item = resolve(link, chain, settings)
+            wants: str, candidates: list[CataloguedLot] | None = None) -> Response:
+    item = resolve(link, chain, settings, candidates)
     base = settings.public_base_url.rstrip("/")
     anchor = _anchor(link, item, base)
     headers = {**CORS_HEADERS, "Vary": "Accept", "Cache-Control": "no-store",
