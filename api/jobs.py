@@ -392,8 +392,7 @@ class IssuanceJobs(Store):
         return int(receipt["blockNumber"])
 
     def _deposit(self, chain_id: int, lot_id: int, doc: dict[str, Any]) -> None:
-        base = self._settings.documents_dir
-        lots.write_document(base / f"lot-{lot_id}.json" if base else lots.document_path(chain_id, lot_id), doc)
+        lots.write_document(self._settings.lot_document_path(chain_id, lot_id), doc)
 
     # ------------------------------------------------------------------ restart
 

@@ -319,6 +319,16 @@ class Settings(BaseSettings):
         "that carries a bearer token or a session cookie; without one those routes keep `MAX_BODY_BYTES`.",
     )
 
+    def documents_folder(self, chain_id: int) -> Path:
+        """The folder of lot documents: ``documents_dir``, else the deployment's ``documents/<chain id>/``."""
+        from amphora.lots import documents_dir  # the toolchain's layout, where `ape run issue_lot` writes
+
+        return self.documents_dir or documents_dir(chain_id)
+
+    def lot_document_path(self, chain_id: int, lot_id: int) -> Path:
+        """Where lot ``lot_id``'s document is kept (`lot-<id>.json` in :meth:`documents_folder`)."""
+        return self.documents_folder(chain_id) / f"lot-{lot_id}.json"
+
     @field_validator("relay_contract_code_hashes")
     @classmethod
     def _code_hashes(cls, value: str | None) -> str | None:

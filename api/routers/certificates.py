@@ -11,7 +11,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse
 
 from amphora import eip712
-from amphora.lots import documents_dir, split_token_id
+from amphora.lots import split_token_id
 from api.chain import BlockRef, ChainService, node_errors
 from api.deps import ChainDep, IndexDep, ScansDep, SettingsDep
 from api.errors import InvalidRequest, NotDeployed, NotFound, UpstreamUnavailable, error_responses
@@ -388,8 +388,7 @@ def verify_page(token_id: TokenIdPath, request: Request, chain: ChainDep, index:
     view, block = certificate_view_at(chain, index, settings, token_id)
     client = page_client(request.client.host if request.client else None, request.headers.get("user-agent"))
     view.scans = record_scan(scans, view, client)
-    directory = settings.documents_dir or documents_dir(chain.chain_id)
-    doc = verify.lot_document(directory / f"lot-{view.lot_id}.json", view.lot.metadata_hash)
+    doc = verify.lot_document(settings.lot_document_path(chain.chain_id, view.lot_id), view.lot.metadata_hash)
     return verify.certificate_page(request, view, doc=doc, names=party_names(chain, view),
                                    money=_stablecoin(chain), block_time=block.timestamp,
                                    public_base_url=settings.public_base_url)

@@ -19,7 +19,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from amphora import epcis, gs1
-from amphora.lots import documents_dir
 from api.deps import ChainDep, IndexDep, SettingsDep
 from api.errors import NotDeployed, QueryParameterInvalid, UpstreamUnavailable, error_responses
 from api.routers.resolver import CataloguedLot, catalogue
@@ -175,7 +174,7 @@ async def epcis_events(request: Request, chain: ChainDep, index: IndexDep, setti
         raise QueryParameterInvalid(f"nextPageToken: {err}".replace("next_cursor", "nextPageToken")) from err
     base = settings.public_base_url.rstrip("/")
     chain_id = chain.chain_id
-    documents = catalogue(settings.documents_dir or documents_dir(chain_id))
+    documents = catalogue(settings.documents_folder(chain_id))
 
     def query(tx: Any, status: IndexStatus) -> tuple[list[dict[str, Any]], str | None]:
         committed = epcis_index.lot_facts(tx, chain_id)

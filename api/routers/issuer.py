@@ -172,8 +172,7 @@ def issue_lot(document: LotDocumentBody, request: Request, user: UserDep, chain:
         raise
     lot_id = issued_lot_id(chain, sent.logs)
     keys_vault.keep(chain_id, user.address, digest, lot_id, tree, keys)
-    base = settings.documents_dir
-    lots.write_document(base / f"lot-{lot_id}.json" if base else lots.document_path(chain_id, lot_id), doc)
+    lots.write_document(settings.lot_document_path(chain_id, lot_id), doc)
     return IssuedLot(lot_id=str(lot_id), tx_hash=sent.tx_hash, block_number=sent.block_number,
                      bottle_count=lot.bottle_count, metadata_hash=digest,
                      document_url=f"/lots/{lot_id}/metadata.json", labels_url=f"/lots/{lot_id}/labels.pdf",

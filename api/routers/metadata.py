@@ -10,7 +10,7 @@ from eth_utils import keccak
 from fastapi import APIRouter, Path
 from fastapi.responses import Response
 
-from amphora.lots import LOT_DOCUMENT_V2, canonical_json, document_path, lot_document_schema, token_id
+from amphora.lots import LOT_DOCUMENT_V2, canonical_json, lot_document_schema, token_id
 from api.deps import ChainDep, IndexDep, SettingsDep
 from api.errors import DocumentMismatch, InvalidRequest, NotDeployed, NotFound, UpstreamUnavailable, error_responses
 from api.routers.certificates import TokenIdPath, certificate_view
@@ -81,8 +81,7 @@ def lot_document(
     record = chain.certificate(token_id(lot_id, 1))
     if not record.issued:
         raise NotFound(f"lot {lot_id} does not exist")
-    base = settings.documents_dir
-    path = (base / f"lot-{lot_id}.json") if base else document_path(chain.chain_id, lot_id)
+    path = settings.lot_document_path(chain.chain_id, lot_id)
     try:
         body = path.read_bytes()
     except FileNotFoundError as err:

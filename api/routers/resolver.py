@@ -40,7 +40,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from amphora import gs1
-from amphora.lots import documents_dir, is_v2, split_token_id, token_id
+from amphora.lots import is_v2, split_token_id, token_id
 from api.chain import ChainService
 from api.deps import ChainDep, IndexDep, SettingsDep
 from api.errors import (
@@ -230,7 +230,7 @@ def _on_chain(chain: ChainService, lot: CataloguedLot) -> bool:
 
 
 def _directory(chain: ChainService, settings: Settings) -> Path:
-    return settings.documents_dir or documents_dir(chain.chain_id)
+    return settings.documents_folder(chain.chain_id)
 
 
 def _of_gtin(lots: list[CataloguedLot], gtin: str) -> list[CataloguedLot]:

@@ -45,7 +45,6 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from amphora import qr
-from amphora.lots import documents_dir
 from api.deps import ChainDep, IndexDep, RelayerDep, SettingsDep, UsersDep, custodial_origin
 from api.errors import (
     AmphoraError,
@@ -130,8 +129,8 @@ def _wine(request: Request, view: CertificateView) -> str:
     """The wine's name in the reader's language: the lot document's translation when it has
     one (as the verification page shows it), else the name on chain ("" when none)."""
     settings = _settings(request)
-    directory = settings.documents_dir or documents_dir(request.app.state.chain.chain_id)
-    doc = lot_document(directory / f"lot-{view.lot_id}.json", view.lot.metadata_hash)
+    doc = lot_document(settings.lot_document_path(request.app.state.chain.chain_id, view.lot_id),
+                       view.lot.metadata_hash)
     return label(view, doc, page_for(request).language, settings.public_base_url).wine
 
 
