@@ -293,7 +293,7 @@ class IssuanceJobs(Store):
                 prepared_id, expires_at = self._prepare_for_wallet(job_id, user, issue_call(self._chain, lot, doc,
                                                                                             tree.root))
                 handed = True
-                self._await_wallet(job_id, user.address, prepared_id, expires_at, doc)
+                self._await_wallet(job_id, user.address, prepared_id, expires_at, doc, "0x" + tree.root.hex())
                 return
             self._progress(job_id, "send", 0, 1)
             sent = self._sender.send(user, issue_call(self._chain, lot, doc, tree.root))
@@ -339,15 +339,17 @@ class IssuanceJobs(Store):
         return prepared.id, prepared.expires_at
 
     def _await_wallet(self, job_id: str, issuer: str, prepared_id: str, expires_at: float,
-                      doc: dict[str, Any]) -> None:
+                      doc: dict[str, Any], root: str | None = None) -> None:
         """Watch the chain (not the wallet's report, which may never come) for the wallet account's lot until
         it lands (the job done, as a custodial one) or the prepared transaction expired
-        (:class:`_Failed` ``wallet_expired``, document and keys released)."""
+        (:class:`_Failed` ``wallet_expired``, document and keys released). ``root``: the staged keys' tag
+        root when the caller has their tree (else it is rebuilt from the staged tags: seconds for a big lot)."""
         job = self.get(job_id, issuer)
         assert job is not None
         logger.info("issuance job %s: waiting for the wallet to send prepared transaction %s", job_id, prepared_id)
         deadline, touched = expires_at + self.wallet_grace, time.monotonic()
-        root = self._vault.staged_root(job.chain_id, job.issuer, job.metadata_hash)
+        if root is None:
+            root = self._vault.staged_root(job.chain_id, job.issuer, job.metadata_hash)
         if root is None:
             raise _Failed("internal", "the tag keys staged for this lot were not found: nothing can be kept for it")
         while True:
