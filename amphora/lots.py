@@ -19,6 +19,7 @@ import csv
 import json
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -250,13 +251,28 @@ class Bottle:
     proof: list[str]
 
 
-def make_tags(lot: LotDescription) -> tuple[TagTree, list[str | None]]:
-    """The lot's tag tree, and the private keys of freshly made tags (None for given tags)."""
+def make_tags(lot: LotDescription,
+              progress: Callable[[str, int], None] | None = None) -> tuple[TagTree, list[str | None]]:
+    """The lot's tag tree, and the private keys of freshly made tags (None for given tags).
+    ``progress(step, done)``: ``("keys", n)`` every 1,000 keys made and ``("tree", n)`` every
+    1,000 leaves hashed, each step announced with 0 first (the slow parts of a big lot)."""
+    tree_progress = None if progress is None else (lambda done: progress("tree", done))
     if lot.tags:
-        return TagTree.build(lot.tags), [None] * len(lot.tags)
-    keys = [secrets.token_bytes(32) for _ in range(lot.bottle_count)]
-    addresses = [Account.from_key(k).address for k in keys]
-    return TagTree.build(addresses), ["0x" + k.hex() for k in keys]
+        if progress is not None:
+            progress("tree", 0)
+        return TagTree.build(lot.tags, tree_progress), [None] * len(lot.tags)
+    if progress is not None:
+        progress("keys", 0)
+    keys: list[bytes] = []
+    addresses: list[str] = []
+    for n in range(1, lot.bottle_count + 1):
+        keys.append(secrets.token_bytes(32))
+        addresses.append(Account.from_key(keys[-1]).address)
+        if progress is not None and n % 1_000 == 0:
+            progress("keys", n)
+    if progress is not None:
+        progress("tree", 0)
+    return TagTree.build(addresses, tree_progress), ["0x" + k.hex() for k in keys]
 
 
 def bottles_of(tree: TagTree, keys: list[str | None]) -> list[Bottle]:

@@ -53,12 +53,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from eth_account import Account
 from eth_typing import HexStr
 from web3.exceptions import TimeExhausted
 
 from amphora import lots
-from amphora.merkle import TagTree
 from api.business import BusinessSender, Sent, TransactionFailed
 from api.chain import CERTIFICATE, ChainService, node_errors
 from api.errors import AmphoraError, Conflict, Forbidden
@@ -82,8 +80,6 @@ WALLET_TOUCH_SECONDS = 30.0
 #: The reason a wallet account's job ends with when its lot did not land in time.
 WALLET_EXPIRED = ("the lot was not sent from the wallet in time: nothing was kept and the document is free again; "
                   "start the issuance again")
-#: Bottles between two progress writes.
-PROGRESS_EVERY = 1_000
 #: On a database shared by several instances (PostgreSQL), a job whose progress was not written for this long
 #: is taken for one a stopped instance left behind (longer than any step's silence: the receipt wait).
 STALE_SECONDS = 600.0
@@ -276,18 +272,8 @@ class IssuanceJobs(Store):
         sent: Sent | None = None
         handed = False  # a wallet account's transaction prepared: it may land, so the keys stay staged
         try:
-            self._progress(job_id, "keys", 0, count)
-            keys: list[str | None] = []
-            addresses = []
-            for n in range(1, count + 1):
-                key = secrets.token_bytes(32)
-                keys.append("0x" + key.hex())
-                addresses.append(Account.from_key(key).address)
-                if n % PROGRESS_EVERY == 0 and n < count:
-                    self._progress(job_id, "keys", n, count)
-            self._progress(job_id, "tree", 0, count)
-            tree = TagTree.build(addresses, lambda done: self._progress(job_id, "tree", done, count)
-                                 if done < count else None)
+            tree, keys = lots.make_tags(lot, lambda step, done: self._progress(job_id, step, done, count)
+                                        if done < count else None)
             self._vault.stage(chain_id, user.address, digest, tree, keys)
             if user.wallet:
                 prepared_id, expires_at = self._prepare_for_wallet(job_id, user, issue_call(self._chain, lot, doc,
